@@ -1,0 +1,194 @@
+// The Ghost transformer and its trainer (DESIGN §2–§5), written once against primal::Backend.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "primal/backend.h"
+
+namespace primal {
+
+enum class Quant { FP, STE, Poltergeist };
+const char* quantName(Quant q);
+Quant parseQuant(const std::string& s);  // throws Error on an unknown name
+
+struct ModelConfig {
+  int vocab = 256;
+  int dModel = 64;
+  int layers = 2;
+  int heads = 4;
+  int ffn = 192;
+  int seq = 64;
+  float ropeTheta = 10000.0f;
+  float normEps = 1e-5f;
+  float initStd = 0.02f;
+  // Rows of the embedding table: vocab rounded up to a multiple of 64 (50257 -> 50304) so GEMMs
+  // stay aligned; padded rows are never scored.
+  int paddedVocab() const { return vocab <= 256 ? vocab : ((vocab + 63) / 64) * 64; }
+  void validate() const;  // throws Error naming the bad field
+};
+
+// The knobs of DESIGN §4, changeable between steps.
+struct Knobs {
+  float bridge = 2.0f / 3.0f;  // b in (0,1)
+  bool bridgeOn = true;        // false: bridge "null"
+  float flipRate = 0.01f;
+  float pMax = 0.5f;
+  float voteKeep = 0.95f;
+  float deadzone = 0.0f;
+  float lr = 3e-3f;       // peak learning rate of the fp parameters
+  float scaleLr = 1e-2f;  // peak learning rate of the Ghost Scales (absolute)
+  void validate() const;
+};
+
+struct TrainConfig {
+  ModelConfig model;
+  Quant quant = Quant::Poltergeist;
+  int actBits = 8;  // 0 = off
+  int batch = 16;   // B windows per micro-batch
+  int accum = 1;    // K micro-batches per optimizer step
+  uint64_t seed = 1;
+  int warmup = 30;
+  int totalSteps = 300;     // length of the cosine schedule
+  float minLrRatio = 0.1f;  // cosine floor as a fraction of the peak lr
+  float beta1 = 0.9f, beta2 = 0.95f, adamEps = 1e-8f;
+  float weightDecay = 0.1f;
+  float gradClip = 1.0f;  // <= 0: off
+  float scaleMin = 1e-4f;
+  Knobs knobs;
+  void validate() const;
+};
+
+// Per-layer telemetry of one step (index = BitLinear layer, 7 per block).
+struct LayerStep {
+  float scale = 0, dscale = 0;
+  FlipStats flips{};
+  uint64_t weights = 0;
+};
+
+struct StepResult {
+  int step = 0;           // the step just completed (1-based count of applied steps)
+  float loss = 0;         // mean train loss over the step's micro-batches (nats/token)
+  float lr = 0;
+  float gradNorm = 0;     // global norm of the fp-parameter gradient before clipping
+  double tokens = 0;      // cumulative tokens trained
+  float stepMs = 0;
+  size_t peakBytes = 0;   // device high-water mark
+  std::vector<LayerStep> layers;
+};
+
+struct MemoryReport {
+  size_t params = 0;        // fp32 parameters (embedding, norms, latent W for fp/ste)
+  size_t optimizer = 0;     // AdamW moments
+  size_t grads = 0;         // fp gradients
+  size_t ternaryState = 0;  // codes + votes + per-layer scale state (poltergeist)
+  size_t ternaryWeights = 0;
+  size_t activations = 0;   // kept for backward
+  size_t scratch = 0;       // workspaces (weight materialization, G, classifier chunks)
+  size_t deviceInUse = 0;
+  size_t devicePeak = 0;
+};
+
+struct LayerInfo {
+  std::string name;  // "blocks.3.mlp.up"
+  int rows = 0, cols = 0;  // out, in
+};
+
+class Trainer {
+ public:
+  // backend: "cpu" or "cuda" (device index 0). threads: CPU threads (0 = all).
+  Trainer(const TrainConfig& cfg, const std::string& backend, int threads = 0);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const TrainConfig& config() const { return cfg_; }
+  const Knobs& knobs() const { return cfg_.knobs; }
+  void setKnobs(const Knobs& k);  // validates; bridge changes apply to the next forward
+  int step() const { return step_; }
+  double tokensSeen() const { return tokens_; }
+  std::string deviceName() const;
+  Backend& backend() { return *be_; }
+
+  // Training data: token ids < vocab; at least seq+1 tokens.
+  void setTrainData(std::vector<int32_t> tokens);
+  size_t trainTokens() const { return train_.size(); }
+
+  // One optimizer step: K micro-batches of forward+backward, then the update. Throws Error
+  // (state unchanged except votes of the aborted step) when the loss is not finite.
+  StepResult trainStep();
+
+  // The two halves of a step, for inspection and tests: accumulate() runs one micro-batch
+  // (the next data window) and returns its loss; applyStep() applies the update with
+  // K = number of micro-batches accumulated since the last step.
+  float accumulate();
+  StepResult applyStep();
+
+  // Forward-only loss over windows [start, start+len) of `tokens` (len <= seq+1 each); returns
+  // sum of nats over scored targets and their count. Batches windows B at a time.
+  struct EvalResult {
+    double lossSum = 0;
+    double count = 0;
+  };
+  EvalResult evaluate(const int32_t* tokens, size_t n, int window, std::atomic<bool>* cancel = nullptr);
+  // Loss of one explicit batch (inputs/targets [B*T], targets < 0 unscored), forward only.
+  double batchLoss(const int32_t* inputs, const int32_t* targets, int B, int T);
+
+  // Text generation (the salad test): continues `prompt` by n tokens. temperature <= 0 or
+  // topK == 1: greedy. Uses its own Philox key (seed) and never touches the training streams.
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int n, float temperature,
+                                int topK, uint64_t seed);
+
+  // Introspection.
+  const std::vector<LayerInfo>& layers() const { return layerInfo_; }
+  int layerIndex(const std::string& name) const;  // throws Error listing valid names
+  std::vector<int8_t> codes(int layer);
+  std::vector<int8_t> votes(int layer);
+  std::vector<float> flipProbabilities(int layer);  // p with the current votes and knobs
+  std::vector<float> weights(int layer);            // effective weights as used in forward
+  void setCodes(int layer, const std::vector<int8_t>& c);  // validated (-2..2)
+  void setVotes(int layer, const std::vector<int8_t>& v);  // validated (-127..127)
+  std::vector<float> scales() const;       // Ghost Scales s (poltergeist), gamma (ste), rms (fp)
+  std::vector<float> scaleGrads() const;   // accumulated dL/ds since the last step
+  void setScale(int layer, float s);
+  std::vector<float> gamma0() const;
+  std::vector<LayerStep> layerStats();     // current occupancy/votes/p without stepping
+  MemoryReport memory() const;
+  size_t paramCount() const;               // model parameters (tied embedding counted once)
+
+  // Whole-state checkpoint as safetensors (DESIGN §6). `extraMeta` is stored as a JSON string
+  // under "__metadata__"."primal.extra". load() validates everything before touching state.
+  void save(const std::string& path, const std::string& extraMeta = "{}");
+  std::string load(const std::string& path);  // returns extraMeta
+
+  // Debug/testing access to fp parameters by name ("wte", "blocks.0.attn_norm", "blocks.0.attn.q"
+  // (latent W for fp/ste), "norm_f") and their gradients.
+  std::vector<std::string> paramNames() const;
+  std::vector<float> param(const std::string& name);
+  void setParam(const std::string& name, const std::vector<float>& v);
+  std::vector<float> paramGrad(const std::string& name);
+  // Runs forward+backward on an explicit batch, accumulating gradients/votes exactly as
+  // accumulate() does with gradScale 1/(B*T*K) for K = 1; returns the loss.
+  double forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T);
+  void zeroGrad();
+
+  struct Impl;
+
+ private:
+  TrainConfig cfg_;
+  std::unique_ptr<Backend> be_;
+  std::unique_ptr<Impl> m_;
+  std::vector<LayerInfo> layerInfo_;
+  std::vector<int32_t> train_;
+  int step_ = 0;
+  int accumulated_ = 0;
+  double accLoss_ = 0;
+  double tokens_ = 0;
+};
+
+std::unique_ptr<Backend> makeBackend(const std::string& name, int threads);
+std::string coreVersion();
+
+}  // namespace primal

@@ -1,0 +1,752 @@
+// Thin node-addon-api binding over primal::Trainer. Every entry point validates its arguments
+// and turns failures into JavaScript exceptions; long work (training, evaluation, generation,
+// checkpoint I/O) runs on a worker thread so the JavaScript event loop stays responsive.
+// A per-trainer mutex serializes access: a call made while a step runs waits for that step's end.
+#include <napi.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "primal/error.h"
+#include "primal/trainer.h"
+
+namespace {
+
+using primal::Trainer;
+
+// State shared by the JS wrapper and its in-flight workers, so a worker never outlives it.
+struct Shared {
+  std::unique_ptr<Trainer> trainer;
+  std::mutex mu;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> training{false};
+  std::atomic<int> inflight{0};
+};
+
+[[noreturn]] void throwJs(Napi::Env env, const std::string& msg) {
+  throw Napi::Error::New(env, msg);
+}
+
+double numField(const Napi::Object& o, const char* key, double def, bool required = false,
+                const char* prefix = "config.") {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) {
+    if (required) throwJs(o.Env(), std::string(prefix) + key + " is required");
+    return def;
+  }
+  if (!v.IsNumber()) throwJs(o.Env(), std::string(prefix) + key + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throwJs(o.Env(), std::string(prefix) + key + " must be finite");
+  return d;
+}
+
+int intField(const Napi::Object& o, const char* key, int def, bool required = false,
+             const char* prefix = "config.") {
+  double d = numField(o, key, def, required, prefix);
+  if (d != std::floor(d) || std::fabs(d) > 2147483647.0)
+    throwJs(o.Env(), std::string(prefix) + key + " must be an integer, got " + std::to_string(d));
+  return static_cast<int>(d);
+}
+
+// Applies the JS knob object onto `k` (only the keys present). bridge: number | null.
+void readKnobs(const Napi::Object& o, primal::Knobs& k) {
+  Napi::Env env = o.Env();
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value v = o.Get(key);
+    if (key == "bridge") {
+      if (v.IsNull()) {
+        k.bridgeOn = false;
+        continue;
+      }
+      if (!v.IsNumber()) throwJs(env, "knob bridge must be a number in (0, 1) or null");
+      k.bridge = v.As<Napi::Number>().FloatValue();
+      k.bridgeOn = true;
+      continue;
+    }
+    float* dst = key == "flipRate" ? &k.flipRate
+                 : key == "pMax"   ? &k.pMax
+                 : key == "voteKeep" ? &k.voteKeep
+                 : key == "deadzone" ? &k.deadzone
+                 : key == "lr"       ? &k.lr
+                 : key == "scaleLr"  ? &k.scaleLr
+                                     : nullptr;
+    if (!dst)
+      throwJs(env, "unknown knob '" + key +
+                       "' (allowed: bridge, flipRate, pMax, voteKeep, deadzone, lr, scaleLr)");
+    if (!v.IsNumber()) throwJs(env, "knob " + key + " must be a number");
+    *dst = v.As<Napi::Number>().FloatValue();
+  }
+}
+
+Napi::Object knobsToJs(Napi::Env env, const primal::Knobs& k) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("bridge", k.bridgeOn ? Napi::Value(Napi::Number::New(env, k.bridge)) : env.Null());
+  o.Set("flipRate", k.flipRate);
+  o.Set("pMax", k.pMax);
+  o.Set("voteKeep", k.voteKeep);
+  o.Set("deadzone", k.deadzone);
+  o.Set("lr", k.lr);
+  o.Set("scaleLr", k.scaleLr);
+  return o;
+}
+
+primal::TrainConfig readConfig(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  primal::TrainConfig c;
+  Napi::Value mv = o.Get("model");
+  if (!mv.IsObject()) throwJs(env, "config.model must be an object {vocab, dModel, layers, heads, ffn, seq}");
+  Napi::Object m = mv.As<Napi::Object>();
+  c.model.vocab = intField(m, "vocab", 0, true, "config.model.");
+  c.model.dModel = intField(m, "dModel", 0, true, "config.model.");
+  c.model.layers = intField(m, "layers", 0, true, "config.model.");
+  c.model.heads = intField(m, "heads", 0, true, "config.model.");
+  c.model.ffn = intField(m, "ffn", 0, true, "config.model.");
+  c.model.seq = intField(m, "seq", 0, true, "config.model.");
+  c.model.ropeTheta = static_cast<float>(numField(m, "ropeTheta", c.model.ropeTheta));
+  c.model.normEps = static_cast<float>(numField(m, "normEps", c.model.normEps));
+  c.model.initStd = static_cast<float>(numField(m, "initStd", c.model.initStd));
+  Napi::Value q = o.Get("quant");
+  if (!q.IsString()) throwJs(env, "config.quant must be one of 'fp', 'ste', 'poltergeist'");
+  c.quant = primal::parseQuant(q.As<Napi::String>().Utf8Value());
+  Napi::Value ab = o.Get("actBits");
+  if (ab.IsNull()) c.actBits = 0;
+  else if (ab.IsUndefined()) c.actBits = c.quant == primal::Quant::FP ? 0 : 8;
+  else c.actBits = intField(o, "actBits", 8);
+  c.batch = intField(o, "batch", c.batch);
+  c.accum = intField(o, "accum", c.accum);
+  Napi::Value sv = o.Get("seed");
+  if (sv.IsBigInt()) {
+    bool lossless = false;
+    c.seed = sv.As<Napi::BigInt>().Uint64Value(&lossless);
+  } else if (!sv.IsUndefined()) {
+    double d = numField(o, "seed", 1);
+    if (d < 0 || d != std::floor(d) || d > 9007199254740991.0)
+      throwJs(env, "config.seed must be a non-negative integer");
+    c.seed = static_cast<uint64_t>(d);
+  }
+  c.warmup = intField(o, "warmup", c.warmup);
+  c.totalSteps = intField(o, "totalSteps", c.totalSteps);
+  c.minLrRatio = static_cast<float>(numField(o, "minLrRatio", c.minLrRatio));
+  c.beta1 = static_cast<float>(numField(o, "beta1", c.beta1));
+  c.beta2 = static_cast<float>(numField(o, "beta2", c.beta2));
+  c.weightDecay = static_cast<float>(numField(o, "weightDecay", c.weightDecay));
+  c.gradClip = static_cast<float>(numField(o, "gradClip", c.gradClip));
+  Napi::Value kv = o.Get("knobs");
+  if (kv.IsObject()) readKnobs(kv.As<Napi::Object>(), c.knobs);
+  else if (!kv.IsUndefined()) throwJs(env, "config.knobs must be an object");
+  c.validate();
+  return c;
+}
+
+// Per-layer telemetry as columns of typed arrays (no per-element JS objects).
+Napi::Object layerColumns(Napi::Env env, const std::vector<primal::LayerStep>& ls) {
+  const size_t n = ls.size();
+  auto f32 = [&](auto get) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, n);
+    for (size_t i = 0; i < n; ++i) a[i] = static_cast<float>(get(ls[i]));
+    return a;
+  };
+  auto i32 = [&](auto get) {
+    Napi::Int32Array a = Napi::Int32Array::New(env, n);
+    for (size_t i = 0; i < n; ++i) a[i] = static_cast<int32_t>(get(ls[i]));
+    return a;
+  };
+  using L = primal::LayerStep;
+  auto tr = [](const L& l, int a, int b) { return l.flips.transitions[a][b]; };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("scale", f32([](const L& l) { return l.scale; }));
+  o.Set("dscale", f32([](const L& l) { return l.dscale; }));
+  o.Set("weights", f32([](const L& l) { return static_cast<double>(l.weights); }));
+  o.Set("flips", i32([](const L& l) { return l.flips.flipsUp + l.flips.flipsDown; }));
+  o.Set("flipFrac", f32([](const L& l) {
+          return l.weights ? static_cast<double>(l.flips.flipsUp + l.flips.flipsDown) / l.weights : 0.0;
+        }));
+  o.Set("flipsUp", i32([](const L& l) { return l.flips.flipsUp; }));
+  o.Set("flipsDown", i32([](const L& l) { return l.flips.flipsDown; }));
+  o.Set("zeroToBridge", i32([&](const L& l) { return tr(l, 2, 1) + tr(l, 2, 3); }));
+  o.Set("bridgeToOne", i32([&](const L& l) { return tr(l, 1, 0) + tr(l, 3, 4); }));
+  o.Set("oneToBridge", i32([&](const L& l) { return tr(l, 0, 1) + tr(l, 4, 3); }));
+  o.Set("bridgeToZero", i32([&](const L& l) { return tr(l, 1, 2) + tr(l, 3, 2); }));
+  o.Set("zeroToOne", i32([&](const L& l) { return tr(l, 2, 0) + tr(l, 2, 4); }));
+  o.Set("oneToZero", i32([&](const L& l) { return tr(l, 0, 2) + tr(l, 4, 2); }));
+  o.Set("pMean", f32([](const L& l) { return l.weights ? l.flips.pSum / l.weights : 0.0; }));
+  o.Set("pMax", f32([](const L& l) { return l.flips.pMax; }));
+  const char* occ[5] = {"occM2", "occM1", "occ0", "occP1", "occP2"};
+  for (int j = 0; j < 5; ++j) o.Set(occ[j], i32([j](const L& l) { return l.flips.occupancy[j]; }));
+  o.Set("voteActive", f32([](const L& l) {
+          return l.weights ? static_cast<double>(l.flips.votesNonZero) / l.weights : 0.0;
+        }));
+  o.Set("voteSaturated", f32([](const L& l) {
+          return l.weights ? static_cast<double>(l.flips.votesSaturated) / l.weights : 0.0;
+        }));
+  return o;
+}
+
+Napi::Object stepToJs(Napi::Env env, const primal::StepResult& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("step", r.step);
+  o.Set("loss", r.loss);
+  o.Set("lr", r.lr);
+  o.Set("gradNorm", r.gradNorm);
+  o.Set("tokens", r.tokens);
+  o.Set("stepMs", r.stepMs);
+  o.Set("peakMemoryBytes", static_cast<double>(r.peakBytes));
+  o.Set("layers", layerColumns(env, r.layers));
+  return o;
+}
+
+std::vector<int32_t> tokensArg(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throwJs(v.Env(), std::string(what) + " must be an Int32Array of token ids");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+// Base for promise-returning workers that hold the trainer lock while they run.
+class LockedWorker : public Napi::AsyncWorker {
+ public:
+  LockedWorker(Napi::Env env, std::shared_ptr<Shared> s)
+      : Napi::AsyncWorker(env), s_(std::move(s)), deferred_(Napi::Promise::Deferred::New(env)) {
+    s_->inflight++;
+  }
+  ~LockedWorker() override { s_->inflight--; }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    if (!s_->trainer) {
+      SetError("the trainer has been disposed");
+      return;
+    }
+    try {
+      Run(*s_->trainer);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnOK() override { deferred_.Resolve(Result(Env())); }
+
+ protected:
+  virtual void Run(Trainer& t) = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+  std::shared_ptr<Shared> s_;
+  Napi::Promise::Deferred deferred_;
+};
+
+struct StepPayload {
+  primal::StepResult r;
+};
+
+class TrainWorker : public Napi::AsyncProgressQueueWorker<StepPayload> {
+ public:
+  TrainWorker(Napi::Env env, Napi::Function noop, std::shared_ptr<Shared> s, int n, Napi::Value onStep)
+      : Napi::AsyncProgressQueueWorker<StepPayload>(noop),
+        s_(std::move(s)),
+        n_(n),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
+    s_->inflight++;
+  }
+  ~TrainWorker() override { s_->inflight--; }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n_; ++i) {
+      if (s_->stop.load()) {
+        stopped_ = true;
+        break;
+      }
+      StepPayload p;
+      {
+        std::lock_guard<std::mutex> lk(s_->mu);
+        if (!s_->trainer) {
+          SetError("the trainer has been disposed");
+          return;
+        }
+        try {
+          p.r = s_->trainer->trainStep();
+        } catch (const std::exception& e) {
+          SetError(e.what());
+          return;
+        }
+        step_ = s_->trainer->step();
+      }
+      ++done_;
+      lastLoss_ = p.r.loss;
+      progress.Send(&p, 1);
+    }
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  void OnProgress(const StepPayload* data, size_t count) override {
+    Napi::Env env = Env();
+    if (onStep_.IsEmpty()) return;
+    Napi::HandleScope scope(env);
+    for (size_t i = 0; i < count; ++i) {
+      try {
+        onStep_.Call({stepToJs(env, data[i].r)});
+      } catch (const Napi::Error& e) {
+        // A throwing callback stops training at the next boundary; the error is reported.
+        callbackError_ = e.Message();
+        s_->stop = true;
+      }
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    s_->training = false;
+    s_->stop = false;
+    if (!callbackError_.empty()) {
+      deferred_.Reject(Napi::Error::New(env, "onStep callback threw: " + callbackError_).Value());
+      return;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("steps", done_);
+    o.Set("step", step_);
+    o.Set("stopped", stopped_);
+    o.Set("lastLoss", done_ ? Napi::Value(Napi::Number::New(env, lastLoss_)) : env.Null());
+    o.Set("seconds", seconds_);
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override {
+    s_->training = false;
+    s_->stop = false;
+    Napi::Error err = Napi::Error::New(Env(), e.Message());
+    err.Set("stepsCompleted", Napi::Number::New(Env(), done_));
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  std::shared_ptr<Shared> s_;
+  int n_;
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference onStep_;
+  int done_ = 0, step_ = 0;
+  bool stopped_ = false;
+  double lastLoss_ = 0, seconds_ = 0;
+  std::string callbackError_;
+};
+
+class EvalWorker : public LockedWorker {
+ public:
+  EvalWorker(Napi::Env env, std::shared_ptr<Shared> s, std::vector<int32_t> tokens, int window)
+      : LockedWorker(env, std::move(s)), tokens_(std::move(tokens)), window_(window) {}
+  void Run(Trainer& t) override { r_ = t.evaluate(tokens_.data(), tokens_.size(), window_, &s_->stop); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("lossSum", r_.lossSum);
+    o.Set("count", r_.count);
+    return o;
+  }
+
+ private:
+  std::vector<int32_t> tokens_;
+  int window_;
+  Trainer::EvalResult r_;
+};
+
+class GenerateWorker : public LockedWorker {
+ public:
+  GenerateWorker(Napi::Env env, std::shared_ptr<Shared> s, std::vector<int32_t> prompt, int n,
+                 float temp, int topK, uint64_t seed)
+      : LockedWorker(env, std::move(s)), prompt_(std::move(prompt)), n_(n), temp_(temp), topK_(topK), seed_(seed) {}
+  void Run(Trainer& t) override { out_ = t.generate(prompt_, n_, temp_, topK_, seed_); }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Int32Array a = Napi::Int32Array::New(env, out_.size());
+    for (size_t i = 0; i < out_.size(); ++i) a[i] = out_[i];
+    return a;
+  }
+
+ private:
+  std::vector<int32_t> prompt_, out_;
+  int n_;
+  float temp_;
+  int topK_;
+  uint64_t seed_;
+};
+
+class SaveWorker : public LockedWorker {
+ public:
+  SaveWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path, std::string extra)
+      : LockedWorker(env, std::move(s)), path_(std::move(path)), extra_(std::move(extra)) {}
+  void Run(Trainer& t) override { t.save(path_, extra_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::String::New(env, path_); }
+
+ private:
+  std::string path_, extra_;
+};
+
+class LoadWorker : public LockedWorker {
+ public:
+  LoadWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path)
+      : LockedWorker(env, std::move(s)), path_(std::move(path)) {}
+  void Run(Trainer& t) override { extra_ = t.load(path_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::String::New(env, extra_); }
+
+ private:
+  std::string path_, extra_;
+};
+
+class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "NativeTrainer",
+        {InstanceMethod("setTrainData", &NativeTrainer::SetTrainData),
+         InstanceMethod("train", &NativeTrainer::Train),
+         InstanceMethod("stop", &NativeTrainer::Stop),
+         InstanceMethod("isTraining", &NativeTrainer::IsTraining),
+         InstanceMethod("setKnobs", &NativeTrainer::SetKnobs),
+         InstanceMethod("getKnobs", &NativeTrainer::GetKnobs),
+         InstanceMethod("info", &NativeTrainer::Info),
+         InstanceMethod("layerStats", &NativeTrainer::LayerStats),
+         InstanceMethod("codes", &NativeTrainer::Codes),
+         InstanceMethod("votes", &NativeTrainer::Votes),
+         InstanceMethod("flipProbabilities", &NativeTrainer::FlipProbabilities),
+         InstanceMethod("weights", &NativeTrainer::Weights),
+         InstanceMethod("setCodes", &NativeTrainer::SetCodes),
+         InstanceMethod("setVotes", &NativeTrainer::SetVotes),
+         InstanceMethod("scales", &NativeTrainer::Scales),
+         InstanceMethod("scaleGrads", &NativeTrainer::ScaleGrads),
+         InstanceMethod("setScale", &NativeTrainer::SetScale),
+         InstanceMethod("gamma0", &NativeTrainer::Gamma0),
+         InstanceMethod("memory", &NativeTrainer::Memory),
+         InstanceMethod("accumulate", &NativeTrainer::Accumulate),
+         InstanceMethod("applyStep", &NativeTrainer::ApplyStep),
+         InstanceMethod("batchLoss", &NativeTrainer::BatchLoss),
+         InstanceMethod("evaluate", &NativeTrainer::Evaluate),
+         InstanceMethod("generate", &NativeTrainer::Generate),
+         InstanceMethod("save", &NativeTrainer::Save),
+         InstanceMethod("load", &NativeTrainer::Load),
+         InstanceMethod("dispose", &NativeTrainer::Dispose)});
+  }
+
+  explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
+    Napi::Env env = info.Env();
+    s_ = std::make_shared<Shared>();
+    if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "NativeTrainer(config): config object required");
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string device = "cpu";
+    Napi::Value dv = o.Get("device");
+    if (dv.IsString()) device = dv.As<Napi::String>().Utf8Value();
+    else if (!dv.IsUndefined()) throwJs(env, "config.device must be 'cpu', 'cuda' or 'auto'");
+    int threads = intField(o, "threads", 0);
+    try {
+      primal::TrainConfig cfg = readConfig(o);
+      s_->trainer = std::make_unique<Trainer>(cfg, device, threads);
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throwJs(env, e.what());
+    }
+  }
+
+ private:
+  std::shared_ptr<Shared> s_;
+
+  Trainer& T(Napi::Env env) {
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    return *s_->trainer;
+  }
+
+  // Runs f with the trainer lock held (waits for a running step to finish).
+  template <typename F>
+  auto Locked(Napi::Env env, F&& f) -> decltype(f(std::declval<Trainer&>())) {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    try {
+      return f(T(env));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throwJs(env, e.what());
+    }
+  }
+
+  int LayerArg(const Napi::CallbackInfo& info, Trainer& t) {
+    if (info.Length() < 1) throwJs(info.Env(), "layer name or index required");
+    if (info[0].IsString()) return t.layerIndex(info[0].As<Napi::String>().Utf8Value());
+    if (info[0].IsNumber()) {
+      double d = info[0].As<Napi::Number>().DoubleValue();
+      if (d < 0 || d != std::floor(d) || d >= static_cast<double>(t.layers().size()))
+        throw primal::Error("layer index out of range [0, " + std::to_string(t.layers().size()) + ")");
+      return static_cast<int>(d);
+    }
+    throwJs(info.Env(), "layer must be a name like 'blocks.0.mlp.up' or an index");
+  }
+
+  void RejectIfTraining(Napi::Env env, const char* what) {
+    if (s_->training.load())
+      throwJs(env, std::string(what) + ": the trainer is training; call stop() and await train() first");
+  }
+
+  Napi::Value SetTrainData(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "setTrainData");
+    if (info.Length() < 1) throwJs(info.Env(), "setTrainData(tokens: Int32Array) requires tokens");
+    auto toks = tokensArg(info[0], "tokens");
+    Locked(info.Env(), [&](Trainer& t) { t.setTrainData(std::move(toks)); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throwJs(env, "train(n, onStep?) requires a step count");
+    double n = info[0].As<Napi::Number>().DoubleValue();
+    if (!(n >= 0) || n != std::floor(n) || n > 1e9) throwJs(env, "train: n must be a non-negative integer");
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    if (s_->training.exchange(true)) throwJs(env, "train: this trainer is already training");
+    s_->stop = false;
+    Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+    auto* w = new TrainWorker(env, noop, s_, static_cast<int>(n), info.Length() > 1 ? info[1] : env.Undefined());
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    s_->stop = true;
+    return Napi::Boolean::New(info.Env(), s_->training.load());
+  }
+
+  Napi::Value IsTraining(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), s_->training.load());
+  }
+
+  Napi::Value SetKnobs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "setKnobs(knobs) requires an object");
+    return Locked(env, [&](Trainer& t) {
+      primal::Knobs k = t.knobs();
+      readKnobs(info[0].As<Napi::Object>(), k);
+      t.setKnobs(k);
+      return Napi::Value(knobsToJs(env, t.knobs()));
+    });
+  }
+
+  Napi::Value GetKnobs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Locked(env, [&](Trainer& t) { return Napi::Value(knobsToJs(env, t.knobs())); });
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Locked(env, [&](Trainer& t) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("step", t.step());
+      o.Set("tokens", t.tokensSeen());
+      o.Set("device", t.deviceName());
+      o.Set("backend", t.backend().name());
+      o.Set("quant", primal::quantName(t.config().quant));
+      o.Set("paramCount", static_cast<double>(t.paramCount()));
+      o.Set("trainTokens", static_cast<double>(t.trainTokens()));
+      Napi::Array ls = Napi::Array::New(env, t.layers().size());
+      for (size_t i = 0; i < t.layers().size(); ++i) {
+        Napi::Object l = Napi::Object::New(env);
+        l.Set("name", t.layers()[i].name);
+        l.Set("rows", t.layers()[i].rows);
+        l.Set("cols", t.layers()[i].cols);
+        ls.Set(static_cast<uint32_t>(i), l);
+      }
+      o.Set("layers", ls);
+      return Napi::Value(o);
+    });
+  }
+
+  Napi::Value LayerStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Locked(env, [&](Trainer& t) { return Napi::Value(layerColumns(env, t.layerStats())); });
+  }
+
+  template <typename V, typename A>
+  static Napi::Value ToTyped(Napi::Env env, const std::vector<V>& v) {
+    A a = A::New(env, v.size());
+    if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(V));
+    return a;
+  }
+
+  Napi::Value Codes(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.codes(LayerArg(info, t))); });
+  }
+  Napi::Value Votes(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.votes(LayerArg(info, t))); });
+  }
+  Napi::Value FlipProbabilities(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) {
+      return ToTyped<float, Napi::Float32Array>(info.Env(), t.flipProbabilities(LayerArg(info, t)));
+    });
+  }
+  Napi::Value Weights(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.weights(LayerArg(info, t))); });
+  }
+
+  static std::vector<int8_t> Int8Arg(const Napi::CallbackInfo& info, size_t idx, const char* what) {
+    if (info.Length() <= idx || !info[idx].IsTypedArray() ||
+        info[idx].As<Napi::TypedArray>().TypedArrayType() != napi_int8_array)
+      throwJs(info.Env(), std::string(what) + " must be an Int8Array");
+    Napi::Int8Array a = info[idx].As<Napi::Int8Array>();
+    return std::vector<int8_t>(a.Data(), a.Data() + a.ElementLength());
+  }
+
+  Napi::Value SetCodes(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "setCodes");
+    auto v = Int8Arg(info, 1, "codes");
+    Locked(info.Env(), [&](Trainer& t) { t.setCodes(LayerArg(info, t), v); });
+    return info.Env().Undefined();
+  }
+  Napi::Value SetVotes(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "setVotes");
+    auto v = Int8Arg(info, 1, "votes");
+    Locked(info.Env(), [&](Trainer& t) { t.setVotes(LayerArg(info, t), v); });
+    return info.Env().Undefined();
+  }
+  Napi::Value Scales(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scales()); });
+  }
+  Napi::Value ScaleGrads(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scaleGrads()); });
+  }
+  Napi::Value Gamma0(const Napi::CallbackInfo& info) {
+    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.gamma0()); });
+  }
+  Napi::Value SetScale(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "setScale");
+    if (info.Length() < 2 || !info[1].IsNumber()) throwJs(info.Env(), "setScale(layer, s) requires a number");
+    float s = info[1].As<Napi::Number>().FloatValue();
+    Locked(info.Env(), [&](Trainer& t) { t.setScale(LayerArg(info, t), s); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return Locked(env, [&](Trainer& t) {
+      primal::MemoryReport m = t.memory();
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("params", static_cast<double>(m.params));
+      o.Set("optimizer", static_cast<double>(m.optimizer));
+      o.Set("grads", static_cast<double>(m.grads));
+      o.Set("ternaryState", static_cast<double>(m.ternaryState));
+      o.Set("ternaryWeights", static_cast<double>(m.ternaryWeights));
+      o.Set("activations", static_cast<double>(m.activations));
+      o.Set("scratch", static_cast<double>(m.scratch));
+      o.Set("deviceInUse", static_cast<double>(m.deviceInUse));
+      o.Set("devicePeak", static_cast<double>(m.devicePeak));
+      return Napi::Value(o);
+    });
+  }
+
+  Napi::Value Accumulate(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "accumulate");
+    return Locked(info.Env(), [&](Trainer& t) { return Napi::Value(Napi::Number::New(info.Env(), t.accumulate())); });
+  }
+  Napi::Value ApplyStep(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "applyStep");
+    return Locked(info.Env(), [&](Trainer& t) { return Napi::Value(stepToJs(info.Env(), t.applyStep())); });
+  }
+  Napi::Value BatchLoss(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RejectIfTraining(env, "batchLoss");
+    if (info.Length() < 4) throwJs(env, "batchLoss(inputs, targets, B, T)");
+    auto in = tokensArg(info[0], "inputs");
+    auto tg = tokensArg(info[1], "targets");
+    int B = info[2].ToNumber().Int32Value(), Tn = info[3].ToNumber().Int32Value();
+    if (in.size() != static_cast<size_t>(B) * Tn || tg.size() != in.size())
+      throwJs(env, "batchLoss: inputs and targets must both hold B*T tokens");
+    return Locked(env, [&](Trainer& t) {
+      return Napi::Value(Napi::Number::New(env, t.batchLoss(in.data(), tg.data(), B, Tn)));
+    });
+  }
+
+  Napi::Value Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RejectIfTraining(env, "evaluate");
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    if (info.Length() < 1) throwJs(env, "evaluate(tokens, window?) requires tokens");
+    auto toks = tokensArg(info[0], "tokens");
+    int window = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    auto* w = new EvalWorker(env, s_, std::move(toks), window);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RejectIfTraining(env, "generate");
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    if (info.Length() < 2) throwJs(env, "generate(prompt: Int32Array, n, temperature?, topK?, seed?)");
+    auto prompt = tokensArg(info[0], "prompt");
+    if (!info[1].IsNumber()) throwJs(env, "generate: n must be a number");
+    int n = info[1].As<Napi::Number>().Int32Value();
+    float temp = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().FloatValue() : 1.0f;
+    int topK = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+    double seed = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
+    if (seed < 0 || seed != std::floor(seed)) throwJs(env, "generate: seed must be a non-negative integer");
+    auto* w = new GenerateWorker(env, s_, std::move(prompt), n, temp, topK, static_cast<uint64_t>(seed));
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Save(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    if (info.Length() < 1 || !info[0].IsString()) throwJs(env, "save(path, extraJson?) requires a path");
+    std::string extra = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+    auto* w = new SaveWorker(env, s_, info[0].As<Napi::String>().Utf8Value(), extra);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Load(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RejectIfTraining(env, "load");
+    if (!s_->trainer) throwJs(env, "the trainer has been disposed");
+    if (info.Length() < 1 || !info[0].IsString()) throwJs(env, "load(path) requires a path");
+    auto* w = new LoadWorker(env, s_, info[0].As<Napi::String>().Utf8Value());
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "dispose");
+    std::lock_guard<std::mutex> lk(s_->mu);
+    s_->trainer.reset();
+    return info.Env().Undefined();
+  }
+};
+
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("built", primal::cudaBuilt());
+  int n = 0;
+  try {
+    n = primal::cudaDeviceCount();
+  } catch (const std::exception&) {
+    n = 0;
+  }
+  o.Set("devices", n);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTrainer", NativeTrainer::Init(env));
+  exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
+  exports.Set("version", Napi::String::New(env, primal::coreVersion()));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(primal_native, Init)

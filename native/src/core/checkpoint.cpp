@@ -1,0 +1,299 @@
+// Whole-trainer checkpoints as safetensors: 8-byte little-endian header length, a JSON header
+// (tensor dtype/shape/offsets plus "__metadata__" strings), then the raw tensor bytes.
+// load() parses and validates the entire file before it changes any trainer state, so a
+// truncated or foreign file leaves the running trainer intact.
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "json.h"
+#include "primal/error.h"
+#include "primal/trainer.h"
+#include "trainer_impl.h"
+
+namespace primal {
+
+namespace {
+
+const char* kFormat = "primal-checkpoint-1";
+
+struct TensorOut {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<char> bytes;
+};
+
+std::string shapeJson(const std::vector<int64_t>& s) {
+  std::string o = "[";
+  for (size_t i = 0; i < s.size(); ++i) o += (i ? "," : "") + std::to_string(s[i]);
+  return o + "]";
+}
+
+std::string configJson(const TrainConfig& c) {
+  const ModelConfig& m = c.model;
+  std::ostringstream o;
+  o << "{\"model\":{\"vocab\":" << m.vocab << ",\"dModel\":" << m.dModel << ",\"layers\":" << m.layers
+    << ",\"heads\":" << m.heads << ",\"ffn\":" << m.ffn << ",\"seq\":" << m.seq
+    << ",\"ropeTheta\":" << json::number(m.ropeTheta) << ",\"normEps\":" << json::number(m.normEps)
+    << ",\"initStd\":" << json::number(m.initStd) << "},\"quant\":" << json::quote(quantName(c.quant))
+    << ",\"actBits\":" << c.actBits << ",\"batch\":" << c.batch << ",\"accum\":" << c.accum
+    << ",\"seed\":" << json::quote(std::to_string(c.seed)) << ",\"warmup\":" << c.warmup
+    << ",\"totalSteps\":" << c.totalSteps << ",\"minLrRatio\":" << json::number(c.minLrRatio)
+    << ",\"weightDecay\":" << json::number(c.weightDecay) << ",\"gradClip\":" << json::number(c.gradClip)
+    << "}";
+  return o.str();
+}
+
+std::string knobsJson(const Knobs& k) {
+  std::ostringstream o;
+  o << "{\"bridge\":" << json::number(k.bridge) << ",\"bridgeOn\":" << (k.bridgeOn ? "true" : "false")
+    << ",\"flipRate\":" << json::number(k.flipRate) << ",\"pMax\":" << json::number(k.pMax)
+    << ",\"voteKeep\":" << json::number(k.voteKeep) << ",\"deadzone\":" << json::number(k.deadzone)
+    << ",\"lr\":" << json::number(k.lr) << ",\"scaleLr\":" << json::number(k.scaleLr) << "}";
+  return o.str();
+}
+
+template <typename T>
+std::vector<char> asBytes(const std::vector<T>& v) {
+  std::vector<char> b(v.size() * sizeof(T));
+  if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+size_t dtypeSize(const std::string& d) {
+  if (d == "F32" || d == "I32") return 4;
+  if (d == "I8" || d == "U8") return 1;
+  if (d == "F64" || d == "I64") return 8;
+  if (d == "F16" || d == "BF16" || d == "I16") return 2;
+  return 0;
+}
+
+}  // namespace
+
+void Trainer::save(const std::string& path, const std::string& extraMeta) {
+  if (accumulated_ != 0)
+    throw Error("save: " + std::to_string(accumulated_) +
+                " micro-batch(es) are accumulated but not applied; call applyStep() first");
+  json::parse(extraMeta, "checkpoint extra metadata");  // must be valid JSON
+  Impl& m = *m_;
+  std::vector<TensorOut> ts;
+  auto dl = [&](const float* p, size_t n) {
+    std::vector<float> h(n);
+    be_->toHost(h.data(), p, n * sizeof(float));
+    return h;
+  };
+  for (auto& p : m.params) {
+    std::vector<int64_t> sh(p.shape.begin(), p.shape.end());
+    ts.push_back({"param." + p.name, "F32", sh, asBytes(dl(p.w.p, p.n))});
+    ts.push_back({"adam_m." + p.name, "F32", sh, asBytes(dl(p.m.p, p.n))});
+    ts.push_back({"adam_v." + p.name, "F32", sh, asBytes(dl(p.v.p, p.n))});
+  }
+  const int nl = static_cast<int>(m.lin.size());
+  std::vector<float> s(nl), sm(nl), sv(nl), g0(nl);
+  for (int i = 0; i < nl; ++i) {
+    BitLayer& l = m.lin[i];
+    s[i] = l.s;
+    sm[i] = l.sM;
+    sv[i] = l.sV;
+    g0[i] = l.gamma0;
+    if (cfg_.quant == Quant::Poltergeist) {
+      std::vector<int8_t> c(l.n), v(l.n);
+      be_->toHost(c.data(), l.code.p, l.n);
+      be_->toHost(v.data(), l.vote.p, l.n);
+      ts.push_back({"code." + layerInfo_[i].name, "I8", {l.rows, l.cols}, asBytes(c)});
+      ts.push_back({"vote." + layerInfo_[i].name, "I8", {l.rows, l.cols}, asBytes(v)});
+    }
+  }
+  ts.push_back({"ghost.scale", "F32", {nl}, asBytes(s)});
+  ts.push_back({"ghost.scale_m", "F32", {nl}, asBytes(sm)});
+  ts.push_back({"ghost.scale_v", "F32", {nl}, asBytes(sv)});
+  ts.push_back({"ghost.gamma0", "F32", {nl}, asBytes(g0)});
+
+  std::ostringstream h;
+  h << "{\"__metadata__\":{\"format\":" << json::quote(kFormat)
+    << ",\"config\":" << json::quote(configJson(cfg_)) << ",\"knobs\":" << json::quote(knobsJson(cfg_.knobs))
+    << ",\"step\":" << json::quote(std::to_string(step_))
+    << ",\"tokens\":" << json::quote(json::number(tokens_))
+    << ",\"seed\":" << json::quote(std::to_string(cfg_.seed))
+    << ",\"rng\":" << json::quote("philox4x32-10; counters derive from (seed, step): position = step")
+    << ",\"primal.extra\":" << json::quote(extraMeta) << "}";
+  size_t off = 0;
+  for (auto& t : ts) {
+    h << "," << json::quote(t.name) << ":{\"dtype\":\"" << t.dtype << "\",\"shape\":" << shapeJson(t.shape)
+      << ",\"data_offsets\":[" << off << "," << off + t.bytes.size() << "]}";
+    off += t.bytes.size();
+  }
+  h << "}";
+  std::string header = h.str();
+  while (header.size() % 8) header += ' ';
+  // Write to a temporary file and rename, so an interrupted save never replaces a good file.
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error("save: cannot open '" + tmp + "' for writing");
+    uint64_t hl = header.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hl >> (8 * i));
+    f.write(reinterpret_cast<const char*>(len), 8);
+    f.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (auto& t : ts) f.write(t.bytes.data(), static_cast<std::streamsize>(t.bytes.size()));
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw Error("save: writing '" + tmp + "' failed (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error("save: cannot rename '" + tmp + "' to '" + path + "'");
+  }
+}
+
+std::string Trainer::load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw Error("checkpoint '" + path + "' cannot be opened (missing or unreadable)");
+  const uint64_t fileSize = static_cast<uint64_t>(f.tellg());
+  f.seekg(0);
+  const std::string what = "checkpoint '" + path + "'";
+  if (fileSize < 8) throw Error(what + " is truncated: " + std::to_string(fileSize) + " bytes");
+  unsigned char len[8];
+  f.read(reinterpret_cast<char*>(len), 8);
+  uint64_t hl = 0;
+  for (int i = 0; i < 8; ++i) hl |= static_cast<uint64_t>(len[i]) << (8 * i);
+  if (hl == 0 || hl > 100u * 1024 * 1024 || hl > fileSize - 8)
+    throw Error(what + " has a bad header length (" + std::to_string(hl) + " bytes for a file of " +
+                std::to_string(fileSize) + "): not a safetensors file, or truncated");
+  std::string header(hl, '\0');
+  f.read(&header[0], static_cast<std::streamsize>(hl));
+  json::Value h = json::parse(header, what + " header");
+  if (h.kind != json::Value::Object) throw Error(what + ": header is not a JSON object");
+  if (!h.has("__metadata__") || !h.at("__metadata__").has("format") ||
+      h.at("__metadata__").at("format").str != kFormat)
+    throw Error(what + " is not a primal checkpoint (missing __metadata__.format = " + kFormat + ")");
+  const json::Value& meta = h.at("__metadata__");
+  auto metaStr = [&](const char* k) -> const std::string& {
+    if (!meta.has(k) || meta.at(k).kind != json::Value::String)
+      throw Error(what + ": metadata field '" + k + "' is missing");
+    return meta.at(k).str;
+  };
+  // The model and quantizer must match this trainer.
+  json::Value cj = json::parse(metaStr("config"), what + " config");
+  const json::Value& mj = cj.at("model");
+  const ModelConfig& mc = cfg_.model;
+  auto num = [&](const json::Value& o, const char* k) {
+    if (!o.has(k) || o.at(k).kind != json::Value::Number) throw Error(what + ": config field '" + k + "' missing");
+    return o.at(k).num;
+  };
+  std::ostringstream want, got;
+  want << "vocab " << mc.vocab << ", dModel " << mc.dModel << ", layers " << mc.layers << ", heads "
+       << mc.heads << ", ffn " << mc.ffn << ", quant " << quantName(cfg_.quant);
+  got << "vocab " << num(mj, "vocab") << ", dModel " << num(mj, "dModel") << ", layers " << num(mj, "layers")
+      << ", heads " << num(mj, "heads") << ", ffn " << num(mj, "ffn") << ", quant " << cj.at("quant").str;
+  if (want.str() != got.str())
+    throw Error(what + " is for a different model (" + got.str() + "); this trainer has " + want.str());
+
+  Impl& m = *m_;
+  const uint64_t dataStart = 8 + hl, dataLen = fileSize - dataStart;
+  std::map<std::string, std::vector<char>> data;
+  auto readTensor = [&](const std::string& name, const std::string& dtype, std::vector<int64_t> shape) {
+    if (!h.has(name)) throw Error(what + " lacks tensor '" + name + "'");
+    const json::Value& t = h.at(name);
+    if (!t.has("dtype") || t.at("dtype").str != dtype)
+      throw Error(what + ": tensor '" + name + "' has dtype " +
+                  (t.has("dtype") ? t.at("dtype").str : std::string("?")) + ", expected " + dtype);
+    if (!t.has("shape") || t.at("shape").kind != json::Value::Array || t.at("shape").arr.size() != shape.size())
+      throw Error(what + ": tensor '" + name + "' has the wrong rank, expected shape " + shapeJson(shape));
+    for (size_t i = 0; i < shape.size(); ++i)
+      if (t.at("shape").arr[i].num != static_cast<double>(shape[i]))
+        throw Error(what + ": tensor '" + name + "' has the wrong shape, expected " + shapeJson(shape));
+    if (!t.has("data_offsets") || t.at("data_offsets").arr.size() != 2)
+      throw Error(what + ": tensor '" + name + "' lacks data_offsets");
+    const double a = t.at("data_offsets").arr[0].num, b = t.at("data_offsets").arr[1].num;
+    uint64_t count = 1;
+    for (auto d : shape) count *= static_cast<uint64_t>(d);
+    const uint64_t bytes = count * dtypeSize(dtype);
+    if (!(a >= 0) || b - a != static_cast<double>(bytes) || b > static_cast<double>(dataLen))
+      throw Error(what + ": tensor '" + name + "' data lies outside the file (truncated checkpoint?)");
+    std::vector<char> buf(bytes);
+    f.seekg(static_cast<std::streamoff>(dataStart + static_cast<uint64_t>(a)));
+    f.read(buf.data(), static_cast<std::streamsize>(bytes));
+    if (!f) throw Error(what + ": reading tensor '" + name + "' failed (truncated checkpoint?)");
+    data[name] = std::move(buf);
+  };
+  for (auto& p : m.params) {
+    std::vector<int64_t> sh(p.shape.begin(), p.shape.end());
+    for (const char* pre : {"param.", "adam_m.", "adam_v."}) readTensor(pre + p.name, "F32", sh);
+  }
+  const int nl = static_cast<int>(m.lin.size());
+  for (int i = 0; i < nl; ++i)
+    if (cfg_.quant == Quant::Poltergeist)
+      for (const char* pre : {"code.", "vote."})
+        readTensor(pre + layerInfo_[i].name, "I8", {m.lin[i].rows, m.lin[i].cols});
+  for (const char* n : {"ghost.scale", "ghost.scale_m", "ghost.scale_v", "ghost.gamma0"}) readTensor(n, "F32", {nl});
+  for (int i = 0; i < nl && cfg_.quant == Quant::Poltergeist; ++i) {
+    for (char c : data["code." + layerInfo_[i].name])
+      if (c < -2 || c > 2) throw Error(what + ": tensor 'code." + layerInfo_[i].name + "' holds values outside [-2, 2]");
+    for (char v : data["vote." + layerInfo_[i].name])
+      if (static_cast<signed char>(v) < -127) throw Error(what + ": votes outside [-127, 127]");
+  }
+  // Knobs and counters.
+  json::Value kj = json::parse(metaStr("knobs"), what + " knobs");
+  Knobs k = cfg_.knobs;
+  k.bridge = static_cast<float>(num(kj, "bridge"));
+  k.bridgeOn = kj.has("bridgeOn") && kj.at("bridgeOn").b;
+  k.flipRate = static_cast<float>(num(kj, "flipRate"));
+  k.pMax = static_cast<float>(num(kj, "pMax"));
+  k.voteKeep = static_cast<float>(num(kj, "voteKeep"));
+  k.deadzone = static_cast<float>(num(kj, "deadzone"));
+  k.lr = static_cast<float>(num(kj, "lr"));
+  k.scaleLr = static_cast<float>(num(kj, "scaleLr"));
+  k.validate();
+  char* end = nullptr;
+  const std::string& stepS = metaStr("step");
+  long step = std::strtol(stepS.c_str(), &end, 10);
+  if (end == stepS.c_str() || step < 0) throw Error(what + ": bad step '" + stepS + "'");
+  double tokens = std::strtod(metaStr("tokens").c_str(), nullptr);
+  const std::string& seedS = metaStr("seed");
+  unsigned long long seed = std::strtoull(seedS.c_str(), &end, 10);
+  if (end == seedS.c_str()) throw Error(what + ": bad seed '" + seedS + "'");
+  std::string extra = meta.has("primal.extra") ? meta.at("primal.extra").str : "{}";
+
+  // Everything validated: now replace the state.
+  for (auto& p : m.params) {
+    be_->toDevice(p.w.p, data["param." + p.name].data(), p.w.bytes());
+    be_->toDevice(p.m.p, data["adam_m." + p.name].data(), p.m.bytes());
+    be_->toDevice(p.v.p, data["adam_v." + p.name].data(), p.v.bytes());
+    be_->zero(p.g.p, p.g.bytes());
+  }
+  auto fl = [&](const char* n) {
+    std::vector<float> v(nl);
+    std::memcpy(v.data(), data[n].data(), sizeof(float) * nl);
+    return v;
+  };
+  auto s = fl("ghost.scale"), sm = fl("ghost.scale_m"), sv = fl("ghost.scale_v"), g0 = fl("ghost.gamma0");
+  for (int i = 0; i < nl; ++i) {
+    BitLayer& l = m.lin[i];
+    l.s = s[i];
+    l.sM = sm[i];
+    l.sV = sv[i];
+    l.gamma0 = g0[i];
+    l.ds = 0;
+    if (cfg_.quant == Quant::Poltergeist) {
+      be_->toDevice(l.code.p, data["code." + layerInfo_[i].name].data(), l.n);
+      be_->toDevice(l.vote.p, data["vote." + layerInfo_[i].name].data(), l.n);
+    }
+  }
+  cfg_.knobs = k;
+  cfg_.seed = seed;
+  m.cfg = cfg_;
+  step_ = static_cast<int>(step);
+  tokens_ = tokens;
+  accumulated_ = 0;
+  accLoss_ = 0;
+  be_->sync();
+  return extra;
+}
+
+}  // namespace primal

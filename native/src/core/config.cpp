@@ -1,0 +1,89 @@
+// Validation of configs and knobs: every message names the field and the allowed values.
+#include <cmath>
+#include <string>
+
+#include "primal/error.h"
+#include "primal/trainer.h"
+
+namespace primal {
+
+const char* quantName(Quant q) {
+  switch (q) {
+    case Quant::FP: return "fp";
+    case Quant::STE: return "ste";
+    case Quant::Poltergeist: return "poltergeist";
+  }
+  return "?";
+}
+
+Quant parseQuant(const std::string& s) {
+  if (s == "fp") return Quant::FP;
+  if (s == "ste") return Quant::STE;
+  if (s == "poltergeist") return Quant::Poltergeist;
+  throw Error("quant: unknown quantizer '" + s + "' (allowed: fp, ste, poltergeist)");
+}
+
+static void positive(const char* field, long long v, long long max) {
+  if (v <= 0 || v > max)
+    throw Error(std::string(field) + ": must be an integer in [1, " + std::to_string(max) +
+                "], got " + std::to_string(v));
+}
+
+void ModelConfig::validate() const {
+  positive("model.vocab", vocab, 1 << 20);
+  positive("model.dModel", dModel, 16384);
+  positive("model.layers", layers, 256);
+  positive("model.heads", heads, 256);
+  positive("model.ffn", ffn, 65536);
+  positive("model.seq", seq, 65536);
+  if (dModel % heads != 0)
+    throw Error("model.heads: dModel (" + std::to_string(dModel) + ") must be divisible by heads (" +
+                std::to_string(heads) + ")");
+  if ((dModel / heads) % 2 != 0)
+    throw Error("model.heads: the head dimension dModel/heads must be even for RoPE, got " +
+                std::to_string(dModel / heads));
+  if (!(ropeTheta > 0) || !(normEps > 0) || !(initStd > 0))
+    throw Error("model: ropeTheta, normEps and initStd must be positive");
+}
+
+void Knobs::validate() const {
+  auto finite = [](const char* f, float v) {
+    if (!std::isfinite(v)) throw Error(std::string(f) + ": must be a finite number");
+  };
+  finite("bridge", bridge);
+  if (!(bridge > 0.0f && bridge < 1.0f))
+    throw Error("bridge: must be a number in (0, 1) or null (off), got " + std::to_string(bridge));
+  finite("flipRate", flipRate);
+  if (flipRate < 0) throw Error("flipRate: must be >= 0, got " + std::to_string(flipRate));
+  finite("pMax", pMax);
+  if (pMax < 0 || pMax > 1) throw Error("pMax: must be in [0, 1], got " + std::to_string(pMax));
+  finite("voteKeep", voteKeep);
+  if (voteKeep < 0 || voteKeep > 1)
+    throw Error("voteKeep: must be in [0, 1], got " + std::to_string(voteKeep));
+  finite("deadzone", deadzone);
+  if (deadzone < 0) throw Error("deadzone: must be >= 0, got " + std::to_string(deadzone));
+  finite("lr", lr);
+  if (lr < 0) throw Error("lr: must be >= 0, got " + std::to_string(lr));
+  finite("scaleLr", scaleLr);
+  if (scaleLr < 0) throw Error("scaleLr: must be >= 0, got " + std::to_string(scaleLr));
+}
+
+void TrainConfig::validate() const {
+  model.validate();
+  knobs.validate();
+  if (actBits != 0 && (actBits < 2 || actBits > 16))
+    throw Error("actBits: must be null (off) or an integer in [2, 16], got " + std::to_string(actBits));
+  positive("batch", batch, 1 << 16);
+  positive("accum", accum, 1 << 16);
+  if (warmup < 0) throw Error("warmup: must be >= 0");
+  positive("totalSteps", totalSteps, 1 << 30);
+  if (!(minLrRatio >= 0 && minLrRatio <= 1)) throw Error("minLrRatio: must be in [0, 1]");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+    throw Error("beta1/beta2: must be in [0, 1)");
+  if (!(adamEps > 0)) throw Error("adamEps: must be > 0");
+  if (!(weightDecay >= 0)) throw Error("weightDecay: must be >= 0");
+  if (!std::isfinite(gradClip)) throw Error("gradClip: must be finite (<= 0 turns clipping off)");
+  if (!(scaleMin > 0)) throw Error("scaleMin: must be > 0");
+}
+
+}  // namespace primal

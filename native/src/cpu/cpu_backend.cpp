@@ -1,0 +1,207 @@
+// CpuBackend: memory accounting, GEMM dispatch, element-wise ops, AdamW and the factory.
+// Model ops live in cpu_ops.cpp, quantizers in cpu_quant.cpp.
+#include "cpu_backend.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "gemm.h"
+#include "primal/error.h"
+
+#if defined(PRIMAL_HAVE_BLAS)
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace primal {
+namespace cpu {
+
+namespace {
+constexpr size_t kAlign = 64;          // cache line; also enough for any SIMD load
+constexpr size_t kElemGrain = 1 << 14; // smaller element-wise ops run on the calling thread
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {
+#if defined(PRIMAL_HAVE_BLAS)
+  openblas_set_num_threads(pool_.size());
+#endif
+}
+
+CpuBackend::~CpuBackend() {
+  std::lock_guard<std::mutex> lk(memMutex_);
+  for (auto& kv : allocations_) std::free(kv.first);
+  allocations_.clear();
+}
+
+std::string CpuBackend::describe() const {
+#if defined(PRIMAL_HAVE_BLAS)
+#if defined(PRIMAL_BLAS_NAME)
+  std::string gemmName = PRIMAL_BLAS_NAME;
+#else
+  std::string gemmName = "OpenBLAS";
+#endif
+#else
+  std::string gemmName = std::string("built-in GEMM ") + gemmKernelName();
+#endif
+  const int t = pool_.size();
+  return "cpu (" + gemmName + ", " + std::to_string(t) + (t == 1 ? " thread)" : " threads)");
+}
+
+// ---- memory --------------------------------------------------------------------------------
+
+void* CpuBackend::alloc(size_t bytes) {
+  if (bytes > SIZE_MAX - kAlign)
+    throw OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes");
+  const size_t rounded = bytes == 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, rounded);
+  if (!p) {
+    throw OutOfMemory("cpu: out of memory allocating " + std::to_string(bytes) + " bytes (" +
+                      std::to_string(bytesInUse()) + " bytes already in use)");
+  }
+  std::lock_guard<std::mutex> lk(memMutex_);
+  allocations_.emplace(p, bytes);
+  inUse_ += bytes;
+  if (inUse_ > peak_) peak_ = inUse_;
+  return p;
+}
+
+void CpuBackend::free(void* p) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> lk(memMutex_);
+    auto it = allocations_.find(p);
+    PRIMAL_CHECK(it != allocations_.end(), "cpu: free of a pointer this backend did not allocate");
+    inUse_ -= it->second;
+    allocations_.erase(it);
+  }
+  std::free(p);
+}
+
+void CpuBackend::zero(void* p, size_t bytes) {
+  if (bytes) std::memset(p, 0, bytes);
+}
+void CpuBackend::toDevice(void* dst, const void* hostSrc, size_t bytes) {
+  if (bytes) std::memcpy(dst, hostSrc, bytes);
+}
+void CpuBackend::toHost(void* hostDst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(hostDst, src, bytes);
+}
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memmove(dst, src, bytes);
+}
+
+size_t CpuBackend::bytesInUse() const {
+  std::lock_guard<std::mutex> lk(memMutex_);
+  return inUse_;
+}
+size_t CpuBackend::peakBytes() const {
+  std::lock_guard<std::mutex> lk(memMutex_);
+  return peak_;
+}
+void CpuBackend::resetPeak() {
+  std::lock_guard<std::mutex> lk(memMutex_);
+  peak_ = inUse_;
+}
+
+// ---- GEMM ----------------------------------------------------------------------------------
+
+void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
+                      int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+#if defined(PRIMAL_HAVE_BLAS)
+  gemmCheckArgs(transA, transB, M, N, K, lda, ldb, ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    // Degenerate products only scale C; some BLAS builds skip beta when K == 0.
+    gemmBlocked(&pool_, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (beta == 0.0f) {
+    // Make "beta = 0 overwrites" independent of how the BLAS treats NaN/Inf already in C.
+    for (int i = 0; i < M; ++i) std::memset(C + static_cast<size_t>(i) * ldc, 0, sizeof(float) * N);
+  }
+  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+              transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  gemmBlocked(&pool_, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+// ---- element-wise / reductions -------------------------------------------------------------
+
+void CpuBackend::add(float* y, const float* x, size_t n) {
+  pool_.parallelFor(n, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) y[i] += x[i];
+  }, kElemGrain);
+}
+
+void CpuBackend::scale(float* x, float a, size_t n) {
+  pool_.parallelFor(n, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) x[i] *= a;
+  }, kElemGrain);
+}
+
+double CpuBackend::sumSquares(const float* x, size_t n) {
+  return chunkedSum(n, [&](size_t b, size_t e) {
+    // Four fixed lanes (vectorizable, still a fixed order), combined pairwise.
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = b;
+    for (; i + 4 <= e; i += 4)
+      for (int l = 0; l < 4; ++l) {
+        const double v = x[i + l];
+        acc[l] += v * v;
+      }
+    for (; i < e; ++i) {
+      const double v = x[i];
+      acc[0] += v * v;
+    }
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  });
+}
+
+bool CpuBackend::allFinite(const float* x, size_t n) {
+  // Counts values whose exponent bits are all ones (Inf/NaN); integer ops vectorize.
+  const double bad = chunkedSum(n, [&](size_t b, size_t e) {
+    uint32_t cnt = 0;
+    for (size_t i = b; i < e; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, x + i, sizeof(bits));
+      cnt += ((bits & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+    }
+    return static_cast<double>(cnt);
+  });
+  return bad == 0.0;
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------
+
+void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
+                       float b2, float eps, float wd, int t, float gradScale) {
+  PRIMAL_CHECK(t >= 1, "adamw: step t must be >= 1, got " + std::to_string(t));
+  // Bias corrections once per tensor, in double, then used as fp32 factors.
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
+  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
+  const float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
+  pool_.parallelFor(n, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      const float gi = g[i] * gradScale;
+      const float mi = b1 * m[i] + ob1 * gi;
+      const float vi = b2 * v[i] + ob2 * (gi * gi);
+      m[i] = mi;
+      v[i] = vi;
+      const float mhat = mi / bc1;
+      const float vhat = vi / bc2;
+      p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
+    }
+  }, kElemGrain);
+}
+
+}  // namespace cpu
+
+std::unique_ptr<Backend> makeCpuBackend(int threads) {
+  return std::make_unique<cpu::CpuBackend>(threads);
+}
+
+}  // namespace primal

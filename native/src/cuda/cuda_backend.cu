@@ -1,0 +1,696 @@
+// primal::Backend for NVIDIA GPUs: memory (a small caching allocator over cudaMalloc), one stream,
+// GEMMs through cuBLASLt (TF32 tensor cores on sm_80+), and the op kernels of kernels_*.cu.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cuda_entry.h"
+#include "cuda_kernels.cuh"
+
+#if __has_include(<cublasLt.h>)
+#include <cublasLt.h>
+#elif defined(PRIMAL_CUDA_COMPILE_ONLY)
+#include "cublaslt_decls.h"
+#else
+#error "cublasLt.h not found: the CUDA backend needs the CUDA toolkit's cuBLAS component"
+#endif
+
+namespace primal {
+namespace cuda {
+
+namespace {
+const char* baseName(const char* path) {
+  const char* s = std::strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+const char* cublasStatusName(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: return "unknown cuBLAS status";
+  }
+}
+}  // namespace
+
+[[noreturn]] void throwCudaError(cudaError_t err, const char* what, const char* file, int line) {
+  (void)cudaGetLastError();  // clear the error state so later calls are not poisoned by it
+  std::string msg = std::string("CUDA error: ") + what + " failed: " + cudaGetErrorName(err) + " (" +
+                    cudaGetErrorString(err) + ") at " + baseName(file) + ":" + std::to_string(line);
+  if (err == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
+  throw Error(msg);
+}
+
+[[noreturn]] void throwCublasError(cublasStatus_t s, const char* what, const char* file, int line) {
+  (void)cudaGetLastError();
+  throw Error(std::string("cuBLASLt error: ") + what + " failed: " + cublasStatusName(s) + " (" +
+              std::to_string(static_cast<int>(s)) + ") at " + baseName(file) + ":" +
+              std::to_string(line));
+}
+
+#define PRIMAL_CUBLAS_CHECK(call)                                                    \
+  do {                                                                               \
+    cublasStatus_t primal_st_ = (call);                                              \
+    if (primal_st_ != CUBLAS_STATUS_SUCCESS)                                         \
+      ::primal::cuda::throwCublasError(primal_st_, #call, __FILE__, __LINE__);       \
+  } while (0)
+
+namespace {
+
+constexpr size_t kWorkspaceBytes = 32u << 20;   // cuBLASLt workspace (recommended for Hopper)
+constexpr size_t kStageBytes = 1u << 20;        // pinned staging slot for small uploads
+constexpr int kStageSlots = 4;
+constexpr size_t kClassifierChunkBytes = 128u << 20;  // logits chunk buffer budget
+
+// Small device-side results, one allocation.
+struct DevSmall {
+  double partials[kReduceMaxBlocks];
+  double res[4];
+  unsigned long long counters[kFlipCounters];
+  double pSum;
+  float pMax;
+  float gamma;
+  int bad;
+};
+
+// Pinned host mirror of the parts that come back.
+struct HostSmall {
+  double res[4];
+  unsigned long long counters[kFlipCounters];
+  double pSum;
+  float pMax;
+  float gamma;
+  int bad;
+};
+
+size_t roundAlloc(size_t b) {
+  if (b < (1u << 20)) return std::max<size_t>(512, (b + 511) / 512 * 512);
+  const size_t g = 128u << 10;
+  return (b + g - 1) / g * g;
+}
+
+int alignOf(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  int al = 256;
+  while (al > 1 && (a % al) != 0) al >>= 1;
+  return al;
+}
+
+struct GemmKey {
+  bool ta, tb;
+  int M, N, K, lda, ldb, ldc, alA, alB, alC;
+  bool operator==(const GemmKey& o) const {
+    return ta == o.ta && tb == o.tb && M == o.M && N == o.N && K == o.K && lda == o.lda &&
+           ldb == o.ldb && ldc == o.ldc && alA == o.alA && alB == o.alB && alC == o.alC;
+  }
+};
+struct GemmKeyHash {
+  size_t operator()(const GemmKey& k) const {
+    size_t h = (k.ta ? 1u : 0u) | (k.tb ? 2u : 0u);
+    for (int v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, k.alA, k.alB, k.alC})
+      h = h * 1000003u ^ static_cast<size_t>(static_cast<unsigned>(v));
+    return h;
+  }
+};
+struct GemmPlan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo;
+};
+
+bool envDisabled(const char* name) {
+  const char* v = std::getenv(name);
+  return v && (std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 || std::strcmp(v, "false") == 0);
+}
+
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int dev) {
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != dev) PRIMAL_CUDA_CHECK(cudaSetDevice(dev));
+  }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int dev) : dev_(dev) {
+    try {
+      init();
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~CudaBackend() override { release(); }
+
+  std::string name() const override { return "cuda"; }
+  std::string describe() const override { return describe_; }
+
+  // ---- memory ------------------------------------------------------------------------------
+  void* alloc(size_t bytes) override {
+    DeviceGuard g(dev_);
+    std::lock_guard<std::mutex> lk(mu_);
+    const size_t rounded = roundAlloc(bytes);
+    void* p = rawAlloc(rounded, bytes);
+    live_[p] = Block{rounded, bytes};
+    inUse_ += bytes;
+    notePeak();
+    return p;
+  }
+
+  void free(void* p) override {
+    if (!p) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = live_.find(p);
+    if (it == live_.end()) throw Error("free (cuda): pointer was not allocated by this backend");
+    // Kept for reuse: all work runs on one stream, so a later user of the block is ordered after
+    // every queued kernel that still touches it.
+    cache_.emplace(it->second.rounded, p);
+    inUse_ -= it->second.requested;
+    live_.erase(it);
+  }
+
+  void zero(void* p, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, st_));
+  }
+
+  void toDevice(void* dst, const void* hostSrc, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    if (bytes <= kStageBytes) {
+      // Small uploads (token batches) go through pinned staging so they stay asynchronous; the
+      // caller's buffer is free to reuse as soon as this returns.
+      const int s = nextStage_;
+      nextStage_ = (nextStage_ + 1) % kStageSlots;
+      PRIMAL_CUDA_CHECK(cudaEventSynchronize(stageEvent_[s]));
+      std::memcpy(stage_[s], hostSrc, bytes);
+      PRIMAL_CUDA_CHECK(cudaMemcpyAsync(dst, stage_[s], bytes, cudaMemcpyHostToDevice, st_));
+      PRIMAL_CUDA_CHECK(cudaEventRecord(stageEvent_[s], st_));
+    } else {
+      PRIMAL_CUDA_CHECK(cudaMemcpyAsync(dst, hostSrc, bytes, cudaMemcpyHostToDevice, st_));
+      PRIMAL_CUDA_CHECK(cudaStreamSynchronize(st_));
+    }
+  }
+
+  void toHost(void* hostDst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaMemcpyAsync(hostDst, src, bytes, cudaMemcpyDeviceToHost, st_));
+    PRIMAL_CUDA_CHECK(cudaStreamSynchronize(st_));
+  }
+
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st_));
+  }
+
+  void sync() override {
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaStreamSynchronize(st_));
+  }
+
+  size_t bytesInUse() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return inUse_;
+  }
+  size_t peakBytes() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return peak_;
+  }
+  void resetPeak() override {
+    std::lock_guard<std::mutex> lk(mu_);
+    peak_ = inUse_ + scratchInUse_;
+  }
+
+  // ---- GEMM --------------------------------------------------------------------------------
+  void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override {
+    DeviceGuard g(dev_);
+    gemmImpl(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  // ---- element-wise / reductions -----------------------------------------------------------
+  void add(float* y, const float* x, size_t n) override {
+    DeviceGuard g(dev_);
+    launchAdd(y, x, n, st_);
+  }
+  void scale(float* x, float a, size_t n) override {
+    DeviceGuard g(dev_);
+    launchScale(x, a, n, st_);
+  }
+  double sumSquares(const float* x, size_t n) override {
+    if (n == 0) return 0.0;
+    DeviceGuard g(dev_);
+    launchSumSquaresPartials(x, n, ds_->partials, st_);
+    launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[0], st_);
+    fetch(&hs_->res[0], &ds_->res[0], sizeof(double));
+    return hs_->res[0];
+  }
+  bool allFinite(const float* x, size_t n) override {
+    if (n == 0) return true;
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaMemsetAsync(&ds_->bad, 0, sizeof(int), st_));
+    launchAllFinite(x, n, &ds_->bad, st_);
+    fetch(&hs_->bad, &ds_->bad, sizeof(int));
+    return hs_->bad == 0;
+  }
+
+  // ---- model ops ---------------------------------------------------------------------------
+  void embeddingForward(const int32_t* tokens, const float* table, float* out, int N,
+                        int C) override {
+    DeviceGuard g(dev_);
+    launchEmbeddingForward(tokens, table, out, N, C, st_);
+  }
+  void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N,
+                         int C) override {
+    if (N <= 0 || C <= 0) return;
+    DeviceGuard g(dev_);
+    const size_t bytes = embeddingBackwardScratchBytes(N);
+    void* s = ensure(embScratch_, bytes);
+    launchEmbeddingBackward(tokens, dout, dtable, N, C, s, embScratch_.bytes, st_);
+  }
+  void rmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
+                      float eps) override {
+    DeviceGuard g(dev_);
+    launchRmsnormForward(x, w, y, rstd, N, C, eps, st_);
+  }
+  void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                       float* dx, float* dw, int N, int C) override {
+    if (N <= 0 || C <= 0) return;
+    DeviceGuard g(dev_);
+    float* s = static_cast<float*>(ensure(normScratch_, rmsnormBackwardScratchBytes(N, C)));
+    launchRmsnormBackward(x, w, rstd, dy, dx, dw, N, C, s, st_);
+  }
+  void rope(float* x, int B, int T, int H, int D, float theta, bool inverse) override {
+    if (B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
+    if (D % 2 != 0) throw Error("rope (cuda): head dim must be even");
+    DeviceGuard g(dev_);
+    // The (cos, sin) table depends only on (D, theta) per position; rebuilt when those change
+    // or more positions are needed.
+    if (ropeD_ != D || ropeTheta_ != theta || ropeT_ < T) {
+      float2* t = static_cast<float2*>(ensure(ropeScratch_, sizeof(float2) * static_cast<size_t>(T) * (D / 2)));
+      launchRopeTable(t, T, D, theta, st_);
+      ropeD_ = D;
+      ropeT_ = T;
+      ropeTheta_ = theta;
+    }
+    launchRope(x, static_cast<const float2*>(ropeScratch_.p), B, T, H, D, inverse, st_);
+  }
+  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
+                        int B, int T, int H, int D) override {
+    DeviceGuard g(dev_);
+    launchAttentionForward(q, k, v, out, lse, B, T, H, D, smemOptin_, st_);
+  }
+  void attentionBackward(const float* q, const float* k, const float* v, const float* out,
+                         const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                         int B, int T, int H, int D) override {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    DeviceGuard g(dev_);
+    float* s = static_cast<float*>(ensure(attnScratch_, attentionBackwardScratchBytes(B, T, H)));
+    launchAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, B, T, H, D, s, smemOptin_, st_);
+  }
+  void swigluForward(const float* gate, const float* up, float* h, size_t n) override {
+    DeviceGuard g(dev_);
+    launchSwigluForward(gate, up, h, n, st_);
+  }
+  void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
+                      float* dup, size_t n) override {
+    DeviceGuard g(dev_);
+    launchSwigluBackward(gate, up, dh, dgate, dup, n, st_);
+  }
+  void actQuant(const float* x, float* xq, int N, int C, int bits) override {
+    DeviceGuard g(dev_);
+    launchActQuant(x, xq, N, C, bits, st_);
+  }
+
+  void classifier(const float* x, const float* table, const int32_t* targets, float* losses,
+                  float* dx, float* dtable, int N, int C, int V, float gradScale) override {
+    if (N <= 0) return;
+    if (V <= 0 || C <= 0) throw Error("classifier (cuda): V and C must be positive");
+    DeviceGuard g(dev_);
+    // Rows are processed in chunks: logits of a chunk (padded row stride for aligned GEMMs) ->
+    // in-place softmax/loss/dlogits -> dx chunk and dtable update. The chunk size depends only on
+    // (N, V), so the dtable summation order is fixed.
+    const int ldL = (V + 31) / 32 * 32;
+    const size_t rowBytes = sizeof(float) * static_cast<size_t>(ldL);
+    int R = static_cast<int>(std::min<size_t>(static_cast<size_t>(N), std::max<size_t>(1, kClassifierChunkBytes / rowBytes)));
+    if (R >= 64 && R < N) R -= R % 64;
+    float* L = static_cast<float*>(ensure(clsScratch_, rowBytes * static_cast<size_t>(R)));
+    for (int r0 = 0; r0 < N; r0 += R) {
+      const int rows = std::min(R, N - r0);
+      const float* xc = x + static_cast<size_t>(r0) * C;
+      gemmImpl(false, true, rows, V, C, 1.0f, xc, C, table, C, 0.0f, L, ldL);
+      launchSoftmaxXent(L, ldL, rows, V, targets + r0, losses + r0, dx != nullptr, gradScale, st_);
+      if (dx) {
+        gemmImpl(false, false, rows, C, V, 1.0f, L, ldL, table, C, 0.0f, dx + static_cast<size_t>(r0) * C, C);
+        gemmImpl(true, false, V, C, rows, 1.0f, L, ldL, xc, C, 1.0f, dtable, C);
+      }
+    }
+  }
+
+  void logits(const float* x, const float* table, float* out, int N, int C, int V) override {
+    DeviceGuard g(dev_);
+    gemmImpl(false, true, N, V, C, 1.0f, x, C, table, C, 0.0f, out, V);
+  }
+
+  // ---- optimizers / quantizers -------------------------------------------------------------
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
+             float eps, float wd, int t, float gradScale) override {
+    if (t < 1) throw Error("adamw (cuda): step t must be >= 1, got " + std::to_string(t));
+    DeviceGuard gd(dev_);
+    const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
+    const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
+    launchAdamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gradScale, st_);
+  }
+
+  float steQuantize(const float* W, float* Wq, size_t n) override {
+    if (n == 0) return 1e-8f;
+    DeviceGuard g(dev_);
+    launchAbsSumPartials(W, n, ds_->partials, st_);
+    launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[0], st_);
+    launchSteQuantize(W, Wq, n, &ds_->res[0], &ds_->gamma, st_);
+    fetch(&hs_->gamma, &ds_->gamma, sizeof(float));
+    return hs_->gamma;
+  }
+
+  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override {
+    DeviceGuard g(dev_);
+    launchPoltMaterialize(code, W, n, scale, bridge, st_);
+  }
+
+  double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                  float deadzone) override {
+    if (n == 0) return 0.0;
+    DeviceGuard g(dev_);
+    const double* sumSq = nullptr;
+    if (deadzone > 0.0f) {
+      launchSumSquaresPartials(G, n, ds_->partials, st_);
+      launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[1], st_);
+      sumSq = &ds_->res[1];
+    }
+    launchPoltVote(G, code, vote, n, bridge, deadzone, sumSq, ds_->partials, st_);
+    launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[0], st_);
+    fetch(&hs_->res[0], &ds_->res[0], sizeof(double));
+    return hs_->res[0];
+  }
+
+  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
+                float* pOut) override {
+    if (params.accum <= 0) throw Error("poltFlip (cuda): accum must be >= 1");
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaMemsetAsync(ds_->counters, 0, sizeof(ds_->counters), st_));
+    launchPoltFlip(code, vote, n, params, pOut, ds_->counters, st_);
+    launchPoltFlipFinish(ds_->counters, params, &ds_->pSum, &ds_->pMax, st_);
+    // counters, pSum and pMax are contiguous in both structs: one copy.
+    static_assert(offsetof(DevSmall, pMax) - offsetof(DevSmall, counters) ==
+                      offsetof(HostSmall, pMax) - offsetof(HostSmall, counters),
+                  "layout of the flip results");
+    fetch(hs_->counters, ds_->counters, offsetof(DevSmall, pMax) + sizeof(float) - offsetof(DevSmall, counters));
+    if (!stats) return;
+    FlipStats s{};
+    const unsigned long long* c = hs_->counters;
+    for (int f = 0; f < 5; ++f)
+      for (int t = 0; t < 5; ++t) s.transitions[f][t] = c[kFlipOffTrans + f * 5 + t];
+    s.flipsUp = c[kFlipOffUp];
+    s.flipsDown = c[kFlipOffDown];
+    for (int k = 0; k < 5; ++k) s.occupancy[k] = c[kFlipOffOcc + k];
+    s.votesNonZero = c[kFlipOffNz];
+    s.votesSaturated = c[kFlipOffSat];
+    s.pSum = hs_->pSum;
+    s.pMax = hs_->pMax;
+    *stats = s;
+  }
+
+  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) override {
+    if (params.accum <= 0) throw Error("poltProbabilities (cuda): accum must be >= 1");
+    DeviceGuard g(dev_);
+    launchPoltProbabilities(vote, pOut, n, params, st_);
+  }
+
+ private:
+  struct Block {
+    size_t rounded, requested;
+  };
+  struct Scratch {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+
+  void init() {
+    int count = 0;
+    PRIMAL_CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (dev_ < 0 || dev_ >= count)
+      throw Error("CUDA device index " + std::to_string(dev_) + " out of range (" +
+                  std::to_string(count) + " devices)");
+    PRIMAL_CUDA_CHECK(cudaSetDevice(dev_));
+    cudaDeviceProp prop;
+    PRIMAL_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev_));
+    smemOptin_ = prop.sharedMemPerBlockOptin ? prop.sharedMemPerBlockOptin : prop.sharedMemPerBlock;
+    int rt = 0;
+    PRIMAL_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
+    tf32_ = prop.major >= 8 && !envDisabled("PRIMAL_TF32");
+    computeType_ = tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    describe_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+                ", CUDA " + std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10) +
+                (tf32_ ? ", TF32" : "") + ")";
+    PRIMAL_CUDA_CHECK(cudaStreamCreateWithFlags(&st_, cudaStreamNonBlocking));
+    PRIMAL_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      workspace_ = rawAlloc(kWorkspaceBytes, kWorkspaceBytes);
+      scratchInUse_ += kWorkspaceBytes;
+      dsRaw_ = rawAlloc(roundAlloc(sizeof(DevSmall)), sizeof(DevSmall));
+      scratchInUse_ += roundAlloc(sizeof(DevSmall));
+      notePeak();
+    }
+    ds_ = static_cast<DevSmall*>(dsRaw_);
+    void* h = nullptr;
+    PRIMAL_CUDA_CHECK(cudaMallocHost(&h, sizeof(HostSmall)));
+    hs_ = static_cast<HostSmall*>(h);
+    for (int s = 0; s < kStageSlots; ++s) {
+      PRIMAL_CUDA_CHECK(cudaMallocHost(&stage_[s], kStageBytes));
+      PRIMAL_CUDA_CHECK(cudaEventCreateWithFlags(&stageEvent_[s], cudaEventDisableTiming));
+    }
+  }
+
+  // Best effort: a destructor must not throw, and after a sticky device error nothing can be
+  // freed anyway.
+  void release() noexcept {
+    if (cudaSetDevice(dev_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return;
+    }
+    if (st_) (void)cudaStreamSynchronize(st_);
+    for (auto& kv : plans_) {
+      if (kv.second.op) (void)cublasLtMatmulDescDestroy(kv.second.op);
+      if (kv.second.a) (void)cublasLtMatrixLayoutDestroy(kv.second.a);
+      if (kv.second.b) (void)cublasLtMatrixLayoutDestroy(kv.second.b);
+      if (kv.second.c) (void)cublasLtMatrixLayoutDestroy(kv.second.c);
+    }
+    plans_.clear();
+    if (lt_) (void)cublasLtDestroy(lt_);
+    lt_ = nullptr;
+    for (auto& kv : live_) (void)cudaFree(kv.first);
+    live_.clear();
+    for (auto& kv : cache_) (void)cudaFree(kv.second);
+    cache_.clear();
+    for (Scratch* s : {&embScratch_, &normScratch_, &ropeScratch_, &attnScratch_, &clsScratch_})
+      if (s->p) (void)cudaFree(s->p);
+    if (workspace_) (void)cudaFree(workspace_);
+    if (dsRaw_) (void)cudaFree(dsRaw_);
+    workspace_ = dsRaw_ = nullptr;
+    if (hs_) (void)cudaFreeHost(hs_);
+    hs_ = nullptr;
+    for (int s = 0; s < kStageSlots; ++s) {
+      if (stage_[s]) (void)cudaFreeHost(stage_[s]);
+      if (stageEvent_[s]) (void)cudaEventDestroy(stageEvent_[s]);
+      stage_[s] = nullptr;
+      stageEvent_[s] = nullptr;
+    }
+    if (st_) (void)cudaStreamDestroy(st_);
+    st_ = nullptr;
+    (void)cudaGetLastError();
+  }
+
+  // Device -> pinned host copy of a small result, then wait for the stream.
+  void fetch(void* host, const void* dev, size_t bytes) {
+    PRIMAL_CUDA_CHECK(cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, st_));
+    PRIMAL_CUDA_CHECK(cudaStreamSynchronize(st_));
+  }
+
+  void notePeak() { peak_ = std::max(peak_, inUse_ + scratchInUse_); }
+
+  // A block of exactly `rounded` bytes: from the cache, else cudaMalloc; on out-of-memory the
+  // cache is returned to the driver and the allocation retried once. Caller holds mu_.
+  void* rawAlloc(size_t rounded, size_t requested) {
+    auto it = cache_.find(rounded);
+    if (it != cache_.end()) {
+      void* p = it->second;
+      cache_.erase(it);
+      return p;
+    }
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, rounded);
+    if (e == cudaErrorMemoryAllocation && !cache_.empty()) {
+      (void)cudaGetLastError();
+      (void)cudaStreamSynchronize(st_);
+      for (auto& kv : cache_) (void)cudaFree(kv.second);
+      cache_.clear();
+      e = cudaMalloc(&p, rounded);
+    }
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      size_t freeB = 0, totalB = 0;
+      if (cudaMemGetInfo(&freeB, &totalB) != cudaSuccess) (void)cudaGetLastError();
+      auto mib = [](size_t b) { return std::to_string(b >> 20) + " MiB"; };
+      throw OutOfMemory("CUDA out of memory: requested " + std::to_string(requested) + " bytes (" +
+                        mib(requested) + "); the GPU has " + mib(freeB) + " free of " + mib(totalB) +
+                        "; this backend holds " + mib(inUse_) + " in live buffers and " +
+                        mib(scratchInUse_) + " of scratch");
+    }
+    if (e != cudaSuccess) throwCudaError(e, "cudaMalloc", __FILE__, __LINE__);
+    return p;
+  }
+
+  // Backend-owned scratch that grows on demand (never shrinks). Counted in peakBytes.
+  void* ensure(Scratch& s, size_t bytes) {
+    if (s.bytes >= bytes && s.p) return s.p;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (s.p) {
+      cache_.emplace(s.bytes, s.p);  // stream-ordered reuse, like free()
+      scratchInUse_ -= s.bytes;
+      s.p = nullptr;
+      s.bytes = 0;
+    }
+    const size_t want = roundAlloc(std::max<size_t>(bytes, 256));
+    s.p = rawAlloc(want, want);
+    s.bytes = want;
+    scratchInUse_ += want;
+    notePeak();
+    return s.p;
+  }
+
+  const GemmPlan& plan(const GemmKey& k) {
+    auto it = plans_.find(k);
+    if (it != plans_.end()) return it->second;
+    // Column-major view of the row-major problem: C^T[N,M] = op(B)^T[N,K] * op(A)^T[K,M].
+    GemmPlan p;
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, computeType_, CUDA_R_32F));
+    const cublasOperation_t opA = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "A" is our B
+    const cublasOperation_t opB = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "B" is our A
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc));
+    cublasLtMatmulPreference_t pref = nullptr;
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    cublasLtMatmulHeuristicResult_t res[1];
+    int found = 0;
+    cublasStatus_t hs;
+    {
+      const size_t ws = kWorkspaceBytes;
+      const uint32_t alA = static_cast<uint32_t>(k.alB), alB = static_cast<uint32_t>(k.alA),
+                     alC = static_cast<uint32_t>(k.alC);
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alA, sizeof(alA));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alB, sizeof(alB));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alC, sizeof(alC));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
+      hs = cublasLtMatmulAlgoGetHeuristic(lt_, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
+      cublasLtMatmulDescDestroy(p.op);
+      cublasLtMatrixLayoutDestroy(p.a);
+      cublasLtMatrixLayoutDestroy(p.b);
+      cublasLtMatrixLayoutDestroy(p.c);
+      (void)cudaGetLastError();
+      throw Error("gemm (cuda): cuBLASLt found no algorithm for M=" + std::to_string(k.M) +
+                  " N=" + std::to_string(k.N) + " K=" + std::to_string(k.K) + " transA=" +
+                  std::to_string(k.ta) + " transB=" + std::to_string(k.tb) + " lda=" +
+                  std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) + " ldc=" +
+                  std::to_string(k.ldc) + " (" + cublasStatusName(hs) + ")");
+    }
+    p.algo = res[0].algo;
+    return plans_.emplace(k, p).first->second;
+  }
+
+  void gemmImpl(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+                const float* B, int ldb, float beta, float* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+      launchScaleMatrix(C, M, N, ldc, beta, st_);
+      return;
+    }
+    const int needA = transA ? M : K, needB = transB ? K : N;
+    if (lda < needA || ldb < needB || ldc < N)
+      throw Error("gemm (cuda): leading dimension too small (lda=" + std::to_string(lda) + " ldb=" +
+                  std::to_string(ldb) + " ldc=" + std::to_string(ldc) + " for M=" + std::to_string(M) +
+                  " N=" + std::to_string(N) + " K=" + std::to_string(K) + ")");
+    GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, alignOf(A), alignOf(B), alignOf(C)};
+    const GemmPlan& p = plan(key);
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+                                       &p.algo, workspace_, kWorkspaceBytes, st_));
+  }
+
+  int dev_;
+  std::string describe_;
+  size_t smemOptin_ = 48 * 1024;
+  bool tf32_ = false;
+  cublasComputeType_t computeType_ = CUBLAS_COMPUTE_32F;
+  cudaStream_t st_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  void* workspace_ = nullptr;
+  void* dsRaw_ = nullptr;
+  DevSmall* ds_ = nullptr;
+  HostSmall* hs_ = nullptr;
+  void* stage_[kStageSlots] = {};
+  cudaEvent_t stageEvent_[kStageSlots] = {};
+  int nextStage_ = 0;
+
+  mutable std::mutex mu_;
+  std::unordered_map<void*, Block> live_;
+  std::multimap<size_t, void*> cache_;
+  size_t inUse_ = 0, scratchInUse_ = 0, peak_ = 0;
+
+  Scratch embScratch_, normScratch_, ropeScratch_, attnScratch_, clsScratch_;
+  int ropeD_ = 0, ropeT_ = 0;
+  float ropeTheta_ = 0.0f;
+
+  std::unordered_map<GemmKey, GemmPlan, GemmKeyHash> plans_;
+};
+
+}  // namespace
+}  // namespace cuda
+
+int cudaDeviceCountImpl() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::unique_ptr<Backend> makeCudaBackendImpl(int deviceIndex) {
+  return std::make_unique<cuda::CudaBackend>(deviceIndex);
+}
+
+}  // namespace primal

@@ -1,0 +1,101 @@
+// Launchers of the CUDA backend's kernels. Every launcher enqueues on `st`, checks the launch and
+// throws primal::Error on failure; none synchronizes. Pointers are device pointers.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda_common.cuh"
+#include "primal/backend.h"
+
+namespace primal {
+namespace cuda {
+
+// ---- element-wise / reductions (kernels_basic.cu) -------------------------------------------
+void launchAdd(float* y, const float* x, size_t n, cudaStream_t st);
+void launchScale(float* x, float a, size_t n, cudaStream_t st);
+// C[M,N] (row stride ldc) = beta * C; beta == 0 writes zeros (NaN-safe).
+void launchScaleMatrix(float* C, int M, int N, int ldc, float beta, cudaStream_t st);
+// Stage 1 of the deterministic reductions: reduceBlocks(n) doubles into `partials`.
+void launchSumSquaresPartials(const float* x, size_t n, double* partials, cudaStream_t st);
+void launchAbsSumPartials(const float* x, size_t n, double* partials, cudaStream_t st);
+// Stage 2: out[0] = sum of partials[0..count) in a fixed order (count <= kReduceMaxBlocks).
+void launchFinalSum(const double* partials, int count, double* out, cudaStream_t st);
+// *bad must be 0 before; set to 1 when some element is NaN or +-inf.
+void launchAllFinite(const float* x, size_t n, int* bad, cudaStream_t st);
+
+void launchEmbeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C,
+                            cudaStream_t st);
+size_t embeddingBackwardScratchBytes(int N);
+void launchEmbeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C,
+                             void* scratch, size_t scratchBytes, cudaStream_t st);
+
+void launchRmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
+                          float eps, cudaStream_t st);
+size_t rmsnormBackwardScratchBytes(int N, int C);
+void launchRmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                           float* dx, float* dw, int N, int C, float* scratch, cudaStream_t st);
+
+// table: [T, D/2] (cos, sin) of angle t * theta^(-2i/D), computed in double.
+void launchRopeTable(float2* table, int T, int D, float theta, cudaStream_t st);
+void launchRope(float* x, const float2* table, int B, int T, int H, int D, bool inverse,
+                cudaStream_t st);
+
+void launchSwigluForward(const float* gate, const float* up, float* h, size_t n, cudaStream_t st);
+void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
+                          float* dup, size_t n, cudaStream_t st);
+void launchActQuant(const float* x, float* xq, int N, int C, int bits, cudaStream_t st);
+void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
+                 float b2, float eps, float wd, float bc1, float bc2, float gradScale,
+                 cudaStream_t st);
+
+// ---- attention (kernels_attention.cu) -------------------------------------------------------
+// Throws when D is unsupported (D % 4 != 0 or D > 128) or the tiles do not fit shared memory.
+void launchAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
+                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
+size_t attentionBackwardScratchBytes(int B, int T, int H);
+void launchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                             const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                             int B, int T, int H, int D, float* scratch, size_t smemOptin,
+                             cudaStream_t st);
+
+// ---- classifier (kernels_classifier.cu) -----------------------------------------------------
+// In place on logits[rows, ld] (first V columns): losses[r] = lse - logit[target]; when writeGrad,
+// logits become (softmax - onehot) * gradScale (zero rows for unscored targets).
+void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets,
+                       float* losses, bool writeGrad, float gradScale, cudaStream_t st);
+
+// ---- quantizers (kernels_quant.cu) ----------------------------------------------------------
+// gamma = max(absSum / n, 1e-8) (absSum on the device); Wq = gamma*clamp(rint(W/gamma),-1,1);
+// writes gamma to *gammaOut.
+void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum, float* gammaOut,
+                       cudaStream_t st);
+void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
+                           cudaStream_t st);
+// Vote pass of poltVote. sumSq: device sum of G^2 (nullptr when deadzone == 0). Writes
+// reduceBlocks(n) dot partials.
+void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                    float deadzone, const double* sumSq, double* partials, cudaStream_t st);
+// Layout of the uint64 counters the flip kernel accumulates into (zeroed first): histogram of
+// |vote| before the step (0..128), transitions[from][to] (flips only), flips up/down, occupancy
+// after the step, votes nonzero / saturated after the step.
+constexpr int kFlipHistBins = 129;
+constexpr int kFlipOffHist = 0;
+constexpr int kFlipOffTrans = kFlipOffHist + kFlipHistBins;
+constexpr int kFlipOffUp = kFlipOffTrans + 25;
+constexpr int kFlipOffDown = kFlipOffUp + 1;
+constexpr int kFlipOffOcc = kFlipOffDown + 1;
+constexpr int kFlipOffNz = kFlipOffOcc + 5;
+constexpr int kFlipOffSat = kFlipOffNz + 1;
+constexpr int kFlipCounters = kFlipOffSat + 1;
+void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, float* pOut,
+                    unsigned long long* counters, cudaStream_t st);
+// Turns the counters into pSum (double, fixed order over |vote| = 0..127) and pMax (float).
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params,
+                          double* pSumOut, float* pMaxOut, cudaStream_t st);
+void launchPoltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                             cudaStream_t st);
+
+}  // namespace cuda
+}  // namespace primal

@@ -1,0 +1,345 @@
+// Quantizer kernels: BitNet STE and Poltergeist (materialize, vote, flip, probabilities).
+// poltFlip / poltProbabilities must match the CPU backend bit for bit: the probability and the
+// vote decay are evaluated in double with explicitly rounded operations (__dmul_rn etc., so no
+// FMA contraction can change them), and the random numbers come from the shared Philox stream.
+#include "cuda_kernels.cuh"
+#include "primal/philox.h"
+
+namespace primal {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// ---- STE ------------------------------------------------------------------------------------
+__device__ __forceinline__ float steGamma(const double* absSum, size_t n) {
+  return fmaxf(static_cast<float>(*absSum / static_cast<double>(n)), 1e-8f);
+}
+__device__ __forceinline__ float steOne(float w, float gamma) {
+  return gamma * fminf(fmaxf(rintf(w / gamma), -1.0f), 1.0f);
+}
+
+__global__ void steQuantizeKernel(const float* __restrict__ W, float* __restrict__ Wq, size_t n,
+                                  bool vec, const double* __restrict__ absSum,
+                                  float* __restrict__ gammaOut) {
+  const float gamma = steGamma(absSum, n);
+  if (blockIdx.x == 0 && threadIdx.x == 0) *gammaOut = gamma;
+  const size_t chunks = (n + 3) / 4;
+  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = c * 4;
+    if (vec && base + 4 <= n) {
+      const float4 w = reinterpret_cast<const float4*>(W)[c];
+      reinterpret_cast<float4*>(Wq)[c] =
+          make_float4(steOne(w.x, gamma), steOne(w.y, gamma), steOne(w.z, gamma), steOne(w.w, gamma));
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i) Wq[i] = steOne(W[i], gamma);
+    }
+  }
+}
+
+// ---- Poltergeist: LUT -----------------------------------------------------------------------
+// W = scale * LUT(code): +-scale for |code| == 2, +-(scale*bridge) for |code| == 1, +0 for 0.
+__device__ __forceinline__ float materializeOne(int c, float scale, float scaleBridge) {
+  if (c == 0) return 0.0f;
+  const float m = (c == 2 || c == -2) ? scale : scaleBridge;
+  return c > 0 ? m : -m;
+}
+
+__global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __restrict__ W,
+                                      size_t n, bool vec, float scale, float scaleBridge) {
+  const size_t chunks = (n + 3) / 4;
+  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = c * 4;
+    if (vec && base + 4 <= n) {
+      const char4 q = reinterpret_cast<const char4*>(code)[c];
+      reinterpret_cast<float4*>(W)[c] =
+          make_float4(materializeOne(q.x, scale, scaleBridge), materializeOne(q.y, scale, scaleBridge),
+                      materializeOne(q.z, scale, scaleBridge), materializeOne(q.w, scale, scaleBridge));
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i) W[i] = materializeOne(code[i], scale, scaleBridge);
+    }
+  }
+}
+
+// ---- Poltergeist: vote ----------------------------------------------------------------------
+__device__ __forceinline__ double lutD(int c, float bridge) {
+  if (c == 0) return 0.0;
+  const double m = (c == 2 || c == -2) ? 1.0 : static_cast<double>(bridge);
+  return c > 0 ? m : -m;
+}
+
+__device__ __forceinline__ int voteOne(float g, int v, double thr) {
+  if (static_cast<double>(fabsf(g)) > thr) {
+    v -= g > 0.0f ? 1 : -1;
+    v = v > 127 ? 127 : (v < -127 ? -127 : v);
+  }
+  return v;
+}
+
+__global__ void __launch_bounds__(kReduceThreads)
+    poltVoteKernel(const float* __restrict__ G, const int8_t* __restrict__ code,
+                   int8_t* __restrict__ vote, size_t n, bool vec, float bridge, float deadzone,
+                   const double* __restrict__ sumSq, double* __restrict__ partials) {
+  __shared__ double sh[kReduceThreads / 32];
+  // Threshold deadzone * rms(G), rms over all n elements, in double. deadzone == 0 -> 0, so
+  // exactly the nonzero gradients vote.
+  const double thr = sumSq ? static_cast<double>(deadzone) * sqrt(*sumSq / static_cast<double>(n)) : 0.0;
+  double acc = 0.0;
+  const size_t chunks = (n + 3) / 4;
+  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = c * 4;
+    if (vec && base + 4 <= n) {
+      const float4 g = reinterpret_cast<const float4*>(G)[c];
+      const char4 q = reinterpret_cast<const char4*>(code)[c];
+      char4 v = reinterpret_cast<const char4*>(vote)[c];
+      // Products of two floats are exact in double; only the summation order matters.
+      acc += static_cast<double>(g.x) * lutD(q.x, bridge);
+      acc += static_cast<double>(g.y) * lutD(q.y, bridge);
+      acc += static_cast<double>(g.z) * lutD(q.z, bridge);
+      acc += static_cast<double>(g.w) * lutD(q.w, bridge);
+      v.x = static_cast<signed char>(voteOne(g.x, v.x, thr));
+      v.y = static_cast<signed char>(voteOne(g.y, v.y, thr));
+      v.z = static_cast<signed char>(voteOne(g.z, v.z, thr));
+      v.w = static_cast<signed char>(voteOne(g.w, v.w, thr));
+      reinterpret_cast<char4*>(vote)[c] = v;
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i) {
+        const float g = G[i];
+        acc += static_cast<double>(g) * lutD(code[i], bridge);
+        vote[i] = static_cast<int8_t>(voteOne(g, vote[i], thr));
+      }
+    }
+  }
+  const double r = blockSumD(acc, sh);
+  if (threadIdx.x == 0) partials[blockIdx.x] = r;
+}
+
+// ---- Poltergeist: flip ----------------------------------------------------------------------
+struct FlipArgs {
+  uint32_t seedLo, seedHi, layer, step;
+  double frs;    // (double)flipRate * (double)scale
+  double pMax;   // (double)pMax
+  double accum;  // (double)accum
+  double keep;   // (double)voteKeep
+  bool bridgeOn;
+};
+
+FlipArgs makeFlipArgs(const FlipParams& p) {
+  FlipArgs a;
+  a.seedLo = p.seedLo;
+  a.seedHi = p.seedHi;
+  a.layer = p.layer;
+  a.step = p.step;
+  a.frs = static_cast<double>(p.flipRate) * static_cast<double>(p.scale);
+  a.pMax = static_cast<double>(p.pMax);
+  a.accum = static_cast<double>(p.accum);
+  a.keep = static_cast<double>(p.voteKeep);
+  a.bridgeOn = p.bridgeOn;
+  return a;
+}
+
+// p = min(pMax, ((double)flipRate * (double)scale) * (double)|vote| / (double)accum).
+__device__ __forceinline__ double flipProb(int absVote, const FlipArgs& a) {
+  const double x = __ddiv_rn(__dmul_rn(a.frs, static_cast<double>(absVote)), a.accum);
+  return x < a.pMax ? x : a.pMax;
+}
+
+// |vote| in 0..128 (int8 allows -128). Counter layout: see cuda_kernels.cuh.
+constexpr int kHistBins = kFlipHistBins;
+constexpr int kOffHist = kFlipOffHist, kOffTrans = kFlipOffTrans, kOffUp = kFlipOffUp,
+              kOffDown = kFlipOffDown, kOffOcc = kFlipOffOcc, kOffNz = kFlipOffNz,
+              kOffSat = kFlipOffSat, kNumCounters = kFlipCounters;
+
+struct FlipLocal {
+  unsigned up = 0, down = 0, nz = 0, sat = 0, occ[5] = {0, 0, 0, 0, 0};
+};
+
+// One weight: returns the new (code, vote); updates the block histograms and the thread's counts.
+__device__ __forceinline__ void flipOne(uint32_t i, int& c, int& v, const FlipArgs& a, float* pOut,
+                                        unsigned* shHist, unsigned* shTrans, FlipLocal& loc) {
+  const int av = v < 0 ? -v : v;
+  const double p = flipProb(av, a);
+  if (pOut) pOut[i] = static_cast<float>(p);
+  atomicAdd(&shHist[av], 1u);
+  const Philox4 r = philox4x32_10(i, a.layer, a.step, static_cast<uint32_t>(kStreamFlip), a.seedLo, a.seedHi);
+  const float u = philox_u24(r.v[0]);
+  const float u2 = philox_u24(r.v[1]);
+  bool flipped = false;
+  if (v != 0 && static_cast<double>(u) < p && c >= -2 && c <= 2) {
+    const int s = v > 0 ? 1 : -1;
+    // Bridge off: the ladder is -2 <-> 0 <-> +2; an off-ladder +-1 moves to the next ladder level.
+    const int stepSize = a.bridgeOn ? 1 : ((c == 1 || c == -1) ? 1 : 2);
+    const int t = c + s * stepSize;
+    if (t >= -2 && t <= 2) {
+      atomicAdd(&shTrans[(c + 2) * 5 + (t + 2)], 1u);
+      if (t > c) ++loc.up; else ++loc.down;
+      c = t;
+      v = 0;
+      flipped = true;
+    }
+  }
+  if (!flipped && v != 0) {
+    const double d = floor(__dadd_rn(__dmul_rn(static_cast<double>(av), a.keep), static_cast<double>(u2)));
+    const int m = static_cast<int>(fmin(127.0, fmax(0.0, d)));
+    v = v > 0 ? m : -m;
+  }
+#pragma unroll
+  for (int k = 0; k < 5; ++k) loc.occ[k] += (c == k - 2) ? 1u : 0u;
+  loc.nz += v != 0 ? 1u : 0u;
+  loc.sat += (v == 127 || v == -127) ? 1u : 0u;
+}
+
+__device__ __forceinline__ unsigned warpSumU(unsigned v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    poltFlipKernel(int8_t* __restrict__ code, int8_t* __restrict__ vote, size_t n, bool vec,
+                   FlipArgs a, float* __restrict__ pOut, unsigned long long* __restrict__ counters) {
+  __shared__ unsigned sh[kNumCounters];
+  for (int k = threadIdx.x; k < kNumCounters; k += blockDim.x) sh[k] = 0u;
+  __syncthreads();
+  FlipLocal loc;
+  const size_t chunks = (n + 3) / 4;
+  for (size_t ch = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; ch < chunks;
+       ch += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = ch * 4;
+    if (vec && base + 4 <= n) {
+      char4 cq = reinterpret_cast<const char4*>(code)[ch];
+      char4 vq = reinterpret_cast<const char4*>(vote)[ch];
+      int c0 = cq.x, c1 = cq.y, c2 = cq.z, c3 = cq.w;
+      int v0 = vq.x, v1 = vq.y, v2 = vq.z, v3 = vq.w;
+      const uint32_t i = static_cast<uint32_t>(base);
+      flipOne(i, c0, v0, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+      flipOne(i + 1, c1, v1, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+      flipOne(i + 2, c2, v2, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+      flipOne(i + 3, c3, v3, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+      cq.x = static_cast<signed char>(c0); cq.y = static_cast<signed char>(c1);
+      cq.z = static_cast<signed char>(c2); cq.w = static_cast<signed char>(c3);
+      vq.x = static_cast<signed char>(v0); vq.y = static_cast<signed char>(v1);
+      vq.z = static_cast<signed char>(v2); vq.w = static_cast<signed char>(v3);
+      reinterpret_cast<char4*>(code)[ch] = cq;
+      reinterpret_cast<char4*>(vote)[ch] = vq;
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i) {
+        int c = code[i], v = vote[i];
+        flipOne(static_cast<uint32_t>(i), c, v, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+        code[i] = static_cast<int8_t>(c);
+        vote[i] = static_cast<int8_t>(v);
+      }
+    }
+  }
+  // Integer counts: any summation order gives the same result.
+  unsigned vals[9] = {loc.up, loc.down, loc.occ[0], loc.occ[1], loc.occ[2], loc.occ[3], loc.occ[4],
+                      loc.nz, loc.sat};
+  const int offs[9] = {kOffUp, kOffDown, kOffOcc, kOffOcc + 1, kOffOcc + 2, kOffOcc + 3, kOffOcc + 4,
+                       kOffNz, kOffSat};
+#pragma unroll
+  for (int k = 0; k < 9; ++k) {
+    const unsigned s = warpSumU(vals[k]);
+    if ((threadIdx.x & 31) == 0 && s) atomicAdd(&sh[offs[k]], s);
+  }
+  __syncthreads();
+  for (int k = threadIdx.x; k < kNumCounters; k += blockDim.x)
+    if (sh[k]) atomicAdd(&counters[k], static_cast<unsigned long long>(sh[k]));
+}
+
+// pSum = sum over |vote| = 0..128 of count * p(|vote|), in that order: independent of how the
+// weights were split over threads. pMax = the largest (float)p of any weight.
+__global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ counters, FlipArgs a,
+                                     double* pSumOut, float* pMaxOut) {
+  if (threadIdx.x != 0) return;
+  double s = 0.0;
+  float mx = 0.0f;
+  for (int k = 0; k < kHistBins; ++k) {
+    const unsigned long long cnt = counters[kOffHist + k];
+    if (!cnt) continue;
+    const double p = flipProb(k, a);
+    s = __dadd_rn(s, __dmul_rn(static_cast<double>(cnt), p));
+    mx = fmaxf(mx, static_cast<float>(p));
+  }
+  *pSumOut = s;
+  *pMaxOut = mx;
+}
+
+__global__ void poltProbabilitiesKernel(const int8_t* __restrict__ vote, float* __restrict__ pOut,
+                                        size_t n, bool vec, FlipArgs a) {
+  const size_t chunks = (n + 3) / 4;
+  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = c * 4;
+    if (vec && base + 4 <= n) {
+      const char4 v = reinterpret_cast<const char4*>(vote)[c];
+      reinterpret_cast<float4*>(pOut)[c] = make_float4(
+          static_cast<float>(flipProb(abs(static_cast<int>(v.x)), a)),
+          static_cast<float>(flipProb(abs(static_cast<int>(v.y)), a)),
+          static_cast<float>(flipProb(abs(static_cast<int>(v.z)), a)),
+          static_cast<float>(flipProb(abs(static_cast<int>(v.w)), a)));
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i)
+        pOut[i] = static_cast<float>(flipProb(abs(static_cast<int>(vote[i])), a));
+    }
+  }
+}
+
+bool aligned4(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 3u) == 0; }
+unsigned gridForChunks(size_t n) { return blocksFor((n + 3) / 4, kThreads, 8192); }
+
+}  // namespace
+
+void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum, float* gammaOut,
+                       cudaStream_t st) {
+  steQuantizeKernel<<<gridForChunks(n), kThreads, 0, st>>>(W, Wq, n, aligned16(W) && aligned16(Wq),
+                                                          absSum, gammaOut);
+  PRIMAL_KERNEL_CHECK("steQuantize");
+}
+
+void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
+                           cudaStream_t st) {
+  if (n == 0) return;
+  const float scaleBridge = scale * bridge;
+  poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(
+      code, W, n, aligned4(code) && aligned16(W), scale, scaleBridge);
+  PRIMAL_KERNEL_CHECK("poltMaterialize");
+}
+
+void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                    float deadzone, const double* sumSq, double* partials, cudaStream_t st) {
+  const bool vec = aligned16(G) && aligned4(code) && aligned4(vote);
+  poltVoteKernel<<<reduceBlocks(n), kReduceThreads, 0, st>>>(G, code, vote, n, vec, bridge, deadzone,
+                                                            sumSq, partials);
+  PRIMAL_KERNEL_CHECK("poltVote");
+}
+
+void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, float* pOut,
+                    unsigned long long* counters, cudaStream_t st) {
+  if (n == 0) return;
+  if (n > 0xffffffffull) throw Error("poltFlip (cuda): more than 2^32 weights in one layer");
+  const bool vec = aligned4(code) && aligned4(vote) && (pOut == nullptr || aligned16(pOut));
+  poltFlipKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, vote, n, vec, makeFlipArgs(params),
+                                                       pOut, counters);
+  PRIMAL_KERNEL_CHECK("poltFlip");
+}
+
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params,
+                          double* pSumOut, float* pMaxOut, cudaStream_t st) {
+  poltFlipFinishKernel<<<1, 32, 0, st>>>(counters, makeFlipArgs(params), pSumOut, pMaxOut);
+  PRIMAL_KERNEL_CHECK("poltFlipFinish");
+}
+
+void launchPoltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                             cudaStream_t st) {
+  if (n == 0) return;
+  poltProbabilitiesKernel<<<gridForChunks(n), kThreads, 0, st>>>(
+      vote, pOut, n, aligned4(vote) && aligned16(pOut), makeFlipArgs(params));
+  PRIMAL_KERNEL_CHECK("poltProbabilities");
+}
+
+}  // namespace cuda
+}  // namespace primal

@@ -1,0 +1,123 @@
+// Whole-trainer CPU <-> CUDA parity (runs only when built with CUDA and a GPU is present).
+// Tolerances: the CUDA GEMMs use TF32 tensor cores (10-bit mantissa inputs, fp32 accumulate), so
+// losses agree to ~1e-3 relative; a vote differs from the CPU's only where the weight gradient is
+// within rounding of zero, which the test bounds as a small fraction of all weights.
+#ifdef PRIMAL_HAVE_CUDA
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "primal/backend.h"
+#include "primal/trainer.h"
+#include "testing.h"
+
+using namespace primal;
+
+namespace {
+
+bool haveGpu() {
+  if (cudaDeviceCount() > 0) return true;
+  std::printf("     (no CUDA device: skipped)\n");
+  return false;
+}
+
+std::vector<int32_t> textLike(size_t n, int vocab) {
+  std::vector<int32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 31 + (i / 7) * 3 + (i / 53)) % vocab);
+  return t;
+}
+
+TrainConfig tinyConfig(Quant q) {
+  TrainConfig c;
+  c.model.vocab = 256;
+  c.model.dModel = 64;
+  c.model.layers = 2;
+  c.model.heads = 4;
+  c.model.ffn = 192;
+  c.model.seq = 64;
+  c.batch = 8;
+  c.quant = q;
+  c.actBits = q == Quant::FP ? 0 : 8;
+  c.seed = 11;
+  c.totalSteps = 200;
+  return c;
+}
+
+}  // namespace
+
+PRIMAL_TEST("cuda/trainer one step: loss, dL/ds and votes match the CPU") {
+  if (!haveGpu()) return;
+  TrainConfig c = tinyConfig(Quant::Poltergeist);
+  Trainer cpu(c, "cpu", 0), gpu(c, "cuda", 0);
+  auto data = textLike(100000, 256);
+  cpu.setTrainData(data);
+  gpu.setTrainData(data);
+  float lc = cpu.accumulate(), lg = gpu.accumulate();
+  std::printf("     loss cpu %.6f gpu %.6f\n", lc, lg);
+  EXPECT_NEAR(lg, lc, 1e-4, 2e-3);
+  auto dc = cpu.scaleGrads(), dg = gpu.scaleGrads();
+  for (size_t i = 0; i < dc.size(); ++i) EXPECT_NEAR(dg[i], dc[i], 1e-5, 2e-2);
+  size_t total = 0, differ = 0;
+  for (int l = 0; l < static_cast<int>(cpu.layers().size()); ++l) {
+    auto vc = cpu.votes(l), vg = gpu.votes(l);
+    for (size_t i = 0; i < vc.size(); ++i) differ += vc[i] != vg[i];
+    total += vc.size();
+  }
+  std::printf("     votes differing: %zu of %zu (%.4f%%)\n", differ, total, 100.0 * differ / total);
+  EXPECT_TRUE(differ <= total / 100);
+}
+
+PRIMAL_TEST("cuda/trainer 200-step tiny runs track the CPU loss curve") {
+  if (!haveGpu()) return;
+  for (Quant q : {Quant::FP, Quant::Poltergeist}) {
+    TrainConfig c = tinyConfig(q);
+    Trainer cpu(c, "cpu", 0), gpu(c, "cuda", 0);
+    auto data = textLike(200000, 256);
+    cpu.setTrainData(data);
+    gpu.setTrainData(data);
+    double tc = 0, tg = 0;
+    float first = 0;
+    for (int s = 0; s < 200; ++s) {
+      float a = cpu.trainStep().loss, b = gpu.trainStep().loss;
+      if (s == 0) first = a;
+      if (s >= 180) {
+        tc += a / 20;
+        tg += b / 20;
+      }
+    }
+    std::printf("     %s: first %.4f, last-20 mean cpu %.4f gpu %.4f\n", quantName(q), first, tc, tg);
+    EXPECT_TRUE(tc < 0.8 * first);
+    EXPECT_NEAR(tg, tc, 0.02, 0.05);
+  }
+}
+
+PRIMAL_TEST("cuda/trainer same seed gives bit-identical GPU runs") {
+  if (!haveGpu()) return;
+  TrainConfig c = tinyConfig(Quant::Poltergeist);
+  Trainer a(c, "cuda", 0), b(c, "cuda", 0);
+  auto data = textLike(100000, 256);
+  a.setTrainData(data);
+  b.setTrainData(data);
+  for (int s = 0; s < 10; ++s) EXPECT_EQ(a.trainStep().loss, b.trainStep().loss);
+  for (int l = 0; l < static_cast<int>(a.layers().size()); ++l) EXPECT_TRUE(a.codes(l) == b.codes(l));
+}
+
+PRIMAL_TEST("cuda/trainer out of memory becomes an exception and the process survives") {
+  if (!haveGpu()) return;
+  TrainConfig c = tinyConfig(Quant::Poltergeist);
+  c.model.seq = 4096;
+  c.batch = 4096;  // activations far beyond any GPU
+  bool threw = false;
+  try {
+    Trainer t(c, "cuda", 0);
+  } catch (const std::exception& e) {
+    threw = true;
+    std::printf("     %s\n", e.what());
+  }
+  EXPECT_TRUE(threw);
+  TrainConfig ok = tinyConfig(Quant::Poltergeist);
+  Trainer t(ok, "cuda", 0);  // still usable afterwards
+  t.setTrainData(textLike(10000, 256));
+  EXPECT_TRUE(std::isfinite(t.trainStep().loss));
+}
+#endif

@@ -1,0 +1,79 @@
+// A minimal test registry for the core's own test executable (no Node, no external framework),
+// so the same checks run on a GPU machine that has only a compiler.
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace primal_test {
+
+struct Case {
+  std::string name;
+  std::function<void()> fn;
+};
+
+inline std::vector<Case>& registry() {
+  static std::vector<Case> r;
+  return r;
+}
+
+struct Register {
+  Register(const char* name, std::function<void()> fn) { registry().push_back({name, std::move(fn)}); }
+};
+
+struct Failure {
+  std::string what;
+};
+
+// Set by the runner: skip cases whose name does not contain this filter.
+inline std::string& filter() {
+  static std::string f;
+  return f;
+}
+
+}  // namespace primal_test
+
+#define PRIMAL_CAT2(a, b) a##b
+#define PRIMAL_CAT(a, b) PRIMAL_CAT2(a, b)
+#define PRIMAL_TEST(name)                                                              \
+  static void PRIMAL_CAT(primal_test_fn_, __LINE__)();                                 \
+  static ::primal_test::Register PRIMAL_CAT(primal_test_reg_, __LINE__)(               \
+      name, PRIMAL_CAT(primal_test_fn_, __LINE__));                                    \
+  static void PRIMAL_CAT(primal_test_fn_, __LINE__)()
+
+#define EXPECT_TRUE(cond)                                                              \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      std::ostringstream os_;                                                          \
+      os_ << __FILE__ << ":" << __LINE__ << ": expected " #cond;                       \
+      throw ::primal_test::Failure{os_.str()};                                         \
+    }                                                                                  \
+  } while (0)
+
+#define EXPECT_EQ(a, b)                                                                \
+  do {                                                                                 \
+    auto va_ = (a);                                                                    \
+    auto vb_ = (b);                                                                    \
+    if (!(va_ == vb_)) {                                                               \
+      std::ostringstream os_;                                                          \
+      os_ << __FILE__ << ":" << __LINE__ << ": " #a " == " #b " failed: " << +va_      \
+          << " vs " << +vb_;                                                           \
+      throw ::primal_test::Failure{os_.str()};                                         \
+    }                                                                                  \
+  } while (0)
+
+// |a-b| <= atol + rtol*|b|
+#define EXPECT_NEAR(a, b, atol, rtol)                                                  \
+  do {                                                                                 \
+    double va_ = (a), vb_ = (b);                                                       \
+    if (!(std::fabs(va_ - vb_) <= (atol) + (rtol)*std::fabs(vb_))) {                   \
+      std::ostringstream os_;                                                          \
+      os_.precision(9);                                                                \
+      os_ << __FILE__ << ":" << __LINE__ << ": " #a " ~= " #b " failed: " << va_       \
+          << " vs " << vb_;                                                            \
+      throw ::primal_test::Failure{os_.str()};                                         \
+    }                                                                                  \
+  } while (0)

@@ -1,0 +1,149 @@
+// The `primal` command line.
+import { Command, Option } from "commander";
+import { Trainer } from "../trainer.js";
+import { PRESET_NAMES } from "../presets.js";
+import { packageVersion } from "../paths.js";
+import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
+import { printRuns } from "./runsCommand.js";
+
+function fail(e: unknown): never {
+  process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program.name("primal").description("Ternary-weight LM training with Poltergeist quantization").version(packageVersion());
+
+  program
+    .command("train")
+    .description("train a model (the main job) and evaluate it")
+    .addOption(new Option("--preset <name>", "model preset").choices(PRESET_NAMES).default("small"))
+    .addOption(new Option("--quant <name>", "quantizer").choices(["fp", "ste", "poltergeist"]).default("poltergeist"))
+    .option("--steps <n>", "optimizer steps", "300")
+    .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]).default("auto"))
+    .option("--json", "print one final JSON line with the results")
+    .option("--batch <n>", "windows per micro-batch")
+    .option("--accum <n>", "micro-batches per step")
+    .option("--seed <n>", "random seed")
+    .option("--lr <x>", "peak learning rate")
+    .option("--bridge <x>", "harmonic bridge value in (0,1), or 'off'")
+    .option("--flip-rate <x>", "Poltergeist flip rate")
+    .option("--data <path>", "training text: a .txt file or a directory of .txt files (default: embedded corpus)")
+    .option("--tokenizer <name>", "bytes or gpt2 (default from the preset)")
+    .option("--wikitext <dir>", "WikiText-2 directory for evaluation (or env PRIMAL_WIKITEXT_DIR)")
+    .option("--eval-tokens <n>", "cap on evaluation tokens per split (0 = all)")
+    .option("--eval-every <n>", "evaluate every n steps (0 = only at the end)")
+    .option("--sample-every <n>", "salad test every n steps")
+    .option("--checkpoint-every <n>", "checkpoint every n steps")
+    .option("--threads <n>", "CPU threads (0 = all cores)")
+    .option("--name <name>", "run name")
+    .option("--home <dir>", "runs directory (default PRIMAL_HOME or ./runs)")
+    .action(async (flags: TrainFlags) => {
+      try {
+        const trainer = await Trainer.create(configFromFlags(flags));
+        if (!flags.json)
+          process.stderr.write(
+            `training ${trainer.config.preset}/${trainer.config.quant} on ${trainer.device}; run ${trainer.runDir}\n`,
+          );
+        const summary = await runTraining(trainer, trainer.config.steps, !!flags.json);
+        await finish(trainer, summary, !!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command("resume <run>")
+    .description("continue a run from its latest checkpoint (or from a checkpoint file)")
+    .requiredOption("--steps <n>", "further steps")
+    .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]))
+    .option("--json", "print one final JSON line")
+    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; json?: boolean }) => {
+      try {
+        const steps = Number(flags.steps);
+        if (!Number.isInteger(steps) || steps < 0) throw new Error("--steps must be a non-negative integer");
+        const trainer = await Trainer.resume(run, flags.device ? { device: flags.device } : {});
+        if (!flags.json) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
+        const summary = await runTraining(trainer, steps, !!flags.json);
+        await finish(trainer, summary, !!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command("runs")
+    .description("list runs")
+    .option("--home <dir>", "runs directory")
+    .option("--json", "JSON output")
+    .action((flags: { home?: string; json?: boolean }) => {
+      try {
+        printRuns(flags.home, !!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command("report <run>")
+    .description("write the standard figures of a run (html, svg, png, pdf)")
+    .option("--out <dir>", "output directory (default <run>/figures)")
+    .option("--formats <list>", "comma-separated formats", "html,png")
+    .action(async (run: string, flags: { out?: string; formats: string }) => {
+      try {
+        const { writeReport } = await import("./reportCommand.js");
+        const files = await writeReport(run, flags.out, flags.formats.split(","));
+        for (const f of files) process.stdout.write(f + "\n");
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  const kernel = program.command("kernel").description("the Jupyter kernel (PRIMAL (TypeScript) on tslab)");
+  kernel
+    .command("install")
+    .description("register the kernelspec")
+    .option("--user", "install for the current user (default)")
+    .option("--sys-prefix", "install into sys.prefix (virtualenv/conda)")
+    .option("--prefix <dir>", "install under a prefix")
+    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
+      try {
+        const { installKernel } = await import("../../kernel/install.js");
+        process.stdout.write((await installKernel(flags)) + "\n");
+      } catch (e) {
+        fail(e);
+      }
+    });
+  kernel
+    .command("uninstall")
+    .description("remove the kernelspec")
+    .option("--user")
+    .option("--sys-prefix")
+    .option("--prefix <dir>")
+    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
+      try {
+        const { uninstallKernel } = await import("../../kernel/install.js");
+        process.stdout.write((await uninstallKernel(flags)) + "\n");
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  const data = program.command("data").description("datasets");
+  data
+    .command("fetch <name>")
+    .description("download a dataset (wikitext-2) and verify its checksum")
+    .option("--dir <dir>", "destination directory", "data/wikitext-2")
+    .action(async (name: string, flags: { dir: string }) => {
+      try {
+        const { fetchDataset } = await import("../data/fetch.js");
+        const out = await fetchDataset(name as "wikitext-2", flags.dir);
+        process.stdout.write(`${JSON.stringify(out)}\n`);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  await program.parseAsync(argv);
+}

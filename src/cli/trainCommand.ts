@@ -1,0 +1,155 @@
+// `primal train` and `primal resume`: the main job. Trains, evaluates, prints a summary and,
+// with --json, one final JSON line (DESIGN §6 contract).
+import { Trainer, type TrainSummary } from "../trainer.js";
+import type { TrainerConfigInput } from "../config.js";
+import { makeProgress } from "./progress.js";
+
+export interface TrainFlags {
+  preset: string;
+  quant: string;
+  steps: string;
+  device: string;
+  json?: boolean;
+  batch?: string;
+  accum?: string;
+  seed?: string;
+  lr?: string;
+  bridge?: string;
+  flipRate?: string;
+  data?: string;
+  tokenizer?: string;
+  wikitext?: string;
+  evalTokens?: string;
+  evalEvery?: string;
+  sampleEvery?: string;
+  checkpointEvery?: string;
+  name?: string;
+  home?: string;
+  threads?: string;
+}
+
+function int(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
+  return n;
+}
+
+function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
+  return n;
+}
+
+export function configFromFlags(f: TrainFlags): TrainerConfigInput {
+  const knobs: Record<string, number | null> = {};
+  const lr = num("lr", f.lr);
+  if (lr !== undefined) knobs.lr = lr;
+  if (f.bridge !== undefined) knobs.bridge = f.bridge === "null" || f.bridge === "off" ? null : num("bridge", f.bridge)!;
+  const fr = num("flip-rate", f.flipRate);
+  if (fr !== undefined) knobs.flipRate = fr;
+  const steps = int("steps", f.steps)!;
+  const cfg: Record<string, unknown> = {
+    preset: f.preset,
+    quant: f.quant,
+    steps,
+    device: f.device,
+    knobs,
+    data: {
+      corpus: f.data ?? "sotu",
+      ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}),
+      ...(f.wikitext ? { wikitextDir: f.wikitext } : {}),
+    },
+    eval: { every: int("eval-every", f.evalEvery) ?? 0, maxTokens: int("eval-tokens", f.evalTokens) ?? 0 },
+  };
+  const opt: [string, number | undefined][] = [
+    ["batch", int("batch", f.batch)],
+    ["accum", int("accum", f.accum)],
+    ["seed", int("seed", f.seed)],
+    ["sampleEvery", int("sample-every", f.sampleEvery)],
+    ["checkpointEvery", int("checkpoint-every", f.checkpointEvery)],
+    ["threads", int("threads", f.threads)],
+  ];
+  for (const [k, v] of opt) if (v !== undefined) cfg[k] = v;
+  if (steps < 30) cfg.warmup = Math.max(0, Math.floor(steps / 10));
+  if (f.name) cfg.name = f.name;
+  if (f.home) cfg.home = f.home;
+  return cfg as TrainerConfigInput;
+}
+
+/** Runs n steps with a progress display, stopping cleanly on the first Ctrl-C. */
+export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
+  const progress = makeProgress(steps, true);
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write("\ninterrupt: stopping at the next step boundary (Ctrl-C again to abort)\n");
+      trainer.stop();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSigint);
+  try {
+    return await trainer.train(steps, {
+      onStep: (m) => progress.update(m),
+      onSample: (s) => {
+        if (!json) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
+      },
+    });
+  } finally {
+    progress.stop();
+    process.off("SIGINT", onSigint);
+  }
+}
+
+export async function finish(trainer: Trainer, summary: TrainSummary, json: boolean): Promise<void> {
+  const ev = await trainer.evaluate();
+  const primary = ev.wikitext ?? ev.validation;
+  const mem = trainer.memory();
+  const result = {
+    tokensPerSec: Math.round(summary.tokensPerSec),
+    trainLoss: summary.loss,
+    valLoss: primary?.loss ?? null,
+    valPpl: primary?.ppl ?? null,
+    valBpb: primary?.bpb ?? null,
+    valSet: ev.wikitext ? "wikitext-2/valid" : ev.validation ? "corpus/validation" : null,
+    corpusValLoss: ev.validation?.loss ?? null,
+    corpusValBpb: ev.validation?.bpb ?? null,
+    peakMemoryBytes: mem.devicePeak,
+    device: trainer.device,
+    quant: trainer.config.quant,
+    preset: trainer.config.preset,
+    steps: summary.step,
+    stopped: summary.stopped,
+    seconds: Number(summary.seconds.toFixed(2)),
+    runDir: trainer.runDir,
+  };
+  const sample = await trainer.sample(trainer.config.samplePrompt, { seed: trainer.config.seed });
+  trainer.dispose();
+  if (json) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+    return;
+  }
+  const fmt = (x: number | null, d = 4) => (x === null ? "n/a" : x.toFixed(d));
+  process.stdout.write(
+    [
+      "",
+      `PRIMAL ${result.preset} / ${result.quant} on ${result.device}`,
+      `  steps        ${result.steps}${result.stopped ? " (stopped early)" : ""} in ${result.seconds}s`,
+      `  throughput   ${result.tokensPerSec.toLocaleString("en-US")} tokens/s`,
+      `  train loss   ${fmt(result.trainLoss)} nats/token`,
+      `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}`,
+      ev.wikitext ? "" : "  (set PRIMAL_WIKITEXT_DIR or --wikitext DIR to evaluate on WikiText-2)",
+      `  peak memory  ${(result.peakMemoryBytes / 2 ** 20).toFixed(1)} MiB`,
+      `  sample       ${JSON.stringify(trainer.config.samplePrompt + sample)}`,
+      `  run          ${result.runDir}`,
+      `               figures: npx primal report ${result.runDir}`,
+      "",
+    ]
+      .filter((l) => l !== "")
+      .join("\n") + "\n",
+  );
+}

@@ -1,0 +1,160 @@
+// The user-facing trainer config: zod-validated, with errors that name the field and the
+// allowed values. Defaults follow DESIGN §4 (the knobs that learn on `small`).
+import { z } from "zod";
+import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
+import type { Knobs, NativeModelConfig, NativeTrainerConfig } from "./native.js";
+
+const positiveInt = z.number().int().positive();
+const unit = z.number().min(0).max(1);
+
+export const knobsSchema = z
+  .object({
+    bridge: z.number().gt(0).lt(1).nullable(),
+    flipRate: z.number().min(0),
+    pMax: unit,
+    voteKeep: unit,
+    deadzone: z.number().min(0),
+    lr: z.number().min(0),
+    scaleLr: z.number().min(0),
+  })
+  .strict();
+
+export const DEFAULT_KNOBS: Knobs = {
+  bridge: 2 / 3,
+  flipRate: 0.01,
+  pMax: 0.5,
+  voteKeep: 0.95,
+  deadzone: 0,
+  lr: 3e-3,
+  scaleLr: 1e-2,
+};
+
+export const configSchema = z
+  .object({
+    preset: z.enum(PRESET_NAMES as [PresetName, ...PresetName[]]).default("small"),
+    model: z
+      .object({
+        vocab: positiveInt,
+        dModel: positiveInt,
+        layers: positiveInt,
+        heads: positiveInt,
+        ffn: positiveInt,
+        seq: positiveInt,
+      })
+      .partial()
+      .strict()
+      .optional(),
+    quant: z.enum(["fp", "ste", "poltergeist"]).default("poltergeist"),
+    actBits: z.union([z.number().int().min(2).max(16), z.null()]).optional(),
+    batch: positiveInt.optional(),
+    accum: positiveInt.default(1),
+    steps: positiveInt.default(300),
+    warmup: z.number().int().min(0).default(30),
+    minLrRatio: unit.default(0.1),
+    weightDecay: z.number().min(0).default(0.1),
+    gradClip: z.number().default(1.0),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(1),
+    knobs: knobsSchema.partial().default({}),
+    device: z.enum(["cpu", "cuda", "auto"]).default("auto"),
+    threads: z.number().int().min(0).optional(),
+    data: z
+      .object({
+        /** "sotu" (embedded State of the Union corpus) or a path to a .txt file or directory. */
+        corpus: z.string().min(1).default("sotu"),
+        tokenizer: z.enum(["bytes", "gpt2"]).optional(),
+        /** Directory holding WikiText-2 (valid.txt/test.txt or wiki.valid.raw…); env PRIMAL_WIKITEXT_DIR. */
+        wikitextDir: z.string().optional(),
+        cacheDir: z.string().optional(),
+      })
+      .strict()
+      .default({ corpus: "sotu" }),
+    eval: z
+      .object({
+        every: z.number().int().min(0).default(0),
+        /** Cap on evaluation tokens per split (0 = all). */
+        maxTokens: z.number().int().min(0).default(0),
+      })
+      .strict()
+      .default({ every: 0, maxTokens: 0 }),
+    sampleEvery: z.number().int().min(0).default(50),
+    samplePrompt: z.string().default("The future of AI is"),
+    sampleTokens: z.number().int().min(1).max(4096).default(64),
+    sampleTemperature: z.number().min(0).default(0.8),
+    sampleTopK: z.number().int().min(0).default(40),
+    checkpointEvery: z.number().int().min(0).default(100),
+    keepCheckpoints: z.number().int().min(1).default(3),
+    name: z.string().optional(),
+    home: z.string().optional(),
+  })
+  .strict();
+
+export type TrainerConfigInput = z.input<typeof configSchema>;
+export type TrainerConfig = z.output<typeof configSchema> & {
+  model: NativeModelConfig;
+  batch: number;
+  actBits: number | null;
+  knobs: Knobs;
+  data: { corpus: string; tokenizer: "bytes" | "gpt2"; wikitextDir?: string; cacheDir?: string };
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const path = issue.path.length ? issue.path.join(".") : "(root)";
+  const i = issue as unknown as { code: string; values?: unknown[]; keys?: string[] };
+  if (i.code === "invalid_value" && i.values)
+    return `config.${path}: must be one of ${i.values.map((v) => JSON.stringify(v)).join(", ")}`;
+  if (i.code === "unrecognized_keys" && i.keys)
+    return `config${issue.path.length ? "." + path : ""}: unknown field(s) ${i.keys.join(", ")}`;
+  return `config.${path}: ${issue.message}`;
+}
+
+/** Validates and completes a config: preset values filled in, defaults applied. */
+export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map(describeIssue).join("\n"));
+  const c = parsed.data;
+  const preset = PRESETS[c.preset];
+  const model: NativeModelConfig = { ...preset.model, ...(c.model ?? {}) };
+  if (model.dModel % model.heads !== 0 || (model.dModel / model.heads) % 2 !== 0)
+    throw new ConfigError(
+      `config.model.heads: dModel (${model.dModel}) must split into heads (${model.heads}) of even size`,
+    );
+  const tokenizer = c.data.tokenizer ?? (model.vocab <= 256 ? "bytes" : "gpt2");
+  if (tokenizer === "gpt2" && model.vocab < 50257)
+    throw new ConfigError(`config.data.tokenizer: gpt2 needs model.vocab >= 50257 (got ${model.vocab})`);
+  if (tokenizer === "bytes" && model.vocab < 256)
+    throw new ConfigError(`config.data.tokenizer: bytes needs model.vocab >= 256 (got ${model.vocab})`);
+  return {
+    ...c,
+    model,
+    batch: c.batch ?? preset.batch,
+    actBits: c.actBits === undefined ? (c.quant === "fp" ? null : 8) : c.actBits,
+    knobs: { ...DEFAULT_KNOBS, ...c.knobs },
+    data: { ...c.data, tokenizer },
+  };
+}
+
+export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" = c.device): NativeTrainerConfig {
+  return {
+    model: c.model,
+    quant: c.quant,
+    actBits: c.actBits,
+    batch: c.batch,
+    accum: c.accum,
+    seed: c.seed,
+    warmup: c.warmup,
+    totalSteps: c.steps,
+    minLrRatio: c.minLrRatio,
+    weightDecay: c.weightDecay,
+    gradClip: c.gradClip,
+    knobs: c.knobs,
+    device,
+    ...(c.threads !== undefined ? { threads: c.threads } : {}),
+  };
+}

@@ -1,0 +1,15 @@
+// Public API of the primal package (what a notebook cell imports).
+export { Trainer } from "./trainer.js";
+export type { StepMetrics, TrainOptions, TrainSummary, EvaluationResult, SampleOptions, SampleRecord } from "./trainer.js";
+export { resolveConfig, configSchema, knobsSchema, DEFAULT_KNOBS, ConfigError } from "./config.js";
+export type { TrainerConfig, TrainerConfigInput } from "./config.js";
+export { PRESETS, PRESET_NAMES } from "./presets.js";
+export type { PresetName } from "./presets.js";
+export type { Knobs, LayerColumns, NativeMemory } from "./native.js";
+export { native } from "./native.js";
+export { weightTable, layerTable } from "./tables.js";
+export * as plots from "./plots/index.js";
+export { exportFigure } from "./plots/export.js";
+export { readRun, listRuns, compareRuns } from "./tracking/runReader.js";
+export { RunStore } from "./tracking/runStore.js";
+export { getTokenizer } from "./data/tokenizer.js";

@@ -1,0 +1,179 @@
+// Loads the native addon (built by cmake-js into build/Release) and types its surface.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { packageRoot } from "./paths.js";
+
+export type QuantName = "fp" | "ste" | "poltergeist";
+export type DeviceName = "cpu" | "cuda" | "auto";
+
+export interface NativeModelConfig {
+  vocab: number;
+  dModel: number;
+  layers: number;
+  heads: number;
+  ffn: number;
+  seq: number;
+  ropeTheta?: number;
+  normEps?: number;
+  initStd?: number;
+}
+
+/** The DESIGN §4 knobs; bridge null turns the ±b levels off. */
+export interface Knobs {
+  bridge: number | null;
+  flipRate: number;
+  pMax: number;
+  voteKeep: number;
+  deadzone: number;
+  lr: number;
+  scaleLr: number;
+}
+
+export interface NativeTrainerConfig {
+  model: NativeModelConfig;
+  quant: QuantName;
+  actBits: number | null;
+  batch: number;
+  accum: number;
+  seed: number;
+  warmup: number;
+  totalSteps: number;
+  minLrRatio?: number;
+  beta1?: number;
+  beta2?: number;
+  weightDecay?: number;
+  gradClip?: number;
+  knobs: Partial<Knobs>;
+  device: DeviceName;
+  threads?: number;
+}
+
+/** Per-layer telemetry, one entry per BitLinear layer in each column. */
+export interface LayerColumns {
+  scale: Float32Array;
+  dscale: Float32Array;
+  weights: Float32Array;
+  flips: Int32Array;
+  flipFrac: Float32Array;
+  flipsUp: Int32Array;
+  flipsDown: Int32Array;
+  zeroToBridge: Int32Array;
+  bridgeToOne: Int32Array;
+  oneToBridge: Int32Array;
+  bridgeToZero: Int32Array;
+  zeroToOne: Int32Array;
+  oneToZero: Int32Array;
+  pMean: Float32Array;
+  pMax: Float32Array;
+  occM2: Int32Array;
+  occM1: Int32Array;
+  occ0: Int32Array;
+  occP1: Int32Array;
+  occP2: Int32Array;
+  voteActive: Float32Array;
+  voteSaturated: Float32Array;
+}
+
+export interface NativeStep {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  stepMs: number;
+  peakMemoryBytes: number;
+  layers: LayerColumns;
+}
+
+export interface NativeTrainSummary {
+  steps: number;
+  step: number;
+  stopped: boolean;
+  lastLoss: number | null;
+  seconds: number;
+}
+
+export interface NativeInfo {
+  step: number;
+  tokens: number;
+  device: string;
+  backend: "cpu" | "cuda";
+  quant: QuantName;
+  paramCount: number;
+  trainTokens: number;
+  layers: { name: string; rows: number; cols: number }[];
+}
+
+export interface NativeMemory {
+  params: number;
+  optimizer: number;
+  grads: number;
+  ternaryState: number;
+  ternaryWeights: number;
+  activations: number;
+  scratch: number;
+  deviceInUse: number;
+  devicePeak: number;
+}
+
+export type LayerRef = string | number;
+
+export interface NativeTrainer {
+  setTrainData(tokens: Int32Array): void;
+  train(n: number, onStep?: (s: NativeStep) => void): Promise<NativeTrainSummary>;
+  stop(): boolean;
+  isTraining(): boolean;
+  setKnobs(k: Partial<Knobs>): Knobs;
+  getKnobs(): Knobs;
+  info(): NativeInfo;
+  layerStats(): LayerColumns;
+  codes(layer: LayerRef): Int8Array;
+  votes(layer: LayerRef): Int8Array;
+  flipProbabilities(layer: LayerRef): Float32Array;
+  weights(layer: LayerRef): Float32Array;
+  setCodes(layer: LayerRef, codes: Int8Array): void;
+  setVotes(layer: LayerRef, votes: Int8Array): void;
+  scales(): Float32Array;
+  scaleGrads(): Float32Array;
+  setScale(layer: LayerRef, s: number): void;
+  gamma0(): Float32Array;
+  memory(): NativeMemory;
+  accumulate(): number;
+  applyStep(): NativeStep;
+  batchLoss(inputs: Int32Array, targets: Int32Array, B: number, T: number): number;
+  evaluate(tokens: Int32Array, window?: number): Promise<{ lossSum: number; count: number }>;
+  generate(prompt: Int32Array, n: number, temperature?: number, topK?: number, seed?: number): Promise<Int32Array>;
+  save(path: string, extraJson?: string): Promise<string>;
+  load(path: string): Promise<string>;
+  dispose(): void;
+}
+
+interface NativeModule {
+  NativeTrainer: new (cfg: NativeTrainerConfig) => NativeTrainer;
+  cudaInfo(): { built: boolean; devices: number };
+  version: string;
+}
+
+let mod: NativeModule | undefined;
+
+/** The addon; throws a clear error when it has not been built. */
+export function native(): NativeModule {
+  if (mod) return mod;
+  const root = packageRoot();
+  const candidates = [
+    process.env.PRIMAL_NATIVE,
+    join(root, "build", "Release", "primal_native.node"),
+    join(root, "build", "Debug", "primal_native.node"),
+  ].filter((p): p is string => !!p);
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      `primal: the native addon is not built (looked for ${candidates.join(", ")}). ` +
+        "Run `npm install` (needs CMake and a C++17 compiler) or `npm run build:native`.",
+    );
+  }
+  const require = createRequire(import.meta.url);
+  mod = require(found) as NativeModule;
+  return mod;
+}

@@ -1,0 +1,232 @@
+// Run-level figures from the metrics table: training loss with knob events, runs compared.
+
+import { ema, numbers, readNumbers, smoothingFactor, tidyArray } from "./columns.js";
+import {
+  baseConfig,
+  baseLayout,
+  COLORS,
+  formatValue,
+  paletteColor,
+  type Figure,
+  type PlotlyTrace,
+  type RunData,
+  type RunEvent,
+} from "./figure.js";
+
+export interface LossOptions {
+  /** Logarithmic loss axis. */
+  logY?: boolean;
+  /** EMA smoothing of the train loss: true (factor 0.9) or a factor in [0, 1). The raw line stays, faded. */
+  smooth?: boolean | number;
+  /** Draw "set" events (knob changes) as dashed vertical lines with a label. Default true. */
+  events?: boolean;
+}
+
+function runLabel(run: RunData): string {
+  const name = run.name ?? run.meta?.name;
+  return name && name !== run.id ? `${name} (${run.id})` : run.id;
+}
+
+/**
+ * Knob changes as dashed vertical lines (layout.shapes) with labels such as "bridge 0.667→0.7"
+ * (layout.annotations). Events at the same step share one line and one label (one text line per
+ * knob), so a `set({bridge, flipRate})` reads as one change. Labels cycle through four heights so
+ * that changes a few steps apart do not print on top of each other.
+ */
+export function eventMarkers(events: RunData["events"]): {
+  shapes: Record<string, unknown>[];
+  annotations: Record<string, unknown>[];
+} {
+  const byStep = new Map<number, string[]>();
+  for (const e of (events ?? []) as readonly Partial<RunEvent>[]) {
+    const step = e.step;
+    if (e.kind !== "set" || typeof step !== "number" || !Number.isFinite(step)) continue;
+    const knob = typeof e.knob === "string" ? e.knob : "set";
+    const text = `${knob} ${formatValue(e.old)}→${formatValue(e.new)}`;
+    const list = byStep.get(step) ?? [];
+    list.push(text);
+    byStep.set(step, list);
+  }
+  const shapes: Record<string, unknown>[] = [];
+  const annotations: Record<string, unknown>[] = [];
+  const steps = Array.from(byStep.keys()).sort((a, b) => a - b);
+  steps.forEach((step, k) => {
+    shapes.push({
+      type: "line",
+      xref: "x",
+      yref: "paper",
+      x0: step,
+      x1: step,
+      y0: 0,
+      y1: 1,
+      line: { color: COLORS.event, width: 1.5, dash: "dash" },
+      layer: "above",
+    });
+    annotations.push({
+      x: step,
+      xref: "x",
+      y: 1 - (k % 4) * 0.08,
+      yref: "paper",
+      yanchor: "top",
+      xanchor: "left",
+      xshift: 3,
+      text: (byStep.get(step) as string[]).join("<br>"),
+      showarrow: false,
+      align: "left",
+      font: { size: 11, color: "#444" },
+      bgcolor: "rgba(255,255,255,0.8)",
+    });
+  });
+  return { shapes, annotations };
+}
+
+/** Train loss vs step (optionally EMA-smoothed), validation loss where measured, and knob changes. */
+export function loss(run: RunData, opts: LossOptions = {}): Figure {
+  const m = run.metrics;
+  const step = numbers(m, "step", "metrics table");
+  const train = numbers(m, "loss", "metrics table");
+  const alpha = smoothingFactor(opts.smooth);
+
+  const data: PlotlyTrace[] = [
+    {
+      type: "scatter",
+      mode: "lines",
+      name: "train loss",
+      x: Array.from(step),
+      y: tidyArray(train),
+      line: { color: COLORS.train, width: alpha === null ? 1.6 : 1 },
+      opacity: alpha === null ? 1 : 0.3,
+    },
+  ];
+  if (alpha !== null) {
+    data.push({
+      type: "scatter",
+      mode: "lines",
+      name: `train loss (EMA ${alpha})`,
+      x: Array.from(step),
+      y: tidyArray(ema(train, alpha)),
+      line: { color: COLORS.train, width: 2 },
+    });
+  }
+
+  if (m.getChild("valLoss")) {
+    const { values, valid } = readNumbers(m, "valLoss");
+    const xs: number[] = [];
+    const ys: number[] = [];
+    for (let i = 0; i < values.length; i++) {
+      if ((valid === null || valid[i] === 1) && Number.isFinite(values[i])) {
+        xs.push(step[i] as number);
+        ys.push(values[i] as number);
+      }
+    }
+    if (xs.length > 0) {
+      data.push({
+        type: "scatter",
+        mode: "lines+markers",
+        name: "val loss",
+        x: xs,
+        y: tidyArray(ys),
+        line: { color: COLORS.val, width: 1.5 },
+        marker: { color: COLORS.val, size: 7 },
+      });
+    }
+  }
+
+  const layout = baseLayout({
+    title: `loss · ${runLabel(run)}`,
+    xTitle: "step",
+    yTitle: "loss (nats/token)",
+    logY: opts.logY,
+  });
+  if (opts.events !== false) {
+    const { shapes, annotations } = eventMarkers(run.events);
+    layout.shapes = shapes;
+    layout.annotations = annotations;
+  }
+  return { data, layout, config: baseConfig() };
+}
+
+/** Columns of the metrics table that compareRuns can overlay. */
+export type RunMetric =
+  | "loss"
+  | "valLoss"
+  | "valBpb"
+  | "lr"
+  | "gradNorm"
+  | "tokens"
+  | "tokensPerSec"
+  | "stepMs"
+  | "peakMemoryBytes"
+  | (string & {});
+
+export interface CompareOptions {
+  metric?: RunMetric;
+  /** x axis: optimizer step (default), cumulative tokens, or minutes since the run's first row. */
+  x?: "step" | "tokens" | "time";
+  logY?: boolean;
+  /** EMA smoothing as in loss(); applied to dense metrics, not to the sparse validation ones. */
+  smooth?: boolean | number;
+}
+
+const METRIC_TITLES: Record<string, string> = {
+  loss: "train loss (nats/token)",
+  valLoss: "validation loss (nats/token)",
+  valBpb: "validation bits per byte",
+  lr: "learning rate",
+  gradNorm: "gradient norm",
+  tokens: "tokens trained",
+  tokensPerSec: "tokens / s",
+  stepMs: "step time (ms)",
+  peakMemoryBytes: "peak memory (bytes)",
+};
+
+/** One metric of several runs overlaid, one colored line per run. */
+export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {}): Figure {
+  const metric = opts.metric ?? "loss";
+  const xKind = opts.x ?? "step";
+  const alpha = smoothingFactor(opts.smooth);
+  const data: PlotlyTrace[] = [];
+
+  runs.forEach((run, r) => {
+    const m = run.metrics;
+    const { values, valid } = readNumbers(m, metric, `metrics table of run ${run.id}`);
+    let xs: Float64Array;
+    if (xKind === "step") xs = numbers(m, "step", `metrics table of run ${run.id}`);
+    else if (xKind === "tokens") xs = numbers(m, "tokens", `metrics table of run ${run.id}`);
+    else {
+      const t = numbers(m, "time", `metrics table of run ${run.id}`);
+      const t0 = t.length > 0 ? (t[0] as number) : 0;
+      xs = t.map((v) => (v - t0) / 60000);
+    }
+    const sparse = valid !== null;
+    const keepX: number[] = [];
+    const keepY: number[] = [];
+    for (let i = 0; i < values.length; i++) {
+      if (valid !== null && valid[i] !== 1) continue;
+      keepX.push(xs[i] as number);
+      keepY.push(values[i] as number);
+    }
+    const color = paletteColor(r);
+    const smoothed = alpha !== null && !sparse;
+    data.push({
+      type: "scatter",
+      mode: sparse ? "lines+markers" : "lines",
+      name: runLabel(run),
+      legendgroup: run.id,
+      x: tidyArray(keepX),
+      y: tidyArray(smoothed ? ema(keepY, alpha) : keepY),
+      line: { color, width: 1.8 },
+      marker: { color, size: 6 },
+    });
+  });
+
+  const xTitle = xKind === "step" ? "step" : xKind === "tokens" ? "tokens" : "time (minutes)";
+  const layout = baseLayout({
+    title: `${metric} · ${runs.length} run${runs.length === 1 ? "" : "s"}`,
+    xTitle,
+    yTitle: METRIC_TITLES[metric] ?? metric,
+    logY: opts.logY,
+    hovermode: "closest",
+  });
+  return { data, layout, config: baseConfig() };
+}

@@ -1,0 +1,653 @@
+/**
+ * Append-only Arrow IPC *stream* files for a fixed schema, and a tolerant reader for them.
+ *
+ * File layout: one schema message, then one record-batch message per flush, and an end-of-stream
+ * marker only after `close()`. Every message is produced by apache-arrow's own IPC writer
+ * (`tableToIPC(…, 'stream')`); to append a batch we serialize a one-batch stream and copy out
+ * just its record-batch message, so the file stays a single valid stream that pyarrow, polars and
+ * apache-arrow read without knowing it was written in pieces. Each message goes to disk in one
+ * write, so a process killed at any moment leaves at most one partial message at the tail; the
+ * reader ignores it and the appender cuts it off when the file is reopened.
+ */
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import {
+  Data,
+  DataType,
+  Field,
+  MessageHeader,
+  RecordBatch,
+  RecordBatchReader,
+  Schema,
+  Struct,
+  Table,
+  Type,
+  Utf8,
+  makeData,
+  tableToIPC,
+} from 'apache-arrow';
+import { RunStoreError, describeError } from './errors.js';
+import { scanStream } from './ipcScan.js';
+
+export { scanStream } from './ipcScan.js';
+export type { ScannedMessage, StreamScan } from './ipcScan.js';
+
+// ---------------------------------------------------------------------------------------------
+// Column buffers: rows accumulate in growable typed arrays until a flush turns them into Data.
+// ---------------------------------------------------------------------------------------------
+
+/** Values accepted for one column by `appendColumns`: an array per row, or one value for all. */
+export type ColumnInput = ArrayLike<number> | readonly (string | null)[] | number | string | null;
+
+type NumericArray = Int32Array | Float32Array | Float64Array;
+type NumericCtor = Int32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor;
+
+interface ColumnBuffer {
+  readonly field: Field;
+  /** Throws (before anything is stored) when `v` does not fit this column. */
+  check(v: unknown): void;
+  push(v: unknown): void;
+  /** `src` was validated by `checkMany` already. */
+  pushMany(src: ColumnInput, n: number): void;
+  checkMany(src: ColumnInput | undefined, n: number): void;
+  /** Returns the buffered rows as Data and empties the buffer. */
+  take(): Data;
+}
+
+function packValidity(valid: Uint8Array, n: number): { bitmap: Uint8Array; nulls: number } {
+  const bitmap = new Uint8Array(Math.ceil(n / 8));
+  let nulls = 0;
+  for (let i = 0; i < n; i++) {
+    if (valid[i]) bitmap[i >> 3]! |= 1 << (i & 7);
+    else nulls++;
+  }
+  return { bitmap, nulls };
+}
+
+function columnError(field: Field, what: string): TypeError {
+  return new TypeError(`column "${field.name}" (${String(field.type)}): ${what}`);
+}
+
+class NumericColumn implements ColumnBuffer {
+  private values: NumericArray;
+  /** One byte per row, allocated on the first null (most columns never see one). */
+  private valid: Uint8Array | null = null;
+  private n = 0;
+
+  constructor(
+    readonly field: Field,
+    private readonly Ctor: NumericCtor,
+  ) {
+    this.values = new Ctor(64);
+  }
+
+  private reserve(extra: number): void {
+    const need = this.n + extra;
+    if (need <= this.values.length) return;
+    let cap = this.values.length;
+    while (cap < need) cap *= 2;
+    const grown = new this.Ctor(cap);
+    grown.set(this.values.subarray(0, this.n));
+    this.values = grown;
+    if (this.valid) {
+      const v = new Uint8Array(cap);
+      v.set(this.valid.subarray(0, this.n));
+      this.valid = v;
+    }
+  }
+
+  check(v: unknown): void {
+    if (v === null || v === undefined) {
+      if (!this.field.nullable) throw columnError(this.field, 'value is required');
+    } else if (typeof v !== 'number') {
+      throw columnError(this.field, `expected a number, got ${typeof v}`);
+    }
+  }
+
+  checkMany(src: ColumnInput | undefined, n: number): void {
+    if (src === null || src === undefined || typeof src === 'number' || typeof src === 'string') {
+      this.check(src);
+      return;
+    }
+    if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
+    if (!ArrayBuffer.isView(src)) for (let i = 0; i < n; i++) this.check(src[i]);
+  }
+
+  private markNull(i: number): void {
+    if (!this.valid) {
+      this.valid = new Uint8Array(this.values.length);
+      this.valid.fill(1, 0, this.n);
+    }
+    this.valid[i] = 0;
+  }
+
+  push(v: unknown): void {
+    this.reserve(1);
+    const i = this.n++;
+    if (v === null || v === undefined) {
+      this.values[i] = 0;
+      this.markNull(i);
+    } else {
+      this.values[i] = v as number;
+      if (this.valid) this.valid[i] = 1;
+    }
+  }
+
+  pushMany(src: ColumnInput, n: number): void {
+    if (src === null || typeof src === 'number' || typeof src === 'string' || !ArrayBuffer.isView(src)) {
+      if (src !== null && typeof src === 'object') {
+        for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
+      } else {
+        for (let i = 0; i < n; i++) this.push(src);
+      }
+      return;
+    }
+    this.reserve(n);
+    // Typed-array copy converts element types (e.g. Float64Array into Float32 storage).
+    this.values.set(src as ArrayLike<number>, this.n);
+    if (this.valid) this.valid.fill(1, this.n, this.n + n);
+    this.n += n;
+  }
+
+  take(): Data {
+    const n = this.n;
+    const values = this.values.slice(0, n);
+    let nullBitmap: Uint8Array | undefined;
+    let nullCount = 0;
+    if (this.valid) {
+      const p = packValidity(this.valid, n);
+      if (p.nulls > 0) {
+        nullBitmap = p.bitmap;
+        nullCount = p.nulls;
+      }
+    }
+    this.n = 0;
+    this.valid = null;
+    return makeData({ type: this.field.type as DataType, length: n, nullCount, nullBitmap, data: values } as never);
+  }
+}
+
+class Utf8Column implements ColumnBuffer {
+  private strings: (string | null)[] = [];
+  private static readonly encoder = new TextEncoder();
+
+  constructor(readonly field: Field) {}
+
+  check(v: unknown): void {
+    if (v === null || v === undefined) {
+      if (!this.field.nullable) throw columnError(this.field, 'value is required');
+    } else if (typeof v !== 'string') {
+      throw columnError(this.field, `expected a string, got ${typeof v}`);
+    }
+  }
+
+  checkMany(src: ColumnInput | undefined, n: number): void {
+    if (src === null || src === undefined || typeof src === 'string' || typeof src === 'number') {
+      this.check(src);
+      return;
+    }
+    if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
+    for (let i = 0; i < n; i++) this.check(src[i]);
+  }
+
+  push(v: unknown): void {
+    this.strings.push(v === undefined ? null : (v as string | null));
+  }
+
+  pushMany(src: ColumnInput, n: number): void {
+    if (src === null || typeof src === 'string') {
+      for (let i = 0; i < n; i++) this.push(src);
+    } else {
+      for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
+    }
+  }
+
+  take(): Data {
+    const n = this.strings.length;
+    const encoded = this.strings.map((s) => (s === null ? null : Utf8Column.encoder.encode(s)));
+    const offsets = new Int32Array(n + 1);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      total += encoded[i]?.length ?? 0;
+      offsets[i + 1] = total;
+    }
+    const data = new Uint8Array(total);
+    const valid = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const e = encoded[i];
+      if (e) {
+        data.set(e, offsets[i]!);
+        valid[i] = 1;
+      }
+    }
+    const p = packValidity(valid, n);
+    this.strings = [];
+    return makeData({
+      type: new Utf8(),
+      length: n,
+      nullCount: p.nulls,
+      nullBitmap: p.nulls > 0 ? p.bitmap : undefined,
+      valueOffsets: offsets,
+      data,
+    });
+  }
+}
+
+function makeColumn(field: Field): ColumnBuffer {
+  const t = field.type as DataType;
+  if (DataType.isUtf8(t)) return new Utf8Column(field);
+  if (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) return new NumericColumn(field, Int32Array);
+  if (DataType.isFloat(t) && t.precision === 1) return new NumericColumn(field, Float32Array);
+  if (DataType.isFloat(t) && t.precision === 2) return new NumericColumn(field, Float64Array);
+  throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message encoding through apache-arrow's writer.
+// ---------------------------------------------------------------------------------------------
+
+/** The schema message alone (no EOS), exactly as apache-arrow's stream writer emits it. */
+export function encodeSchemaMessage(schema: Schema): Uint8Array {
+  const bytes = tableToIPC(new Table(schema), 'stream');
+  const scan = scanStream(bytes, 'apache-arrow writer output');
+  const first = scan.messages[0];
+  if (!first || first.type !== MessageHeader.Schema) {
+    throw new Error('apache-arrow stream writer did not start with a schema message');
+  }
+  return bytes.slice(0, first.end);
+}
+
+/** The record-batch message(s) for `batch`, without the schema message and EOS. */
+export function encodeBatchMessages(batch: RecordBatch): Uint8Array {
+  const bytes = tableToIPC(new Table(batch.schema, [batch]), 'stream');
+  const scan = scanStream(bytes, 'apache-arrow writer output');
+  const first = scan.messages[0];
+  if (!first || first.type !== MessageHeader.Schema || scan.messages.length < 2) {
+    throw new Error('apache-arrow stream writer produced an unexpected message sequence');
+  }
+  return bytes.slice(first.end, scan.validEnd);
+}
+
+function sameSchema(a: Schema, b: Schema): boolean {
+  if (a.fields.length !== b.fields.length) return false;
+  return a.fields.every((f, i) => {
+    const g = b.fields[i]!;
+    return f.name === g.name && f.nullable === g.nullable && String(f.type) === String(g.type);
+  });
+}
+
+function describeSchema(s: Schema): string {
+  return s.fields.map((f) => `${f.name}:${String(f.type)}${f.nullable ? '?' : ''}`).join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appender
+// ---------------------------------------------------------------------------------------------
+
+export interface ArrowAppenderOptions {
+  /** Flush once this many rows are buffered (default 256). */
+  flushRows?: number;
+  /**
+   * Flush buffered rows at least this often, in milliseconds (default 2000): checked on every
+   * append and by an unref'd timer, so idle rows still reach the disk. 0 disables both.
+   */
+  flushIntervalMs?: number;
+  /** Name used in error messages (default: the file's base name). */
+  label?: string;
+}
+
+const liveAppenders = new Set<ArrowAppender>();
+let exitHookInstalled = false;
+
+/** On a normal process exit, write rows that were appended but not yet flushed. */
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const a of liveAppenders) {
+      try {
+        a.flush();
+      } catch {
+        // Nothing useful can be done with an error while the process is exiting.
+      }
+    }
+  });
+}
+
+function writeFully(fd: number, bytes: Uint8Array, position: number): void {
+  // One write call in practice; the loop only covers a short write from the OS.
+  let done = 0;
+  while (done < bytes.length) {
+    done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+  }
+}
+
+/**
+ * Appends rows of a fixed schema to an Arrow IPC stream file. Not safe for two writers on the
+ * same file at once (one run is written by one trainer process).
+ */
+export class ArrowAppender {
+  readonly path: string;
+  readonly schema: Schema;
+  private readonly label: string;
+  private readonly columns: ColumnBuffer[];
+  private readonly byName = new Map<string, ColumnBuffer>();
+  private readonly flushRows: number;
+  private readonly flushIntervalMs: number;
+  private fd: number | null;
+  private position: number;
+  private pending = 0;
+  private lastFlushAt = Date.now();
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private deferredError: unknown = undefined;
+  private rowsOnDisk: number;
+
+  private constructor(path: string, schema: Schema, fd: number, position: number, rowsOnDisk: number, options: ArrowAppenderOptions) {
+    this.path = path;
+    this.schema = schema;
+    this.label = options.label ?? basename(path);
+    this.fd = fd;
+    this.position = position;
+    this.rowsOnDisk = rowsOnDisk;
+    this.flushRows = Math.max(1, options.flushRows ?? 256);
+    this.flushIntervalMs = Math.max(0, options.flushIntervalMs ?? 2000);
+    this.columns = schema.fields.map((f) => {
+      const c = makeColumn(f);
+      this.byName.set(f.name, c);
+      return c;
+    });
+    if (this.flushIntervalMs > 0) {
+      this.timer = setInterval(() => this.onTimer(), this.flushIntervalMs);
+      this.timer.unref(); // never keeps Node alive
+    }
+    liveAppenders.add(this);
+    installExitHook();
+  }
+
+  /**
+   * Opens `path` for appending: creates it with a schema message, or continues an existing
+   * stream of the same schema after cutting off a partly written last message or an EOS marker.
+   * Throws RunStoreError when the existing file is corrupt or has a different schema.
+   */
+  static open(path: string, schema: Schema, options: ArrowAppenderOptions = {}): ArrowAppender {
+    // Validate the column types before touching the file.
+    schema.fields.forEach(makeColumn);
+    const label = options.label ?? basename(path);
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    try {
+      const size = fstatSync(fd).size;
+      let position = 0;
+      let rows = 0;
+      let needsSchema = size === 0;
+      if (size > 0) {
+        const scan = scanStream(readFileSync(fd), label);
+        if (scan.schema === null) {
+          // Only a partial schema message: the writer died while creating the file.
+          needsSchema = true;
+        } else {
+          if (!sameSchema(scan.schema, schema)) {
+            throw new RunStoreError(
+              `${label} has a different schema: file has [${describeSchema(scan.schema)}], expected [${describeSchema(schema)}]`,
+              { file: label },
+            );
+          }
+          position = scan.validEnd;
+          rows = scan.messages.reduce((s, m) => s + (m.type === MessageHeader.RecordBatch ? m.rows : 0), 0);
+        }
+      }
+      if (needsSchema) position = 0;
+      if (size > position) ftruncateSync(fd, position);
+      if (needsSchema) {
+        const msg = encodeSchemaMessage(schema);
+        writeFully(fd, msg, 0);
+        position = msg.length;
+      }
+      return new ArrowAppender(path, schema, fd, position, rows, options);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Rows appended but not yet written. */
+  get bufferedRows(): number {
+    return this.pending;
+  }
+
+  /** Rows in complete record batches on disk (including those found when the file was opened). */
+  get writtenRows(): number {
+    return this.rowsOnDisk;
+  }
+
+  get closed(): boolean {
+    return this.fd === null;
+  }
+
+  private ensureOpen(): void {
+    if (this.deferredError !== undefined) {
+      const e = this.deferredError;
+      this.deferredError = undefined;
+      throw e;
+    }
+    if (this.fd === null) throw new Error(`ArrowAppender for ${this.label} is closed`);
+  }
+
+  private onTimer(): void {
+    if (this.pending === 0 || this.fd === null) return;
+    try {
+      this.flush();
+    } catch (e) {
+      // A timer must not crash the process; the error surfaces at the next append/flush/close.
+      this.deferredError = e;
+    }
+  }
+
+  private maybeFlush(): void {
+    if (this.pending >= this.flushRows) this.flush();
+    else if (this.flushIntervalMs > 0 && Date.now() - this.lastFlushAt >= this.flushIntervalMs) this.flush();
+  }
+
+  /** Appends one row; keys are column names. Missing nullable columns become null. */
+  append(row: Readonly<Record<string, unknown>>): void {
+    this.ensureOpen();
+    for (const c of this.columns) c.check(row[c.field.name]);
+    for (const c of this.columns) c.push(row[c.field.name]);
+    this.pending += 1;
+    this.maybeFlush();
+  }
+
+  /**
+   * Appends `length` rows given column-wise (typed arrays, arrays, or one scalar repeated for
+   * every row). All rows of one call always land in the same record batch.
+   */
+  appendColumns(cols: Readonly<Record<string, ColumnInput | undefined>>, length: number): void {
+    this.ensureOpen();
+    if (!Number.isSafeInteger(length) || length < 0) throw new TypeError(`invalid row count ${length}`);
+    if (length === 0) return;
+    for (const c of this.columns) c.checkMany(cols[c.field.name], length);
+    for (const c of this.columns) c.pushMany(cols[c.field.name] ?? null, length);
+    this.pending += length;
+    this.maybeFlush();
+  }
+
+  /** Writes the buffered rows as one record batch (one write call). Returns the rows written. */
+  flush(): number {
+    this.ensureOpen();
+    this.lastFlushAt = Date.now();
+    const n = this.pending;
+    if (n === 0) return 0;
+    const children = this.columns.map((c) => c.take());
+    this.pending = 0;
+    const data = makeData({ type: new Struct(this.schema.fields), length: n, nullCount: 0, children });
+    const bytes = encodeBatchMessages(new RecordBatch(this.schema, data));
+    writeFully(this.fd!, bytes, this.position);
+    this.position += bytes.length;
+    this.rowsOnDisk += n;
+    return n;
+  }
+
+  /** Flushes, writes the end-of-stream marker and closes the file. Idempotent. */
+  close(): void {
+    if (this.fd === null) return;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    liveAppenders.delete(this);
+    const fd = this.fd;
+    try {
+      this.flush();
+      const eos = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+      writeFully(fd, eos, this.position);
+    } finally {
+      this.fd = null;
+      closeSync(fd);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+// ---------------------------------------------------------------------------------------------
+
+function checkOffsets(offsets: ArrayLike<number | bigint>, from: number, count: number, limit: number): boolean {
+  if (offsets.length < from + count + 1) return false;
+  let prev = Number(offsets[from]!);
+  if (prev < 0) return false;
+  for (let i = from + 1; i <= from + count; i++) {
+    const cur = Number(offsets[i]!);
+    if (cur < prev) return false;
+    prev = cur;
+  }
+  return prev <= limit;
+}
+
+/**
+ * Checks that a loaded column's buffers are large enough for its declared length, so code that
+ * iterates the table never reads past them. Returns a problem description or null.
+ */
+function checkData(d: Data, depth = 0): string | null {
+  if (depth > 64) return 'nesting too deep';
+  const n = d.offset + d.length;
+  const bitmap = d.nullBitmap as Uint8Array | undefined;
+  if (d.nullCount > 0 && bitmap && bitmap.length > 0 && bitmap.length * 8 < n) return 'validity bitmap too short';
+  const values = d.values as ArrayLike<unknown> | undefined;
+  const valuesLen = values?.length ?? 0;
+  switch (d.typeId) {
+    case Type.Int:
+    case Type.Float:
+    case Type.Date:
+    case Type.Time:
+    case Type.Timestamp:
+    case Type.Duration:
+    case Type.Interval:
+    case Type.Decimal:
+    case Type.FixedSizeBinary:
+      if (valuesLen < n * d.stride) return 'values buffer too short';
+      break;
+    case Type.Bool:
+      if (valuesLen * 8 < n) return 'values buffer too short';
+      break;
+    case Type.Utf8:
+    case Type.Binary:
+    case Type.LargeUtf8:
+    case Type.LargeBinary:
+      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, valuesLen)) return 'invalid value offsets';
+      break;
+    case Type.List:
+    case Type.LargeList: {
+      const childLen = d.children[0] ? d.children[0].offset + d.children[0].length : 0;
+      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, childLen)) return 'invalid list offsets';
+      break;
+    }
+    case Type.Struct:
+      for (const c of d.children) if (c.length < n) return 'struct child too short';
+      break;
+    case Type.Dictionary:
+      if (valuesLen < n) return 'dictionary indices too short';
+      break;
+    default:
+      break;
+  }
+  for (const c of d.children) {
+    const p = checkData(c, depth + 1);
+    if (p) return p;
+  }
+  return null;
+}
+
+export interface ReadArrowStreamOptions {
+  /**
+   * Schema to use when the file is missing, empty or holds only part of its schema message (a
+   * writer killed while creating it): an empty table with this schema is returned then.
+   */
+  schema?: Schema;
+  /** Name used in error messages (default: the file's base name). */
+  label?: string;
+}
+
+/**
+ * Parses Arrow IPC stream bytes into a Table. A partly written last message and a missing EOS are
+ * fine; bytes that cannot be a stream throw RunStoreError("<label> is corrupt at byte N: …").
+ * Work is bounded by the byte length.
+ */
+export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStreamOptions = {}): Table {
+  const label = options.label ?? 'Arrow stream';
+  // A private, 8-byte aligned copy: typed-array views over the body need aligned offsets.
+  const buf = new Uint8Array(bytes.length);
+  buf.set(bytes);
+  const scan = scanStream(buf, label);
+  if (scan.schema === null) {
+    if (options.schema) return new Table(options.schema);
+    throw new RunStoreError(`${label} has no complete schema message`, { file: label, offset: 0 });
+  }
+  const batchStarts = scan.messages.filter((m) => m.type === MessageHeader.RecordBatch).map((m) => m.start);
+  const batches: RecordBatch[] = [];
+  try {
+    const reader = RecordBatchReader.from(buf.subarray(0, scan.validEnd));
+    for (const batch of reader) batches.push(batch);
+    // With no record-batch message apache-arrow yields one empty placeholder batch; drop it.
+    if (batchStarts.length === 0) batches.length = 0;
+  } catch (e) {
+    const at = batchStarts[batches.length] ?? 0;
+    throw new RunStoreError(`${label} is corrupt at byte ${at}: ${describeError(e)}`, { file: label, offset: at, cause: e });
+  }
+  batches.forEach((batch, i) => {
+    const at = batchStarts[i] ?? 0;
+    const problem =
+      batch.data.children.length !== scan.schema!.fields.length
+        ? 'column count differs from the schema'
+        : batch.data.children.map((c) => (c.length < batch.numRows ? 'column shorter than the batch' : checkData(c))).find((p) => p !== null);
+    if (problem) throw new RunStoreError(`${label} is corrupt at byte ${at}: ${problem}`, { file: label, offset: at });
+  });
+  const schema = scan.schema;
+  const odd = batches.findIndex((b) => !sameSchema(b.schema, schema));
+  if (odd >= 0) {
+    // apache-arrow marks a field nullable when a batch has nulls in it, so this catches nulls
+    // in a non-nullable column as well as any other disagreement with the schema message.
+    const at = batchStarts[odd] ?? 0;
+    throw new RunStoreError(`${label} is corrupt at byte ${at}: record batch does not match the schema (nulls in a non-nullable column?)`, {
+      file: label,
+      offset: at,
+    });
+  }
+  try {
+    return new Table(schema, batches);
+  } catch (e) {
+    throw new RunStoreError(`${label} is corrupt: ${describeError(e)}`, { file: label, cause: e });
+  }
+}
+
+/**
+ * Reads an Arrow IPC stream file written by ArrowAppender (or any stream writer) as one Table.
+ * See readArrowStreamBytes for what is tolerated.
+ */
+export function readArrowStream(path: string, options: ReadArrowStreamOptions = {}): Table {
+  const label = options.label ?? basename(path);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && options.schema) return new Table(options.schema);
+    throw new RunStoreError(`cannot read ${label}: ${describeError(e)}`, { file: label, cause: e });
+  }
+  return readArrowStreamBytes(bytes, { ...options, label });
+}

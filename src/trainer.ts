@@ -1,0 +1,533 @@
+// The Trainer facade researchers drive from a notebook or the CLI: a native trainer plus its
+// data and its run directory. Every step is recorded (metrics, layer telemetry), every knob
+// change is an event, samples and checkpoints land in the run folder.
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Table } from "apache-arrow";
+import { knobsSchema, nativeConfig, resolveConfig, type TrainerConfig, type TrainerConfigInput } from "./config.js";
+import {
+  native,
+  type Knobs,
+  type LayerColumns,
+  type LayerRef,
+  type NativeMemory,
+  type NativeStep,
+  type NativeTrainer,
+} from "./native.js";
+import { packageVersion } from "./paths.js";
+import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
+import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
+import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
+import { RunStore } from "./tracking/runStore.js";
+import type { MetricsInput } from "./tracking/schemas.js";
+import { readRun } from "./tracking/runReader.js";
+
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokensPerSec: number;
+  stepMs: number;
+  peakMemoryBytes: number;
+  layers: LayerColumns;
+}
+
+export interface SampleRecord {
+  step: number;
+  prompt: string;
+  text: string;
+  temperature: number;
+  topK: number;
+  seed: number;
+}
+
+export interface TrainOptions {
+  /** Called after every step on the main thread. */
+  onStep?: (m: StepMetrics) => void;
+  /** Called whenever the salad test produced a sample. */
+  onSample?: (s: SampleRecord) => void;
+}
+
+export interface TrainSummary {
+  /** Steps completed by this call. */
+  steps: number;
+  /** The trainer's step after the call. */
+  step: number;
+  stopped: boolean;
+  loss: number | null;
+  tokensPerSec: number;
+  seconds: number;
+  runDir: string;
+  lastSample?: SampleRecord;
+  eval?: EvaluationResult;
+}
+
+export interface EvaluationResult {
+  step: number;
+  validation?: EvalMetrics & { tokens: number };
+  wikitext?: EvalMetrics & { tokens: number };
+}
+
+export interface SampleOptions {
+  tokens?: number;
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  greedy?: boolean;
+}
+
+const LAYER_STAT_KEYS = [
+  "dscale", "flips", "flipFrac", "flipsUp", "flipsDown", "zeroToBridge", "bridgeToOne", "oneToBridge",
+  "bridgeToZero", "zeroToOne", "oneToZero", "pMean", "pMax", "occM2", "occM1", "occ0", "occP1", "occP2",
+  "voteActive", "voteSaturated",
+] as const;
+
+function sameKnob(a: unknown, b: unknown): boolean {
+  return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
+}
+
+export class Trainer {
+  readonly config: TrainerConfig;
+  readonly store: RunStore;
+  private readonly nt: NativeTrainer;
+  private readonly data: DataBundle;
+  private training = false;
+  private stopRequested = false;
+  private lastEval: EvaluationResult | undefined;
+  /** The newest metrics row is held back until the next row, so an evaluation at that step can fill valLoss. */
+  private pendingRow: MetricsInput | undefined;
+  private disposed = false;
+
+  private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore) {
+    this.config = config;
+    this.nt = nt;
+    this.data = data;
+    this.store = store;
+  }
+
+  /** Validates the config, loads and tokenizes the data, builds the model and opens a run. */
+  static async create(input: TrainerConfigInput = {}): Promise<Trainer> {
+    const config = resolveConfig(input);
+    const data = await loadTrainingData(config);
+    const nt = Trainer.makeNative(config, data);
+    const info = nt.info();
+    const store = RunStore.create({
+      ...(config.home !== undefined ? { home: config.home } : {}),
+      ...(config.name !== undefined ? { name: config.name } : {}),
+      config: { ...config, backend: info.backend } as unknown as Record<string, unknown>,
+      versions: { primal: packageVersion(), native: native().version },
+      device: info.device,
+      seed: config.seed,
+    });
+    store.event("start", { step: 0, device: info.device, params: info.paramCount, trainTokens: data.train.length });
+    return new Trainer(config, nt, data, store);
+  }
+
+  /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
+  static async resume(target: string, overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number } = {}): Promise<Trainer> {
+    const path = resolve(target);
+    if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
+    let runDir: string;
+    let checkpoint: string;
+    if (statSync(path).isDirectory()) {
+      runDir = path;
+      const probe = RunStore.open(runDir);
+      const latest = probe.latestCheckpoint();
+      probe.close();
+      if (!latest) throw new Error(`resume: run '${target}' has no checkpoint yet (checkpoints/ is empty)`);
+      checkpoint = latest.path;
+    } else {
+      checkpoint = path;
+      runDir = resolve(path, "..", "..");
+    }
+    const meta = readRun(runDir).meta;
+    const saved = meta.config as unknown as TrainerConfig & { backend?: string };
+    const input: TrainerConfigInput = {
+      preset: saved.preset,
+      model: saved.model,
+      quant: saved.quant,
+      actBits: saved.actBits,
+      batch: saved.batch,
+      accum: saved.accum,
+      steps: saved.steps,
+      warmup: saved.warmup,
+      minLrRatio: saved.minLrRatio,
+      weightDecay: saved.weightDecay,
+      gradClip: saved.gradClip,
+      seed: saved.seed,
+      knobs: saved.knobs,
+      device: overrides.device ?? saved.device,
+      ...(overrides.threads !== undefined ? { threads: overrides.threads } : saved.threads !== undefined ? { threads: saved.threads } : {}),
+      data: saved.data,
+      eval: saved.eval,
+      sampleEvery: saved.sampleEvery,
+      samplePrompt: saved.samplePrompt,
+      sampleTokens: saved.sampleTokens,
+      sampleTemperature: saved.sampleTemperature,
+      sampleTopK: saved.sampleTopK,
+      checkpointEvery: saved.checkpointEvery,
+      keepCheckpoints: saved.keepCheckpoints,
+    };
+    const config = resolveConfig(input);
+    const data = await loadTrainingData(config);
+    const nt = Trainer.makeNative(config, data);
+    try {
+      await nt.load(checkpoint);
+    } catch (e) {
+      nt.dispose();
+      throw e;
+    }
+    const store = RunStore.open(runDir);
+    const step = nt.info().step;
+    store.event("resume", { step, checkpoint });
+    store.setStatus("running", step);
+    return new Trainer(config, nt, data, store);
+  }
+
+  private static makeNative(config: TrainerConfig, data: DataBundle): NativeTrainer {
+    const { NativeTrainer: Native } = native();
+    const nt = new Native(nativeConfig(config));
+    try {
+      nt.setTrainData(data.train);
+    } catch (e) {
+      nt.dispose();
+      throw e;
+    }
+    return nt;
+  }
+
+  get runDir(): string {
+    return this.store.dir;
+  }
+  get step(): number {
+    return this.nt.info().step;
+  }
+  get device(): string {
+    return this.nt.info().device;
+  }
+  get isTraining(): boolean {
+    return this.training;
+  }
+  /** The run as the plots expect it: metrics, layer telemetry and events read from disk. */
+  get run(): ReturnType<typeof readRun> {
+    this.flush();
+    return readRun(this.store.dir);
+  }
+
+  private check(): void {
+    if (this.disposed) throw new Error("this Trainer has been disposed");
+  }
+
+  /**
+   * Trains n steps on a worker thread. Resolves with a summary; stops early (cleanly, at a step
+   * boundary) after stop(). Salad samples, evaluations and checkpoints happen between steps.
+   */
+  async train(n: number, opts: TrainOptions = {}): Promise<TrainSummary> {
+    this.check();
+    if (!Number.isInteger(n) || n < 0) throw new Error(`train: n must be a non-negative integer, got ${n}`);
+    if (this.training) throw new Error("train: this trainer is already training");
+    this.training = true;
+    this.stopRequested = false;
+    const c = this.config;
+    const tokensPerStep = c.batch * c.accum * c.model.seq;
+    const t0 = performance.now();
+    let done = 0;
+    let lastLoss: number | null = null;
+    let lastSample: SampleRecord | undefined;
+    let stopped = false;
+    let trainedMs = 0;
+    const every = (k: number, s: number) => k > 0 && s % k === 0;
+    try {
+      while (done < n && !this.stopRequested) {
+        const step = this.step;
+        // Run natively up to the next step where a hook (sample, eval, checkpoint) is due.
+        let chunk = n - done;
+        for (const k of [c.sampleEvery, c.eval.every, c.checkpointEvery])
+          if (k > 0) chunk = Math.min(chunk, k - (step % k));
+        const summary = await this.nt.train(chunk, (s: NativeStep) => {
+          trainedMs += s.stepMs;
+          const m = this.record(s, tokensPerStep);
+          lastLoss = s.loss;
+          opts.onStep?.(m);
+        });
+        done += summary.steps;
+        const now = this.step;
+        if (summary.steps > 0) {
+          if (every(c.sampleEvery, now)) {
+            lastSample = await this.salad(now);
+            opts.onSample?.(lastSample);
+          }
+          if (every(c.eval.every, now)) await this.evaluate();
+          if (every(c.checkpointEvery, now)) await this.checkpoint();
+        }
+        if (summary.stopped) {
+          stopped = true;
+          break;
+        }
+      }
+      stopped = stopped || this.stopRequested;
+      const step = this.step;
+      if (done > 0 && !every(c.checkpointEvery, step)) await this.checkpoint();
+      if (stopped) this.store.event("stop", { step });
+      this.store.setStatus(stopped ? "stopped" : "running", step);
+      this.store.flush();
+      return {
+        steps: done,
+        step,
+        stopped,
+        loss: lastLoss,
+        tokensPerSec: trainedMs > 0 ? (done * tokensPerStep) / (trainedMs / 1000) : 0,
+        seconds: (performance.now() - t0) / 1000,
+        runDir: this.store.dir,
+        ...(lastSample ? { lastSample } : {}),
+        ...(this.lastEval && this.lastEval.step === step ? { eval: this.lastEval } : {}),
+      };
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      const last = this.store.latestCheckpoint();
+      this.flushPending();
+      this.store.event("error", { step: this.step, message: msg });
+      this.store.setStatus("failed", this.step);
+      this.store.flush();
+      throw new Error(`${msg}${last ? ` (last good checkpoint: ${last.path})` : ""}`, { cause: e });
+    } finally {
+      this.training = false;
+    }
+  }
+
+  private record(s: NativeStep, tokensPerStep: number): StepMetrics {
+    const m: StepMetrics = {
+      step: s.step,
+      loss: s.loss,
+      lr: s.lr,
+      gradNorm: s.gradNorm,
+      tokens: s.tokens,
+      tokensPerSec: s.stepMs > 0 ? tokensPerStep / (s.stepMs / 1000) : 0,
+      stepMs: s.stepMs,
+      peakMemoryBytes: s.peakMemoryBytes,
+      layers: s.layers,
+    };
+    this.flushPending();
+    this.pendingRow = {
+      step: m.step,
+      loss: m.loss,
+      lr: m.lr,
+      gradNorm: m.gradNorm,
+      tokens: m.tokens,
+      tokensPerSec: m.tokensPerSec,
+      stepMs: m.stepMs,
+      peakMemoryBytes: m.peakMemoryBytes,
+    };
+    const names = this.layerNames();
+    const cols: Record<string, ArrayLike<number>> = {};
+    for (const k of LAYER_STAT_KEYS) cols[k] = s.layers[k];
+    this.store.appendLayers({ step: s.step, names, scale: s.layers.scale, ...cols });
+    return m;
+  }
+
+  private flushPending(): void {
+    if (!this.pendingRow) return;
+    this.store.appendMetrics(this.pendingRow);
+    this.pendingRow = undefined;
+  }
+
+  /** Writes everything recorded so far to the run directory. */
+  flush(): void {
+    this.flushPending();
+    this.store.flush();
+  }
+
+  /** Stops training at the next step boundary; `await train()` then resolves with stopped: true. */
+  stop(): void {
+    this.stopRequested = true;
+    this.nt.stop();
+  }
+
+  /** Changes knobs between steps; each change is recorded as an event (step, old, new). */
+  set(knobs: Partial<Knobs>): Knobs {
+    this.check();
+    if (knobs === null || typeof knobs !== "object") throw new Error("set: expected an object of knobs");
+    const parsed = knobsSchema.partial().safeParse(knobs);
+    if (!parsed.success)
+      throw new Error(parsed.error.issues.map((i) => `set: ${i.path.join(".") || "knobs"}: ${i.message}`).join("\n"));
+    // The native side validates too and stores fp32; the facade keeps the values as typed.
+    this.nt.setKnobs(parsed.data);
+    const before = { ...this.config.knobs };
+    const step = this.step;
+    for (const key of Object.keys(parsed.data) as (keyof Knobs)[]) {
+      const value = parsed.data[key];
+      if (value === undefined || sameKnob(before[key], value)) continue;
+      this.store.event("set", { step, knob: key, old: before[key], new: value });
+      (this.config.knobs as Record<keyof Knobs, number | null>)[key] = value;
+    }
+    this.flush();
+    return { ...this.config.knobs };
+  }
+
+  knobs(): Knobs {
+    this.check();
+    return { ...this.config.knobs };
+  }
+
+  /** Held-out loss, perplexity and bits per byte on the corpus validation split and WikiText-2. */
+  async evaluate(): Promise<EvaluationResult> {
+    this.check();
+    const step = this.step;
+    const result: EvaluationResult = { step };
+    const run = async (set: EvalSet) => {
+      const r = await this.nt.evaluate(set.tokens, this.config.model.seq);
+      return { ...evalMetrics({ lossSumNats: r.lossSum, tokensScored: r.count, bytesScored: set.bytes }), tokens: r.count };
+    };
+    if (this.data.validation) result.validation = await run(this.data.validation);
+    if (this.data.wikitext) result.wikitext = await run(this.data.wikitext);
+    const primary = result.wikitext ?? result.validation;
+    this.store.event("eval", {
+      step,
+      ...(result.validation ? { validation: result.validation } : {}),
+      ...(result.wikitext ? { wikitext: result.wikitext } : {}),
+    });
+    if (primary && this.pendingRow && this.pendingRow.step === step) {
+      this.pendingRow.valLoss = primary.loss;
+      this.pendingRow.valBpb = primary.bpb;
+    }
+    this.flush();
+    this.lastEval = result;
+    return result;
+  }
+
+  /** Generates text from a prompt (greedy, or temperature + top-k with a seed). */
+  async sample(prompt: string, opts: SampleOptions = {}): Promise<string> {
+    this.check();
+    const tok = this.data.tokenizer;
+    const ids = tok.encode(prompt);
+    if (ids.length === 0) throw new Error("sample: the prompt encodes to no tokens");
+    const temperature = opts.greedy ? 0 : opts.temperature ?? this.config.sampleTemperature;
+    const out = await this.nt.generate(
+      ids,
+      opts.tokens ?? this.config.sampleTokens,
+      temperature,
+      opts.greedy ? 1 : opts.topK ?? this.config.sampleTopK,
+      opts.seed ?? this.config.seed,
+    );
+    return tok.decode(out);
+  }
+
+  private async salad(step: number): Promise<SampleRecord> {
+    const c = this.config;
+    const seed = c.seed + step;
+    const text = await this.sample(c.samplePrompt, { seed });
+    const rec: SampleRecord = { step, prompt: c.samplePrompt, text, temperature: c.sampleTemperature, topK: c.sampleTopK, seed };
+    this.store.sample(rec);
+    return rec;
+  }
+
+  /** Writes a checkpoint of the whole trainer state into the run and prunes old ones. */
+  async save(): Promise<string> {
+    this.check();
+    if (this.training) throw new Error("save: the trainer is training; stop() and await train() first");
+    return this.checkpoint();
+  }
+
+  private async checkpoint(): Promise<string> {
+    const step = this.step;
+    const path = this.store.checkpointPath(step);
+    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step }));
+    this.store.event("checkpoint", { step, path });
+    this.store.pruneCheckpoints(this.config.keepCheckpoints);
+    this.store.setStatus(this.training ? "running" : "running", step);
+    return path;
+  }
+
+  // ---- introspection ------------------------------------------------------------------------
+
+  layerNames(): string[] {
+    return this.nt.info().layers.map((l) => l.name);
+  }
+
+  private cols(layer: LayerRef): number {
+    const info = this.nt.info().layers;
+    const l = typeof layer === "number" ? info[layer] : info.find((x) => x.name === layer);
+    if (!l) {
+      throw new Error(`unknown layer '${String(layer)}'; e.g. ${info.slice(0, 7).map((x) => x.name).join(", ")}`);
+    }
+    return l.cols;
+  }
+
+  /** One row per BitLinear layer: Ghost Scale, dL/ds, flips, p, level occupancy, vote activity. */
+  layers(): Table {
+    this.check();
+    const info = this.nt.info().layers;
+    return layerTable(info.map((l) => l.name), this.nt.layerStats(), {
+      gamma0: this.nt.gamma0(),
+    });
+  }
+
+  /** The int8 vote buffer of a layer: one row per weight (row, col, value). */
+  votes(layer: LayerRef, opts: BufferTableOptions = {}): Table {
+    this.check();
+    return weightTable(this.nt.votes(layer), this.cols(layer), opts);
+  }
+
+  /** The ternary codes (-2..2; -1/+1 are the ±b bridge levels) of a layer. */
+  codes(layer: LayerRef, opts: BufferTableOptions = {}): Table {
+    this.check();
+    return weightTable(this.nt.codes(layer), this.cols(layer), opts);
+  }
+
+  /** The flip probability p of every weight of a layer under the current votes and knobs. */
+  flipProbabilities(layer: LayerRef, opts: BufferTableOptions = {}): Table {
+    this.check();
+    return weightTable(this.nt.flipProbabilities(layer), this.cols(layer), opts);
+  }
+
+  /** Raw buffers for custom analysis. */
+  buffers(layer: LayerRef): { votes: Int8Array; codes: Int8Array; p: Float32Array; weights: Float32Array } {
+    this.check();
+    return {
+      votes: this.nt.votes(layer),
+      codes: this.nt.codes(layer),
+      p: this.nt.flipProbabilities(layer),
+      weights: this.nt.weights(layer),
+    };
+  }
+
+  /** One row per step: loss, lr, tokens/s, memory, validation loss where evaluated. */
+  history(): Table {
+    return this.run.metrics;
+  }
+
+  /** Long format: one row per layer per step (scale, flips, occupancy...). */
+  layerHistory(): Table {
+    return this.run.layers;
+  }
+
+  memory(): NativeMemory {
+    this.check();
+    return this.nt.memory();
+  }
+
+  info(): ReturnType<NativeTrainer["info"]> {
+    this.check();
+    return this.nt.info();
+  }
+
+  /** Direct access to the native trainer (accumulate/applyStep, buffers); for experts and tests. */
+  get native(): NativeTrainer {
+    this.check();
+    return this.nt;
+  }
+
+  /** Flushes the run and frees the native memory. */
+  dispose(): void {
+    if (this.disposed) return;
+    if (this.training) throw new Error("dispose: stop() and await train() first");
+    this.flushPending();
+    this.store.setStatus("finished", this.nt.info().step);
+    this.store.close();
+    this.nt.dispose();
+    this.disposed = true;
+  }
+}
+

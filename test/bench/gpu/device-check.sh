@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-shot GPU check: builds the core with CUDA, runs the CUDA parity tests and the trainer
+# tests, then benchmarks ghost-0.1b (poltergeist, ste, fp) beside PyTorch (eager and
+# torch.compile, bf16 autocast, BitNet STE) on the same GPU. Needs no Node.
+# Results go to $OUT (or ./gpu-results): env.txt, build.log, tests.log, bench.jsonl, summary.txt.
+set -u
+OUT=${OUT:-$(pwd)/gpu-results}
+mkdir -p "$OUT"
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+BUILD=${BUILD_DIR:-/tmp/primal-gpu-build}
+STEPS=${STEPS:-20}
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/summary.txt"; }
+
+{
+  echo "## machine"; nvidia-smi || true
+  echo "## tools"; which node nvcc cmake python3 || true; nvcc --version | tail -2 || true; cmake --version | head -1
+  echo "## cublas"; ls /usr/local/cuda/include/cublasLt.h /usr/local/cuda/lib64/libcublasLt* 2>&1 | head
+  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" 2>&1
+} > "$OUT/env.txt" 2>&1
+log "env written"
+
+CUBLAS_ARG=""
+if [ ! -f /usr/local/cuda/include/cublasLt.h ]; then
+  d=$(python3 -c "import nvidia.cublas, os; print(list(nvidia.cublas.__path__)[0])" 2>/dev/null)
+  [ -n "$d" ] && CUBLAS_ARG="-DPRIMAL_CUBLAS_DIR=$d" && log "cuBLAS from wheel: $d"
+  [ -n "$d" ] && export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}"
+fi
+
+log "configure + build"
+if cmake -S "$ROOT/native" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 $CUBLAS_ARG > "$OUT/build.log" 2>&1 \
+   && cmake --build "$BUILD" -j16 >> "$OUT/build.log" 2>&1; then
+  log "build ok"
+else
+  log "BUILD FAILED"; tail -60 "$OUT/build.log"; exit 1
+fi
+grep -q "CUDA backend enabled" "$OUT/build.log" && log "CUDA backend enabled" || log "WARNING: CUDA backend NOT enabled"
+
+log "tests: cuda/"
+timeout 240 "$BUILD/primal_core_test" cuda/ > "$OUT/tests.log" 2>&1; log "cuda tests exit $? : $(tail -1 "$OUT/tests.log")"
+grep FAIL -A2 "$OUT/tests.log" | head -40
+
+log "bench"
+: > "$OUT/bench.jsonl"
+for q in poltergeist ste fp; do
+  timeout 120 "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant $q --batch ${BATCH:-8} --steps $STEPS --warmup 3 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+  log "primal $q: $(tail -1 "$OUT/bench.jsonl")"
+done
+PEER="$ROOT/test/bench/peer/torch_peer.py"
+for args in "--quant ste --bf16" "--quant ste --bf16 --compile" "--quant fp --bf16 --compile"; do
+  timeout 200 python3 "$PEER" --device cuda --preset ghost-0.1b --batch ${BATCH:-8} --steps $STEPS --warmup 3 $args > "$OUT/peer.tmp" 2>> "$OUT/bench.err"
+  tail -1 "$OUT/peer.tmp" >> "$OUT/bench.jsonl"
+  log "pytorch $args: $(tail -1 "$OUT/peer.tmp")"
+done
+log "done"

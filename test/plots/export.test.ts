@@ -1,0 +1,130 @@
+import { Float32, Table, vectorFromArray } from "apache-arrow";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as plots from "../../src/plots/index.js";
+
+const chromium = plots.findChromium();
+const dir = mkdtempSync(join(tmpdir(), "primal-plots-export-"));
+
+function lossFigure(): plots.Figure {
+  const step = Int32Array.from({ length: 30 }, (_, i) => i + 1);
+  const metrics = new Table({
+    step: vectorFromArray(step),
+    loss: vectorFromArray(Float32Array.from(step, (s) => 5.5 - Math.log(s))),
+    valLoss: vectorFromArray(Array.from(step, (s) => (s % 10 === 0 ? 4.5 - Math.log(s) : null)), new Float32()),
+  });
+  return plots.loss({
+    id: "export-test",
+    metrics,
+    layers: new Table({}),
+    events: [{ step: 15, kind: "set", knob: "bridge", old: 2 / 3, new: 0.7 }],
+  });
+}
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("html export (no browser needed)", () => {
+  it("writes a standalone offline page", async () => {
+    const path = join(dir, "sub", "loss.html");
+    expect(await plots.exportFigure(lossFigure(), path)).toBe(path);
+    const html = readFileSync(path, "utf8");
+    expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
+    expect(html).toContain(plots.plotlyBundleSource());
+    expect(html).toContain('"train loss"');
+    expect(html).toContain("bridge 0.667→0.7");
+    expect(html).not.toMatch(/<script[^>]*\ssrc\s*=\s*["']?(https?:)?\/\//i);
+    expect(html).not.toMatch(/<link[^>]*href\s*=\s*["']?https?:/i);
+  });
+
+  it("figureHtml fragments inline plotly.js only when asked", () => {
+    const fig = lossFigure();
+    const bare = plots.figureHtml(fig, { includePlotlyJs: false, divId: "my-div" });
+    expect(bare).toContain('id="my-div"');
+    expect(bare).toContain("newPlot(");
+    expect(bare).not.toContain("require(");
+    expect(bare.length).toBeLessThan(20000);
+    const full = plots.figureHtml(fig, { includePlotlyJs: true });
+    expect(full).toContain(plots.plotlyBundleSource());
+    expect(full).toMatch(/id="primal-plot-[0-9a-f-]+"/);
+  });
+
+  it("escapes text that would end the script", () => {
+    const fig: plots.Figure = { data: [{ type: "scatter", y: [1], name: "</script><b>x</b>" }], layout: {} };
+    const html = plots.figureHtml(fig, { includePlotlyJs: false });
+    expect(html).not.toContain("</script><b>");
+    expect(html.match(/<\/script>/g)).toHaveLength(1);
+  });
+
+  it("caches the bundle and knows its version", () => {
+    expect(plots.plotlyBundleSource()).toBe(plots.plotlyBundleSource());
+    expect(plots.plotlyVersion()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it("rejects unknown extensions", async () => {
+    await expect(plots.exportFigure(lossFigure(), join(dir, "x.jpeg"))).rejects.toThrow(/\.html, \.svg, \.png or \.pdf/);
+  });
+});
+
+describe.runIf(chromium === null)("static export without Chromium", () => {
+  it("throws a clear error", async () => {
+    await expect(plots.exportFigure(lossFigure(), join(dir, "x.png"))).rejects.toThrow(plots.ChromiumNotFoundError);
+    await expect(plots.exportFigure(lossFigure(), join(dir, "x.svg"))).rejects.toThrow(/apt-get install chromium/);
+  });
+});
+
+describe.runIf(chromium !== null)("static export with Chromium", () => {
+  let ex: plots.FigureExporter;
+  beforeAll(async () => {
+    ex = await plots.createExporter();
+  }, 120_000);
+  afterAll(async () => {
+    await ex?.close();
+  });
+
+  it("writes svg", async () => {
+    const path = join(dir, "loss.svg");
+    await plots.exportFigure(lossFigure(), path, { exporter: ex, width: 640, height: 400 });
+    const svg = readFileSync(path, "utf8");
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg).toContain("main-svg");
+    expect(svg).toContain('width="640"');
+    expect(svg).toContain("train loss");
+    expect(svg).toContain("bridge 0.667→0.7");
+  }, 60_000);
+
+  it("writes png at width·scale pixels", async () => {
+    const path = join(dir, "loss.png");
+    await plots.exportFigure(lossFigure(), path, { exporter: ex, width: 600, height: 350, scale: 2 });
+    const png = readFileSync(path);
+    expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expect(png.readUInt32BE(16)).toBe(1200);
+    expect(png.readUInt32BE(20)).toBe(700);
+  }, 60_000);
+
+  it("writes pdf", async () => {
+    const path = join(dir, "loss.pdf");
+    await plots.exportFigure(lossFigure(), path, { exporter: ex });
+    const pdf = readFileSync(path);
+    expect(pdf.subarray(0, 5).toString("latin1")).toBe("%PDF-");
+    // One page of exactly 900×500 CSS px = 675×375 pt.
+    const text = pdf.toString("latin1");
+    expect(text.match(/\/Type\s*\/Page[^s]/g)).toHaveLength(1);
+    const box = /\/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]/.exec(text);
+    expect(Number(box?.[1])).toBeCloseTo(675, 0);
+    expect(Number(box?.[2])).toBeCloseTo(375, 0);
+  }, 60_000);
+
+  it("exports other figures and takes the format from options", async () => {
+    const heat: plots.Figure = {
+      data: [{ type: "heatmap", z: [[1, 2], [3, 4]] }],
+      layout: { width: 300, height: 200 },
+    };
+    const png = await ex.toPng(heat);
+    expect(png.readUInt32BE(16)).toBe(300);
+    const path = join(dir, "heat.out");
+    await ex.export(heat, path, { format: "svg" });
+    expect(readFileSync(path, "utf8").startsWith("<svg")).toBe(true);
+  }, 60_000);
+});

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+// Native training runs are CPU-heavy: run test files one at a time on small CI machines.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    fileParallelism: false,
+    pool: "forks",
+    reporters: ["default"],
+  },
+});
