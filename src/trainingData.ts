@@ -4,7 +4,7 @@
 import type { TrainerConfig } from "./config.js";
 import { getTokenizer, type Tokenizer } from "./data/tokenizer.js";
 import { loadSotuCorpus, loadTextCorpus } from "./data/corpus.js";
-import { findWikiTextDir, loadWikiText } from "./data/wikitext.js";
+import { findWikiTextFile, loadWikiText, WIKITEXT_DIR_ENV } from "./data/wikitext.js";
 import { loadOrBuildTokens } from "./data/tokenCache.js";
 
 export interface EvalSet {
@@ -29,12 +29,33 @@ function evalSet(name: string, tokens: Int32Array, tokenizer: Tokenizer, maxToke
   return { name, tokens: t, bytes };
 }
 
+/**
+ * The WikiText-2 directory to evaluate on: the configured one (an error if it lacks the files),
+ * else $PRIMAL_WIKITEXT_DIR, else the default data location when it holds the files, else none.
+ */
+function wikiTextDir(configured: string | undefined): string | undefined | null {
+  if (configured) {
+    findWikiTextFile(configured, "valid");
+    return configured;
+  }
+  if (process.env[WIKITEXT_DIR_ENV]) {
+    findWikiTextFile(undefined, "valid");
+    return undefined;
+  }
+  try {
+    findWikiTextFile(undefined, "valid");
+    return undefined;
+  } catch {
+    return null;
+  }
+}
+
 export async function loadTrainingData(config: TrainerConfig): Promise<DataBundle> {
   const tokenizer = getTokenizer(config.data.tokenizer);
   const cacheDir = config.data.cacheDir;
   const src = config.data.corpus;
   const corpus = src === "sotu" ? loadSotuCorpus() : loadTextCorpus(src);
-  const name = src === "sotu" ? "sotu" : src;
+  const name = corpus.name;
   const tok = (text: string, part: string) =>
     loadOrBuildTokens({ text, tokenizer, name: `${name}-${part}`, ...(cacheDir ? { cacheDir } : {}) });
   const train = tok(corpus.train, "train");
@@ -45,8 +66,8 @@ export async function loadTrainingData(config: TrainerConfig): Promise<DataBundl
   const bundle: DataBundle = { tokenizer, train, corpusName: name };
   if (corpus.validation.length > 0)
     bundle.validation = evalSet(`${name}/validation`, tok(corpus.validation, "validation"), tokenizer, config.eval.maxTokens);
-  const wikiDir = findWikiTextDir(config.data.wikitextDir);
-  if (wikiDir) {
+  const wikiDir = wikiTextDir(config.data.wikitextDir);
+  if (wikiDir !== null) {
     const text = loadWikiText(wikiDir, "valid");
     bundle.wikitext = evalSet(
       "wikitext-2/valid",

@@ -1,6 +1,8 @@
 // Training throughput of the core alone (no Node): tokens/s, MFU and peak device memory for a
 // preset and quantizer on random tokens. Prints one JSON line; used by test/bench/gpu.
 //   primal_bench --device cuda --preset ghost-0.1b --quant poltergeist --batch 8 --steps 20
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,14 +74,17 @@ int main(int argc, char** argv) {
                      static_cast<double>(m.vocab) * m.dModel;
     const double flopsPerToken = 6.0 * n + 6.0 * m.layers * m.seq * m.dModel;
     MemoryReport mem = t.memory();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const size_t rss = static_cast<size_t>(ru.ru_maxrss) * 1024;
     std::printf(
         "{\"engine\":\"primal\",\"device\":\"%s\",\"preset\":\"%s\",\"quant\":\"%s\",\"batch\":%d,\"accum\":%d,"
         "\"seq\":%d,\"steps\":%d,\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
         "\"peakMemoryBytes\":%zu,\"ternaryStateBytes\":%zu,\"ternaryWeights\":%zu,\"activationBytes\":%zu,"
-        "\"finalLoss\":%.4f}\n",
+        "\"peakRssBytes\":%zu,\"finalLoss\":%.4f}\n",
         t.deviceName().c_str(), presetName.c_str(), quant.c_str(), c.batch, c.accum, m.seq, steps, tps,
         1000.0 * sec / steps, tps * flopsPerToken / (peakTflops * 1e12), flopsPerToken, mem.devicePeak,
-        mem.ternaryState, mem.ternaryWeights, mem.activations, loss);
+        mem.ternaryState, mem.ternaryWeights, mem.activations, rss, loss);
     return 0;
   } catch (const std::exception& e) {
     std::printf("{\"engine\":\"primal\",\"error\":\"%s\"}\n", e.what());

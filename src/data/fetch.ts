@@ -20,15 +20,15 @@ export const WIKITEXT2_BASE_URL =
   "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/";
 
 export interface DatasetFile {
-  name: string;
-  sha256: string;
-  bytes: number;
+  readonly name: string;
+  readonly sha256: string;
+  readonly bytes: number;
 }
 
 export interface DatasetSpec {
-  baseUrl: string;
-  files: DatasetFile[];
-  license: string;
+  readonly baseUrl: string;
+  readonly files: readonly DatasetFile[];
+  readonly license: string;
 }
 
 export const DATASETS = {

@@ -240,7 +240,7 @@ function isSafeCount(n: number): boolean {
 
 /**
  * Scans `bytes` as an Arrow IPC stream. Never loops more than once per complete message (each
- * iteration advances by at least 8 bytes). Throws RunStoreError("<label> is corrupt at byte N:
+ * iteration advances by at least 5 bytes). Throws RunStoreError("<label> is corrupt at byte N:
  * …") for bytes that cannot be a stream; a message cut short by the end of the data only ends
  * the scan (reported through `partialTailBytes`).
  */

@@ -1,0 +1,647 @@
+// CUDA backend vs CPU backend (makeCpuBackend(1)) on random inputs, op by op. Compiled empty
+// unless the build has CUDA; each case prints a note and returns when no GPU is visible.
+//
+// Tolerances (|got - want| <= atol + rtol * |want| unless stated):
+//   gemm (TF32 tensor cores on sm_80+): |err| <= 2e-3 * sum_k |a_ik||b_kj| + 1e-5 (TF32 rounds
+//       each input to a 10-bit mantissa, rel. error 2^-11 per factor); fp32 mode (PRIMAL_TF32=0):
+//       1e-5 * sum_k |a||b| + 1e-6.
+//   add, scale, poltMaterialize, poltProbabilities, embedding forward: bit-identical.
+//   sumSquares: rel 1e-12 (double accumulation, different summation order).
+//   embedding backward, rmsnorm fwd/bwd, rope, swiglu, adamw: atol 1e-5..1e-6, rtol 1e-5..1e-4
+//       (fp32 with different summation order / libm vs CUDA expf within a few ulp).
+//   attention fwd/bwd (fp32 SIMT on the GPU): atol 2e-5, rtol 1e-4 on out and lse; gradients
+//       within 1e-4 * max|ref| + 1e-4 * |ref|.
+//   actQuant: identical except at most 0.1% of elements (+2) that may differ by exactly one
+//       quantization step (rounding ties after x*s can land on the other side).
+//   classifier / logits: TF32 logits, so losses atol 3e-3 rtol 1e-3 and dx, dtable within
+//       1e-2 * max|ref|; with PRIMAL_TF32=0: losses 2e-5, dx/dtable 1e-4 * max|ref| + 1e-5.
+//   steQuantize: gamma rel 1e-6; Wq identical except where W/gamma is within 1e-4 of +-0.5.
+//   poltVote: votes identical (deadzone 0); with a deadzone identical except where |G| is within
+//       1e-6 relative of the threshold; the returned sum rel 1e-9 (exact products, other order).
+//   poltFlip: codes, votes, p and every integer statistic and pMax bit-identical; pSum rel 1e-12
+//       (the CUDA backend sums p over the |vote| histogram, the CPU over weights in order).
+//   Determinism: attention backward, embedding/rmsnorm backward and classifier are bit-identical
+//       between two CUDA runs.
+#ifdef PRIMAL_HAVE_CUDA
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "primal/backend.h"
+#include "primal/error.h"
+#include "testing.h"
+
+namespace {
+
+using primal::Backend;
+using primal_test::Failure;
+
+bool haveGpu() {
+  if (primal::cudaDeviceCount() > 0) return true;
+  std::printf("     (no CUDA device: skipped)\n");
+  return false;
+}
+
+struct Pair {
+  std::unique_ptr<Backend> cpu, gpu;
+};
+Pair backends() { return Pair{primal::makeCpuBackend(1), primal::makeCudaBackend(0)}; }
+
+// A CUDA backend with fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops.
+std::unique_ptr<Backend> gpuFp32() {
+  const char* old = std::getenv("PRIMAL_TF32");
+  std::string saved = old ? old : "";
+  setenv("PRIMAL_TF32", "0", 1);
+  auto b = primal::makeCudaBackend(0);
+  if (old) setenv("PRIMAL_TF32", saved.c_str(), 1);
+  else unsetenv("PRIMAL_TF32");
+  return b;
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw Failure{msg}; }
+
+std::vector<float> randn(size_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+std::vector<float> randu(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+std::vector<int32_t> randi(size_t n, uint32_t seed, int lo, int hi) {
+  std::mt19937 g(seed);
+  std::uniform_int_distribution<int> d(lo, hi);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+std::vector<int8_t> randi8(size_t n, uint32_t seed, int lo, int hi) {
+  auto v = randi(n, seed, lo, hi);
+  return std::vector<int8_t>(v.begin(), v.end());
+}
+
+// The same data on both backends; freed on scope exit (also when a check throws).
+template <class T>
+struct Dual {
+  Backend* cb;
+  Backend* gb;
+  T* c = nullptr;
+  T* g = nullptr;
+  size_t n;
+  Dual(Pair& P, const std::vector<T>& v) : Dual(*P.cpu, *P.gpu, v) {}
+  Dual(Backend& cpu, Backend& gpu, const std::vector<T>& v) : cb(&cpu), gb(&gpu), n(v.size()) {
+    c = static_cast<T*>(cb->alloc(bytes()));
+    g = static_cast<T*>(gb->alloc(bytes()));
+    cb->toDevice(c, v.data(), bytes());
+    gb->toDevice(g, v.data(), bytes());
+  }
+  ~Dual() {
+    cb->free(c);
+    gb->free(g);
+  }
+  Dual(const Dual&) = delete;
+  Dual& operator=(const Dual&) = delete;
+  size_t bytes() const { return n * sizeof(T); }
+  std::vector<T> cpuHost() const {
+    std::vector<T> v(n);
+    cb->toHost(v.data(), c, bytes());
+    return v;
+  }
+  std::vector<T> gpuHost() const {
+    std::vector<T> v(n);
+    gb->toHost(v.data(), g, bytes());
+    return v;
+  }
+};
+
+std::vector<float> nans(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+
+double maxAbs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+void expectNear(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
+                double atol, double rtol) {
+  if (got.size() != want.size()) fail(what + ": size mismatch");
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = got[i], w = want[i];
+    if (!(std::fabs(g - w) <= atol + rtol * std::fabs(w))) {
+      std::ostringstream os;
+      os.precision(9);
+      os << what << "[" << i << "]: cuda " << g << " vs cpu " << w << " (atol " << atol << ", rtol "
+         << rtol << ")";
+      fail(os.str());
+    }
+  }
+}
+
+// Errors relative to the largest reference magnitude (for gradients whose elements vary widely).
+void expectNearScaled(const std::string& what, const std::vector<float>& got,
+                      const std::vector<float>& want, double rel) {
+  const double m = maxAbs(want);
+  expectNear(what, got, want, rel * m + 1e-30, rel);
+}
+
+template <class T>
+void expectSame(const std::string& what, const std::vector<T>& got, const std::vector<T>& want) {
+  if (got.size() != want.size()) fail(what + ": size mismatch");
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0) {
+      std::ostringstream os;
+      os.precision(9);
+      os << what << "[" << i << "]: cuda " << +got[i] << " vs cpu " << +want[i] << " (bit-identical expected)";
+      fail(os.str());
+    }
+  }
+}
+
+template <class T>
+bool sameBits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------------
+void checkGemm(Backend& cpu, Backend& gpu, double relTol, uint32_t seed, int M, int N, int K,
+               bool ta, bool tb, float alpha, float beta, int pad) {
+  const int aRows = ta ? K : M, aCols = ta ? M : K;
+  const int bRows = tb ? N : K, bCols = tb ? K : N;
+  const int lda = aCols + pad, ldb = bCols + pad, ldc = N + pad;
+  auto A = randu(static_cast<size_t>(aRows) * lda, seed);
+  auto B = randu(static_cast<size_t>(bRows) * ldb, seed + 1);
+  auto C0 = beta == 0.0f ? nans(static_cast<size_t>(M) * ldc) : randu(static_cast<size_t>(M) * ldc, seed + 2);
+  Dual<float> a(cpu, gpu, A), b(cpu, gpu, B), c(cpu, gpu, C0);
+  cpu.gemm(ta, tb, M, N, K, alpha, a.c, lda, b.c, ldb, beta, c.c, ldc);
+  gpu.gemm(ta, tb, M, N, K, alpha, a.g, lda, b.g, ldb, beta, c.g, ldc);
+  auto want = c.cpuHost(), got = c.gpuHost();
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < ldc; ++j) {
+      const size_t ci = static_cast<size_t>(i) * ldc + j;
+      if (j >= N) {  // padding must be untouched
+        if (std::memcmp(&got[ci], &C0[ci], sizeof(float)) != 0) fail("gemm wrote into the ldc padding");
+        continue;
+      }
+      double mag = 0.0;
+      for (int k = 0; k < K; ++k) {
+        const double av = ta ? A[static_cast<size_t>(k) * lda + i] : A[static_cast<size_t>(i) * lda + k];
+        const double bv = tb ? B[static_cast<size_t>(j) * ldb + k] : B[static_cast<size_t>(k) * ldb + j];
+        mag += std::fabs(av * bv);
+      }
+      const double tol = relTol * std::fabs(alpha) * mag + 1e-5 + 1e-6 * std::fabs(want[ci]);
+      if (!(std::fabs(got[ci] - want[ci]) <= tol)) {
+        std::ostringstream os;
+        os.precision(9);
+        os << "gemm M" << M << " N" << N << " K" << K << " ta" << ta << " tb" << tb << " beta" << beta
+           << " C[" << i << "," << j << "]: cuda " << got[ci] << " vs cpu " << want[ci] << " (tol " << tol << ")";
+        fail(os.str());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+PRIMAL_TEST("cuda/gemm: 4 transposes, strides, alpha/beta, TF32 and fp32 modes, K=0") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  auto g32 = gpuFp32();
+  std::printf("     %s\n", P.gpu->describe().c_str());
+  uint32_t seed = 100;
+  const int shapes[][3] = {{67, 129, 96}, {1, 300, 64}, {130, 7, 513}, {256, 768, 768}};
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (float beta : {0.0f, 0.5f}) {
+          checkGemm(*P.cpu, *P.gpu, 2e-3, seed, s[0], s[1], s[2], ta, tb, 0.75f, beta, 3);
+          checkGemm(*P.cpu, *g32, 1e-5, seed, s[0], s[1], s[2], ta, tb, 0.75f, beta, 1);
+          seed += 3;
+        }
+  // K == 0: C = beta * C.
+  Dual<float> c(P, std::vector<float>(6, 2.0f));
+  P.gpu->gemm(false, false, 2, 3, 0, 1.0f, c.g, 1, c.g, 3, 0.5f, c.g, 3);
+  for (float x : c.gpuHost()) EXPECT_EQ(x, 1.0f);
+  bool threw = false;
+  try {
+    P.gpu->gemm(false, false, 4, 4, 8, 1.0f, c.g, 4, c.g, 4, 0.0f, c.g, 4);
+  } catch (const primal::Error&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw);
+}
+
+PRIMAL_TEST("cuda/memory: accounting, out of memory is an OutOfMemory error, backend stays usable") {
+  if (!haveGpu()) return;
+  auto gpu = primal::makeCudaBackend(0);
+  EXPECT_TRUE(gpu->name() == "cuda");
+  EXPECT_TRUE(gpu->describe().find("sm_") != std::string::npos);
+  const size_t base = gpu->bytesInUse();
+  void* a = gpu->alloc(1000);
+  void* b = gpu->alloc(3 << 20);
+  EXPECT_EQ(gpu->bytesInUse(), base + 1000 + (3u << 20));
+  EXPECT_TRUE(gpu->peakBytes() >= gpu->bytesInUse());
+  gpu->free(a);
+  gpu->free(b);
+  EXPECT_EQ(gpu->bytesInUse(), base);
+  bool oom = false;
+  try {
+    gpu->alloc(size_t(1) << 50);
+  } catch (const primal::OutOfMemory& e) {
+    oom = true;
+    const std::string msg = e.what();
+    std::printf("     %s\n", msg.c_str());
+    EXPECT_TRUE(msg.find("requested") != std::string::npos);
+    EXPECT_TRUE(msg.find("free") != std::string::npos);
+  }
+  EXPECT_TRUE(oom);
+  std::vector<float> h = {1, 2, 3, 4, 5};
+  float* d = static_cast<float*>(gpu->alloc(sizeof(float) * 5));
+  gpu->toDevice(d, h.data(), sizeof(float) * 5);
+  gpu->scale(d, 2.0f, 5);
+  EXPECT_EQ(gpu->sumSquares(d, 5), 4.0 * 55.0);
+  gpu->free(d);
+  bool threw = false;
+  try {
+    gpu->free(h.data());
+  } catch (const primal::Error&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw);
+}
+
+PRIMAL_TEST("cuda/add, scale, sumSquares, allFinite (vector and tail paths)") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  for (size_t n : {size_t(1), size_t(7), size_t(1000003)}) {
+    Dual<float> x(P, randn(n, 1)), y(P, randn(n, 2));
+    P.cpu->add(y.c, x.c, n);
+    P.gpu->add(y.g, x.g, n);
+    P.cpu->scale(y.c, -0.3f, n);
+    P.gpu->scale(y.g, -0.3f, n);
+    expectSame("add/scale", y.gpuHost(), y.cpuHost());
+    const double sc = P.cpu->sumSquares(y.c, n), sg = P.gpu->sumSquares(y.g, n);
+    EXPECT_NEAR(sg, sc, 0.0, 1e-12);
+    EXPECT_TRUE(P.gpu->allFinite(y.g, n));
+  }
+  for (size_t pos : {size_t(0), size_t(5), size_t(999999), size_t(1000002)}) {
+    auto v = randn(1000003, 3);
+    v[pos] = pos % 2 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+    Dual<float> x(P, v);
+    EXPECT_TRUE(!P.gpu->allFinite(x.g, v.size()));
+    EXPECT_TRUE(!P.cpu->allFinite(x.c, v.size()));
+  }
+  // Unaligned (offset) pointers take the scalar path.
+  Dual<float> x(P, randn(1001, 4)), y(P, randn(1001, 5));
+  P.cpu->add(y.c + 1, x.c + 2, 999);
+  P.gpu->add(y.g + 1, x.g + 2, 999);
+  expectSame("add unaligned", y.gpuHost(), y.cpuHost());
+  EXPECT_NEAR(P.gpu->sumSquares(y.g + 3, 997), P.cpu->sumSquares(y.c + 3, 997), 0.0, 1e-12);
+}
+
+PRIMAL_TEST("cuda/embedding forward + backward (repeated tokens, C vectorized and not)") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  for (int C : {96, 30}) {
+    const int N = 300, Vp = 64;
+    Dual<int32_t> tok(P, randi(N, 7, 0, 49));
+    Dual<float> table(P, randn(static_cast<size_t>(Vp) * C, 8));
+    Dual<float> out(P, nans(static_cast<size_t>(N) * C));
+    P.cpu->embeddingForward(tok.c, table.c, out.c, N, C);
+    P.gpu->embeddingForward(tok.g, table.g, out.g, N, C);
+    expectSame("embedding forward", out.gpuHost(), out.cpuHost());
+    Dual<float> dout(P, randn(static_cast<size_t>(N) * C, 9));
+    Dual<float> dtab(P, randn(static_cast<size_t>(Vp) * C, 10));
+    P.cpu->embeddingBackward(tok.c, dout.c, dtab.c, N, C);
+    P.gpu->embeddingBackward(tok.g, dout.g, dtab.g, N, C);
+    const auto first = dtab.gpuHost();
+    expectNear("embedding backward dtable", first, dtab.cpuHost(), 1e-5, 1e-5);
+    // Deterministic: the same accumulation again gives the same bits.
+    Dual<float> dtab2(P, randn(static_cast<size_t>(Vp) * C, 10));
+    P.gpu->embeddingBackward(tok.g, dout.g, dtab2.g, N, C);
+    EXPECT_TRUE(sameBits(dtab2.gpuHost(), first));
+  }
+}
+
+PRIMAL_TEST("cuda/rmsnorm forward + backward (accumulating dx, dw)") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  for (int C : {768, 64, 30}) {
+    const int N = 150;
+    const size_t nc = static_cast<size_t>(N) * C;
+    Dual<float> x(P, randn(nc, 11, 2.0f)), w(P, randu(C, 12, 0.5f, 1.5f));
+    Dual<float> y(P, nans(nc)), rstd(P, nans(N));
+    P.cpu->rmsnormForward(x.c, w.c, y.c, rstd.c, N, C, 1e-5f);
+    P.gpu->rmsnormForward(x.g, w.g, y.g, rstd.g, N, C, 1e-5f);
+    expectNear("rmsnorm y", y.gpuHost(), y.cpuHost(), 1e-6, 1e-5);
+    expectNear("rmsnorm rstd", rstd.gpuHost(), rstd.cpuHost(), 0.0, 1e-5);
+    Dual<float> dy(P, randn(nc, 13)), dx(P, randn(nc, 14)), dw(P, randn(C, 15));
+    P.cpu->rmsnormBackward(x.c, w.c, rstd.c, dy.c, dx.c, dw.c, N, C);
+    P.gpu->rmsnormBackward(x.g, w.g, rstd.g, dy.g, dx.g, dw.g, N, C);
+    expectNear("rmsnorm dx", dx.gpuHost(), dx.cpuHost(), 1e-5, 1e-4);
+    expectNear("rmsnorm dw", dw.gpuHost(), dw.cpuHost(), 1e-4, 1e-4);
+    const auto dwFirst = dw.gpuHost();
+    Dual<float> dx2(P, randn(nc, 14)), dw2(P, randn(C, 15));
+    P.gpu->rmsnormBackward(x.g, w.g, rstd.g, dy.g, dx2.g, dw2.g, N, C);
+    EXPECT_TRUE(sameBits(dw2.gpuHost(), dwFirst));
+    EXPECT_TRUE(sameBits(dx2.gpuHost(), dx.gpuHost()));
+  }
+}
+
+PRIMAL_TEST("cuda/rope forward and inverse") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const int B = 2, T = 300, H = 3, D = 64;
+  const size_t n = static_cast<size_t>(B) * T * H * D;
+  Dual<float> x(P, randn(n, 16));
+  P.cpu->rope(x.c, B, T, H, D, 10000.0f, false);
+  P.gpu->rope(x.g, B, T, H, D, 10000.0f, false);
+  expectNear("rope", x.gpuHost(), x.cpuHost(), 1e-6, 1e-6);
+  P.cpu->rope(x.c, B, T, H, D, 10000.0f, true);
+  P.gpu->rope(x.g, B, T, H, D, 10000.0f, true);
+  expectNear("rope inverse", x.gpuHost(), x.cpuHost(), 1e-6, 1e-6);
+  // A shorter sequence and another theta reuse / rebuild the table.
+  Dual<float> y(P, randn(static_cast<size_t>(1) * 17 * 2 * 16, 17));
+  P.cpu->rope(y.c, 1, 17, 2, 16, 500.0f, false);
+  P.gpu->rope(y.g, 1, 17, 2, 16, 500.0f, false);
+  expectNear("rope small", y.gpuHost(), y.cpuHost(), 1e-6, 1e-6);
+}
+
+PRIMAL_TEST("cuda/attention forward + backward vs cpu (T=67/256/130, D=64/16/32), deterministic") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const int cases[][4] = {{2, 67, 3, 64}, {1, 256, 2, 64}, {2, 50, 4, 16}, {1, 130, 2, 32}, {1, 70, 1, 40}};
+  uint32_t seed = 200;
+  for (const auto& cs : cases) {
+    const int B = cs[0], T = cs[1], H = cs[2], D = cs[3];
+    const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
+    std::ostringstream tag;
+    tag << "attention B" << B << " T" << T << " H" << H << " D" << D;
+    Dual<float> q(P, randn(n, seed++)), k(P, randn(n, seed++)), v(P, randn(n, seed++));
+    Dual<float> out(P, nans(n)), lse(P, nans(nl));
+    P.cpu->attentionForward(q.c, k.c, v.c, out.c, lse.c, B, T, H, D);
+    P.gpu->attentionForward(q.g, k.g, v.g, out.g, lse.g, B, T, H, D);
+    expectNear(tag.str() + " out", out.gpuHost(), out.cpuHost(), 2e-5, 1e-4);
+    expectNear(tag.str() + " lse", lse.gpuHost(), lse.cpuHost(), 2e-5, 1e-4);
+    Dual<float> dout(P, randn(n, seed++));
+    Dual<float> dq(P, nans(n)), dk(P, nans(n)), dv(P, nans(n));
+    // Both backends get the CPU's forward results, so only the backward pass is compared.
+    Dual<float> outRef(P, out.cpuHost()), lseRef(P, lse.cpuHost());
+    P.cpu->attentionBackward(q.c, k.c, v.c, outRef.c, lseRef.c, dout.c, dq.c, dk.c, dv.c, B, T, H, D);
+    P.gpu->attentionBackward(q.g, k.g, v.g, outRef.g, lseRef.g, dout.g, dq.g, dk.g, dv.g, B, T, H, D);
+    const auto gq = dq.gpuHost(), gk = dk.gpuHost(), gv = dv.gpuHost();
+    expectNearScaled(tag.str() + " dq", gq, dq.cpuHost(), 1e-4);
+    expectNearScaled(tag.str() + " dk", gk, dk.cpuHost(), 1e-4);
+    expectNearScaled(tag.str() + " dv", gv, dv.cpuHost(), 1e-4);
+    Dual<float> dq2(P, nans(n)), dk2(P, nans(n)), dv2(P, nans(n));
+    P.gpu->attentionBackward(q.g, k.g, v.g, outRef.g, lseRef.g, dout.g, dq2.g, dk2.g, dv2.g, B, T, H, D);
+    EXPECT_TRUE(sameBits(dq2.gpuHost(), gq));
+    EXPECT_TRUE(sameBits(dk2.gpuHost(), gk));
+    EXPECT_TRUE(sameBits(dv2.gpuHost(), gv));
+  }
+}
+
+PRIMAL_TEST("cuda/swiglu forward + backward") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = 100003;
+  Dual<float> g(P, randn(n, 20, 3.0f)), u(P, randn(n, 21)), dh(P, randn(n, 22));
+  Dual<float> h(P, nans(n)), dg(P, nans(n)), du(P, nans(n));
+  P.cpu->swigluForward(g.c, u.c, h.c, n);
+  P.gpu->swigluForward(g.g, u.g, h.g, n);
+  expectNear("swiglu h", h.gpuHost(), h.cpuHost(), 1e-6, 1e-5);
+  P.cpu->swigluBackward(g.c, u.c, dh.c, dg.c, du.c, n);
+  P.gpu->swigluBackward(g.g, u.g, dh.g, dg.g, du.g, n);
+  expectNear("swiglu dgate", dg.gpuHost(), dg.cpuHost(), 1e-6, 1e-5);
+  expectNear("swiglu dup", du.gpuHost(), du.cpuHost(), 1e-6, 1e-5);
+}
+
+PRIMAL_TEST("cuda/actQuant 8 and 4 bits (one-step differences at rounding ties only)") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  for (int C : {768, 30}) {
+    for (int bits : {8, 4}) {
+      const int N = 64;
+      const size_t nc = static_cast<size_t>(N) * C;
+      auto xv = randn(nc, 23);
+      Dual<float> x(P, xv), xq(P, nans(nc));
+      P.cpu->actQuant(x.c, xq.c, N, C, bits);
+      P.gpu->actQuant(x.g, xq.g, N, C, bits);
+      const auto got = xq.gpuHost(), want = xq.cpuHost();
+      const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+      size_t off = 0;
+      for (int r = 0; r < N; ++r) {
+        float amax = 0.0f;
+        for (int c = 0; c < C; ++c) amax = std::max(amax, std::fabs(xv[static_cast<size_t>(r) * C + c]));
+        const double step = std::max(amax, 1e-5f) / qmax;
+        for (int c = 0; c < C; ++c) {
+          const size_t i = static_cast<size_t>(r) * C + c;
+          if (got[i] == want[i]) continue;
+          ++off;
+          if (!(std::fabs(std::fabs(got[i] - want[i]) - step) <= 1e-5 * step))
+            fail("actQuant differs by more than one step at " + std::to_string(i));
+        }
+      }
+      if (off > nc / 1000 + 2) fail("actQuant: too many one-step differences: " + std::to_string(off));
+    }
+  }
+}
+
+namespace {
+void classifierCase(Backend& cpu, Backend& gpu, int N, int C, int V, int Vp, float lossAtol,
+                    float lossRtol, double gradRel, uint32_t seed, const char* tag) {
+  auto tv = randi(N, seed, 0, V - 1);
+  for (int i = 0; i < N; i += 7) tv[i] = -1;  // unscored rows
+  Dual<int32_t> tgt(cpu, gpu, tv);
+  Dual<float> x(cpu, gpu, randn(static_cast<size_t>(N) * C, seed + 1));
+  Dual<float> table(cpu, gpu, randn(static_cast<size_t>(Vp) * C, seed + 2, 0.1f));
+  Dual<float> loss(cpu, gpu, nans(N)), dx(cpu, gpu, nans(static_cast<size_t>(N) * C));
+  Dual<float> dtab(cpu, gpu, randn(static_cast<size_t>(Vp) * C, seed + 3, 0.01f));
+  cpu.classifier(x.c, table.c, tgt.c, loss.c, dx.c, dtab.c, N, C, V, 0.5f);
+  gpu.classifier(x.g, table.g, tgt.g, loss.g, dx.g, dtab.g, N, C, V, 0.5f);
+  const std::string t(tag);
+  expectNear(t + " losses", loss.gpuHost(), loss.cpuHost(), lossAtol, lossRtol);
+  expectNearScaled(t + " dx", dx.gpuHost(), dx.cpuHost(), gradRel);
+  expectNear(t + " dtable", dtab.gpuHost(), dtab.cpuHost(), gradRel * maxAbs(dtab.cpuHost()) + 1e-5, gradRel);
+  // Loss only (evaluation).
+  Dual<float> loss2(cpu, gpu, nans(N));
+  gpu.classifier(x.g, table.g, tgt.g, loss2.g, nullptr, nullptr, N, C, V, 0.5f);
+  expectSame(t + " eval losses", loss2.gpuHost(), loss.gpuHost());
+  // Deterministic.
+  Dual<float> dtab2(cpu, gpu, randn(static_cast<size_t>(Vp) * C, seed + 3, 0.01f));
+  Dual<float> dx2(cpu, gpu, nans(static_cast<size_t>(N) * C));
+  gpu.classifier(x.g, table.g, tgt.g, loss2.g, dx2.g, dtab2.g, N, C, V, 0.5f);
+  EXPECT_TRUE(sameBits(dtab2.gpuHost(), dtab.gpuHost()));
+  EXPECT_TRUE(sameBits(dx2.gpuHost(), dx.gpuHost()));
+}
+}  // namespace
+
+PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored rows, chunks)") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  auto g32 = gpuFp32();
+  classifierCase(*P.cpu, *P.gpu, 300, 64, 1000, 1024, 3e-3f, 1e-3f, 1e-2, 30, "classifier tf32");
+  classifierCase(*P.cpu, *g32, 300, 64, 1000, 1024, 2e-5f, 1e-5f, 1e-4, 40, "classifier fp32");
+  classifierCase(*P.cpu, *g32, 257, 48, 255, 256, 2e-5f, 1e-5f, 1e-4, 45, "classifier fp32 odd V");
+  // GPT-2 vocab: more rows than one logits chunk (128 MiB / (50272 * 4 B) = 640 rows).
+  classifierCase(*P.cpu, *g32, 700, 32, 50257, 50304, 2e-5f, 1e-5f, 1e-4, 50, "classifier fp32 chunks");
+  // logits()
+  const int N = 5, C = 64, V = 1000;
+  const auto xv = randn(static_cast<size_t>(N) * C, 60), tv = randn(static_cast<size_t>(V) * C, 61, 0.1f);
+  {
+    Dual<float> x(*P.cpu, *g32, xv), table(*P.cpu, *g32, tv), lg(*P.cpu, *g32, nans(static_cast<size_t>(N) * V));
+    P.cpu->logits(x.c, table.c, lg.c, N, C, V);
+    g32->logits(x.g, table.g, lg.g, N, C, V);
+    expectNear("logits fp32", lg.gpuHost(), lg.cpuHost(), 1e-5, 1e-5);
+  }
+  Dual<float> x(P, xv), table(P, tv), lg(P, nans(static_cast<size_t>(N) * V));
+  P.cpu->logits(x.c, table.c, lg.c, N, C, V);
+  P.gpu->logits(x.g, table.g, lg.g, N, C, V);
+  expectNear("logits tf32", lg.gpuHost(), lg.cpuHost(), 2e-2, 1e-2);
+}
+
+PRIMAL_TEST("cuda/adamw over three steps") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = 10001;
+  Dual<float> p(P, randn(n, 70)), m(P, std::vector<float>(n, 0.0f)), v(P, std::vector<float>(n, 0.0f));
+  for (int t = 1; t <= 3; ++t) {
+    Dual<float> g(P, randn(n, 71 + t));
+    P.cpu->adamw(p.c, g.c, m.c, v.c, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
+    P.gpu->adamw(p.g, g.g, m.g, v.g, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
+  }
+  expectNear("adamw p", p.gpuHost(), p.cpuHost(), 1e-7, 1e-6);
+  expectNear("adamw m", m.gpuHost(), m.cpuHost(), 1e-7, 1e-6);
+  expectNear("adamw v", v.gpuHost(), v.cpuHost(), 1e-9, 1e-6);
+}
+
+PRIMAL_TEST("cuda/steQuantize gamma and Wq") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = 100003;
+  auto wv = randn(n, 80, 0.02f);
+  Dual<float> w(P, wv), wq(P, nans(n));
+  const float gc = P.cpu->steQuantize(w.c, wq.c, n);
+  const float gg = P.gpu->steQuantize(w.g, wq.g, n);
+  EXPECT_NEAR(gg, gc, 0.0, 1e-6);
+  const auto got = wq.gpuHost(), want = wq.cpuHost();
+  for (size_t i = 0; i < n; ++i) {
+    if (got[i] == want[i]) continue;
+    const double r = std::fabs(wv[i] / gc);
+    if (std::fabs(r - 0.5) > 1e-4) fail("steQuantize Wq differs away from a tie at " + std::to_string(i));
+  }
+}
+
+PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = 100003;
+  Dual<int8_t> code(P, randi8(n, 90, -2, 2)), vote(P, randi8(n, 91, -127, 127));
+  Dual<float> w(P, nans(n)), p(P, nans(n));
+  P.cpu->poltMaterialize(code.c, w.c, n, 0.037f, 2.0f / 3.0f);
+  P.gpu->poltMaterialize(code.g, w.g, n, 0.037f, 2.0f / 3.0f);
+  expectSame("poltMaterialize", w.gpuHost(), w.cpuHost());
+  primal::FlipParams fp{};
+  fp.seedLo = 1234; fp.seedHi = 99; fp.layer = 3; fp.step = 17;
+  fp.flipRate = 0.013f; fp.pMax = 0.2f; fp.voteKeep = 0.95f; fp.scale = 1.37f; fp.accum = 3; fp.bridgeOn = true;
+  P.cpu->poltProbabilities(vote.c, p.c, n, fp);
+  P.gpu->poltProbabilities(vote.g, p.g, n, fp);
+  expectSame("poltProbabilities", p.gpuHost(), p.cpuHost());
+}
+
+PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and on") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = 100003;
+  auto gv = randn(n, 100, 1e-3f);
+  for (size_t i = 0; i < n; i += 13) gv[i] = 0.0f;
+  Dual<float> G(P, gv);
+  Dual<int8_t> code(P, randi8(n, 101, -2, 2));
+  auto vv = randi8(n, 102, -127, 127);
+  for (size_t i = 0; i < n; i += 11) vv[i] = (i % 2) ? 127 : -127;  // saturation
+  for (float dz : {0.0f, 0.7f}) {
+    Dual<int8_t> vote(P, vv);
+    const double sc = P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, dz);
+    const double sg = P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, dz);
+    EXPECT_NEAR(sg, sc, 1e-15, 1e-9);
+    const auto got = vote.gpuHost(), want = vote.cpuHost();
+    double ss = 0.0;
+    for (float g : gv) ss += static_cast<double>(g) * g;
+    const double thr = dz * std::sqrt(ss / n);
+    for (size_t i = 0; i < n; ++i) {
+      if (got[i] == want[i]) continue;
+      if (dz > 0.0f && std::fabs(std::fabs(gv[i]) - thr) <= 1e-6 * thr) continue;
+      fail("poltVote vote differs at " + std::to_string(i) + ": cuda " + std::to_string(got[i]) +
+           " cpu " + std::to_string(want[i]));
+    }
+  }
+}
+
+PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, bridge on/off") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const size_t n = (size_t(1) << 20) + 3;
+  for (int bridge = 0; bridge < 2; ++bridge) {
+    auto cv = randi8(n, 110 + bridge, -2, 2);
+    if (!bridge)  // ladder -2, 0, 2 plus a few strays at +-1
+      for (size_t i = 0; i < n; ++i)
+        if ((cv[i] == 1 || cv[i] == -1) && i % 97 != 0) cv[i] = static_cast<int8_t>(2 * cv[i]);
+    auto vv = randi8(n, 120 + bridge, -127, 127);
+    for (size_t i = 0; i < n; i += 5) vv[i] = 0;
+    Dual<int8_t> code(P, cv), vote(P, vv);
+    Dual<float> p(P, nans(n));
+    for (uint32_t step = 0; step < 4; ++step) {
+      primal::FlipParams fp{};
+      fp.seedLo = 0x9e3779b9u; fp.seedHi = 7; fp.layer = 5; fp.step = step;
+      fp.flipRate = 0.02f; fp.pMax = 0.5f; fp.voteKeep = 0.95f; fp.scale = 1.0f + 0.1f * step;
+      fp.accum = 2; fp.bridgeOn = bridge != 0;
+      primal::FlipStats sc{}, sg{};
+      P.cpu->poltFlip(code.c, vote.c, n, fp, &sc, p.c);
+      P.gpu->poltFlip(code.g, vote.g, n, fp, &sg, p.g);
+      const std::string tag = std::string("poltFlip bridge") + (bridge ? "On" : "Off") + " step " + std::to_string(step);
+      expectSame(tag + " code", code.gpuHost(), code.cpuHost());
+      expectSame(tag + " vote", vote.gpuHost(), vote.cpuHost());
+      expectSame(tag + " p", p.gpuHost(), p.cpuHost());
+      for (int a = 0; a < 5; ++a) {
+        for (int b = 0; b < 5; ++b) EXPECT_EQ(sg.transitions[a][b], sc.transitions[a][b]);
+        EXPECT_EQ(sg.occupancy[a], sc.occupancy[a]);
+      }
+      EXPECT_EQ(sg.flipsUp, sc.flipsUp);
+      EXPECT_EQ(sg.flipsDown, sc.flipsDown);
+      EXPECT_EQ(sg.votesNonZero, sc.votesNonZero);
+      EXPECT_EQ(sg.votesSaturated, sc.votesSaturated);
+      EXPECT_EQ(sg.pMax, sc.pMax);
+      EXPECT_NEAR(sg.pSum, sc.pSum, 0.0, 1e-12);
+      EXPECT_TRUE(sg.flipsUp + sg.flipsDown > 1000);
+      if (step == 0) std::printf("     %s: %llu flips, pSum %.6f\n", tag.c_str(),
+                                 static_cast<unsigned long long>(sg.flipsUp + sg.flipsDown), sg.pSum);
+      // New votes between steps (deadzone 0: identical on both backends), without stats/pOut.
+      Dual<float> G(P, randn(n, 130 + step, 1e-3f));
+      P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, 0.0f);
+      P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, 0.0f);
+    }
+    primal::FlipParams fp{};
+    fp.seedLo = 1; fp.seedHi = 2; fp.layer = 0; fp.step = 9; fp.flipRate = 0.05f; fp.pMax = 0.5f;
+    fp.voteKeep = 0.9f; fp.scale = 1.0f; fp.accum = 1; fp.bridgeOn = bridge != 0;
+    P.cpu->poltFlip(code.c, vote.c, n, fp, nullptr, nullptr);
+    P.gpu->poltFlip(code.g, vote.g, n, fp, nullptr, nullptr);
+    expectSame("poltFlip no stats code", code.gpuHost(), code.cpuHost());
+    expectSame("poltFlip no stats vote", vote.gpuHost(), vote.cpuHost());
+  }
+}
+
+#endif  // PRIMAL_HAVE_CUDA
