@@ -192,6 +192,33 @@ PRIMAL_TEST("cpu/gemm built-in is bit-identical for any thread count; K=0 and ba
   EXPECT_TRUE(threw);
 }
 
+// ---- thread pool -----------------------------------------------------------------------------
+
+PRIMAL_TEST("cpu/thread pool: static partition covers the range, nested regions, exceptions") {
+  primal::cpu::ThreadPool pool(3);
+  std::vector<int> hits(1000, 0);
+  pool.parallelFor(hits.size(), [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) hits[i] += 1;
+    // A nested region runs inline on this thread.
+    pool.parallelFor(4, [&](size_t nb, size_t ne) {
+      for (size_t j = nb; j < ne; ++j) hits[b] += 0;
+    });
+  });
+  for (int h : hits) EXPECT_EQ(h, 1);
+  bool threw = false;
+  try {
+    pool.parallelFor(300, [&](size_t b, size_t) {
+      if (b > 0) throw primal::Error("boom");
+    });
+  } catch (const primal::Error& e) {
+    threw = std::string(e.what()) == "boom";
+  }
+  EXPECT_TRUE(threw);
+  int calls = 0;
+  pool.parallelFor(10, [&](size_t b, size_t e) { calls += static_cast<int>(e - b); }, 100);
+  EXPECT_EQ(calls, 10);  // below the grain: one part on the caller
+}
+
 // ---- memory, element-wise ------------------------------------------------------------------
 
 PRIMAL_TEST("cpu/memory accounting, out of memory, describe") {

@@ -56,15 +56,29 @@ struct Pair {
 };
 Pair backends() { return Pair{primal::makeCpuBackend(1), primal::makeCudaBackend(0)}; }
 
-// A CUDA backend with fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops.
+// Sets an environment variable (read by the CUDA backend when it is created) for one scope.
+class EnvScope {
+ public:
+  EnvScope(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~EnvScope() {
+    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
+    else unsetenv(name_.c_str());
+  }
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+// fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops.
 std::unique_ptr<Backend> gpuFp32() {
-  const char* old = std::getenv("PRIMAL_TF32");
-  std::string saved = old ? old : "";
-  setenv("PRIMAL_TF32", "0", 1);
-  auto b = primal::makeCudaBackend(0);
-  if (old) setenv("PRIMAL_TF32", saved.c_str(), 1);
-  else unsetenv("PRIMAL_TF32");
-  return b;
+  EnvScope e("PRIMAL_TF32", "0");
+  return primal::makeCudaBackend(0);
 }
 
 [[noreturn]] void fail(const std::string& msg) { throw Failure{msg}; }
@@ -497,8 +511,12 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
   classifierCase(*P.cpu, *P.gpu, 300, 64, 1000, 1024, 3e-3f, 1e-3f, 1e-2, 30, "classifier tf32");
   classifierCase(*P.cpu, *g32, 300, 64, 1000, 1024, 2e-5f, 1e-5f, 1e-4, 40, "classifier fp32");
   classifierCase(*P.cpu, *g32, 257, 48, 255, 256, 2e-5f, 1e-5f, 1e-4, 45, "classifier fp32 odd V");
-  // GPT-2 vocab: more rows than one logits chunk (128 MiB / (50272 * 4 B) = 640 rows).
-  classifierCase(*P.cpu, *g32, 700, 32, 50257, 50304, 2e-5f, 1e-5f, 1e-4, 50, "classifier fp32 chunks");
+  // GPT-2 vocab with a 128 MiB logits budget: 700 rows span two chunks of 640 rows.
+  {
+    EnvScope e1("PRIMAL_TF32", "0"), e2("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+    auto small = primal::makeCudaBackend(0);
+    classifierCase(*P.cpu, *small, 700, 32, 50257, 50304, 2e-5f, 1e-5f, 1e-4, 50, "classifier fp32 chunks");
+  }
   // logits()
   const int N = 5, C = 64, V = 1000;
   const auto xv = randn(static_cast<size_t>(N) * C, 60), tv = randn(static_cast<size_t>(V) * C, 61, 0.1f);

@@ -134,8 +134,8 @@ export async function main(argv: string[]): Promise<void> {
   data
     .command("fetch <name>")
     .description("download a dataset (wikitext-2) and verify its checksum")
-    .option("--dir <dir>", "destination directory", "data/wikitext-2")
-    .action(async (name: string, flags: { dir: string }) => {
+    .option("--dir <dir>", "destination directory (default: the data cache)")
+    .action(async (name: string, flags: { dir?: string }) => {
       try {
         const { fetchDataset } = await import("../data/fetch.js");
         const out = await fetchDataset(name as "wikitext-2", flags.dir);

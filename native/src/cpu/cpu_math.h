@@ -26,12 +26,9 @@ inline float roundHalfEven(float x) {
   return out;
 }
 
-// e^x for fp32, about 1 ulp: x = n ln2 + r (Cody-Waite), e^r by a degree-7 polynomial, times
-// 2^n built from the exponent bits. Inputs are clamped to [-87, 88], so the result is always a
-// finite normal number (e^-87 ~ 1.6e-38 stands in for anything smaller).
-inline float fastExp(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
+// e^x for fp32, about 1.6 ulp, for x in [-87, 88] only (see clampExpArg): x = n ln2 + r
+// (Cody-Waite), e^r by a degree-7 polynomial, times 2^n built from the exponent bits.
+inline float fastExpInRange(float x) {
   const float n = (x * 1.44269504088896341f + kRoundMagic) - kRoundMagic;
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.0f / 5040.0f;
@@ -48,6 +45,17 @@ inline float fastExp(float x) {
   std::memcpy(&scale, &bits, 4);
   return p * scale;
 }
+
+// Clamp an exponent argument to [-87, 88] (e^-87 ~ 1.6e-38 stands in for anything smaller).
+// Loops should clamp into a buffer in one pass and exponentiate in the next: with the default
+// -ftrapping-math gcc will not vectorize a loop where arithmetic follows a float select.
+inline float clampExpArg(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = 88.0f < x ? 88.0f : x;
+  return x;
+}
+
+inline float fastExp(float x) { return fastExpInRange(clampExpArg(x)); }
 
 // Dot product with 8 independent fp32 lanes (vertical, vectorizable), combined in a fixed tree,
 // then the tail in index order.
@@ -76,19 +84,49 @@ inline float maxLanes(const float* __restrict x, int n) {
 
 // x[j] = e^(x[j] - shift) in place for j < n; returns their sum (8 fp32 lanes, fixed tree).
 inline float expShiftSum(float* __restrict x, int n, float shift) {
+  constexpr int kBlock = 64;
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float tmp[kBlock];
   int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) {
-      const float e = fastExp(x[i + l] - shift);
-      x[i + l] = e;
-      acc[l] += e;
-    }
+  for (; i + kBlock <= n; i += kBlock) {
+    for (int j = 0; j < kBlock; ++j) tmp[j] = clampExpArg(x[i + j] - shift);
+    for (int j = 0; j < kBlock; j += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float e = fastExpInRange(tmp[j + l]);
+        x[i + j + l] = e;
+        acc[l] += e;
+      }
+  }
   float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   for (; i < n; ++i) {
     const float e = fastExp(x[i] - shift);
     x[i] = e;
     s += e;
+  }
+  return s;
+}
+
+// As expShiftSum, but the sum is accumulated in double (8 lanes, fixed tree): used where the
+// sum spans a whole vocabulary and feeds the loss.
+inline double expShiftSumF64(float* __restrict x, int n, float shift) {
+  constexpr int kBlock = 64;
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float tmp[kBlock];
+  int i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    for (int j = 0; j < kBlock; ++j) tmp[j] = clampExpArg(x[i + j] - shift);
+    for (int j = 0; j < kBlock; ++j) tmp[j] = fastExpInRange(tmp[j]);
+    for (int j = 0; j < kBlock; j += 8)
+      for (int l = 0; l < 8; ++l) {
+        x[i + j + l] = tmp[j + l];
+        acc[l] += static_cast<double>(tmp[j + l]);
+      }
+  }
+  double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) {
+    const float e = fastExp(x[i] - shift);
+    x[i] = e;
+    s += static_cast<double>(e);
   }
   return s;
 }

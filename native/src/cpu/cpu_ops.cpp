@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "cpu_backend.h"
+#include "cpu_math.h"
+#include "gemm.h"
 #include "primal/error.h"
 
 namespace primal {
@@ -19,56 +21,33 @@ namespace {
 
 constexpr size_t kElemGrain = 1 << 14;
 
-// Dot product with 8 independent fp32 lanes (a vertical, vectorizable update) combined in a
-// fixed tree, then the tail in index order.
-inline float dot(const float* __restrict a, const float* __restrict b, int n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 // Rows per parallel part so that a part has at least ~kElemGrain elements.
 inline size_t rowGrain(int C) {
   const size_t c = C > 0 ? static_cast<size_t>(C) : 1;
   return std::max<size_t>(1, kElemGrain / c);
 }
 
+// Query rows per attention tile: scores live in a per-thread [kQTile, T] scratch only.
+constexpr int kQTile = 64;
+
 // Per-thread scratch of the attention kernels, reused across calls.
 struct AttnScratch {
-  std::vector<float> kt, vt, s, dp;
-  void ensure(int T, int D) {
-    const size_t td = static_cast<size_t>(T) * D;
-    if (kt.size() < td) kt.resize(td);
-    if (vt.size() < td) vt.resize(td);
-    if (s.size() < static_cast<size_t>(T)) s.resize(T);
-    if (dp.size() < static_cast<size_t>(T)) dp.resize(T);
+  std::vector<float> s, dp, rowScale;
+  void ensure(int T) {
+    const size_t need = static_cast<size_t>(kQTile) * T;
+    if (s.size() < need) s.resize(need);
+    if (dp.size() < need) dp.resize(need);
+    if (rowScale.size() < static_cast<size_t>(kQTile)) rowScale.resize(kQTile);
   }
 };
 thread_local AttnScratch tlsAttn;
 
-// dst[d*T + j] = src[j*stride + d]: one head's [T, D] slice transposed to [D, T], so the score
-// loops below run contiguously over keys.
-inline void transposeHead(const float* src, size_t stride, int T, int D, float* dst) {
-  for (int j = 0; j < T; ++j) {
-    const float* r = src + static_cast<size_t>(j) * stride;
-    for (int d = 0; d < D; ++d) dst[static_cast<size_t>(d) * T + j] = r[d];
-  }
-}
-
-// s[j] = scale * (qrow . key j) for j < n, keys given transposed (kt[d*T + j]).
-inline void scoresRow(const float* __restrict qrow, const float* __restrict kt, int T, int D, int n,
-                      float scale, float* __restrict s) {
-  for (int j = 0; j < n; ++j) s[j] = 0.0f;
-  for (int d = 0; d < D; ++d) {
-    const float qd = qrow[d];
-    const float* __restrict kr = kt + static_cast<size_t>(d) * T;
-    for (int j = 0; j < n; ++j) s[j] += qd * kr[j];
-  }
-  for (int j = 0; j < n; ++j) s[j] *= scale;
+// S[r, j] = scale * q_{i0+r} . k_j for r < rows, j < kmax = i0 + rows (ld T). Forward and
+// backward call this with identical arguments, so the recomputed scores are bit-identical.
+inline void attnScores(const float* qb, const float* kb, size_t C, int i0, int rows, int T, int D,
+                       float scale, float* S) {
+  gemmBlocked(nullptr, false, true, rows, i0 + rows, D, scale, qb + static_cast<size_t>(i0) * C,
+              static_cast<int>(C), kb, static_cast<int>(C), 0.0f, S, T);
 }
 
 }  // namespace
@@ -111,7 +90,7 @@ void CpuBackend::rmsnormForward(const float* x, const float* w, float* y, float*
     for (size_t n = b; n < e; ++n) {
       const float* xr = x + n * C;
       float* yr = y + n * C;
-      const float ms = dot(xr, xr, C) / static_cast<float>(C);
+      const float ms = dotLanes(xr, xr, C) / static_cast<float>(C);
       const float r = 1.0f / std::sqrt(ms + eps);
       rstd[n] = r;
       for (int c = 0; c < C; ++c) yr[c] = (xr[c] * r) * w[c];
@@ -161,8 +140,9 @@ void CpuBackend::rmsnormBackward(const float* x, const float* w, const float* rs
 void CpuBackend::rope(float* x, int B, int T, int H, int D, float theta, bool inverse) {
   PRIMAL_CHECK(D % 2 == 0, "rope: head dim must be even, got " + std::to_string(D));
   const int half = D / 2;
-  if (T != ropeT_ || D != ropeD_ || theta != ropeTheta_) {
-    // Angles in double, rounded once: the table is exact to fp32 for any T.
+  if (T > ropeT_ || D != ropeD_ || theta != ropeTheta_) {
+    // Angles in double, rounded once. Row t depends only on (t, D, theta), so a table built for
+    // a longer sequence serves every shorter one (generation calls with growing T).
     ropeCos_.assign(static_cast<size_t>(T) * half, 0.0f);
     ropeSin_.assign(static_cast<size_t>(T) * half, 0.0f);
     for (int i = 0; i < half; ++i) {
@@ -212,38 +192,41 @@ void CpuBackend::attentionForward(const float* q, const float* k, const float* v
                                   float* lse, int B, int T, int H, int D) {
   const size_t C = static_cast<size_t>(H) * D;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  // One (b, h) per task; within it, tiles of query rows: S = scale Q K^T over the causal prefix
+  // of keys, row softmax, O = P V. The GEMMs run serially inside the task.
   pool_.parallelFor(static_cast<size_t>(B) * H, [&](size_t b0, size_t b1) {
     AttnScratch& sc = tlsAttn;
-    sc.ensure(T, D);
-    float* kt = sc.kt.data();
-    float* s = sc.s.data();
+    sc.ensure(T);
+    float* S = sc.s.data();
+    float* inv = sc.rowScale.data();
     for (size_t bh = b0; bh < b1; ++bh) {
       const size_t b = bh / H, h = bh % H;
       const size_t base = b * T * C + h * D;
       const float* qb = q + base;
+      const float* kb = k + base;
       const float* vb = v + base;
       float* ob = out + base;
-      transposeHead(k + base, C, T, D, kt);
-      for (int t = 0; t < T; ++t) {
-        const int n = t + 1;  // causal: keys 0..t
-        scoresRow(qb + t * C, kt, T, D, n, scale, s);
-        float m = -std::numeric_limits<float>::infinity();
-        for (int j = 0; j < n; ++j) m = std::max(m, s[j]);
-        float l = 0.0f;
-        for (int j = 0; j < n; ++j) {
-          s[j] = std::exp(s[j] - m);
-          l += s[j];
+      for (int i0 = 0; i0 < T; i0 += kQTile) {
+        const int rows = std::min(kQTile, T - i0);
+        const int kmax = i0 + rows;
+        attnScores(qb, kb, C, i0, rows, T, D, scale, S);
+        for (int r = 0; r < rows; ++r) {
+          float* sr = S + static_cast<size_t>(r) * T;
+          const int n = i0 + r + 1;  // causal: keys 0..i
+          const float m = maxLanes(sr, n);
+          const float l = expShiftSum(sr, n, m);
+          for (int j = n; j < kmax; ++j) sr[j] = 0.0f;
+          inv[r] = 1.0f / l;
+          lse[bh * T + i0 + r] = m + std::log(l);
         }
-        float* o = ob + t * C;
-        for (int d = 0; d < D; ++d) o[d] = 0.0f;
-        for (int j = 0; j < n; ++j) {
-          const float pj = s[j];
-          const float* vr = vb + j * C;
-          for (int d = 0; d < D; ++d) o[d] += pj * vr[d];
+        float* ot = ob + static_cast<size_t>(i0) * C;
+        gemmBlocked(nullptr, false, false, rows, D, kmax, 1.0f, S, T, vb, static_cast<int>(C), 0.0f,
+                    ot, static_cast<int>(C));
+        for (int r = 0; r < rows; ++r) {
+          float* o = ot + static_cast<size_t>(r) * C;
+          const float f = inv[r];
+          for (int d = 0; d < D; ++d) o[d] *= f;
         }
-        const float inv = 1.0f / l;
-        for (int d = 0; d < D; ++d) o[d] *= inv;
-        lse[bh * T + t] = m + std::log(l);
       }
     }
   });
@@ -253,66 +236,55 @@ void CpuBackend::attentionBackward(const float* q, const float* k, const float* 
                                    const float* out, const float* lse, const float* dout,
                                    float* dq, float* dk, float* dv, int B, int T, int H, int D) {
   const size_t C = static_cast<size_t>(H) * D;
+  const int ldC = static_cast<int>(C);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  // Row by row over queries i: P_i = exp(S_i - lse_i), dP_i = dO_i V^T, dS = P (dP - delta_i)
-  // with delta_i = dO_i . O_i; dq_i = scale dS K, and dk/dv rows accumulate in query order.
+  // Per query tile: P = exp(S - lse) (S recomputed exactly as in the forward pass),
+  // dP = dO V^T, dS = P (dP - delta) with delta_i = dO_i . O_i; dQ = scale dS K (written),
+  // dK += scale dS^T Q and dV += P^T dO, accumulated over tiles in order.
   pool_.parallelFor(static_cast<size_t>(B) * H, [&](size_t b0, size_t b1) {
     AttnScratch& sc = tlsAttn;
-    sc.ensure(T, D);
-    float* kt = sc.kt.data();
-    float* vt = sc.vt.data();
-    float* p = sc.s.data();
-    float* ds = sc.dp.data();
+    sc.ensure(T);
+    float* P = sc.s.data();
+    float* dS = sc.dp.data();
     for (size_t bh = b0; bh < b1; ++bh) {
       const size_t b = bh / H, h = bh % H;
       const size_t base = b * T * C + h * D;
       const float* qb = q + base;
       const float* kb = k + base;
+      const float* vb = v + base;
       const float* ob = out + base;
       const float* dob = dout + base;
       float* dqb = dq + base;
       float* dkb = dk + base;
       float* dvb = dv + base;
-      transposeHead(kb, C, T, D, kt);
-      transposeHead(v + base, C, T, D, vt);
       for (int j = 0; j < T; ++j) {
         std::memset(dkb + j * C, 0, sizeof(float) * D);
         std::memset(dvb + j * C, 0, sizeof(float) * D);
       }
-      for (int i = 0; i < T; ++i) {
-        const int n = i + 1;
-        const float* qi = qb + i * C;
-        const float* doi = dob + i * C;
-        const float delta = dot(doi, ob + i * C, D);
-        const float li = lse[bh * T + i];
-        scoresRow(qi, kt, T, D, n, scale, p);  // same arithmetic as the forward pass
-        for (int j = 0; j < n; ++j) p[j] = std::exp(p[j] - li);
-        // dP_ij = dO_i . v_j
-        for (int j = 0; j < n; ++j) ds[j] = 0.0f;
-        for (int d = 0; d < D; ++d) {
-          const float g = doi[d];
-          const float* vr = vt + static_cast<size_t>(d) * T;
-          for (int j = 0; j < n; ++j) ds[j] += g * vr[j];
-        }
-        for (int j = 0; j < n; ++j) ds[j] = p[j] * (ds[j] - delta);
-        float* dqi = dqb + i * C;
-        for (int d = 0; d < D; ++d) dqi[d] = 0.0f;
-        for (int j = 0; j < n; ++j) {
-          const float a = ds[j];
-          const float* kr = kb + j * C;
-          for (int d = 0; d < D; ++d) dqi[d] += a * kr[d];
-        }
-        for (int d = 0; d < D; ++d) dqi[d] *= scale;
-        for (int j = 0; j < n; ++j) {
-          const float a = ds[j] * scale;
-          const float pj = p[j];
-          float* dkr = dkb + j * C;
-          float* dvr = dvb + j * C;
-          for (int d = 0; d < D; ++d) {
-            dkr[d] += a * qi[d];
-            dvr[d] += pj * doi[d];
+      for (int i0 = 0; i0 < T; i0 += kQTile) {
+        const int rows = std::min(kQTile, T - i0);
+        const int kmax = i0 + rows;
+        attnScores(qb, kb, C, i0, rows, T, D, scale, P);
+        const float* dot0 = dob + static_cast<size_t>(i0) * C;
+        gemmBlocked(nullptr, false, true, rows, kmax, D, 1.0f, dot0, ldC, vb, ldC, 0.0f, dS, T);
+        for (int r = 0; r < rows; ++r) {
+          const int i = i0 + r;
+          const int n = i + 1;
+          float* pr = P + static_cast<size_t>(r) * T;
+          float* dr = dS + static_cast<size_t>(r) * T;
+          expShiftSum(pr, n, lse[bh * T + i]);
+          const float delta = dotLanes(dob + i * C, ob + i * C, D);
+          for (int j = 0; j < n; ++j) dr[j] = pr[j] * (dr[j] - delta);
+          for (int j = n; j < kmax; ++j) {
+            pr[j] = 0.0f;
+            dr[j] = 0.0f;
           }
         }
+        const float* qt = qb + static_cast<size_t>(i0) * C;
+        gemmBlocked(nullptr, false, false, rows, D, kmax, scale, dS, T, kb, ldC, 0.0f,
+                    dqb + static_cast<size_t>(i0) * C, ldC);
+        gemmBlocked(nullptr, true, false, kmax, D, rows, scale, dS, T, qt, ldC, 1.0f, dkb, ldC);
+        gemmBlocked(nullptr, true, false, kmax, D, rows, 1.0f, P, T, dot0, ldC, 1.0f, dvb, ldC);
       }
     }
   });
@@ -320,12 +292,25 @@ void CpuBackend::attentionBackward(const float* q, const float* k, const float* 
 
 // ---- SwiGLU --------------------------------------------------------------------------------
 
+namespace {
+// sig[j] = 1 / (1 + e^-g[j]) for a block of j < n <= kSwigluBlock (clamp pass, then exp pass).
+constexpr int kSwigluBlock = 256;
+inline void sigmoidBlock(const float* __restrict g, float* __restrict sig, int n) {
+  for (int j = 0; j < n; ++j) sig[j] = clampExpArg(-g[j]);
+  for (int j = 0; j < n; ++j) sig[j] = 1.0f / (1.0f + fastExpInRange(sig[j]));
+}
+}  // namespace
+
 void CpuBackend::swigluForward(const float* gate, const float* up, float* h, size_t n) {
   pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const float g = gate[i];
-      const float sig = 1.0f / (1.0f + std::exp(-g));
-      h[i] = (g * sig) * up[i];
+    float sig[kSwigluBlock];
+    for (size_t i0 = b; i0 < e; i0 += kSwigluBlock) {
+      const int m = static_cast<int>(std::min<size_t>(kSwigluBlock, e - i0));
+      const float* g = gate + i0;
+      const float* u = up + i0;
+      float* hh = h + i0;
+      sigmoidBlock(g, sig, m);
+      for (int j = 0; j < m; ++j) hh[j] = (g[j] * sig[j]) * u[j];
     }
   }, kElemGrain / 4);
 }
@@ -333,12 +318,20 @@ void CpuBackend::swigluForward(const float* gate, const float* up, float* h, siz
 void CpuBackend::swigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
                                 float* dup, size_t n) {
   pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const float g = gate[i];
-      const float sig = 1.0f / (1.0f + std::exp(-g));
-      const float d = dh[i];
-      dup[i] = d * (g * sig);
-      dgate[i] = (d * up[i]) * (sig * (1.0f + g * (1.0f - sig)));
+    float sig[kSwigluBlock];
+    for (size_t i0 = b; i0 < e; i0 += kSwigluBlock) {
+      const int m = static_cast<int>(std::min<size_t>(kSwigluBlock, e - i0));
+      const float* g = gate + i0;
+      const float* u = up + i0;
+      const float* d = dh + i0;
+      float* dg = dgate + i0;
+      float* du = dup + i0;
+      sigmoidBlock(g, sig, m);
+      for (int j = 0; j < m; ++j) {
+        const float sg = sig[j];
+        du[j] = d[j] * (g[j] * sg);
+        dg[j] = (d[j] * u[j]) * (sg * (1.0f + g[j] * (1.0f - sg)));
+      }
     }
   }, kElemGrain / 4);
 }
@@ -346,20 +339,34 @@ void CpuBackend::swigluBackward(const float* gate, const float* up, const float*
 // ---- activation quantization ---------------------------------------------------------------
 
 void CpuBackend::actQuant(const float* x, float* xq, int N, int C, int bits) {
-  PRIMAL_CHECK(bits >= 2 && bits <= 24, "actQuant: bits must be in [2, 24], got " + std::to_string(bits));
+  PRIMAL_CHECK(bits >= 2 && bits <= 16, "actQuant: bits must be in [2, 16], got " + std::to_string(bits));
   const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
   const float qmin = -qmax - 1.0f;
   pool_.parallelFor(static_cast<size_t>(N), [&](size_t b, size_t e) {
     for (size_t n = b; n < e; ++n) {
       const float* xr = x + n * C;
       float* yr = xq + n * C;
-      float amax = 0.0f;
-      for (int c = 0; c < C; ++c) amax = std::max(amax, std::fabs(xr[c]));
-      const float s = qmax / std::max(amax, 1e-5f);
-      for (int c = 0; c < C; ++c) {
-        const float r = std::rint(xr[c] * s);
-        yr[c] = std::min(std::max(r, qmin), qmax) / s;
+      float amax[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int c = 0;
+      for (; c + 8 <= C; c += 8)
+        for (int l = 0; l < 8; ++l) {
+          const float a = std::fabs(xr[c + l]);
+          amax[l] = a > amax[l] ? a : amax[l];
+        }
+      float am = 0.0f;
+      for (int l = 0; l < 8; ++l) am = amax[l] > am ? amax[l] : am;
+      for (; c < C; ++c) am = std::fabs(xr[c]) > am ? std::fabs(xr[c]) : am;
+      const float s = qmax / std::max(am, 1e-5f);
+      // |x*s| <= qmax < 2^22, so the rounding trick equals rintf. Rounding, clamping (selects)
+      // and the division run as separate passes so each vectorizes.
+      for (int k = 0; k < C; ++k) yr[k] = roundHalfEven(xr[k] * s);
+      for (int k = 0; k < C; ++k) {
+        float r = yr[k];
+        r = r < qmin ? qmin : r;
+        r = qmax < r ? qmax : r;
+        yr[k] = r;
       }
+      for (int k = 0; k < C; ++k) yr[k] = yr[k] / s;
     }
   }, rowGrain(C));
 }
@@ -401,19 +408,9 @@ void CpuBackend::classifier(const float* x, const float* table, const int32_t* t
           if (dx) std::memset(lr, 0, sizeof(float) * V);
           continue;
         }
-        float m = -std::numeric_limits<float>::infinity();
-        for (int j = 0; j < V; ++j) m = std::max(m, lr[j]);
+        const float m = maxLanes(lr, V);
         const float target = lr[t];
-        double sum = 0.0;
-        if (dx) {
-          for (int j = 0; j < V; ++j) {
-            const float e = std::exp(lr[j] - m);
-            lr[j] = e;
-            sum += e;
-          }
-        } else {
-          for (int j = 0; j < V; ++j) sum += std::exp(lr[j] - m);
-        }
+        const double sum = expShiftSumF64(lr, V, m);  // lr becomes e^(logit - m)
         const double lse = static_cast<double>(m) + std::log(sum);
         losses[r0 + r] = static_cast<float>(lse - static_cast<double>(target));
         if (dx) {

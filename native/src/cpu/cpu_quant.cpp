@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cpu_backend.h"
+#include "cpu_math.h"
 #include "primal/error.h"
 #include "primal/philox.h"
 
@@ -16,6 +17,7 @@ namespace cpu {
 namespace {
 
 constexpr size_t kElemGrain = 1 << 14;
+constexpr int kFlipBlock = 64;  // weights per batch of Philox calls (divides kReduceChunk)
 
 // LUT(c) = sign(c) * (|c| == 2 ? 1 : bridge), for every int8 code (indexed by uint8_t).
 struct CodeLut {
@@ -73,10 +75,15 @@ float CpuBackend::steQuantize(const float* W, float* Wq, size_t n) {
   const float mean = n ? static_cast<float>(sumAbs / static_cast<double>(n)) : 0.0f;
   const float gamma = std::max(mean, 1e-8f);
   pool_.parallelFor(n, [&](size_t b, size_t e) {
+    // Round, clamp (a select) and scale in separate passes so each vectorizes. roundHalfEven is
+    // exact rintf below 2^22, and anything larger keeps its sign and clamps to +-1 anyway.
     for (size_t i = b; i < e; ++i) {
-      const float r = std::rint(W[i] / gamma);
-      Wq[i] = gamma * std::min(std::max(r, -1.0f), 1.0f);
+      float r = roundHalfEven(W[i] / gamma);
+      r = r < -1.0f ? -1.0f : r;
+      r = 1.0f < r ? 1.0f : r;
+      Wq[i] = r;
     }
+    for (size_t i = b; i < e; ++i) Wq[i] = gamma * Wq[i];
   }, kElemGrain);
   return gamma;
 }
@@ -121,6 +128,8 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
   const double accum = static_cast<double>(P.accum);
   const double pMax = static_cast<double>(P.pMax);
   const double keep = static_cast<double>(P.voteKeep);
+  PRIMAL_CHECK(std::isfinite(P.voteKeep) && std::isfinite(P.flipRate) && std::isfinite(P.scale),
+               "poltFlip: voteKeep, flipRate and scale must be finite");
 
   const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
   if (flipPartials_.size() < chunks) flipPartials_.resize(chunks);
@@ -132,44 +141,61 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
       std::memset(&st, 0, sizeof(st));
       const size_t b = c * kReduceChunk;
       const size_t e = std::min(n, b + kReduceChunk);
-      for (size_t i = b; i < e; ++i) {
-        const int v = vote[i];
-        const int code0 = code[i];
-        int codeNow = code0;
-        int voteNow = 0;
-        const int av = v < 0 ? -v : v;
-        const double p = flipProbability(av, rate, accum, pMax);
-        if (v != 0) {  // a zero vote can neither flip nor decay: no random numbers needed
-          const Philox4 r = philox4x32_10(static_cast<uint32_t>(i), P.layer, P.step, kStreamFlip,
-                                          P.seedLo, P.seedHi);
-          const float u = philox_u24(r.v[0]);
-          const float u2 = philox_u24(r.v[1]);
-          const int dir = v > 0 ? 1 : -1;
-          int target;
-          if (static_cast<double>(u) < p && nextRung(code0, dir, P.bridgeOn, &target)) {
-            codeNow = target;
-            code[i] = static_cast<int8_t>(target);
-            voteNow = 0;
-            ++st.transitions[code0 + 2][target + 2];
-            if (target > code0)
-              ++st.flipsUp;
-            else
-              ++st.flipsDown;
-          } else {
-            // Stochastic-rounding decay of the vote that did not flip.
-            const double kept =
-                std::floor(static_cast<double>(av) * keep + static_cast<double>(u2));
-            const int mag = static_cast<int>(std::min(127.0, std::max(0.0, kept)));
-            voteNow = dir * mag;
+      for (size_t i0 = b; i0 < e; i0 += kFlipBlock) {
+        const int m = static_cast<int>(std::min<size_t>(kFlipBlock, e - i0));
+        // Random words for the whole block first: this loop has no branches, so gcc vectorizes
+        // the Philox rounds across weights. Blocks of zero votes need none.
+        bool anyVote = false;
+        for (int l = 0; l < m; ++l) anyVote |= vote[i0 + l] != 0;
+        uint32_t rw0[kFlipBlock], rw1[kFlipBlock];
+        if (anyVote) {
+          for (int l = 0; l < m; ++l) {
+            const Philox4 r = philox4x32_10(static_cast<uint32_t>(i0 + l), P.layer, P.step,
+                                            kStreamFlip, P.seedLo, P.seedHi);
+            rw0[l] = r.v[0];
+            rw1[l] = r.v[1];
           }
-          vote[i] = static_cast<int8_t>(voteNow);
         }
-        if (pOut) pOut[i] = static_cast<float>(p);
-        st.pSum += p;
-        st.pMax = std::max(st.pMax, static_cast<float>(p));
-        if (codeNow >= -2 && codeNow <= 2) ++st.occupancy[codeNow + 2];
-        if (voteNow != 0) ++st.votesNonZero;
-        if (voteNow >= 127 || voteNow <= -127) ++st.votesSaturated;
+        for (int l = 0; l < m; ++l) {
+          const size_t i = i0 + l;
+          const int v = vote[i];
+          const int code0 = code[i];
+          int codeNow = code0;
+          int voteNow = 0;
+          const int av = v < 0 ? -v : v;
+          const double p = flipProbability(av, rate, accum, pMax);
+          if (v != 0) {  // a zero vote can neither flip nor decay
+            const float u = philox_u24(rw0[l]);
+            const float u2 = philox_u24(rw1[l]);
+            const int dir = v > 0 ? 1 : -1;
+            int target;
+            if (static_cast<double>(u) < p && nextRung(code0, dir, P.bridgeOn, &target)) {
+              codeNow = target;
+              code[i] = static_cast<int8_t>(target);
+              voteNow = 0;
+              ++st.transitions[code0 + 2][target + 2];
+              if (target > code0)
+                ++st.flipsUp;
+              else
+                ++st.flipsDown;
+            } else {
+              // Stochastic-rounding decay of the vote that did not flip:
+              // floor(|v| * keep + u2). For the non-negative values that survive the clamp,
+              // truncation is floor (and avoids a libm call on baseline x86-64).
+              double kept = static_cast<double>(av) * keep + static_cast<double>(u2);
+              kept = kept < 0.0 ? 0.0 : kept;
+              kept = kept > 127.0 ? 127.0 : kept;
+              voteNow = dir * static_cast<int>(kept);
+            }
+            vote[i] = static_cast<int8_t>(voteNow);
+          }
+          if (pOut) pOut[i] = static_cast<float>(p);
+          st.pSum += p;
+          st.pMax = std::max(st.pMax, static_cast<float>(p));
+          if (codeNow >= -2 && codeNow <= 2) ++st.occupancy[codeNow + 2];
+          if (voteNow != 0) ++st.votesNonZero;
+          if (voteNow >= 127 || voteNow <= -127) ++st.votesSaturated;
+        }
       }
       parts[c] = st;
     }

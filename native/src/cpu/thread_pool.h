@@ -51,23 +51,6 @@ class ThreadPool {
     });
   }
 
-  // Same partition as parallelFor, but fn(tid, begin, end) also gets the part index (to pick a
-  // per-part scratch buffer or partial-sum slot).
-  template <class F>
-  void parallelForTid(size_t n, F&& fn, size_t grain = 1) {
-    if (n == 0) return;
-    size_t parts = partsFor(n, grain);
-    if (parts <= 1) {
-      fn(0, size_t(0), n);
-      return;
-    }
-    runParts(static_cast<int>(parts), [&](int tid) {
-      size_t b = n * static_cast<size_t>(tid) / parts;
-      size_t e = n * static_cast<size_t>(tid + 1) / parts;
-      if (b < e) fn(tid, b, e);
-    });
-  }
-
   size_t partsFor(size_t n, size_t grain) const {
     if (grain == 0) grain = 1;
     size_t parts = n / grain;

@@ -15,6 +15,8 @@
 // Head sizes are padded to 16/32/64/128 in the template; smaller real D (multiple of 4) is
 // zero-filled, which changes nothing in the dot products.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda_kernels.cuh"
 
@@ -458,10 +460,20 @@ void runBackward(const AttnArgs& a) {
   PRIMAL_KERNEL_CHECK("attentionBackwardQ");
 }
 
+// PRIMAL_CUDA_ATTN_TILE=32 forces the 32x32 tiles (for tuning and for testing that path).
+bool forceSmallTiles() {
+  static const bool v = [] {
+    const char* e = std::getenv("PRIMAL_CUDA_ATTN_TILE");
+    return e && std::strcmp(e, "32") == 0;
+  }();
+  return v;
+}
+
 // Picks 64x64 tiles when they fit the device's shared memory per block, else 32x32 (e.g. sm_61's
 // 48 KB), for the padded head size D.
 template <int D>
 void dispatch(const AttnArgs& a, bool backward, size_t optin) {
+  if (forceSmallTiles()) optin = std::min<size_t>(optin, 48 * 1024);
   if (!backward) {
     if (fwdSmemBytes<D, 64, 64>() <= optin) return runForward<D, 64, 64>(a);
     if (fwdSmemBytes<D, 32, 32>() <= optin) return runForward<D, 32, 32>(a);

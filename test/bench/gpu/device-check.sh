@@ -28,26 +28,28 @@ fi
 
 log "configure + build"
 if cmake -S "$ROOT/native" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 $CUBLAS_ARG > "$OUT/build.log" 2>&1 \
-   && cmake --build "$BUILD" -j16 >> "$OUT/build.log" 2>&1; then
+   && cmake --build "$BUILD" -j16 --target primal_core_test primal_bench >> "$OUT/build.log" 2>&1; then
   log "build ok"
 else
   log "BUILD FAILED"; tail -60 "$OUT/build.log"; exit 1
 fi
 grep -q "CUDA backend enabled" "$OUT/build.log" && log "CUDA backend enabled" || log "WARNING: CUDA backend NOT enabled"
 
-log "tests: cuda/"
-timeout 240 "$BUILD/primal_core_test" cuda/ > "$OUT/tests.log" 2>&1; log "cuda tests exit $? : $(tail -1 "$OUT/tests.log")"
-grep FAIL -A2 "$OUT/tests.log" | head -40
+log "tests: cuda/trainer (whole-trainer parity), then cuda/ ops"
+timeout ${TEST_TIMEOUT:-90} "$BUILD/primal_core_test" cuda/trainer > "$OUT/tests.log" 2>&1; log "cuda trainer tests exit $? : $(tail -1 "$OUT/tests.log")"
+grep -E "FAIL|     " "$OUT/tests.log" | head -40
 
 log "bench"
 : > "$OUT/bench.jsonl"
 for q in poltergeist ste fp; do
-  timeout 120 "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant $q --batch ${BATCH:-8} --steps $STEPS --warmup 3 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+  timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant $q --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   log "primal $q: $(tail -1 "$OUT/bench.jsonl")"
 done
+timeout 60 "$BUILD/primal_core_test" cuda/ > "$OUT/tests-ops.log" 2>&1; log "all cuda tests exit $? : $(tail -1 "$OUT/tests-ops.log")"
 PEER="$ROOT/test/bench/peer/torch_peer.py"
-for args in "--quant ste --bf16" "--quant ste --bf16 --compile" "--quant fp --bf16 --compile"; do
-  timeout 200 python3 "$PEER" --device cuda --preset ghost-0.1b --batch ${BATCH:-8} --steps $STEPS --warmup 3 $args > "$OUT/peer.tmp" 2>> "$OUT/bench.err"
+if [ "${PEER_QUICK:-0}" = 1 ]; then set -- "--quant ste --bf16"; else set -- "--quant ste --bf16" "--quant ste --bf16 --compile" "--quant fp --bf16 --compile"; fi
+for args in "$@"; do
+  timeout ${PEER_TIMEOUT:-200} python3 "$PEER" --device cuda --preset ghost-0.1b --batch ${BATCH:-8} --steps $STEPS --warmup 3 $args > "$OUT/peer.tmp" 2>> "$OUT/bench.err"
   tail -1 "$OUT/peer.tmp" >> "$OUT/bench.jsonl"
   log "pytorch $args: $(tail -1 "$OUT/peer.tmp")"
 done

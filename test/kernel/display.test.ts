@@ -1,0 +1,172 @@
+// Rich display bundles (Plotly figures, Arrow tables, live training output) without a kernel.
+import { tableFromArrays } from "apache-arrow";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  figureBundle,
+  inKernel,
+  isArrowTable,
+  isFigure,
+  resetPlotlyInlining,
+  richBundle,
+  show,
+  tableBundle,
+} from "../../kernel/display.js";
+import { progressBundle } from "../../kernel/training.js";
+import type { Figure } from "../../src/plots/figure.js";
+
+const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+
+function lineFigure(n = 5): Figure {
+  return {
+    data: [{ type: "scatter", mode: "lines", name: "train loss", x: Float64Array.from({ length: n }, (_, i) => i + 1), y: Array.from({ length: n }, (_, i) => 5 - i * 0.1) }],
+    layout: { title: { text: "loss · demo" } },
+    config: { responsive: true },
+  };
+}
+
+afterEach(() => {
+  resetPlotlyInlining();
+  vi.restoreAllMocks();
+});
+
+describe("detection", () => {
+  it("recognises Plotly figures and Arrow tables, and nothing else", () => {
+    expect(isFigure(lineFigure())).toBe(true);
+    expect(isFigure({ data: [], layout: {} })).toBe(true);
+    expect(isFigure({ data: [1], layout: {} })).toBe(false);
+    expect(isFigure({ data: [], layout: [] })).toBe(false);
+    expect(isFigure(null)).toBe(false);
+    const table = tableFromArrays({ a: Int32Array.from([1, 2]) });
+    expect(isArrowTable(table)).toBe(true);
+    expect(isArrowTable({ numRows: 2 })).toBe(false);
+    expect(isFigure(table)).toBe(false);
+    expect(richBundle({ steps: 3 })).toBeNull();
+    expect(richBundle("text")).toBeNull();
+  });
+
+  it("is not in a kernel here", () => {
+    expect(inKernel()).toBe(false);
+  });
+});
+
+describe("figureBundle", () => {
+  it("carries Plotly JSON, an HTML fallback and text", () => {
+    const b = figureBundle(lineFigure(4));
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"].sort());
+    const json = b[PLOTLY_MIME] as { data: { x: number[]; name: string }[]; layout: unknown; config: unknown };
+    // Typed arrays become plain JSON arrays.
+    expect(json.data[0]?.x).toEqual([1, 2, 3, 4]);
+    expect(json.data[0]?.name).toBe("train loss");
+    expect(json.config).toEqual({ responsive: true });
+    expect(b["text/plain"]).toContain('"loss · demo"');
+    expect(b["text/plain"]).toContain('scatter "train loss"');
+  });
+
+  it("inlines plotly.js once per session, then relies on window.Plotly", () => {
+    const first = figureBundle(lineFigure())["text/html"] as string;
+    const second = figureBundle(lineFigure())["text/html"] as string;
+    expect(first.length).toBeGreaterThan(1_000_000);
+    expect(first).toContain("Plotly.newPlot");
+    expect(second.length).toBeLessThan(20_000);
+    expect(second).toContain("window.Plotly");
+    expect(second).not.toContain("<script src=");
+    resetPlotlyInlining();
+    expect((figureBundle(lineFigure())["text/html"] as string).length).toBeGreaterThan(1_000_000);
+    expect((figureBundle(lineFigure(), { includePlotlyJs: false })["text/html"] as string).length).toBeLessThan(20_000);
+  });
+});
+
+describe("tableBundle", () => {
+  const table = tableFromArrays({
+    step: Int32Array.from({ length: 100 }, (_, i) => i + 1),
+    loss: Float32Array.from({ length: 100 }, (_, i) => 5 / (i + 1)),
+    name: Array.from({ length: 100 }, (_, i) => `blocks.${i % 2}.mlp.up`),
+  });
+
+  it("renders schema, size, head and tail as HTML", () => {
+    const b = tableBundle(table, { head: 3, tail: 2 });
+    const html = b["text/html"] as string;
+    expect(html).toContain("100 rows × 3 columns");
+    for (const col of ["step", "loss", "name"]) expect(html).toContain(`data-column="${col}"`);
+    expect(html).toContain("Int32");
+    expect(html).toContain("Float32");
+    const rows = html.match(/<tr>/g) ?? [];
+    // header + 3 head + gap + 2 tail
+    expect(rows.length).toBe(1 + 3 + 1 + 2);
+    expect(html).toContain("<td>100</td>");
+    expect(html).toContain("<td>…</td>");
+    const text = b["text/plain"] as string;
+    expect(text.split("\n")[0]).toBe("Arrow Table: 100 rows × 3 columns");
+    expect(text).toContain("blocks.1.mlp.up");
+  });
+
+  it("adds a data resource with Table Schema types", () => {
+    const b = tableBundle(table, { dataRows: 10 });
+    const res = b["application/vnd.dataresource+json"] as { schema: { fields: { name: string; type: string }[] }; data: Record<string, unknown>[] };
+    expect(res.schema.fields).toEqual([
+      { name: "step", type: "integer" },
+      { name: "loss", type: "number" },
+      { name: "name", type: "string" },
+    ]);
+    expect(res.data).toHaveLength(10);
+    expect(res.data[0]).toEqual({ step: 1, loss: 5, name: "blocks.0.mlp.up" });
+  });
+
+  it("shows small tables whole and escapes HTML", () => {
+    const t = tableFromArrays({ label: ["<b>&</b>", "x"] });
+    const html = tableBundle(t)["text/html"] as string;
+    expect(html).toContain("&#60;b&#62;&#38;&#60;/b&#62;");
+    expect(html).not.toContain("<td>…</td>");
+    expect(html).toContain("2 rows × 1 column");
+  });
+});
+
+describe("show outside a kernel", () => {
+  it("prints the text/plain part", () => {
+    const writes: string[] = [];
+    vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    show(tableFromArrays({ a: Int32Array.from([7]) }));
+    show({ "text/plain": "raw text", "text/html": "<b>raw</b>" }, { raw: true });
+    expect(writes.join("")).toContain("Arrow Table: 1 row × 1 column");
+    expect(writes.join("")).toContain("raw text");
+  });
+});
+
+describe("progressBundle", () => {
+  const base = {
+    runId: "run-1",
+    startStep: 10,
+    target: 20,
+    done: 5,
+    step: 15,
+    loss: 2.5,
+    tokensPerSec: 12345,
+    elapsed: 2,
+    eta: 6,
+    sample: { step: 15, prompt: "The future", text: " is  bright\nand", temperature: 0.8, topK: 40, seed: 1 },
+    runDir: "/runs/run-1",
+  };
+
+  it("shows step, loss, tokens/s, ETA and the latest sample while running", () => {
+    const b = progressBundle({ ...base, status: "running" });
+    const text = b["text/plain"] as string;
+    expect(text).toContain("training step 15 (5/20)");
+    expect(text).toContain("loss 2.5000");
+    expect(text).toContain("12.3k tok/s");
+    expect(text).toContain("ETA 0:06");
+    expect(text).toContain("sample @15: The future is bright and");
+    expect(b["text/html"]).toContain('data-status="running"');
+    expect(b["text/html"]).toContain("width:25.0%");
+  });
+
+  it("becomes a summary when finished or interrupted", () => {
+    expect(progressBundle({ ...base, status: "finished", done: 10, step: 20 })["text/plain"]).toContain("trained 10 steps: step 10 → 20");
+    const stopped = progressBundle({ ...base, status: "stopped", interrupted: true });
+    expect(stopped["text/plain"]).toContain("interrupted at step 15 after 5 of 20 steps");
+    expect(stopped["text/plain"]).toContain("/runs/run-1");
+    expect(progressBundle({ ...base, status: "failed", error: "loss is NaN" })["text/html"]).toContain("loss is NaN");
+  });
+});
