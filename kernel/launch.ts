@@ -1,7 +1,7 @@
 // The PRIMAL kernel process: tslab's TypeScript kernel, assembled from tslab's own parts
 // (converter, executor, Jupyter server) with this package's extension around them:
 //   - `import { Trainer, plots } from "primal"` resolves and type-checks from any directory;
-//   - type errors are warnings (see typecheck.ts);
+//   - type errors are warnings, and `{ name }` shorthands work across cells (see typecheck.ts);
 //   - a cell whose value is a Plotly figure or an Arrow table renders richly;
 //   - `await t.train(n)` shows live progress, and an interrupt stops training at the next
 //     step boundary instead of only abandoning the cell's await (tslab's default).
@@ -13,7 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { richBundle, sendBundle } from "./display.js";
 import { dependencyDirs, mountVirtualModules, type FileSystemHost } from "./modules.js";
-import { softenTypeErrors, type Converter, type TsApi } from "./typecheck.js";
+import { softenTypeErrors, withExpandedShorthands, type Converter, type TsApi } from "./typecheck.js";
 
 type Executor = {
   execute(src: string): Promise<boolean>;
@@ -82,7 +82,10 @@ async function main(): Promise<void> {
 
   let nodeConv: Converter | undefined;
   let browserConv: Converter | undefined;
-  const wrap = (c: Converter) => (strictTypes ? c : softenTypeErrors(c, tslab.ts));
+  const wrap = (c: Converter) => {
+    const expanded = withExpandedShorthands(c, tslab.ts);
+    return strictTypes ? expanded : softenTypeErrors(expanded, tslab.ts);
+  };
   const convs: ConverterSet = {
     get node() {
       nodeConv ??= wrap(tslab.createConverter({ isJS: false, isBrowser: false }));

@@ -1,3 +1,5 @@
+// Cell source adjustments around tslab's converter.
+//
 // Type errors as warnings. tslab type-checks every cell and refuses to run it on any
 // diagnostic; in a research notebook a wrong type annotation should not stop an experiment.
 // When all of a cell's diagnostics are semantic (TSxxxx >= 2000, i.e. type errors, not syntax)
@@ -68,6 +70,43 @@ export function hasTopLevelAwait(ts: TsApi, src: string): boolean {
   };
   ts.forEachChild(sf, visit);
   return found;
+}
+
+/**
+ * `{ name }` object shorthands spelled out as `{ name: name }`. tslab turns names declared in
+ * earlier cells into `exports.name`, but not inside a shorthand property, so `{ layer }`
+ * throws "layer is not defined" when `layer` comes from another cell. Returns `src` itself
+ * when there is nothing to change. Same number of lines, so line numbers stay valid.
+ */
+export function expandShorthands(ts: TsApi, src: string): string {
+  if (!src.includes("{")) return src;
+  const sf = ts.createSourceFile("cell.ts", src, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const K = ts.SyntaxKind;
+  const inserts: { at: number; text: string }[] = [];
+  const visit = (node: TsNode): void => {
+    const n = node as TsNode & { name?: TsNode & { text?: string }; objectAssignmentInitializer?: unknown };
+    // `{ a = 1 } = obj` (a default in a destructuring assignment) cannot be spelled out.
+    if (n.kind === K.ShorthandPropertyAssignment && n.name?.text && n.objectAssignmentInitializer === undefined) {
+      inserts.push({ at: n.name.end, text: `: ${n.name.text}` });
+    }
+    ts.forEachChild(node, visit);
+  };
+  ts.forEachChild(sf, visit);
+  if (inserts.length === 0) return src;
+  let out = src;
+  for (const { at, text } of inserts.sort((a, b) => b.at - a.at)) out = out.slice(0, at) + text + out.slice(at);
+  return out;
+}
+
+/** A converter that spells out object shorthands before tslab converts a cell (see expandShorthands). */
+export function withExpandedShorthands(conv: Converter, ts: TsApi): Converter {
+  return {
+    inspect: (prev, src, pos) => conv.inspect(prev, src, pos),
+    complete: (prev, src, pos) => conv.complete(prev, src, pos),
+    addModule: (name, content, meta) => conv.addModule(name, content, meta),
+    close: () => conv.close(),
+    convert: (prev, src) => conv.convert(prev, expandShorthands(ts, src)),
+  };
 }
 
 /** Offsets at which each line of `src` starts. */

@@ -91,6 +91,8 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
         { code: "await new Promise((r) => setTimeout(r, 60000))", timeout: 60, interrupt_after: 1.5 },
         // tslab aborts requests that arrive within 200 ms of an error (stop-on-error): wait a bit.
         { code: "t.dispose();\n'disposed'", timeout: 60, delay: 0.5 },
+        // An object shorthand naming a variable of an earlier cell.
+        { code: "JSON.stringify({ wrong })", timeout: 60 },
       ],
     };
     const scriptPath = join(tmp, "script.json");
@@ -190,5 +192,9 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
     expect(r.status).toBe("error");
     expect(r.seconds).toBeLessThan(10);
     expect(text(results[7] as CellResult).trim()).toBe("disposed");
+  });
+
+  it("resolves `{ name }` shorthands to variables of earlier cells", () => {
+    expect(text(results[8] as CellResult).trim()).toBe('{"wrong":"still runs"}');
   });
 });

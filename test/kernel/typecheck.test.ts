@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
 import { dependencyDirs, mountVirtualModules, virtualModules, type FileSystemHost } from "../../kernel/modules.js";
-import { hasTopLevelAwait, insertTsIgnore, softenTypeErrors, type Converter, type ConvertResult, type TsApi } from "../../kernel/typecheck.js";
+import { expandShorthands, hasTopLevelAwait, insertTsIgnore, softenTypeErrors, type Converter, type ConvertResult, type TsApi } from "../../kernel/typecheck.js";
 
 const require = createRequire(import.meta.url);
 const tslabMain = require.resolve("tslab");
@@ -21,6 +21,18 @@ describe("hasTopLevelAwait", () => {
     expect(hasTopLevelAwait(ts, "const f = async () => await g();")).toBe(false);
     expect(hasTopLevelAwait(ts, "class A { async m() { await 1; } }")).toBe(false);
     expect(hasTopLevelAwait(ts, "const s = 'await x';")).toBe(false);
+  });
+});
+
+describe("expandShorthands", () => {
+  it("spells out object shorthands, keeping lines", () => {
+    expect(expandShorthands(ts, "f({ layer, n: 2 });\nconst o = { a, b };")).toBe("f({ layer: layer, n: 2 });\nconst o = { a: a, b: b };");
+  });
+
+  it("leaves destructuring patterns, defaults and plain code alone", () => {
+    for (const src of ["const { a, b } = o;", "({ a = 1 } = o);", "const x = 1;", "const s = '{ a }';"]) {
+      expect(expandShorthands(ts, src)).toBe(src);
+    }
   });
 });
 

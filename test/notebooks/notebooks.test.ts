@@ -1,0 +1,342 @@
+// Executes every notebook in notebooks/ on the installed PRIMAL kernel with nbconvert (as a
+// user would), checks the outputs (Plotly bundles, Arrow tables, live training summaries,
+// exported files), and renders executed notebooks to HTML in headless Chromium to see that
+// the plots really draw offline.
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { installKernel } from "../../kernel/install.js";
+import { findChromium } from "../../src/plots/export.js";
+import { packageRoot } from "../../src/paths.js";
+
+const run = promisify(execFile);
+const ROOT = packageRoot();
+const NOTEBOOKS = join(ROOT, "notebooks");
+const ARTIFACTS = join(ROOT, "test", "artifacts");
+const launcher = join(ROOT, "dist", "kernel", "launch.js");
+const PLOTLY = "application/vnd.plotly.v1+json";
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** A Python with jupyter_client and nbconvert: $PRIMAL_PYTHON, the one `jupyter` runs on, python3. */
+function findPython(): string | null {
+  const candidates = [process.env.PRIMAL_PYTHON];
+  const jupyter = spawnSync("sh", ["-c", "command -v jupyter"], { encoding: "utf8" }).stdout?.trim();
+  if (jupyter) {
+    try {
+      const first = execFileSync("head", ["-n1", jupyter], { encoding: "utf8" });
+      if (first.startsWith("#!")) candidates.push(first.slice(2).trim().split(/\s+/)[0]);
+    } catch {
+      // not a script
+    }
+  }
+  candidates.push("python3", "/usr/bin/python3");
+  for (const c of candidates) {
+    if (c && spawnSync(c, ["-c", "import jupyter_client, nbconvert, nbclient"], { stdio: "ignore" }).status === 0) return c;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- notebook JSON
+
+type MultiLine = string | string[];
+interface NbOutput {
+  output_type: string;
+  name?: string;
+  text?: MultiLine;
+  data?: Record<string, unknown>;
+  ename?: string;
+}
+interface NbCell {
+  cell_type: string;
+  source: MultiLine;
+  outputs?: NbOutput[];
+}
+interface Notebook {
+  cells: NbCell[];
+  metadata: { kernelspec?: { name: string } };
+}
+interface Fig {
+  data: { type?: string; name?: string; x?: unknown[]; y?: unknown[]; z?: unknown[][] }[];
+  layout: { title?: { text?: string }; shapes?: { x0?: number; type?: string }[]; annotations?: { text?: string; x?: number }[] };
+}
+
+const joined = (t: MultiLine | unknown): string => (Array.isArray(t) ? t.join("") : typeof t === "string" ? t : "");
+const outputsOf = (nb: Notebook): NbOutput[] => nb.cells.flatMap((c) => c.outputs ?? []);
+const figuresOf = (nb: Notebook): Fig[] => outputsOf(nb).flatMap((o) => (o.data?.[PLOTLY] ? [o.data[PLOTLY] as Fig] : []));
+const htmlOf = (nb: Notebook): string[] => outputsOf(nb).flatMap((o) => (o.data?.["text/html"] ? [joined(o.data["text/html"])] : []));
+const figure = (nb: Notebook, titleStart: string): Fig => {
+  const f = figuresOf(nb).find((x) => (x.layout.title?.text ?? "").startsWith(titleStart));
+  if (!f) throw new Error(`no figure titled "${titleStart}…" (have: ${figuresOf(nb).map((x) => x.layout.title?.text).join(" | ")})`);
+  return f;
+};
+const arrowTables = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-arrow-table"'));
+const columnsOf = (html: string): string[] => [...html.matchAll(/data-column="([^"]+)"/g)].map((m) => m[1] as string);
+const trainSummaries = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-train"'));
+
+function expectClean(nb: Notebook): void {
+  const outs = outputsOf(nb);
+  expect(outs.filter((o) => o.output_type === "error")).toEqual([]);
+  const stderr = outs.filter((o) => o.output_type === "stream" && o.name === "stderr").map((o) => joined(o.text));
+  expect(stderr).toEqual([]);
+  // plotly.js is inlined once per kernel session, by the first figure only.
+  const inlined = htmlOf(nb).filter((h) => h.length > 1_000_000);
+  expect(inlined.length).toBe(figuresOf(nb).length > 0 ? 1 : 0);
+}
+
+// ---------------------------------------------------------------- suite
+
+const python = existsSync(launcher) ? findPython() : null;
+
+describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
+  let tmp: string;
+  let outDir: string;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  const seconds: Record<string, number> = {};
+  const executed: Record<string, Notebook> = {};
+
+  beforeAll(async () => {
+    tmp = mkdtempSync(join(tmpdir(), "primal-notebooks-"));
+    outDir = join(tmp, "executed");
+    home = join(tmp, "runs");
+    const prefix = join(tmp, "prefix");
+    await installKernel({ prefix });
+    const shared = join(ROOT, "..", "shared", "data", "wikitext-2");
+    env = {
+      ...process.env,
+      JUPYTER_PATH: join(prefix, "share", "jupyter"),
+      JUPYTER_RUNTIME_DIR: join(tmp, "runtime"),
+      PRIMAL_HOME: home,
+      PYDEVD_DISABLE_FILE_VALIDATION: "1",
+      ...(process.env.PRIMAL_WIKITEXT_DIR ? {} : existsSync(join(shared, "valid.txt")) ? { PRIMAL_WIKITEXT_DIR: shared } : {}),
+    };
+  });
+
+  afterAll(() => {
+    const total = Object.values(seconds).reduce((a, b) => a + b, 0);
+    console.log(`notebook execution (s): ${JSON.stringify(seconds)} total ${total.toFixed(1)}`);
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function execute(name: string): Promise<Notebook> {
+    const t0 = performance.now();
+    const { stderr } = await run(
+      python as string,
+      [
+        "-m",
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--ExecutePreprocessor.kernel_name=primal",
+        "--ExecutePreprocessor.timeout=600",
+        "--output-dir",
+        outDir,
+        join(NOTEBOOKS, `${name}.ipynb`),
+      ],
+      { env, maxBuffer: 64 * 1024 * 1024 },
+    ).catch((e: { stderr?: string; message: string }) => {
+      throw new Error(`nbconvert failed for ${name}: ${(e.stderr ?? e.message).slice(-4000)}`);
+    });
+    seconds[name] = Number(((performance.now() - t0) / 1000).toFixed(1));
+    expect(stderr).toContain(`Writing`);
+    const nb = JSON.parse(readFileSync(join(outDir, `${name}.ipynb`), "utf8")) as Notebook;
+    executed[name] = nb;
+    return nb;
+  }
+
+  it("has the four notebooks, all on the primal kernelspec", () => {
+    const names = readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb")).sort();
+    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb"]);
+    for (const n of names) {
+      const nb = JSON.parse(readFileSync(join(NOTEBOOKS, n), "utf8")) as Notebook;
+      expect(nb.metadata.kernelspec?.name).toBe("primal");
+      // Committed without outputs.
+      expect(outputsOf(nb)).toEqual([]);
+    }
+  });
+
+  it("01-quickstart: trains, plots loss and Ghost Scale", async () => {
+    const nb = await execute("01-quickstart");
+    expectClean(nb);
+    const summary = trainSummaries(nb);
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toContain('data-status="finished"');
+    expect(summary[0]).toContain('data-step="80"');
+
+    const loss = figure(nb, "loss · quickstart");
+    const train = loss.data.find((t) => t.name === "train loss");
+    expect(train?.x).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
+    expect(train?.y).toHaveLength(80);
+    expect(loss.data.some((t) => t.name?.startsWith("train loss (EMA"))).toBe(true);
+    const val = loss.data.find((t) => t.name === "val loss");
+    expect(val?.x).toEqual([40, 80]);
+
+    const ghost = figure(nb, "Ghost Scale");
+    expect(ghost.data).toHaveLength(14); // 2 blocks × 7 BitLinear matrices
+    expect(ghost.data.map((t) => t.name)).toContain("blocks.1.mlp.down");
+    expect(ghost.data.every((t) => t.x?.length === 80)).toBe(true);
+    expect(ghost.layout.shapes?.[0]).toMatchObject({ type: "line" });
+
+    const [history] = arrowTables(nb);
+    expect(columnsOf(history as string)).toEqual(["step", "time", "loss", "lr", "gradNorm", "tokens", "tokensPerSec", "stepMs", "peakMemoryBytes", "valLoss", "valBpb"]);
+    expect(history).toContain("80 rows × 11 columns");
+    const evalText = outputsOf(nb).map((o) => joined(o.text)).join("");
+    expect(evalText).toContain(env.PRIMAL_WIKITEXT_DIR ? "WikiText-2 valid" : "corpus validation split");
+  }, 600_000);
+
+  it("02-inside-poltergeist: vote and flip-probability tables, occupancy, histograms", async () => {
+    const nb = await execute("02-inside-poltergeist");
+    expectClean(nb);
+    const tables = arrowTables(nb);
+    const layers = tables.find((h) => columnsOf(h).includes("voteActive"));
+    expect(columnsOf(layers as string)).toEqual(expect.arrayContaining(["layer", "name", "scale", "dscale", "flips", "pMean", "pMax", "fracM1", "frac0", "fracP1", "voteSaturated"]));
+    expect(layers).toContain("14 rows");
+    const buffers = tables.filter((h) => columnsOf(h).join() === "row,col,value");
+    expect(buffers.map((h) => /Arrow Table · ([\d,]+) rows/.exec(h)?.[1])).toEqual(["12,288", "2,000", "1,000"]);
+    expect(buffers[0]).toContain("Int8"); // votes
+    expect(buffers[1]).toContain("Float32"); // flip probabilities
+
+    const votes = figure(nb, "votes · blocks.1.mlp.up");
+    expect(votes.data[0]?.type).toBe("bar");
+    expect(votes.data[0]?.x).toHaveLength(255);
+    expect((votes.data[0]?.y as number[]).reduce((a, b) => a + b, 0)).toBe(12288);
+    expect(figure(nb, "flip probability · blocks.1.mlp.up").data[0]?.type).toBe("bar");
+    const occAll = figure(nb, "code level occupancy · all layers");
+    expect(occAll.data.map((t) => t.name)).toEqual(["-1", "-b", "0", "+b", "+1"]);
+    expect(occAll.data[0]?.x).toHaveLength(50);
+    expect(figure(nb, "code level occupancy · blocks.1.mlp.up").data).toHaveLength(5);
+    const heat = figuresOf(nb).find((f) => f.data[0]?.type === "heatmap");
+    expect(heat?.data[0]?.z).toHaveLength(14);
+    // The custom analysis over the raw buffers printed one row per code level.
+    expect(outputsOf(nb).map((o) => joined(o.text)).join("")).toContain("meanAbsVote");
+  }, 600_000);
+
+  it("03-bridge-tweak: compares runs and marks the bridge change on the loss plot", async () => {
+    const nb = await execute("03-bridge-tweak");
+    expectClean(nb);
+    expect(trainSummaries(nb).filter((h) => h.includes('data-status="finished"'))).toHaveLength(4);
+    const compare = figure(nb, "loss · 2 runs");
+    expect(compare.data.map((t) => t.name?.split(" ")[0])).toEqual(["bridge-kept", "bridge-0.8"]);
+    expect(compare.data.every((t) => t.x?.length === 80)).toBe(true);
+    const loss = figure(nb, "loss · bridge-0.8");
+    expect(loss.layout.shapes?.map((s) => s.x0)).toEqual([40]);
+    const label = loss.layout.annotations?.[0];
+    expect(label?.x).toBe(40);
+    expect(label?.text).toBe("bridge 0.667→0.8");
+    // Identical until the change: same seed, same data.
+    const [kept, tweaked] = compare.data as { y: number[] }[];
+    expect(tweaked?.y.slice(0, 40)).toEqual(kept?.y.slice(0, 40));
+  }, 600_000);
+
+  it("04-write-up: exports figures to html, svg, png and pdf", async () => {
+    const nb = await execute("04-write-up");
+    expectClean(nb);
+    const runDir = readdirSync(home)
+      .map((d) => join(home, d))
+      .find((d) => existsSync(join(d, "run.json")) && (JSON.parse(readFileSync(join(d, "run.json"), "utf8")) as { name?: string }).name === "write-up");
+    expect(runDir).toBeDefined();
+    const figs = join(runDir as string, "figures");
+    const names = ["loss", "ghost-scale", "occupancy", "flip-heatmap"];
+    for (const n of names) {
+      const html = readFileSync(join(figs, `${n}.html`), "utf8");
+      expect(html.startsWith("<!DOCTYPE html>")).toBe(true);
+      expect(html).toContain("Plotly.newPlot");
+    }
+    const loss = readFileSync(join(figs, "loss.html"), "utf8");
+    expect(loss).toContain("flipRate 0.01→0.02");
+    if (!findChromium()) {
+      console.warn("no Chromium: static exports not checked");
+      return;
+    }
+    for (const n of names) {
+      expect(readFileSync(join(figs, `${n}.svg`), "utf8")).toMatch(/^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      const png = readFileSync(join(figs, `${n}.png`));
+      expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+      expect(png.readUInt32BE(16)).toBe(1600); // 800 px at scale 2
+      expect(readFileSync(join(figs, `${n}.pdf`)).subarray(0, 5).toString("ascii")).toBe("%PDF-");
+    }
+    const images = outputsOf(nb).filter((o) => o.data?.["image/png"] || o.data?.["image/svg+xml"]);
+    expect(images).toHaveLength(2);
+    const listing = outputsOf(nb).find((o) => o.data?.["text/markdown"]);
+    expect(joined(listing?.data?.["text/markdown"])).toContain("| loss.pdf |");
+  }, 600_000);
+
+  it.skipIf(!findChromium())("renders executed notebooks as HTML with working plots in headless Chromium", async () => {
+    for (const n of ["01-quickstart", "03-bridge-tweak"]) {
+      if (!executed[n]) throw new Error(`${n} was not executed`);
+    }
+    const htmlDir = join(tmp, "html");
+    // The classic notebook's template, and JupyterLab's.
+    for (const [n, template] of [["01-quickstart", "classic"], ["03-bridge-tweak", "lab"]] as const) {
+      await run(python as string, ["-m", "nbconvert", "--to", "html", "--template", template, "--output-dir", htmlDir, join(outDir, `${n}.ipynb`)], { env, maxBuffer: 64 * 1024 * 1024 });
+    }
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const { chromium } = await import("playwright-core");
+    const profile = mkdtempSync(join(tmp, "chromium-profile-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: findChromium() as string,
+      headless: true,
+      // A fresh profile directory (Playwright passes it as --user-data-dir).
+      args: CHROMIUM_FLAGS,
+      viewport: { width: 1200, height: 900 },
+      offline: true,
+    });
+    try {
+      // Offline: everything the page needs is inlined (or a local file).
+      await context.route(/^(https?|wss?):/, (route) => route.abort());
+      const page = context.pages()[0] ?? (await context.newPage());
+      const pageErrors: string[] = [];
+      page.on("pageerror", (e) => pageErrors.push(String(e)));
+
+      await page.goto(pathToFileURL(join(htmlDir, "01-quickstart.html")).href, { waitUntil: "load", timeout: 120_000 });
+      await page.waitForFunction(() => document.querySelectorAll(".js-plotly-plot .main-svg").length >= 4, null, { timeout: 60_000 });
+      const q = await page.evaluate(() => ({
+        plots: document.querySelectorAll(".js-plotly-plot").length,
+        traces: [...document.querySelectorAll(".js-plotly-plot")].map((p) => p.querySelectorAll(".scatterlayer .trace").length),
+        paths: [...document.querySelectorAll(".js-plotly-plot")].map((p) => p.querySelectorAll(".scatterlayer path.js-line").length),
+        tables: document.querySelectorAll(".primal-arrow-table table").length,
+        summaries: document.querySelectorAll('.primal-train[data-status="finished"]').length,
+        title: document.querySelector(".js-plotly-plot .gtitle")?.textContent ?? "",
+      }));
+      expect(q.plots).toBe(2);
+      expect(q.traces[0]).toBeGreaterThanOrEqual(3);
+      expect(q.traces[1]).toBe(14);
+      expect(q.paths.every((n) => n > 0)).toBe(true);
+      expect(q.tables).toBe(1);
+      expect(q.summaries).toBe(1);
+      expect(q.title).toContain("loss · quickstart");
+      const first = (await page.$$(".js-plotly-plot"))[0];
+      await first?.scrollIntoViewIfNeeded();
+      await first?.screenshot({ path: join(ARTIFACTS, "notebook-01-loss.png") });
+      await page.screenshot({ path: join(ARTIFACTS, "notebook-01-page.png") });
+
+      await page.goto(pathToFileURL(join(htmlDir, "03-bridge-tweak.html")).href, { waitUntil: "load", timeout: 120_000 });
+      await page.waitForFunction(() => document.querySelectorAll(".js-plotly-plot .main-svg").length >= 6, null, { timeout: 60_000 });
+      const annotations = await page.evaluate(() => [...document.querySelectorAll(".js-plotly-plot .annotation-text")].map((a) => a.textContent));
+      expect(annotations).toContain("bridge 0.667→0.8");
+      const lossPlot = (await page.$$(".js-plotly-plot"))[1];
+      await lossPlot?.scrollIntoViewIfNeeded();
+      await lossPlot?.screenshot({ path: join(ARTIFACTS, "notebook-03-loss-event.png") });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+    for (const f of ["notebook-01-loss.png", "notebook-01-page.png", "notebook-03-loss-event.png"]) {
+      expect(readFileSync(join(ARTIFACTS, f)).subarray(1, 4).toString("ascii")).toBe("PNG");
+    }
+  }, 300_000);
+});
