@@ -65,6 +65,45 @@ function connectionFile(argv: string[]): string {
   return file;
 }
 
+interface TslabMessage {
+  content: { code?: string; execution_count?: number };
+  header: { msg_type: string };
+  createReply(): TslabMessage & { signAndSend(key: string, sock: unknown): void };
+}
+
+/**
+ * Publishes execute_input (code + execution count) when a cell starts, which tslab does not:
+ * nbclient/nbconvert number cells ("In [3]") from it. Cosmetic, so any failure is ignored.
+ */
+function announceExecutions(server: object, handler: object): void {
+  const srv = server as { handleExecute?: (sock: unknown, msg: TslabMessage) => Promise<void>; connInfo?: { key: string }; iopub?: unknown };
+  const h = handler as { handleExecuteImpl?: (req: object, ...rest: unknown[]) => Promise<unknown>; execCount?: number };
+  const handleExecute = srv.handleExecute;
+  const handleExecuteImpl = h.handleExecuteImpl;
+  if (typeof handleExecute !== "function" || typeof handleExecuteImpl !== "function") return;
+  // The request content object is passed from the server to the handler: key the message by it.
+  const requests = new WeakMap<object, TslabMessage>();
+  srv.handleExecute = function (sock, msg) {
+    requests.set(msg.content, msg);
+    return handleExecute.call(srv, sock, msg);
+  };
+  h.handleExecuteImpl = function (req, ...rest) {
+    const msg = requests.get(req);
+    if (msg && srv.connInfo && typeof h.execCount === "number") {
+      try {
+        const m = msg.createReply();
+        m.header.msg_type = "execute_input";
+        // handleExecuteImpl numbers this execution execCount + 1.
+        m.content = { code: msg.content.code ?? "", execution_count: h.execCount + 1 };
+        m.signAndSend(srv.connInfo.key, srv.iopub);
+      } catch {
+        // numbering is cosmetic
+      }
+    }
+    return handleExecuteImpl.call(h, req, ...rest);
+  };
+}
+
 async function main(): Promise<void> {
   const configPath = connectionFile(process.argv);
   const tslab = loadTslab();
@@ -140,6 +179,8 @@ async function main(): Promise<void> {
 
   const handler = new tslab.JupyterHandlerImpl(executor, false);
   const server = new tslab.ZmqServer(handler, configPath);
+
+  announceExecutions(server, handler);
 
   // Jupyter's interrupt (interrupt_mode "signal"). While trainers train, stop them at the next
   // step boundary: the cell's `await t.train()` then resolves with a stopped summary and

@@ -81,10 +81,12 @@ int main(int argc, char** argv) {
         "{\"engine\":\"primal\",\"device\":\"%s\",\"preset\":\"%s\",\"quant\":\"%s\",\"batch\":%d,\"accum\":%d,"
         "\"seq\":%d,\"steps\":%d,\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
         "\"peakMemoryBytes\":%zu,\"ternaryStateBytes\":%zu,\"ternaryWeights\":%zu,\"activationBytes\":%zu,"
-        "\"peakRssBytes\":%zu,\"finalLoss\":%.4f}\n",
+        "\"peakRssBytes\":%zu,\"memory\":{\"params\":%zu,\"optimizer\":%zu,\"grads\":%zu,\"ternaryState\":%zu,"
+        "\"activations\":%zu,\"scratch\":%zu},\"paramCount\":%zu,\"finalLoss\":%.4f}\n",
         t.deviceName().c_str(), presetName.c_str(), quant.c_str(), c.batch, c.accum, m.seq, steps, tps,
         1000.0 * sec / steps, tps * flopsPerToken / (peakTflops * 1e12), flopsPerToken, mem.devicePeak,
-        mem.ternaryState, mem.ternaryWeights, mem.activations, rss, loss);
+        mem.ternaryState, mem.ternaryWeights, mem.activations, rss, mem.params, mem.optimizer, mem.grads,
+        mem.ternaryState, mem.activations, mem.scratch, t.paramCount(), loss);
     return 0;
   } catch (const std::exception& e) {
     std::printf("{\"engine\":\"primal\",\"error\":\"%s\"}\n", e.what());

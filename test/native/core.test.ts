@@ -19,7 +19,7 @@ describe("native core test executable", () => {
     expect(exe, `looked for ${candidates.join(", ")}`).toBeDefined();
   });
 
-  for (const group of ["cpu/", "trainer/", "cuda/"]) {
+  for (const group of ["cpu/", "trainer/", "philox/", "cuda/"]) {
     it(`passes the ${group} cases`, () => {
       const r = spawnSync(exe!, [group], { encoding: "utf8", timeout: 600_000 });
       const out = (r.stdout ?? "") + (r.stderr ?? "");

@@ -89,8 +89,16 @@ const trainSummaries = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.in
 function expectClean(nb: Notebook): void {
   const outs = outputsOf(nb);
   expect(outs.filter((o) => o.output_type === "error")).toEqual([]);
-  const stderr = outs.filter((o) => o.output_type === "stream" && o.name === "stderr").map((o) => joined(o.text));
+  const stderr = nb.cells.flatMap((c) =>
+    (c.outputs ?? [])
+      .filter((o) => o.output_type === "stream" && o.name === "stderr")
+      .map((o) => `cell «${joined(c.source).slice(0, 80)}»: ${joined(o.text)}`),
+  );
   expect(stderr).toEqual([]);
+  // Cells are numbered (the kernel announces each execution) and every code cell ran (a cell
+  // after a failure would be aborted and keep no number).
+  const counts = nb.cells.filter((c) => c.cell_type === "code").map((c) => (c as { execution_count?: number }).execution_count);
+  expect(counts).toEqual(counts.map((_, i) => i + 1));
   // plotly.js is inlined once per kernel session, by the first figure only.
   const inlined = htmlOf(nb).filter((h) => h.length > 1_000_000);
   expect(inlined.length).toBe(figuresOf(nb).length > 0 ? 1 : 0);
@@ -141,6 +149,9 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
         "--to",
         "notebook",
         "--execute",
+        // Keep going past a failing cell so the test can report its stderr (tslab reports
+        // errors there, not as error outputs); expectClean() then fails with the message.
+        "--allow-errors",
         "--ExecutePreprocessor.kernel_name=primal",
         "--ExecutePreprocessor.timeout=600",
         "--output-dir",
@@ -323,6 +334,8 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
       await first?.scrollIntoViewIfNeeded();
       await first?.screenshot({ path: join(ARTIFACTS, "notebook-01-loss.png") });
       await page.screenshot({ path: join(ARTIFACTS, "notebook-01-page.png") });
+      await (await page.$(".primal-train"))?.screenshot({ path: join(ARTIFACTS, "notebook-01-train.png") });
+      await (await page.$(".primal-arrow-table"))?.screenshot({ path: join(ARTIFACTS, "notebook-01-table.png") });
 
       await page.goto(pathToFileURL(join(htmlDir, "03-bridge-tweak.html")).href, { waitUntil: "load", timeout: 120_000 });
       await page.waitForFunction(() => document.querySelectorAll(".js-plotly-plot .main-svg").length >= 6, null, { timeout: 60_000 });
@@ -335,7 +348,7 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     } finally {
       await context.close();
     }
-    for (const f of ["notebook-01-loss.png", "notebook-01-page.png", "notebook-03-loss-event.png"]) {
+    for (const f of ["notebook-01-loss.png", "notebook-01-page.png", "notebook-01-train.png", "notebook-01-table.png", "notebook-03-loss-event.png"]) {
       expect(readFileSync(join(ARTIFACTS, f)).subarray(1, 4).toString("ascii")).toBe("PNG");
     }
   }, 300_000);

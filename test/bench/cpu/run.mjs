@@ -70,4 +70,19 @@ const polt = rows.find((r) => r.quant === "poltergeist");
 console.log(
   `\nPoltergeist state: ${polt.ternaryStateBytes} bytes for ${polt.ternaryWeights} ternary weights = ${(polt.ternaryStateBytes / polt.ternaryWeights).toFixed(4)} bytes/weight (code 1 + vote 1 + per-layer scale state)`,
 );
+console.log("\nMemory breakdown (MiB, from the engine's own accounting):");
+console.log("quant        params  adam m+v   grads  ternary state  activations  scratch");
+for (const r of rows) {
+  const m = r.memory;
+  console.log(
+    `${r.quant.padEnd(12)} ${mib(m.params).padStart(6)} ${mib(m.optimizer).padStart(9)} ${mib(m.grads).padStart(7)} ${mib(m.ternaryState).padStart(14)} ${mib(m.activations).padStart(12)} ${mib(m.scratch).padStart(8)}`,
+  );
+}
+const bytesPerTernary = (r) =>
+  r.quant === "poltergeist"
+    ? r.memory.ternaryState / r.ternaryWeights
+    : (4 * r.ternaryWeights * 4) / r.ternaryWeights; // latent W + grad + Adam m, v
+console.log(
+  `bytes of trainer state per ternary weight: ${rows.map((r) => `${r.quant} ${bytesPerTernary(r).toFixed(3)}`).join(", ")} (target for poltergeist: <= 2.1)`,
+);
 console.log(JSON.stringify({ primal: rows, pytorch: peers }));
