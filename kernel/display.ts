@@ -253,8 +253,10 @@ export function tableBundle(table: ArrowTableLike, opts: TableBundleOptions = {}
   const th = fields
     .map((f) => `<th data-column="${escapeHtml(f.name)}" title="${escapeHtml(typeName(f.type))}">${escapeHtml(f.name)}<br><span style="font-weight:normal;color:#888;font-size:0.85em">${escapeHtml(typeName(f.type))}</span></th>`)
     .join("");
+  const td = (v: unknown) =>
+    v === null || v === undefined ? `<td style="color:#aaa">null</td>` : `<td>${escapeHtml(formatCell(v))}</td>`;
   const tr = (i: number) =>
-    `<tr><th style="color:#888;font-weight:normal">${i}</th>${fields.map((_, j) => `<td>${escapeHtml(formatCell(cell(i, j)))}</td>`).join("")}</tr>`;
+    `<tr><th style="color:#888;font-weight:normal">${i}</th>${fields.map((_, j) => td(cell(i, j))).join("")}</tr>`;
   const gap = last.length
     ? `<tr><th style="color:#888;font-weight:normal">…</th>${fields.map(() => "<td>…</td>").join("")}</tr>`
     : "";

@@ -98,6 +98,8 @@ export class Trainer {
   private lastEval: EvaluationResult | undefined;
   /** The newest metrics row is held back until the next row, so an evaluation at that step can fill valLoss. */
   private pendingRow: MetricsInput | undefined;
+  /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
+  private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
 
   private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore) {
@@ -320,6 +322,7 @@ export class Trainer {
       stepMs: m.stepMs,
       peakMemoryBytes: m.peakMemoryBytes,
     };
+    this.lastStepLayers = s.layers;
     const names = this.layerNames();
     const cols: Record<string, ArrayLike<number>> = {};
     for (const k of LAYER_STAT_KEYS) cols[k] = s.layers[k];
@@ -459,9 +462,13 @@ export class Trainer {
   layers(): Table {
     this.check();
     const info = this.nt.info().layers;
-    return layerTable(info.map((l) => l.name), this.nt.layerStats(), {
-      gamma0: this.nt.gamma0(),
-    });
+    const now = this.nt.layerStats();
+    // Occupancy, votes and p describe the state now; flips and dL/ds belong to the last step.
+    const last = this.lastStepLayers;
+    const cols: LayerColumns = last
+      ? { ...now, dscale: last.dscale, flips: last.flips, flipFrac: last.flipFrac, flipsUp: last.flipsUp, flipsDown: last.flipsDown }
+      : now;
+    return layerTable(info.map((l) => l.name), cols, { gamma0: this.nt.gamma0() });
   }
 
   /** The int8 vote buffer of a layer: one row per weight (row, col, value). */

@@ -18,7 +18,8 @@ const PLOTLY_MIME = "application/vnd.plotly.v1+json";
 
 function lineFigure(n = 5): Figure {
   return {
-    data: [{ type: "scatter", mode: "lines", name: "train loss", x: Float64Array.from({ length: n }, (_, i) => i + 1), y: Array.from({ length: n }, (_, i) => 5 - i * 0.1) }],
+    // Builders may put typed arrays into traces; bundles must turn them into JSON arrays.
+    data: [{ type: "scatter", mode: "lines", name: "train loss", x: Float64Array.from({ length: n }, (_, i) => i + 1) as unknown as number[], y: Array.from({ length: n }, (_, i) => 5 - i * 0.1) }],
     layout: { title: { text: "loss · demo" } },
     config: { responsive: true },
   };
