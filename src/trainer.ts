@@ -345,7 +345,8 @@ export class Trainer {
   /** Stops training at the next step boundary; `await train()` then resolves with stopped: true. */
   stop(): void {
     this.stopRequested = true;
-    this.nt.stop();
+    // Only a running native loop needs the signal; between chunks the facade's flag suffices.
+    if (this.nt.isTraining()) this.nt.stop();
   }
 
   /** Changes knobs between steps; each change is recorded as an event (step, old, new). */

@@ -477,7 +477,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     if (info[0].IsString()) return t.layerIndex(info[0].As<Napi::String>().Utf8Value());
     if (info[0].IsNumber()) {
       double d = info[0].As<Napi::Number>().DoubleValue();
-      if (d < 0 || d != std::floor(d) || d >= static_cast<double>(t.layers().size()))
+      if (d != std::floor(d)) throw primal::Error("layer index must be an integer, got " + std::to_string(d));
+      if (d < 0 || d >= static_cast<double>(t.layers().size()))
         throw primal::Error("layer index out of range [0, " + std::to_string(t.layers().size()) + ")");
       return static_cast<int>(d);
     }
@@ -671,7 +672,14 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     if (!s_->trainer) throwJs(env, "the trainer has been disposed");
     if (info.Length() < 1) throwJs(env, "evaluate(tokens, window?) requires tokens");
     auto toks = tokensArg(info[0], "tokens");
-    int window = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    int window = 0;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      double d = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1) || d != std::floor(d) || d > 1e6)
+        throwJs(env, "evaluate: window must be a positive integer (at most seq)");
+      window = static_cast<int>(d);
+    }
+    s_->stop = false;  // a stop() that came while idle must not cancel this evaluation
     auto* w = new EvalWorker(env, s_, std::move(toks), window);
     Napi::Promise p = w->Promise();
     w->Queue();
@@ -684,10 +692,21 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     if (!s_->trainer) throwJs(env, "the trainer has been disposed");
     if (info.Length() < 2) throwJs(env, "generate(prompt: Int32Array, n, temperature?, topK?, seed?)");
     auto prompt = tokensArg(info[0], "prompt");
-    if (!info[1].IsNumber()) throwJs(env, "generate: n must be a number");
-    int n = info[1].As<Napi::Number>().Int32Value();
-    float temp = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().FloatValue() : 1.0f;
-    int topK = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+    auto intArg = [&](size_t i, const char* what, double def) {
+      if (info.Length() <= i || info[i].IsUndefined()) return def;
+      double d = info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0) || d != std::floor(d) || d > 1e9)
+        throwJs(env, std::string("generate: ") + what + " must be a non-negative integer");
+      return d;
+    };
+    int n = static_cast<int>(intArg(1, "n", 0));
+    double tempD = 1.0;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      tempD = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+      if (!(tempD >= 0) || !std::isfinite(tempD)) throwJs(env, "generate: temperature must be a finite number >= 0");
+    }
+    float temp = static_cast<float>(tempD);
+    int topK = static_cast<int>(intArg(3, "topK", 0));
     double seed = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
     if (seed < 0 || seed != std::floor(seed)) throwJs(env, "generate: seed must be a non-negative integer");
     auto* w = new GenerateWorker(env, s_, std::move(prompt), n, temp, topK, static_cast<uint64_t>(seed));
