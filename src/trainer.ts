@@ -101,12 +101,21 @@ export class Trainer {
   /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
   private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
+  /** Layer names and shapes never change; cached so recording a step never waits on the native lock. */
+  private readonly layerInfo: { name: string; rows: number; cols: number }[];
+  private readonly deviceName: string;
+  /** Mirrors the native step (updated from each step's report) so reading it never blocks. */
+  private currentStep: number;
 
   private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore) {
     this.config = config;
     this.nt = nt;
     this.data = data;
     this.store = store;
+    const info = nt.info();
+    this.layerInfo = info.layers;
+    this.deviceName = info.device;
+    this.currentStep = info.step;
   }
 
   /** Validates the config, loads and tokenizes the data, builds the model and opens a run. */
@@ -118,7 +127,7 @@ export class Trainer {
     const store = RunStore.create({
       ...(config.home !== undefined ? { home: config.home } : {}),
       ...(config.name !== undefined ? { name: config.name } : {}),
-      config: { ...config, backend: info.backend } as unknown as Record<string, unknown>,
+      config: structuredClone({ ...config, backend: info.backend }) as unknown as Record<string, unknown>,
       versions: { primal: packageVersion(), native: native().version },
       device: info.device,
       seed: config.seed,
@@ -175,12 +184,15 @@ export class Trainer {
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
+    let extra: { knobs?: Knobs } = {};
     try {
-      await nt.load(checkpoint);
+      extra = JSON.parse(await nt.load(checkpoint)) as { knobs?: Knobs };
     } catch (e) {
       nt.dispose();
       throw e;
     }
+    // The checkpoint's knobs win over run.json's (which holds the values at creation).
+    config.knobs = extra.knobs ? { ...extra.knobs } : nt.getKnobs();
     const store = RunStore.open(runDir);
     const step = nt.info().step;
     store.event("resume", { step, checkpoint });
@@ -204,17 +216,17 @@ export class Trainer {
     return this.store.dir;
   }
   get step(): number {
-    return this.nt.info().step;
+    return this.currentStep;
   }
   get device(): string {
-    return this.nt.info().device;
+    return this.deviceName;
   }
   get isTraining(): boolean {
     return this.training;
   }
   /** The run as the plots expect it: metrics, layer telemetry and events read from disk. */
   get run(): ReturnType<typeof readRun> {
-    this.flush();
+    if (!this.disposed) this.flush();
     return readRun(this.store.dir);
   }
 
@@ -323,6 +335,7 @@ export class Trainer {
       peakMemoryBytes: m.peakMemoryBytes,
     };
     this.lastStepLayers = s.layers;
+    this.currentStep = s.step;
     const names = this.layerNames();
     const cols: Record<string, ArrayLike<number>> = {};
     for (const k of LAYER_STAT_KEYS) cols[k] = s.layers[k];
@@ -437,21 +450,23 @@ export class Trainer {
   private async checkpoint(): Promise<string> {
     const step = this.step;
     const path = this.store.checkpointPath(step);
-    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step }));
+    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
+    // Rows before the checkpoint reach the disk with it, so a crash never loses what a resume skips.
+    this.store.flush();
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
-    this.store.setStatus(this.training ? "running" : "running", step);
+    this.store.setStatus("running", step);
     return path;
   }
 
   // ---- introspection ------------------------------------------------------------------------
 
   layerNames(): string[] {
-    return this.nt.info().layers.map((l) => l.name);
+    return this.layerInfo.map((l) => l.name);
   }
 
   private cols(layer: LayerRef): number {
-    const info = this.nt.info().layers;
+    const info = this.layerInfo;
     const l = typeof layer === "number" ? info[layer] : info.find((x) => x.name === layer);
     if (!l) {
       throw new Error(`unknown layer '${String(layer)}'; e.g. ${info.slice(0, 7).map((x) => x.name).join(", ")}`);
@@ -462,7 +477,7 @@ export class Trainer {
   /** One row per BitLinear layer: Ghost Scale, dL/ds, flips, p, level occupancy, vote activity. */
   layers(): Table {
     this.check();
-    const info = this.nt.info().layers;
+    const info = this.layerInfo;
     const now = this.nt.layerStats();
     // Occupancy, votes and p describe the state now; flips and dL/ds belong to the last step.
     const last = this.lastStepLayers;
@@ -532,7 +547,8 @@ export class Trainer {
     if (this.disposed) return;
     if (this.training) throw new Error("dispose: stop() and await train() first");
     this.flushPending();
-    this.store.setStatus("finished", this.nt.info().step);
+    const status = this.store.info.status;
+    this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
     this.store.close();
     this.nt.dispose();
     this.disposed = true;

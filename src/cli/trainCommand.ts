@@ -122,7 +122,8 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     device: trainer.device,
     quant: trainer.config.quant,
     preset: trainer.config.preset,
-    steps: summary.step,
+    steps: summary.steps,
+    step: summary.step,
     stopped: summary.stopped,
     seconds: Number(summary.seconds.toFixed(2)),
     runDir: trainer.runDir,
@@ -138,7 +139,7 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     [
       "",
       `PRIMAL ${result.preset} / ${result.quant} on ${result.device}`,
-      `  steps        ${result.steps}${result.stopped ? " (stopped early)" : ""} in ${result.seconds}s`,
+      `  steps        ${result.steps} (now at step ${result.step})${result.stopped ? ", stopped early" : ""} in ${result.seconds}s`,
       `  throughput   ${result.tokensPerSec.toLocaleString("en-US")} tokens/s`,
       `  train loss   ${fmt(result.trainLoss)} nats/token`,
       `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}`,

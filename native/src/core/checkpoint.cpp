@@ -2,7 +2,10 @@
 // (tensor dtype/shape/offsets plus "__metadata__" strings), then the raw tensor bytes.
 // load() parses and validates the entire file before it changes any trainer state, so a
 // truncated or foreign file leaves the running trainer intact.
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -180,6 +183,7 @@ std::string Trainer::load(const std::string& path) {
   };
   // The model and quantizer must match this trainer.
   json::Value cj = json::parse(metaStr("config"), what + " config");
+  if (!cj.has("model") || !cj.has("quant")) throw Error(what + ": config lacks 'model' or 'quant'");
   const json::Value& mj = cj.at("model");
   const ModelConfig& mc = cfg_.model;
   auto num = [&](const json::Value& o, const char* k) {
@@ -249,15 +253,28 @@ std::string Trainer::load(const std::string& path) {
   k.deadzone = static_cast<float>(num(kj, "deadzone"));
   k.lr = static_cast<float>(num(kj, "lr"));
   k.scaleLr = static_cast<float>(num(kj, "scaleLr"));
-  k.validate();
+  try {
+    k.validate();
+  } catch (const Error& e) {
+    throw Error(what + ": invalid knobs: " + e.what());
+  }
+  // Counters must parse completely and stay in range: a checkpoint is never half-trusted.
+  auto parseU64 = [&](const char* field, uint64_t max) -> uint64_t {
+    const std::string& v = metaStr(field);
+    if (v.empty() || v.size() > 20 || v.find_first_not_of("0123456789") != std::string::npos)
+      throw Error(what + ": metadata '" + field + "' must be a non-negative integer, got '" + v + "'");
+    errno = 0;
+    unsigned long long x = std::strtoull(v.c_str(), nullptr, 10);
+    if (errno == ERANGE || x > max) throw Error(what + ": metadata '" + field + "' is out of range: " + v);
+    return static_cast<uint64_t>(x);
+  };
+  const long step = static_cast<long>(parseU64("step", 2147483647ull));
+  const unsigned long long seed = parseU64("seed", ~0ull);
   char* end = nullptr;
-  const std::string& stepS = metaStr("step");
-  long step = std::strtol(stepS.c_str(), &end, 10);
-  if (end == stepS.c_str() || step < 0) throw Error(what + ": bad step '" + stepS + "'");
-  double tokens = std::strtod(metaStr("tokens").c_str(), nullptr);
-  const std::string& seedS = metaStr("seed");
-  unsigned long long seed = std::strtoull(seedS.c_str(), &end, 10);
-  if (end == seedS.c_str()) throw Error(what + ": bad seed '" + seedS + "'");
+  const std::string& tokS = metaStr("tokens");
+  const double tokens = std::strtod(tokS.c_str(), &end);
+  if (end == tokS.c_str() || *end != '\0' || !std::isfinite(tokens) || tokens < 0)
+    throw Error(what + ": metadata 'tokens' must be a non-negative number, got '" + tokS + "'");
   std::string extra = meta.has("primal.extra") ? meta.at("primal.extra").str : "{}";
 
   // Everything validated: now replace the state.

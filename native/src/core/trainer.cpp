@@ -212,6 +212,21 @@ float Trainer::accumulate() {
   return static_cast<float>(loss);
 }
 
+static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, float s, int accum) {
+  FlipParams fp;
+  fp.seedLo = static_cast<uint32_t>(cfg.seed);
+  fp.seedHi = static_cast<uint32_t>(cfg.seed >> 32);
+  fp.layer = static_cast<uint32_t>(layer);
+  fp.step = static_cast<uint32_t>(step);
+  fp.flipRate = cfg.knobs.flipRate;
+  fp.pMax = cfg.knobs.pMax;
+  fp.voteKeep = cfg.knobs.voteKeep;
+  fp.scale = s;
+  fp.accum = accum;
+  fp.bridgeOn = cfg.knobs.bridgeOn;
+  return fp;
+}
+
 StepResult Trainer::applyStep() {
   if (accumulated_ == 0) throw Error("applyStep: no micro-batch accumulated since the last step");
   Impl& m = *m_;
@@ -248,19 +263,9 @@ StepResult Trainer::applyStep() {
       l.sV = cfg_.beta2 * l.sV + (1 - cfg_.beta2) * g * g;
       const double upd = (l.sM / bc1) / (std::sqrt(l.sV / bc2) + cfg_.adamEps);
       l.s = std::max(cfg_.scaleMin, static_cast<float>(l.s - slr * upd));
-      FlipParams fp;
-      fp.seedLo = static_cast<uint32_t>(cfg_.seed);
-      fp.seedHi = static_cast<uint32_t>(cfg_.seed >> 32);
-      fp.layer = static_cast<uint32_t>(i);
-      fp.step = static_cast<uint32_t>(step_);
-      fp.flipRate = k.flipRate;
-      fp.pMax = k.pMax;
-      fp.voteKeep = k.voteKeep;
-      fp.scale = l.s;
-      fp.accum = accumulated_;
-      fp.bridgeOn = k.bridgeOn;
       LayerStep& ls = r.layers[i];
-      be_->poltFlip(l.code.p, l.vote.p, l.n, fp, &ls.flips, nullptr);
+      be_->poltFlip(l.code.p, l.vote.p, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, accumulated_),
+                    &ls.flips, nullptr);
       ls.scale = l.s;
       ls.dscale = g;
       ls.weights = l.n;
@@ -311,19 +316,26 @@ void Trainer::zeroGrad() {
   accLoss_ = 0;
 }
 
-double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T) {
-  Impl& m = *m_;
-  if (B < 1 || B > cfg_.batch || T < 1 || T > cfg_.model.seq)
-    throw Error("forwardBackward: B must be in [1, batch] and T in [1, seq]");
+// Validates and uploads one explicit batch, then runs the forward trunk.
+static std::vector<int32_t> explicitBatch(Trainer::Impl& m, const TrainConfig& cfg, const char* what,
+                                          const int32_t* inputs, const int32_t* targets, int B, int T) {
+  if (B < 1 || B > cfg.batch || T < 1 || T > cfg.model.seq)
+    throw Error(std::string(what) + ": B must be in [1, batch] and T in [1, seq]");
   const int Nt = B * T;
   m.checkTokens(inputs, Nt, false, "inputs");
   m.checkTokens(targets, Nt, true, "targets");
   std::vector<int32_t> in(inputs, inputs + Nt), tg(targets, targets + Nt);
   m.upload(in, tg);
   m.forwardTrunk(B, T);
+  return tg;
+}
+
+double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T) {
+  Impl& m = *m_;
+  auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
-  for (int i = 0; i < Nt; ++i) cnt += targets[i] >= 0;
-  auto ls = m.classify(tg, Nt, true, static_cast<float>(1.0 / std::max(1.0, cnt)));
+  for (int32_t t : tg) cnt += t >= 0;
+  auto ls = m.classify(tg, B * T, true, static_cast<float>(1.0 / std::max(1.0, cnt)));
   m.backward(B, T);
   ++accumulated_;
   return ls.second > 0 ? ls.first / ls.second : 0.0;
@@ -331,15 +343,8 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
 
 double Trainer::batchLoss(const int32_t* inputs, const int32_t* targets, int B, int T) {
   Impl& m = *m_;
-  if (B < 1 || B > cfg_.batch || T < 1 || T > cfg_.model.seq)
-    throw Error("batchLoss: B must be in [1, batch] and T in [1, seq]");
-  const int Nt = B * T;
-  m.checkTokens(inputs, Nt, false, "inputs");
-  m.checkTokens(targets, Nt, true, "targets");
-  std::vector<int32_t> in(inputs, inputs + Nt), tg(targets, targets + Nt);
-  m.upload(in, tg);
-  m.forwardTrunk(B, T);
-  auto ls = m.classify(tg, Nt, false, 0.0f);
+  auto tg = explicitBatch(m, cfg_, "batchLoss", inputs, targets, B, T);
+  auto ls = m.classify(tg, B * T, false, 0.0f);
   return ls.second > 0 ? ls.first / ls.second : 0.0;
 }
 
@@ -466,20 +471,6 @@ std::vector<int8_t> Trainer::votes(int layer) {
   return out;
 }
 
-static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, float s, int accum) {
-  FlipParams fp;
-  fp.seedLo = static_cast<uint32_t>(cfg.seed);
-  fp.seedHi = static_cast<uint32_t>(cfg.seed >> 32);
-  fp.layer = static_cast<uint32_t>(layer);
-  fp.step = static_cast<uint32_t>(step);
-  fp.flipRate = cfg.knobs.flipRate;
-  fp.pMax = cfg.knobs.pMax;
-  fp.voteKeep = cfg.knobs.voteKeep;
-  fp.scale = s;
-  fp.accum = accum;
-  fp.bridgeOn = cfg.knobs.bridgeOn;
-  return fp;
-}
 
 std::vector<float> Trainer::flipProbabilities(int layer) {
   checkLayer(layer, m_->lin.size());

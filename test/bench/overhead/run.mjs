@@ -8,6 +8,7 @@
 // The checkpoint Trainer.train writes at the end of every call is a deliberate durability cost,
 // timed and reported on its own rather than spread over the steps.
 // Usage: node test/bench/overhead/run.mjs [--preset small] [--steps 10] [--warmup 2] [--rounds 5] [--threads 2] [--device cpu]
+//        [--cache-layer-names]   (experiment: patch in the proposed fix for the per-step info() call)
 // Needs dist/ (npm run build:ts) and the native addon.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "5" },
     threads: { type: "string", default: "2" },
     device: { type: "string", default: "cpu" },
+    "cache-layer-names": { type: "boolean", default: false },
   },
 });
 const steps = Number(args.steps);
@@ -50,25 +52,46 @@ const input = {
   eval: { every: 0, maxTokens: 1 },
 };
 
-// ---- instrumentation of the facade's main-thread work (outermost region only) ----------------
-const timers = { record: 0, flush: 0, checkpoint: 0, checkpoints: 0 };
-let depth = 0;
-function timed(proto, name, bucket) {
+// ---- instrumentation of the facade's main-thread work ------------------------------------------
+// record: the per-step work (metrics row, layer columns, any flush it triggers); names: the part
+// of it spent in layerNames() (a NativeTrainer.info() call that waits for the trainer lock);
+// flush: appender flushes outside record() (the 2 s timer, the end of train()).
+const timers = { record: 0, names: 0, flush: 0, checkpoint: 0, checkpoints: 0 };
+let inRecord = false;
+function timed(proto, name, bucket, when = () => true) {
   const orig = proto[name];
   proto[name] = function (...a) {
-    if (depth > 0) return orig.apply(this, a);
-    depth++;
+    if (!when()) return orig.apply(this, a);
     const t0 = performance.now();
     try {
       return orig.apply(this, a);
     } finally {
       timers[bucket] += performance.now() - t0;
-      depth--;
     }
   };
 }
-timed(Trainer.prototype, "record", "record"); // metrics row + appendLayers (+ any flush inside)
-timed(ArrowAppender.prototype, "flush", "flush"); // flushes outside record(): 2 s timer, end of train
+timed(ArrowAppender.prototype, "flush", "flush", () => !inRecord);
+timed(Trainer.prototype, "layerNames", "names", () => inRecord);
+{
+  const orig = Trainer.prototype.record;
+  Trainer.prototype.record = function (...a) {
+    inRecord = true;
+    const t0 = performance.now();
+    try {
+      return orig.apply(this, a);
+    } finally {
+      timers.record += performance.now() - t0;
+      inRecord = false;
+    }
+  };
+}
+if (args["cache-layer-names"]) {
+  // Experiment: the fix proposed for the per-step info() call (layer names never change).
+  const orig = Trainer.prototype.layerNames;
+  Trainer.prototype.layerNames = function () {
+    return (this.cachedLayerNames ??= orig.call(this));
+  };
+}
 {
   const orig = Trainer.prototype.checkpoint;
   Trainer.prototype.checkpoint = async function (...a) {
@@ -91,9 +114,18 @@ const bare = new NativeTrainer(nativeConfig(cfg));
 bare.setTrainData(data.train);
 
 let seen = 0;
+let lastRaw;
 const onStep = () => {
   seen++;
 };
+{
+  // Keep the raw native step of the last record() call for the synthetic measurement below.
+  const orig = Trainer.prototype.record;
+  Trainer.prototype.record = function (s, ...a) {
+    lastRaw = s;
+    return orig.call(this, s, ...a);
+  };
+}
 await facade.train(Number(args.warmup), { onStep });
 await bare.train(Number(args.warmup));
 
@@ -105,6 +137,7 @@ const median = (xs) => {
 
 const perStep = { facade: [], native: [], facadeLoop: [] };
 let jsMs = 0;
+let waitMs = 0;
 let jsSteps = 0;
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 === 0 ? ["facade", "native"] : ["native", "facade"];
@@ -117,7 +150,8 @@ for (let r = 0; r < rounds; r++) {
       const ckpt = timers.checkpoint - before.checkpoint;
       perStep.facade.push(wall / steps);
       perStep.facadeLoop.push((wall - ckpt) / steps);
-      jsMs += timers.record - before.record + (timers.flush - before.flush);
+      waitMs += timers.names - before.names;
+      jsMs += timers.record - before.record - (timers.names - before.names) + (timers.flush - before.flush);
       jsSteps += steps;
     } else {
       const t0 = performance.now();
@@ -133,18 +167,34 @@ const lossCheck = [];
 await facade.train(1, { onStep: (m) => lossCheck.push(m.loss) });
 await bare.train(1, (s) => lossCheck.push(s.loss));
 
+// Noise-free bound: the same record() code path, called in a tight loop while nothing trains
+// (no lock to wait for, no worker competing for the core): 200 steps, flushes included.
+const tokensPerStep = cfg.batch * cfg.accum * cfg.model.seq;
+const synthSteps = 200;
+const base = facade.native.info().step;
+const s0 = performance.now();
+for (let i = 1; i <= synthSteps; i++) facade.record({ ...lastRaw, step: base + i }, tokensPerStep);
+facade.flush();
+const synth = (performance.now() - s0) / synthSteps;
+
+// Rounds run back to back, so pairing them cancels slow drifts of a shared machine's load.
+const paired = median(perStep.facadeLoop.map((x, i) => (x / perStep.native[i] - 1) * 100));
 const n = median(perStep.native);
 const f = median(perStep.facade);
 const fl = median(perStep.facadeLoop);
 const js = jsMs / jsSteps;
+const wait = waitMs / jsSteps;
 const pct = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}%`;
 const fmt = (x) => x.toFixed(2);
 const info = facade.info();
 console.log(`PRIMAL JS-side overhead: ${args.preset}/poltergeist on ${info.device}, ${steps} steps x ${rounds} rounds (after ${args.warmup} warm-up), medians`);
 console.log(`  native NativeTrainer.train   ${fmt(n)} ms/step   [${perStep.native.map(fmt).join(", ")}]`);
 console.log(`  Trainer.train, loop only     ${fmt(fl)} ms/step   [${perStep.facadeLoop.map(fmt).join(", ")}]   overhead ${pct(((fl - n) / n) * 100)}`);
+console.log(`  paired by round (median of per-round ratios), loop only: overhead ${pct(paired)}`);
 console.log(`  Trainer.train, with the end-of-call checkpoint  ${fmt(f)} ms/step   overhead ${pct(((f - n) / n) * 100)} (checkpoint ${fmt(timers.checkpoint / timers.checkpoints)} ms per call)`);
-console.log(`  main-thread JS work per step (record + flushes): ${js.toFixed(3)} ms = ${((js / n) * 100).toFixed(3)}% of a native step (upper bound; overlaps the next step)`);
+console.log(`  main-thread JS work per step (record + flushes, without lock waits): ${js.toFixed(3)} ms = ${((js / n) * 100).toFixed(3)}% of a native step (upper bound; overlaps the next step)`);
+console.log(`  main thread blocked per step in layerNames() -> info() waiting for the trainer lock: ${wait.toFixed(1)} ms = ${((wait / n) * 100).toFixed(1)}% of a step${args["cache-layer-names"] ? " (names cached: --cache-layer-names)" : ""}`);
+console.log(`  record() alone, tight loop of ${synthSteps} steps incl. flushes (noise-free bound): ${synth.toFixed(3)} ms/step = ${((synth / n) * 100).toFixed(3)}% of a native step`);
 console.log(`  same state after the runs: ${same && lossCheck[0] === lossCheck[1] ? "yes" : `NO (${lossCheck.join(" vs ")})`}; onStep calls ${seen}`);
 console.log(
   JSON.stringify({
@@ -156,10 +206,15 @@ console.log(
     facadeLoopMsPerStep: fl,
     facadeMsPerStep: f,
     overheadLoopPct: ((fl - n) / n) * 100,
+    overheadPairedPct: paired,
     overheadWithCheckpointPct: ((f - n) / n) * 100,
     checkpointMsPerCall: timers.checkpoint / timers.checkpoints,
     jsMsPerStep: js,
     jsPct: (js / n) * 100,
+    lockWaitMsPerStep: wait,
+    recordTightLoopMsPerStep: synth,
+    recordTightLoopPct: (synth / n) * 100,
+    cacheLayerNames: args["cache-layer-names"],
   }),
 );
 facade.dispose();
