@@ -216,6 +216,7 @@ export class Trainer {
     return this.store.dir;
   }
   get step(): number {
+    this.check();
     return this.currentStep;
   }
   get device(): string {

@@ -92,7 +92,7 @@ describe("primal train / runs / resume / report", () => {
     const r = await primal(["resume", runDir, "--steps", "3", "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(lines(r.stdout).at(-1)!);
-    expect(j).toMatchObject({ steps: 9, runDir, stopped: false, valSet: "wikitext-2/valid" });
+    expect(j).toMatchObject({ steps: 3, step: 9, runDir, stopped: false, valSet: "wikitext-2/valid" });
     const run = readRun(runDir);
     expect(Array.from(run.metrics.getChild("step")!.toArray())).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(run.events.filter((e) => e.kind === "resume").map((e) => e.step)).toEqual([6]);
