@@ -2,6 +2,7 @@
 // Model ops live in cpu_ops.cpp, quantizers in cpu_quant.cpp.
 #include "cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -26,7 +27,9 @@ constexpr size_t kElemGrain = 1 << 14; // smaller element-wise ops run on the ca
 
 CpuBackend::CpuBackend(int threads) : pool_(threads) {
 #if defined(PRIMAL_HAVE_BLAS)
-  openblas_set_num_threads(pool_.size());
+  // OpenBLAS runs single-threaded inside our own pool (gemm splits C into one block per worker):
+  // its own threads would otherwise spin beside ours and halve the cores for every other op.
+  openblas_set_num_threads(1);
 #endif
 }
 
@@ -118,12 +121,36 @@ void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha
     gemmBlocked(&pool_, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  if (beta == 0.0f) {
-    // Make "beta = 0 overwrites" independent of how the BLAS treats NaN/Inf already in C.
-    for (int i = 0; i < M; ++i) std::memset(C + static_cast<size_t>(i) * ldc, 0, sizeof(float) * N);
-  }
-  cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-              transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // One block of C per worker, split along the longer side, each a single-threaded BLAS call
+  // (fixed partitioning: the result does not depend on timing).
+  const bool byRows = M >= N;
+  const size_t extent = static_cast<size_t>(byRows ? M : N);
+  const size_t parts = std::max<size_t>(1, std::min<size_t>(pool_.size(), extent / 16));
+  pool_.parallelFor(parts, [&](size_t pb, size_t pe) {
+    for (size_t p = pb; p < pe; ++p) {
+      const int s0 = static_cast<int>(extent * p / parts), s1 = static_cast<int>(extent * (p + 1) / parts);
+      if (s1 <= s0) continue;
+      const float* a = A;
+      const float* b = B;
+      float* c = C;
+      int m = M, n = N;
+      if (byRows) {
+        a = transA ? A + s0 : A + static_cast<size_t>(s0) * lda;
+        c = C + static_cast<size_t>(s0) * ldc;
+        m = s1 - s0;
+      } else {
+        b = transB ? B + static_cast<size_t>(s0) * ldb : B + s0;
+        c = C + s0;
+        n = s1 - s0;
+      }
+      if (beta == 0.0f) {
+        // Make "beta = 0 overwrites" independent of how the BLAS treats NaN/Inf already in C.
+        for (int i = 0; i < m; ++i) std::memset(c + static_cast<size_t>(i) * ldc, 0, sizeof(float) * n);
+      }
+      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m,
+                  n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+  }, 1);
 #else
   gemmBlocked(&pool_, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
