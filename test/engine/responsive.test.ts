@@ -52,9 +52,9 @@ describe("event loop responsiveness", () => {
     const ms = performance.now() - start;
     console.log(`[responsive] ${n} steps in ${ms.toFixed(0)} ms, ${ticks} ticks of a 10 ms interval`);
     expect(steps).toBe(n);
-    expect(ms).toBeGreaterThan(800);
-    expect(ticks).toBeGreaterThan(20);
-    // A blocked loop would give ~0 ticks; a free one ~ms/10 (timers on a busy box run late).
+    // No absolute time bounds (machines are shared): a blocked loop gives ~0 ticks whatever the
+    // duration, a free one about ms/10 (timers on a busy box run late, hence the wide margin).
+    expect(ticks).toBeGreaterThanOrEqual(5);
     expect(ticks).toBeGreaterThan((ms / 10) * 0.25);
   });
 

@@ -254,7 +254,7 @@ describe('corrupt input', () => {
       expect(e.message).toMatch(/corrupt|no complete schema/);
       outcome = 'error';
     }
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(performance.now() - t0).toBeLessThan(5000);
     return outcome;
   }
 
