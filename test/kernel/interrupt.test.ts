@@ -2,7 +2,7 @@
 // directory outside the package: imports resolve, type errors warn, figures and tables render,
 // and a Jupyter interrupt stops `await t.train(n)` at the next step boundary without losing
 // anything, after which training continues.
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,29 +10,12 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installKernel } from "../../kernel/install.js";
 import { packageRoot } from "../../src/paths.js";
+import { findPython } from "./python.js";
 
 const CLIENT = fileURLToPath(new URL("../notebooks/kernel_client.py", import.meta.url));
 const launcher = join(packageRoot(), "dist", "kernel", "launch.js");
 const ARTIFACTS = join(packageRoot(), "test", "artifacts");
 
-/** A Python with jupyter_client: $PRIMAL_PYTHON, the one `jupyter` runs on, python3. */
-function findPython(): string | null {
-  const candidates = [process.env.PRIMAL_PYTHON];
-  const jupyter = spawnSync("sh", ["-c", "command -v jupyter"], { encoding: "utf8" }).stdout?.trim();
-  if (jupyter) {
-    try {
-      const first = execFileSync("head", ["-n1", jupyter], { encoding: "utf8" });
-      if (first.startsWith("#!")) candidates.push(first.slice(2).trim().split(/\s+/)[0]);
-    } catch {
-      // not a script
-    }
-  }
-  candidates.push("python3", "/usr/bin/python3");
-  for (const c of candidates) {
-    if (c && spawnSync(c, ["-c", "import jupyter_client"], { stdio: "ignore" }).status === 0) return c;
-  }
-  return null;
-}
 
 interface Output {
   type: string;
@@ -46,7 +29,7 @@ interface CellResult {
   outputs: Output[];
 }
 
-const python = existsSync(launcher) ? findPython() : null;
+const python = existsSync(launcher) ? findPython(["jupyter_client"]) : null;
 
 describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
   let tmp: string;

@@ -2,7 +2,7 @@
 // user would), checks the outputs (Plotly bundles, Arrow tables, live training summaries,
 // exported files), and renders executed notebooks to HTML in headless Chromium to see that
 // the plots really draw offline.
-import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +10,8 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { installKernel } from "../../kernel/install.js";
-import { findChromium } from "../../src/plots/export.js";
+import { CHROMIUM_ARGS, findChromium } from "../../src/plots/export.js";
+import { findPython } from "../kernel/python.js";
 import { packageRoot } from "../../src/paths.js";
 
 const run = promisify(execFile);
@@ -19,35 +20,7 @@ const NOTEBOOKS = join(ROOT, "notebooks");
 const ARTIFACTS = join(ROOT, "test", "artifacts");
 const launcher = join(ROOT, "dist", "kernel", "launch.js");
 const PLOTLY = "application/vnd.plotly.v1+json";
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
-/** A Python with jupyter_client and nbconvert: $PRIMAL_PYTHON, the one `jupyter` runs on, python3. */
-function findPython(): string | null {
-  const candidates = [process.env.PRIMAL_PYTHON];
-  const jupyter = spawnSync("sh", ["-c", "command -v jupyter"], { encoding: "utf8" }).stdout?.trim();
-  if (jupyter) {
-    try {
-      const first = execFileSync("head", ["-n1", jupyter], { encoding: "utf8" });
-      if (first.startsWith("#!")) candidates.push(first.slice(2).trim().split(/\s+/)[0]);
-    } catch {
-      // not a script
-    }
-  }
-  candidates.push("python3", "/usr/bin/python3");
-  for (const c of candidates) {
-    if (c && spawnSync(c, ["-c", "import jupyter_client, nbconvert, nbclient"], { stdio: "ignore" }).status === 0) return c;
-  }
-  return null;
-}
 
 // ---------------------------------------------------------------- notebook JSON
 
@@ -106,7 +79,7 @@ function expectClean(nb: Notebook): void {
 
 // ---------------------------------------------------------------- suite
 
-const python = existsSync(launcher) ? findPython() : null;
+const python = existsSync(launcher) ? findPython(["jupyter_client", "nbconvert", "nbclient"]) : null;
 
 describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
   let tmp: string;
@@ -302,7 +275,7 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
       executablePath: findChromium() as string,
       headless: true,
       // A fresh profile directory (Playwright passes it as --user-data-dir).
-      args: CHROMIUM_FLAGS,
+      args: [...CHROMIUM_ARGS],
       viewport: { width: 1200, height: 900 },
       offline: true,
     });
