@@ -9,6 +9,7 @@ import { Trainer } from "../../src/trainer.js";
 import { native, type NativeTrainer } from "../../src/native.js";
 import { loadSotuCorpus } from "../../src/data/corpus.js";
 import { evalWindows, scoredTokens } from "../../src/data/evalMetrics.js";
+import { philox } from "../engine/philox.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-pipeline-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -27,27 +28,8 @@ const base = {
   data: { corpus: "sotu" },
 };
 
-// ---- Philox4x32-10, to recompute the engine's window choice independently ---------------------
+// ---- recomputing the engine's window choice independently (Philox stream 1) ----------------
 
-function mulhilo(a: number, b: number): [number, number] {
-  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
-  const ll = al * bl;
-  const mid = ah * bl + al * bh + (ll >>> 16);
-  return [Math.imul(a, b) >>> 0, (ah * bh + Math.floor(mid / 65536)) >>> 0];
-}
-
-function philox(c: readonly number[], key: readonly number[]): number[] {
-  let [c0, c1, c2, c3] = c.map((x) => x >>> 0) as [number, number, number, number];
-  let k0 = key[0]! >>> 0, k1 = key[1]! >>> 0;
-  for (let r = 0; r < 10; r++) {
-    const [lo0, hi0] = mulhilo(0xd2511f53, c0);
-    const [lo1, hi1] = mulhilo(0xcd9e8d57, c2);
-    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
-    k0 = (k0 + 0x9e3779b9) >>> 0;
-    k1 = (k1 + 0xbb67ae85) >>> 0;
-  }
-  return [c0, c1, c2, c3];
-}
 
 /** Window starts of micro-batch `micro` at optimizer step `step` (docs/poltergeist.md: stream 1). */
 function windowStarts(seed: number, step: number, micro: number, B: number, span: number): number[] {

@@ -3,30 +3,11 @@
 // re-derived here from an independent JavaScript Philox4x32-10; saturation; the bridge knob.
 import { afterEach, describe, expect, it } from "vitest";
 import { native, type NativeTrainer, type NativeTrainerConfig } from "../../src/native.js";
+import { philox } from "./philox.js";
 
 // ---- an independent Philox4x32-10 (Salmon et al., SC'11) -----------------------------------
 
 /** [lo, hi] 32-bit halves of the 64-bit product of two uint32, exact with doubles. */
-function mulhilo(a: number, b: number): [number, number] {
-  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
-  const ll = al * bl;
-  const mid = ah * bl + al * bh + (ll >>> 16); // < 2^34: exact
-  const hi = (ah * bh + Math.floor(mid / 65536)) >>> 0;
-  return [Math.imul(a, b) >>> 0, hi];
-}
-
-function philox(c: readonly number[], key: readonly number[]): number[] {
-  let [c0, c1, c2, c3] = c.map((x) => x >>> 0) as [number, number, number, number];
-  let k0 = key[0]! >>> 0, k1 = key[1]! >>> 0;
-  for (let r = 0; r < 10; r++) {
-    const [lo0, hi0] = mulhilo(0xd2511f53, c0);
-    const [lo1, hi1] = mulhilo(0xcd9e8d57, c2);
-    [c0, c1, c2, c3] = [(hi1 ^ c1 ^ k0) >>> 0, lo1, (hi0 ^ c3 ^ k1) >>> 0, lo0];
-    k0 = (k0 + 0x9e3779b9) >>> 0;
-    k1 = (k1 + 0xbb67ae85) >>> 0;
-  }
-  return [c0, c1, c2, c3];
-}
 
 const u24 = (r: number) => (r >>> 8) / 16777216;
 const seedKey = (seed: number) => [seed % 2 ** 32, Math.floor(seed / 2 ** 32)];
