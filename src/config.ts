@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
 import type { Knobs, NativeModelConfig, NativeTrainerConfig } from "./native.js";
+import { parseByteSize } from "./byteSize.js";
 
 const positiveInt = z.number().int().positive();
 const unit = z.number().min(0).max(1);
@@ -48,6 +49,12 @@ export const configSchema = z
     actBits: z.union([z.number().int().min(2).max(16), z.null()]).optional(),
     batch: positiveInt.optional(),
     accum: positiveInt.default(1),
+    /** Windows per executed chunk of a micro-batch (must divide batch); "auto": batch, or the planner's pick. */
+    microBatch: z.union([positiveInt, z.literal("auto")]).default("auto"),
+    /** Activation recompute: "block" keeps only each block's input; "auto": the planner's pick. */
+    recompute: z.enum(["none", "block", "auto"]).default("auto"),
+    /** Device memory the trainer may use: bytes or "10GiB"; picks microBatch/recompute left on auto. */
+    memoryBudget: z.union([z.number().int().min(0), z.string()]).optional(),
     steps: positiveInt.default(300),
     warmup: z.number().int().min(0).default(30),
     minLrRatio: unit.default(0.1),
@@ -89,9 +96,11 @@ export const configSchema = z
   .strict();
 
 export type TrainerConfigInput = z.input<typeof configSchema>;
-export type TrainerConfig = z.output<typeof configSchema> & {
+export type TrainerConfig = Omit<z.output<typeof configSchema>, "memoryBudget"> & {
   model: NativeModelConfig;
   batch: number;
+  /** Bytes (0 = no budget). */
+  memoryBudget: number;
   actBits: number | null;
   knobs: Knobs;
   data: { corpus: string; tokenizer: "bytes" | "gpt2"; wikitextDir?: string; cacheDir?: string };
@@ -130,10 +139,22 @@ export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
     throw new ConfigError(`config.data.tokenizer: gpt2 needs model.vocab >= 50257 (got ${model.vocab})`);
   if (tokenizer === "bytes" && model.vocab < 256)
     throw new ConfigError(`config.data.tokenizer: bytes needs model.vocab >= 256 (got ${model.vocab})`);
+  const batch = c.batch ?? preset.batch;
+  if (c.microBatch !== "auto" && batch % c.microBatch !== 0)
+    throw new ConfigError(`config.microBatch: must divide batch (${batch}), got ${c.microBatch}`);
+  let memoryBudget = 0;
+  if (c.memoryBudget !== undefined) {
+    try {
+      memoryBudget = parseByteSize(c.memoryBudget, "config.memoryBudget");
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  }
   return {
     ...c,
     model,
-    batch: c.batch ?? preset.batch,
+    batch,
+    memoryBudget,
     actBits: c.actBits === undefined ? (c.quant === "fp" ? null : 8) : c.actBits,
     knobs: { ...DEFAULT_KNOBS, ...c.knobs },
     data: { ...c.data, tokenizer },
@@ -147,6 +168,9 @@ export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" =
     actBits: c.actBits,
     batch: c.batch,
     accum: c.accum,
+    microBatch: c.microBatch === "auto" ? 0 : c.microBatch,
+    recompute: c.recompute,
+    memoryBudget: c.memoryBudget,
     seed: c.seed,
     warmup: c.warmup,
     totalSteps: c.steps,

@@ -1,11 +1,22 @@
 // Public API of the primal package (what a notebook cell imports).
 export { Trainer } from "./trainer.js";
-export type { StepMetrics, TrainOptions, TrainSummary, EvaluationResult, SampleOptions, SampleRecord } from "./trainer.js";
+export type {
+  StepMetrics,
+  TrainOptions,
+  TrainSummary,
+  EvaluationResult,
+  SampleOptions,
+  SampleRecord,
+  ExecutionPlan,
+} from "./trainer.js";
 export { resolveConfig, configSchema, knobsSchema, DEFAULT_KNOBS, ConfigError } from "./config.js";
 export type { TrainerConfig, TrainerConfigInput } from "./config.js";
 export { PRESETS, PRESET_NAMES } from "./presets.js";
+export { planMemory, planTable } from "./memoryPlan.js";
+export type { MemoryPlanning } from "./memoryPlan.js";
+export { parseByteSize, formatBytes } from "./byteSize.js";
 export type { PresetName } from "./presets.js";
-export type { Knobs, LayerColumns, NativeMemory } from "./native.js";
+export type { Knobs, LayerColumns, NativeMemory, NativeMemoryPlan, RecomputeMode } from "./native.js";
 export { native } from "./native.js";
 export { weightTable, layerTable } from "./tables.js";
 export * as plots from "./plots/index.js";

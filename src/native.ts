@@ -6,6 +6,7 @@ import { packageRoot } from "./paths.js";
 
 export type QuantName = "fp" | "ste" | "poltergeist";
 export type DeviceName = "cpu" | "cuda" | "auto";
+export type RecomputeMode = "none" | "block" | "auto";
 
 export interface NativeModelConfig {
   vocab: number;
@@ -36,6 +37,11 @@ export interface NativeTrainerConfig {
   actBits: number | null;
   batch: number;
   accum: number;
+  /** 0 = auto. */
+  microBatch?: number;
+  recompute?: RecomputeMode;
+  /** Bytes; 0 = no budget. */
+  memoryBudget?: number;
   seed: number;
   warmup: number;
   totalSteps: number;
@@ -102,7 +108,35 @@ export interface NativeInfo {
   quant: QuantName;
   paramCount: number;
   trainTokens: number;
+  /** The execution plan in use. */
+  microBatch: number;
+  recompute: "none" | "block";
+  chunksPerStep: number;
+  plannedBytes: number;
   layers: { name: string; rows: number; cols: number }[];
+}
+
+/** One execution plan and its predicted peak memory, in bytes. */
+export interface NativeMemoryPlan {
+  microBatch: number;
+  recompute: "none" | "block";
+  totalBytes: number;
+  fits: boolean;
+  params: number;
+  optimizer: number;
+  grads: number;
+  ternaryState: number;
+  activations: number;
+  scratch: number;
+  backendScratch: number;
+}
+
+export interface NativeMemoryPlanning {
+  device: string;
+  budget: number;
+  /** Index of the plan the trainer would use; -1 when none fits the budget. */
+  chosen: number;
+  candidates: NativeMemoryPlan[];
 }
 
 export interface NativeMemory {
@@ -115,6 +149,8 @@ export interface NativeMemory {
   scratch: number;
   deviceInUse: number;
   devicePeak: number;
+  /** The plan's predicted peak, to compare with devicePeak. */
+  planned: number;
 }
 
 export type LayerRef = string | number;
@@ -152,6 +188,7 @@ export interface NativeTrainer {
 interface NativeModule {
   NativeTrainer: new (cfg: NativeTrainerConfig) => NativeTrainer;
   cudaInfo(): { built: boolean; devices: number };
+  planMemory(cfg: NativeTrainerConfig): NativeMemoryPlanning;
   version: string;
 }
 

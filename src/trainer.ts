@@ -10,6 +10,7 @@ import {
   type Knobs,
   type LayerColumns,
   type LayerRef,
+  type NativeInfo,
   type NativeMemory,
   type NativeStep,
   type NativeTrainer,
@@ -84,6 +85,26 @@ const LAYER_STAT_KEYS = [
   "voteActive", "voteSaturated",
 ] as const;
 
+/** How a trainer executes its steps (resolved by the native memory planner). */
+export interface ExecutionPlan {
+  /** Windows per executed chunk; batch / microBatch chunks make one micro-batch. */
+  microBatch: number;
+  recompute: "none" | "block";
+  /** Chunks per optimizer step (accum * batch / microBatch): the K of the flip probability. */
+  chunksPerStep: number;
+  /** Predicted peak memory of a step, bytes (compare with memory().devicePeak). */
+  plannedBytes: number;
+}
+
+function planOf(info: NativeInfo): ExecutionPlan {
+  return {
+    microBatch: info.microBatch,
+    recompute: info.recompute,
+    chunksPerStep: info.chunksPerStep,
+    plannedBytes: info.plannedBytes,
+  };
+}
+
 function sameKnob(a: unknown, b: unknown): boolean {
   return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
 }
@@ -104,6 +125,7 @@ export class Trainer {
   /** Layer names and shapes never change; cached so recording a step never waits on the native lock. */
   private readonly layerInfo: { name: string; rows: number; cols: number }[];
   private readonly deviceName: string;
+  private readonly execPlan: ExecutionPlan;
   /** Mirrors the native step (updated from each step's report) so reading it never blocks. */
   private currentStep: number;
 
@@ -115,6 +137,7 @@ export class Trainer {
     const info = nt.info();
     this.layerInfo = info.layers;
     this.deviceName = info.device;
+    this.execPlan = planOf(info);
     this.currentStep = info.step;
   }
 
@@ -127,17 +150,26 @@ export class Trainer {
     const store = RunStore.create({
       ...(config.home !== undefined ? { home: config.home } : {}),
       ...(config.name !== undefined ? { name: config.name } : {}),
-      config: structuredClone({ ...config, backend: info.backend }) as unknown as Record<string, unknown>,
+      config: structuredClone({ ...config, backend: info.backend, plan: planOf(info) }) as unknown as Record<string, unknown>,
       versions: { primal: packageVersion(), native: native().version },
       device: info.device,
       seed: config.seed,
     });
-    store.event("start", { step: 0, device: info.device, params: info.paramCount, trainTokens: data.train.length });
+    store.event("start", {
+      step: 0,
+      device: info.device,
+      params: info.paramCount,
+      trainTokens: data.train.length,
+      plan: planOf(info),
+    });
     return new Trainer(config, nt, data, store);
   }
 
   /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
-  static async resume(target: string, overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number } = {}): Promise<Trainer> {
+  static async resume(
+    target: string,
+    overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number; memoryBudget?: number | string } = {},
+  ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
     let runDir: string;
@@ -162,6 +194,14 @@ export class Trainer {
       actBits: saved.actBits,
       batch: saved.batch,
       accum: saved.accum,
+      // The plan is re-derived on the resuming device (the budget may differ there).
+      ...(saved.microBatch !== undefined ? { microBatch: saved.microBatch } : {}),
+      ...(saved.recompute !== undefined ? { recompute: saved.recompute } : {}),
+      ...(overrides.memoryBudget !== undefined
+        ? { memoryBudget: overrides.memoryBudget }
+        : saved.memoryBudget !== undefined
+          ? { memoryBudget: saved.memoryBudget }
+          : {}),
       steps: saved.steps,
       warmup: saved.warmup,
       minLrRatio: saved.minLrRatio,
@@ -195,7 +235,7 @@ export class Trainer {
     config.knobs = extra.knobs ? { ...extra.knobs } : nt.getKnobs();
     const store = RunStore.open(runDir);
     const step = nt.info().step;
-    store.event("resume", { step, checkpoint });
+    store.event("resume", { step, checkpoint, plan: planOf(nt.info()) });
     store.setStatus("running", step);
     return new Trainer(config, nt, data, store);
   }
@@ -221,6 +261,10 @@ export class Trainer {
   }
   get device(): string {
     return this.deviceName;
+  }
+  /** How steps execute: micro-batch chunking, activation recompute and the predicted peak. */
+  get plan(): ExecutionPlan {
+    return { ...this.execPlan };
   }
   get isTraining(): boolean {
     return this.training;

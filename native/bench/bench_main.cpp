@@ -1,6 +1,7 @@
 // Training throughput of the core alone (no Node): tokens/s, MFU and peak device memory for a
 // preset and quantizer on random tokens. Prints one JSON line; used by test/bench/gpu.
 //   primal_bench --device cuda --preset ghost-0.1b --quant poltergeist --batch 8 --steps 20
+// Memory plan: --micro-batch M, --recompute none|block|auto, --memory-budget-gib G.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -27,7 +28,9 @@ static ModelConfig preset(const std::string& p) {
 
 int main(int argc, char** argv) {
   std::string device = "cpu", presetName = "small", quant = "poltergeist";
-  int batch = 0, steps = 10, warmup = 2, threads = 0, accum = 1;
+  int batch = 0, steps = 10, warmup = 2, threads = 0, accum = 1, micro = 0;
+  std::string recompute = "auto";
+  double budgetGib = 0;
   double peakTflops = 989.0;  // H100 SXM dense bf16; pass the card's number for other GPUs
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -40,6 +43,9 @@ int main(int argc, char** argv) {
     else if (k == "--warmup") warmup = std::atoi(v.c_str());
     else if (k == "--threads") threads = std::atoi(v.c_str());
     else if (k == "--peak-tflops") peakTflops = std::atof(v.c_str());
+    else if (k == "--micro-batch") micro = std::atoi(v.c_str());
+    else if (k == "--recompute") recompute = v;
+    else if (k == "--memory-budget-gib") budgetGib = std::atof(v.c_str());
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -52,6 +58,9 @@ int main(int argc, char** argv) {
     c.actBits = c.quant == Quant::FP ? 0 : 8;
     c.batch = batch > 0 ? batch : (presetName == "ghost-0.1b" ? 8 : 16);
     c.accum = accum;
+    c.microBatch = micro;
+    c.recompute = parseRecompute(recompute);
+    c.memoryBudget = static_cast<uint64_t>(budgetGib * 1073741824.0);
     c.totalSteps = steps + warmup;
     c.warmup = 1;
     Trainer t(c, device, threads);
@@ -79,11 +88,12 @@ int main(int argc, char** argv) {
     const size_t rss = static_cast<size_t>(ru.ru_maxrss) * 1024;
     std::printf(
         "{\"engine\":\"primal\",\"device\":\"%s\",\"preset\":\"%s\",\"quant\":\"%s\",\"batch\":%d,\"accum\":%d,"
-        "\"seq\":%d,\"steps\":%d,\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
+        "\"microBatch\":%d,\"recompute\":\"%s\",\"plannedBytes\":%zu,\"seq\":%d,\"steps\":%d,\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
         "\"peakMemoryBytes\":%zu,\"ternaryStateBytes\":%zu,\"ternaryWeights\":%zu,\"activationBytes\":%zu,"
         "\"peakRssBytes\":%zu,\"memory\":{\"params\":%zu,\"optimizer\":%zu,\"grads\":%zu,\"ternaryState\":%zu,"
         "\"activations\":%zu,\"scratch\":%zu},\"paramCount\":%zu,\"finalLoss\":%.4f}\n",
-        t.deviceName().c_str(), presetName.c_str(), quant.c_str(), c.batch, c.accum, m.seq, steps, tps,
+        t.deviceName().c_str(), presetName.c_str(), quant.c_str(), c.batch, c.accum,
+        t.config().microBatch, recomputeName(t.config().recompute), t.plannedBytes(), m.seq, steps, tps,
         1000.0 * sec / steps, tps * flopsPerToken / (peakTflops * 1e12), flopsPerToken, mem.devicePeak,
         mem.ternaryState, mem.ternaryWeights, mem.activations, rss, mem.params, mem.optimizer, mem.grads,
         mem.ternaryState, mem.activations, mem.scratch, t.paramCount(), loss);

@@ -5,6 +5,7 @@ import { PRESET_NAMES } from "../presets.js";
 import { packageVersion } from "../paths.js";
 import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
 import { printRuns } from "./runsCommand.js";
+import { formatPlanning, planMemory } from "../memoryPlan.js";
 
 function fail(e: unknown): never {
   process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -37,6 +38,9 @@ export async function main(argv: string[]): Promise<void> {
     .option("--sample-every <n>", "salad test every n steps")
     .option("--checkpoint-every <n>", "checkpoint every n steps")
     .option("--threads <n>", "CPU threads (0 = all cores)")
+    .option("--micro-batch <n>", "windows per executed chunk (divides --batch), or 'auto'")
+    .addOption(new Option("--recompute <mode>", "activation recompute").choices(["none", "block", "auto"]))
+    .option("--memory-budget <size>", "device memory to fit, e.g. 10GiB (picks micro-batch and recompute)")
     .option("--name <name>", "run name")
     .option("--home <dir>", "runs directory (default PRIMAL_HOME or ./runs)")
     .action(async (flags: TrainFlags) => {
@@ -58,15 +62,41 @@ export async function main(argv: string[]): Promise<void> {
     .description("continue a run from its latest checkpoint (or from a checkpoint file)")
     .requiredOption("--steps <n>", "further steps")
     .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]))
+    .option("--memory-budget <size>", "device memory to fit on this device, e.g. 10GiB")
     .option("--json", "print one final JSON line")
-    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; json?: boolean }) => {
+    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; json?: boolean }) => {
       try {
         const steps = Number(flags.steps);
         if (!Number.isInteger(steps) || steps < 0) throw new Error("--steps must be a non-negative integer");
-        const trainer = await Trainer.resume(run, flags.device ? { device: flags.device } : {});
+        const trainer = await Trainer.resume(run, {
+          ...(flags.device ? { device: flags.device } : {}),
+          ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
+        });
         if (!flags.json) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
         const summary = await runTraining(trainer, steps, !!flags.json);
         await finish(trainer, summary, !!flags.json);
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command("plan")
+    .description("predict peak memory of each micro-batch/recompute plan for a config, without training")
+    .addOption(new Option("--preset <name>", "model preset").choices(PRESET_NAMES).default("small"))
+    .addOption(new Option("--quant <name>", "quantizer").choices(["fp", "ste", "poltergeist"]).default("poltergeist"))
+    .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]).default("auto"))
+    .option("--batch <n>", "windows per micro-batch")
+    .option("--accum <n>", "micro-batches per step")
+    .option("--micro-batch <n>", "fix the micro-batch chunk, or 'auto'")
+    .addOption(new Option("--recompute <mode>", "fix activation recompute").choices(["none", "block", "auto"]))
+    .option("--memory-budget <size>", "device memory to fit, e.g. 10GiB")
+    .option("--json", "JSON output")
+    .action((flags: TrainFlags) => {
+      try {
+        const p = planMemory(configFromFlags({ ...flags, steps: "1" }));
+        process.stdout.write((flags.json ? JSON.stringify(p) : formatPlanning(p)) + "\n");
+        if (p.chosen < 0) process.exitCode = 1;
       } catch (e) {
         fail(e);
       }

@@ -26,6 +26,9 @@ export interface TrainFlags {
   name?: string;
   home?: string;
   threads?: string;
+  microBatch?: string;
+  recompute?: string;
+  memoryBudget?: string;
 }
 
 function int(name: string, v: string | undefined): number | undefined {
@@ -72,6 +75,10 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
     ["threads", int("threads", f.threads)],
   ];
   for (const [k, v] of opt) if (v !== undefined) cfg[k] = v;
+  if (f.microBatch !== undefined) cfg.microBatch = f.microBatch === "auto" ? "auto" : int("micro-batch", f.microBatch);
+  if (f.recompute !== undefined) cfg.recompute = f.recompute;
+  // A plain number is bytes; "10GiB" and friends are parsed by the config.
+  if (f.memoryBudget !== undefined) cfg.memoryBudget = /^\d+$/.test(f.memoryBudget) ? Number(f.memoryBudget) : f.memoryBudget;
   if (steps < 30) cfg.warmup = Math.max(0, Math.floor(steps / 10));
   if (f.name) cfg.name = f.name;
   if (f.home) cfg.home = f.home;
@@ -119,6 +126,9 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     corpusValLoss: ev.validation?.loss ?? null,
     corpusValBpb: ev.validation?.bpb ?? null,
     peakMemoryBytes: mem.devicePeak,
+    plannedMemoryBytes: mem.planned,
+    microBatch: trainer.plan.microBatch,
+    recompute: trainer.plan.recompute,
     device: trainer.device,
     quant: trainer.config.quant,
     preset: trainer.config.preset,

@@ -14,6 +14,15 @@ enum class Quant { FP, STE, Poltergeist };
 const char* quantName(Quant q);
 Quant parseQuant(const std::string& s);  // throws Error on an unknown name
 
+// Activation recompute. None: every block keeps its activations for backward. Block: only each
+// block's input (the residual stream) is kept; backward reruns the block's forward into one
+// shared set of buffers first. Same results (the recomputed values are bit-identical), about one
+// extra forward pass of compute, activation memory of one block instead of all of them.
+// Auto: chosen by the memory planner (None when no budget is set).
+enum class Recompute { None, Block, Auto };
+const char* recomputeName(Recompute r);
+Recompute parseRecompute(const std::string& s);  // "none" | "block" | "auto"
+
 struct ModelConfig {
   int vocab = 256;
   int dModel = 64;
@@ -49,6 +58,16 @@ struct TrainConfig {
   int actBits = 8;  // 0 = off
   int batch = 16;   // B windows per micro-batch
   int accum = 1;    // K micro-batches per optimizer step
+  // Execution plan (memory, not the data): each micro-batch of B windows runs as B/microBatch
+  // chunks of microBatch windows (0 = auto: B, or the planner's choice under a budget). The
+  // windows, loss and fp gradients are those of (B, K); Poltergeist votes are cast per chunk and
+  // the flip probability divides by the number of chunks per step (DESIGN §4's K).
+  int microBatch = 0;
+  Recompute recompute = Recompute::Auto;
+  // Bytes the trainer may allocate (parameters, optimizer, activations, workspaces: the
+  // peakMemoryBytes metric); 0 = no budget. With a budget, microBatch/recompute left on auto are
+  // chosen to fit it, and construction fails with the smallest possible footprint if nothing fits.
+  uint64_t memoryBudget = 0;
   uint64_t seed = 1;
   int warmup = 30;
   int totalSteps = 300;     // length of the cosine schedule
@@ -91,6 +110,25 @@ struct MemoryReport {
   size_t devicePeak = 0;
 };
 
+// One candidate execution plan and its predicted peak (the same accounting as MemoryReport).
+struct MemoryPlan {
+  int microBatch = 0;
+  Recompute recompute = Recompute::None;
+  MemoryReport estimate;   // params .. scratch filled in; device fields unused
+  size_t backendScratch = 0;  // the backend's own workspaces (Backend::scratchBytes)
+  size_t totalBytes = 0;   // predicted peakBytes of a training step
+  bool fits = true;        // totalBytes <= budget (always true without a budget)
+};
+
+// Every candidate (micro-batch sizes dividing `batch`, largest first; no recompute before block
+// recompute) with its predicted peak. `chosen` is the index of the plan the trainer would use:
+// the first that fits, or -1 when none does. Candidates honour microBatch/recompute fixed in cfg.
+struct MemoryPlanning {
+  std::vector<MemoryPlan> candidates;
+  int chosen = -1;
+};
+MemoryPlanning planMemory(const TrainConfig& cfg, const Backend& backend);
+
 struct LayerInfo {
   std::string name;  // "blocks.3.mlp.up"
   int rows = 0, cols = 0;  // out, in
@@ -104,7 +142,12 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
+  // The config as resolved: microBatch and recompute hold the plan actually in use.
   const TrainConfig& config() const { return cfg_; }
+  // Micro-batch chunks per optimizer step: accum * batch / microBatch.
+  int chunksPerStep() const { return cfg_.accum * (cfg_.batch / cfg_.microBatch); }
+  // The plan's predicted peak (bytes), for comparison with the measured peakBytes.
+  size_t plannedBytes() const { return plannedBytes_; }
   const Knobs& knobs() const { return cfg_.knobs; }
   void setKnobs(const Knobs& k);  // validates; bridge changes apply to the next forward
   int step() const { return step_; }
@@ -120,9 +163,9 @@ class Trainer {
   // (state unchanged except votes of the aborted step) when the loss is not finite.
   StepResult trainStep();
 
-  // The two halves of a step, for inspection and tests: accumulate() runs one micro-batch
-  // (the next data window) and returns its loss; applyStep() applies the update with
-  // K = number of micro-batches accumulated since the last step.
+  // The two halves of a step, for inspection and tests: accumulate() runs one micro-batch chunk
+  // (the next microBatch windows) and returns its loss; applyStep() applies the update with
+  // K = number of chunks accumulated since the last step.
   float accumulate();
   StepResult applyStep();
 
@@ -184,6 +227,7 @@ class Trainer {
   std::vector<int32_t> train_;
   int step_ = 0;
   int accumulated_ = 0;
+  size_t plannedBytes_ = 0;
   double accLoss_ = 0;
   double tokens_ = 0;
 };

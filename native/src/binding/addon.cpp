@@ -122,6 +122,19 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
   else c.actBits = intField(o, "actBits", 8);
   c.batch = intField(o, "batch", c.batch);
   c.accum = intField(o, "accum", c.accum);
+  Napi::Value mb = o.Get("microBatch");
+  if (mb.IsString() && mb.As<Napi::String>().Utf8Value() == "auto") c.microBatch = 0;
+  else if (!mb.IsUndefined() && !mb.IsNull()) c.microBatch = intField(o, "microBatch", 0);
+  Napi::Value rc = o.Get("recompute");
+  if (rc.IsString()) c.recompute = primal::parseRecompute(rc.As<Napi::String>().Utf8Value());
+  else if (!rc.IsUndefined() && !rc.IsNull()) throwJs(env, "config.recompute must be 'none', 'block' or 'auto'");
+  Napi::Value mbud = o.Get("memoryBudget");
+  if (!mbud.IsUndefined() && !mbud.IsNull()) {
+    const double b = numField(o, "memoryBudget", 0);
+    if (!(b >= 0) || b > 9007199254740991.0 || b != std::floor(b))
+      throwJs(env, "config.memoryBudget must be a whole number of bytes >= 0 (0 = no budget)");
+    c.memoryBudget = static_cast<uint64_t>(b);
+  }
   Napi::Value sv = o.Get("seed");
   if (sv.IsBigInt()) {
     bool lossless = false;
@@ -549,6 +562,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       o.Set("quant", primal::quantName(t.config().quant));
       o.Set("paramCount", static_cast<double>(t.paramCount()));
       o.Set("trainTokens", static_cast<double>(t.trainTokens()));
+      o.Set("microBatch", t.config().microBatch);
+      o.Set("recompute", primal::recomputeName(t.config().recompute));
+      o.Set("chunksPerStep", t.chunksPerStep());
+      o.Set("plannedBytes", static_cast<double>(t.plannedBytes()));
       Napi::Array ls = Napi::Array::New(env, t.layers().size());
       for (size_t i = 0; i < t.layers().size(); ++i) {
         Napi::Object l = Napi::Object::New(env);
@@ -640,6 +657,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       o.Set("scratch", static_cast<double>(m.scratch));
       o.Set("deviceInUse", static_cast<double>(m.deviceInUse));
       o.Set("devicePeak", static_cast<double>(m.devicePeak));
+      o.Set("planned", static_cast<double>(t.plannedBytes()));
       return Napi::Value(o);
     });
   }
@@ -759,7 +777,52 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// planMemory(config): every execution plan the trainer would consider for this config and
+// device, with its predicted peak, and the index of the one it would pick (-1: none fits).
+Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "planMemory(config): config object required");
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::string device = "cpu";
+  Napi::Value dv = o.Get("device");
+  if (dv.IsString()) device = dv.As<Napi::String>().Utf8Value();
+  else if (!dv.IsUndefined()) throwJs(env, "config.device must be 'cpu', 'cuda' or 'auto'");
+  try {
+    primal::TrainConfig cfg = readConfig(o);
+    auto be = primal::makeBackend(device, 1);
+    primal::MemoryPlanning pl = primal::planMemory(cfg, *be);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("device", be->describe());
+    out.Set("budget", static_cast<double>(cfg.memoryBudget));
+    out.Set("chosen", pl.chosen);
+    Napi::Array arr = Napi::Array::New(env, pl.candidates.size());
+    for (size_t i = 0; i < pl.candidates.size(); ++i) {
+      const primal::MemoryPlan& p = pl.candidates[i];
+      Napi::Object c = Napi::Object::New(env);
+      c.Set("microBatch", p.microBatch);
+      c.Set("recompute", primal::recomputeName(p.recompute));
+      c.Set("totalBytes", static_cast<double>(p.totalBytes));
+      c.Set("fits", p.fits);
+      c.Set("params", static_cast<double>(p.estimate.params));
+      c.Set("optimizer", static_cast<double>(p.estimate.optimizer));
+      c.Set("grads", static_cast<double>(p.estimate.grads));
+      c.Set("ternaryState", static_cast<double>(p.estimate.ternaryState));
+      c.Set("activations", static_cast<double>(p.estimate.activations));
+      c.Set("scratch", static_cast<double>(p.estimate.scratch));
+      c.Set("backendScratch", static_cast<double>(p.backendScratch));
+      arr.Set(static_cast<uint32_t>(i), c);
+    }
+    out.Set("candidates", arr);
+    return out;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throwJs(env, e.what());
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
   exports.Set("NativeTrainer", NativeTrainer::Init(env));
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
   exports.Set("version", Napi::String::New(env, primal::coreVersion()));

@@ -42,6 +42,7 @@ std::string configJson(const TrainConfig& c) {
     << ",\"ropeTheta\":" << json::number(m.ropeTheta) << ",\"normEps\":" << json::number(m.normEps)
     << ",\"initStd\":" << json::number(m.initStd) << "},\"quant\":" << json::quote(quantName(c.quant))
     << ",\"actBits\":" << c.actBits << ",\"batch\":" << c.batch << ",\"accum\":" << c.accum
+    << ",\"microBatch\":" << c.microBatch << ",\"recompute\":" << json::quote(recomputeName(c.recompute))
     << ",\"seed\":" << json::quote(std::to_string(c.seed)) << ",\"warmup\":" << c.warmup
     << ",\"totalSteps\":" << c.totalSteps << ",\"minLrRatio\":" << json::number(c.minLrRatio)
     << ",\"weightDecay\":" << json::number(c.weightDecay) << ",\"gradClip\":" << json::number(c.gradClip)

@@ -23,6 +23,22 @@ Quant parseQuant(const std::string& s) {
   throw Error("quant: unknown quantizer '" + s + "' (allowed: fp, ste, poltergeist)");
 }
 
+const char* recomputeName(Recompute r) {
+  switch (r) {
+    case Recompute::None: return "none";
+    case Recompute::Block: return "block";
+    case Recompute::Auto: return "auto";
+  }
+  return "?";
+}
+
+Recompute parseRecompute(const std::string& s) {
+  if (s == "none") return Recompute::None;
+  if (s == "block") return Recompute::Block;
+  if (s == "auto") return Recompute::Auto;
+  throw Error("recompute: unknown mode '" + s + "' (allowed: none, block, auto)");
+}
+
 static void positive(const char* field, long long v, long long max) {
   if (v <= 0 || v > max)
     throw Error(std::string(field) + ": must be an integer in [1, " + std::to_string(max) +
@@ -75,6 +91,11 @@ void TrainConfig::validate() const {
     throw Error("actBits: must be null (off) or an integer in [2, 16], got " + std::to_string(actBits));
   positive("batch", batch, 1 << 16);
   positive("accum", accum, 1 << 16);
+  if (microBatch < 0 || microBatch > batch || (microBatch > 0 && batch % microBatch != 0))
+    throw Error("microBatch: must divide batch (" + std::to_string(batch) + "), or be 0/auto, got " +
+                std::to_string(microBatch));
+  if (static_cast<long long>(accum) * batch > (1 << 24))
+    throw Error("batch * accum: at most 16777216 windows per step");
   if (warmup < 0) throw Error("warmup: must be >= 0");
   positive("totalSteps", totalSteps, 1 << 30);
   if (!(minLrRatio >= 0 && minLrRatio <= 1)) throw Error("minLrRatio: must be in [0, 1]");

@@ -52,12 +52,33 @@ int8_t nearestCode(float x, float b, bool bridgeOn) {
 Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads) : cfg_(cfg) {
   cfg_.validate();
   be_ = makeBackend(backend, threads);
+  {
+    // Resolve the execution plan before anything large is allocated.
+    MemoryPlanning pl = planMemory(cfg_, *be_);
+    if (pl.chosen < 0) {
+      const MemoryPlan* best = &pl.candidates.front();
+      for (const MemoryPlan& c : pl.candidates)
+        if (c.totalBytes < best->totalBytes) best = &c;
+      auto gib = [](size_t b) {
+        return std::to_string(static_cast<double>(b) / (1024.0 * 1024.0 * 1024.0)).substr(0, 6) + " GiB";
+      };
+      throw Error("memoryBudget " + gib(cfg_.memoryBudget) + " is too small: the leanest plan (microBatch " +
+                  std::to_string(best->microBatch) + ", recompute " + recomputeName(best->recompute) +
+                  ") needs " + gib(best->totalBytes) + " (parameters, optimizer and gradients " +
+                  gib(best->estimate.params + best->estimate.optimizer + best->estimate.grads) +
+                  ", activations " + gib(best->estimate.activations) + ")");
+    }
+    const MemoryPlan& chosen = pl.candidates[pl.chosen];
+    cfg_.microBatch = chosen.microBatch;
+    cfg_.recompute = chosen.recompute;
+    plannedBytes_ = chosen.totalBytes;
+  }
   m_ = std::make_unique<Impl>();
   Impl& m = *m_;
   m.be = be_.get();
   m.cfg = cfg_;
   const ModelConfig& mc = cfg_.model;
-  const int Cd = mc.dModel, Fd = mc.ffn, Lc = mc.layers, T = mc.seq, B = cfg_.batch;
+  const int Cd = mc.dModel, Fd = mc.ffn, Lc = mc.layers, T = mc.seq, B = cfg_.microBatch;
   m.N = B * T;
   const size_t N = static_cast<size_t>(m.N);
   const uint64_t seed = cfg_.seed;
@@ -112,8 +133,8 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
   m.pNormF = m.addParam("norm_f", {Cd}, false);
   initParam(m.pNormF, true);
 
-  // Activations and workspaces.
-  m.acts.resize(Lc);
+  // Activations and workspaces (memory_plan.cpp predicts exactly these).
+  m.acts.resize(cfg_.recompute == Recompute::Block ? 1 : Lc);
   const size_t lseN = static_cast<size_t>(B) * mc.heads * T;
   for (auto& a : m.acts) {
     for (DBuf<float>* bf : {&a.resMid, &a.ln1, &a.q, &a.k, &a.v, &a.att, &a.ln2}) bf->alloc(be_.get(), N * Cd);
@@ -177,20 +198,24 @@ void Trainer::setTrainData(std::vector<int32_t> tokens) {
 float Trainer::accumulate() {
   if (train_.empty()) throw Error("no training data: call setTrainData() first");
   Impl& m = *m_;
-  const int B = cfg_.batch, T = cfg_.model.seq, Nt = B * T;
+  const int B = cfg_.microBatch, T = cfg_.model.seq, Nt = B * T;
   const uint32_t k0 = static_cast<uint32_t>(cfg_.seed), k1 = static_cast<uint32_t>(cfg_.seed >> 32);
   std::vector<int32_t> in(Nt), tg(Nt);
   const uint64_t span = train_.size() - static_cast<uint64_t>(T);
-  for (int b = 0; b < B; ++b) {
-    Philox4 r = philox4x32_10(static_cast<uint32_t>(b), static_cast<uint32_t>(accumulated_),
+  for (int j = 0; j < B; ++j) {
+    // Window g of the step is window g % batch of micro-batch g / batch, whatever the chunking,
+    // so a memory plan never changes the data.
+    const uint64_t g = static_cast<uint64_t>(accumulated_) * B + j;
+    const uint64_t wb = g % static_cast<uint64_t>(cfg_.batch), wk = g / static_cast<uint64_t>(cfg_.batch);
+    Philox4 r = philox4x32_10(static_cast<uint32_t>(wb), static_cast<uint32_t>(wk),
                               static_cast<uint32_t>(step_), kStreamData, k0, k1);
     uint64_t start = ((static_cast<uint64_t>(r.v[1]) << 32) | r.v[0]) % span;
-    std::memcpy(&in[static_cast<size_t>(b) * T], &train_[start], sizeof(int32_t) * T);
-    std::memcpy(&tg[static_cast<size_t>(b) * T], &train_[start + 1], sizeof(int32_t) * T);
+    std::memcpy(&in[static_cast<size_t>(j) * T], &train_[start], sizeof(int32_t) * T);
+    std::memcpy(&tg[static_cast<size_t>(j) * T], &train_[start + 1], sizeof(int32_t) * T);
   }
   m.upload(in, tg);
   m.forwardTrunk(B, T);
-  const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(cfg_.accum));
+  const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep()));
   // One fused pass gives the loss and its gradient; the loss is checked before backward, so a
   // non-finite loss leaves votes untouched (the partial fp gradients are dropped).
   be_->classifier(m.lnf.p, m.params[m.pWte].w.p, m.tgtTok.p, m.losses.p, m.dlnf.p,
@@ -295,7 +320,7 @@ StepResult Trainer::applyStep() {
 StepResult Trainer::trainStep() {
   auto t0 = std::chrono::steady_clock::now();
   if (accumulated_ != 0) zeroGrad();
-  for (int i = 0; i < cfg_.accum; ++i) {
+  for (int i = 0, n = chunksPerStep(); i < n; ++i) {
     try {
       accumulate();
     } catch (...) {
@@ -319,8 +344,9 @@ void Trainer::zeroGrad() {
 // Validates and uploads one explicit batch, then runs the forward trunk.
 static std::vector<int32_t> explicitBatch(Trainer::Impl& m, const TrainConfig& cfg, const char* what,
                                           const int32_t* inputs, const int32_t* targets, int B, int T) {
-  if (B < 1 || B > cfg.batch || T < 1 || T > cfg.model.seq)
-    throw Error(std::string(what) + ": B must be in [1, batch] and T in [1, seq]");
+  if (B < 1 || B > cfg.microBatch || T < 1 || T > cfg.model.seq)
+    throw Error(std::string(what) + ": B must be in [1, " + std::to_string(cfg.microBatch) +
+                "] (the micro-batch) and T in [1, " + std::to_string(cfg.model.seq) + "]");
   const int Nt = B * T;
   m.checkTokens(inputs, Nt, false, "inputs");
   m.checkTokens(targets, Nt, true, "targets");
@@ -356,7 +382,7 @@ Trainer::EvalResult Trainer::evaluate(const int32_t* tokens, size_t n, int windo
   m.checkTokens(tokens, n, false, "evaluation tokens");
   EvalResult res;
   if (n < 2) return res;
-  const int B = cfg_.batch;
+  const int B = cfg_.microBatch;
   // Window i covers tokens [i*T, i*T + T]: every token after the first is scored once.
   size_t start = 0;
   std::vector<int32_t> in(static_cast<size_t>(B) * T), tg(static_cast<size_t>(B) * T);
@@ -481,7 +507,7 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
   std::vector<float> out(l.n);
   try {
     be_->poltProbabilities(l.vote.p, p.p, l.n,
-                           flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : cfg_.accum));
+                           flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
     be_->toHost(out.data(), p.p, sizeof(float) * l.n);
   } catch (...) {
     p.release();

@@ -157,13 +157,24 @@ struct Trainer::Impl {
     l.ds += static_cast<double>(l.gamma0) * sum;
   }
 
+  bool recomputing() const { return cfg.recompute == Recompute::Block; }
+  // The activation set of block b: its own, or the one shared set under block recompute.
+  BlockActs& actsOf(int b) { return acts[recomputing() ? 0 : static_cast<size_t>(b)]; }
+
   // Forward through the final norm; tokens already on the device in inTok.
   void forwardTrunk(int B, int T) {
+    be->embeddingForward(inTok.p, params[pWte].w.p, res[0].p, B * T, C());
+    for (int b = 0; b < L(); ++b) blockForward(b, B, T, true);
+    be->rmsnormForward(res[L()].p, params[pNormF].w.p, lnf.p, rstdf.p, B * T, C(), cfg.model.normEps);
+  }
+
+  // One block from res[b] into its activation set. withOutput=false (the recompute before its
+  // backward) stops after h: the MLP's down projection only produces res[b+1], already known.
+  void blockForward(int b, int B, int T, bool withOutput) {
     const int Nt = B * T, Cd = C(), Fd = F(), H = cfg.model.heads, D = Cd / H;
     const float eps = cfg.model.normEps;
-    be->embeddingForward(inTok.p, params[pWte].w.p, res[0].p, Nt, Cd);
-    for (int b = 0; b < L(); ++b) {
-      BlockActs& a = acts[b];
+    {
+      BlockActs& a = actsOf(b);
       const int li = 7 * b;
       be->rmsnormForward(res[b].p, params[pNorm1[b]].w.p, a.ln1.p, a.rstd1.p, Nt, Cd, eps);
       const float* x1 = actQ(a.ln1.p, Nt, Cd);
@@ -180,10 +191,10 @@ struct Trainer::Impl {
       linearFwd(li + 4, x2, a.gate.p, Nt, 0.0f);
       linearFwd(li + 5, x2, a.up.p, Nt, 0.0f);
       be->swigluForward(a.gate.p, a.up.p, a.h.p, static_cast<size_t>(Nt) * Fd);
+      if (!withOutput) return;
       be->copy(res[b + 1].p, a.resMid.p, sizeof(float) * Nt * Cd);
       linearFwd(li + 6, actQ(a.h.p, Nt, Fd), res[b + 1].p, Nt, 1.0f);
     }
-    be->rmsnormForward(res[L()].p, params[pNormF].w.p, lnf.p, rstdf.p, Nt, Cd, eps);
   }
 
   // Backward from dlnf (written by the classifier) down to the embedding.
@@ -192,7 +203,8 @@ struct Trainer::Impl {
     be->zero(dres.p, sizeof(float) * Nt * Cd);
     be->rmsnormBackward(res[L()].p, params[pNormF].w.p, rstdf.p, dlnf.p, dres.p, params[pNormF].g.p, Nt, Cd);
     for (int b = L() - 1; b >= 0; --b) {
-      BlockActs& a = acts[b];
+      if (recomputing()) blockForward(b, B, T, false);
+      BlockActs& a = actsOf(b);
       const int li = 7 * b;
       // MLP: res[b+1] = resMid + down(q(h))
       linearBwdData(li + 6, dres.p, dh.p, Nt, 0.0f);

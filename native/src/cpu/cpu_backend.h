@@ -41,6 +41,8 @@ class CpuBackend final : public Backend {
   size_t bytesInUse() const override;
   size_t peakBytes() const override;
   void resetPeak() override;
+  // Op scratch lives in plain host vectors owned by the backend and its threads, outside alloc().
+  size_t scratchBytes(const ScratchShape&) const override { return 0; }
 
   void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override;

@@ -1,0 +1,53 @@
+// Memory planning from TypeScript: which micro-batch and recompute mode a config would run with,
+// and what every alternative would cost, before any model is built.
+import { tableFromArrays, type Table } from "apache-arrow";
+import { nativeConfig, resolveConfig, type TrainerConfigInput } from "./config.js";
+import { native, type NativeMemoryPlanning } from "./native.js";
+import { formatBytes } from "./byteSize.js";
+
+export type MemoryPlanning = NativeMemoryPlanning;
+
+/**
+ * The execution plans the trainer considers for this config on its device (micro-batch sizes
+ * dividing `batch`, largest first; no recompute before block recompute), each with its predicted
+ * peak memory; `chosen` is the one `Trainer.create` would use (-1: nothing fits the budget).
+ */
+export function planMemory(input: TrainerConfigInput = {}): MemoryPlanning {
+  return native().planMemory(nativeConfig(resolveConfig(input)));
+}
+
+/** The planning as an Arrow table (one row per candidate), for notebooks. */
+export function planTable(p: MemoryPlanning): Table {
+  const c = p.candidates;
+  const col = (f: (x: (typeof c)[number]) => number) => Float64Array.from(c, f);
+  return tableFromArrays({
+    microBatch: Int32Array.from(c, (x) => x.microBatch),
+    recompute: c.map((x) => x.recompute),
+    chosen: c.map((_, i) => i === p.chosen),
+    fits: c.map((x) => x.fits),
+    totalBytes: col((x) => x.totalBytes),
+    params: col((x) => x.params),
+    optimizer: col((x) => x.optimizer),
+    grads: col((x) => x.grads),
+    ternaryState: col((x) => x.ternaryState),
+    activations: col((x) => x.activations),
+    scratch: col((x) => x.scratch),
+    backendScratch: col((x) => x.backendScratch),
+  });
+}
+
+/** Plain-text rendering for the CLI. */
+export function formatPlanning(p: MemoryPlanning): string {
+  const lines = [
+    `device ${p.device}; budget ${p.budget > 0 ? formatBytes(p.budget) : "none"}`,
+    "  microBatch  recompute  predicted peak  activations  fits",
+  ];
+  p.candidates.forEach((x, i) => {
+    lines.push(
+      `${i === p.chosen ? "→" : " "} ${String(x.microBatch).padStart(10)}  ${x.recompute.padEnd(9)}  ` +
+        `${formatBytes(x.totalBytes).padStart(14)}  ${formatBytes(x.activations).padStart(11)}  ${x.fits ? "yes" : "no"}`,
+    );
+  });
+  if (p.chosen < 0) lines.push("nothing fits the budget: lower batch or seq, or raise the budget");
+  return lines.join("\n");
+}
