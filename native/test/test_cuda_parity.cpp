@@ -4,7 +4,9 @@
 // Tolerances (|got - want| <= atol + rtol * |want| unless stated):
 //   gemm (TF32 tensor cores on sm_80+): |err| <= 2e-3 * sum_k |a_ik||b_kj| + 1e-5 (TF32 rounds
 //       each input to a 10-bit mantissa, rel. error 2^-11 per factor); fp32 mode (PRIMAL_TF32=0):
-//       1e-5 * sum_k |a||b| + 1e-6.
+//       1e-5 * sum_k |a||b| + 1e-6; bf16 mode (PRIMAL_GEMM=bf16: inputs rounded to bf16, 8-bit
+//       mantissa, rel. error 2^-9 per factor, fp32 accumulation): 1e-2 * sum_k |a||b| + 1e-5,
+//       i.e. ~1e-2 of the output scale (the bound is ~4e-3, so 2.5x margin).
 //   add, scale, poltMaterialize, poltProbabilities, embedding forward: bit-identical.
 //   sumSquares: rel 1e-12 (double accumulation, different summation order).
 //   embedding backward, rmsnorm fwd/bwd, rope, swiglu, adamw: atol 1e-5..1e-6, rtol 1e-5..1e-4
@@ -14,7 +16,11 @@
 //   actQuant: identical except at most 0.1% of elements (+2) that may differ by exactly one
 //       quantization step (rounding ties after x*s can land on the other side).
 //   classifier / logits: TF32 logits, so losses atol 3e-3 rtol 1e-3 and dx, dtable within
-//       1e-2 * max|ref|; with PRIMAL_TF32=0: losses 2e-5, dx/dtable 1e-4 * max|ref| + 1e-5.
+//       1e-2 * max|ref|; with PRIMAL_TF32=0: losses 2e-5, dx/dtable 1e-4 * max|ref| + 1e-5;
+//       bf16 GEMMs: losses atol 2e-2 rtol 5e-3, dx/dtable within 3e-2 * max|ref|.
+//   whole trainer, bf16 GEMMs: first micro-batch loss within 2e-2 relative of the CPU's.
+//   scratchBytes: the backend's own memory after running every op of a micro-batch shape is at
+//       most scratchBytes(shape) (fp32, tf32 and bf16 modes).
 //   steQuantize: gamma rel 1e-6; Wq identical except where W/gamma is within 1e-4 of +-0.5.
 //   poltVote: votes identical (deadzone 0); with a deadzone identical except where |G| is within
 //       1e-6 relative of the threshold; the returned sum rel 1e-9 (exact products, other order).
@@ -36,8 +42,10 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_entry.h"
 #include "primal/backend.h"
 #include "primal/error.h"
+#include "primal/trainer.h"
 #include "testing.h"
 
 namespace {
@@ -75,11 +83,13 @@ class EnvScope {
   bool had_ = false;
 };
 
-// fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops.
-std::unique_ptr<Backend> gpuFp32() {
-  EnvScope e("PRIMAL_TF32", "0");
-  return primal::makeCudaBackend(0);
-}
+// fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops (independent of PRIMAL_GEMM).
+std::unique_ptr<Backend> gpuFp32() { return primal::makeCudaBackendWithGemm(0, "fp32"); }
+
+// bf16 GEMM operands with fp32 accumulation (falls back to fp32 before sm_80).
+std::unique_ptr<Backend> gpuBf16() { return primal::makeCudaBackendWithGemm(0, "bf16"); }
+bool isBf16(const Backend& b) { return b.describe().find("BF16 GEMM") != std::string::npos &&
+                                       b.describe().find("needs sm_80") == std::string::npos; }
 
 [[noreturn]] void fail(const std::string& msg) { throw Failure{msg}; }
 
@@ -513,8 +523,8 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
   classifierCase(*P.cpu, *g32, 257, 48, 255, 256, 2e-5f, 1e-5f, 1e-4, 45, "classifier fp32 odd V");
   // GPT-2 vocab with a 128 MiB logits budget: 700 rows span two chunks of 640 rows.
   {
-    EnvScope e1("PRIMAL_TF32", "0"), e2("PRIMAL_CUDA_CLASSIFIER_MB", "128");
-    auto small = primal::makeCudaBackend(0);
+    EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+    auto small = gpuFp32();
     classifierCase(*P.cpu, *small, 700, 32, 50257, 50304, 2e-5f, 1e-5f, 1e-4, 50, "classifier fp32 chunks");
   }
   // logits()
@@ -659,6 +669,153 @@ PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, 
     P.gpu->poltFlip(code.g, vote.g, n, fp, nullptr, nullptr);
     expectSame("poltFlip no stats code", code.gpuHost(), code.cpuHost());
     expectSame("poltFlip no stats vote", vote.gpuHost(), vote.cpuHost());
+  }
+}
+
+// ---- bf16 GEMM mode (PRIMAL_GEMM=bf16) -----------------------------------------------------------
+
+PRIMAL_TEST("cuda/bf16 gemm: 4 transposes, strides, alpha/beta, unaligned rows, K=0, rounding") {
+  if (!haveGpu()) return;
+  auto cpu = primal::makeCpuBackend(1);
+  auto gpu = gpuBf16();
+  const bool bf16 = isBf16(*gpu);
+  std::printf("     %s%s\n", gpu->describe().c_str(), bf16 ? "" : " (no bf16 on this GPU: checks the fp32 fallback)");
+  EXPECT_TRUE(bf16 || gpu->describe().find("needs sm_80") != std::string::npos);
+  uint32_t seed = 500;
+  const int shapes[][3] = {{67, 129, 96}, {1, 300, 64}, {130, 7, 513}, {256, 768, 768}};
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (float beta : {0.0f, 0.5f}) {
+          // pad 4 keeps rows 16-byte aligned (vector conversion), pad 3 does not (scalar path).
+          checkGemm(*cpu, *gpu, 1e-2, seed, s[0], s[1], s[2], ta, tb, 0.75f, beta, beta == 0.0f ? 4 : 3);
+          seed += 3;
+        }
+  // The operands really are rounded to bf16: 1 + 2^-10 is exact in fp32 and TF32 (10-bit
+  // mantissa) but rounds to 1 in bf16 (7 explicit bits). K = 1 (scalar) and K = 16 (vector path).
+  for (int K : {1, 16}) {
+    std::vector<float> av(K, 0.0f), bv(K, 0.0f);
+    av[0] = 1.0f + 1.0f / 1024.0f;
+    bv[0] = 1.0f;
+    Dual<float> a(*cpu, *gpu, av), b(*cpu, *gpu, bv), c(*cpu, *gpu, std::vector<float>(1, 0.0f));
+    gpu->gemm(false, false, 1, 1, K, 1.0f, a.g, K, b.g, 1, 0.0f, c.g, 1);
+    const float got = c.gpuHost()[0];
+    EXPECT_EQ(got, bf16 ? 1.0f : av[0]);
+  }
+  // K == 0: C = beta * C.
+  Dual<float> c(*cpu, *gpu, std::vector<float>(6, 2.0f));
+  gpu->gemm(false, false, 2, 3, 0, 1.0f, c.g, 1, c.g, 3, 0.5f, c.g, 3);
+  for (float x : c.gpuHost()) EXPECT_EQ(x, 1.0f);
+}
+
+PRIMAL_TEST("cuda/bf16 classifier losses, dx, dtable (odd V tail, chunks), deterministic") {
+  if (!haveGpu()) return;
+  auto cpu = primal::makeCpuBackend(1);
+  auto gpu = gpuBf16();
+  classifierCase(*cpu, *gpu, 300, 64, 1000, 1024, 2e-2f, 5e-3f, 3e-2, 530, "classifier bf16");
+  classifierCase(*cpu, *gpu, 257, 48, 255, 256, 2e-2f, 5e-3f, 3e-2, 545, "classifier bf16 odd V");
+  EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+  auto small = gpuBf16();
+  classifierCase(*cpu, *small, 700, 32, 50257, 50304, 2e-2f, 5e-3f, 3e-2, 550, "classifier bf16 chunks");
+}
+
+namespace {
+std::vector<int32_t> textLikeTokens(size_t n, int vocab) {
+  std::vector<int32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 31 + (i / 7) * 3 + (i / 53)) % vocab);
+  return t;
+}
+}  // namespace
+
+PRIMAL_TEST("cuda/bf16 trainer one step: loss within 2e-2 of the CPU (PRIMAL_GEMM=bf16)") {
+  if (!haveGpu()) return;
+  for (primal::Quant q : {primal::Quant::Poltergeist, primal::Quant::FP}) {
+    primal::TrainConfig c;
+    c.model.vocab = 256;
+    c.model.dModel = 64;
+    c.model.layers = 2;
+    c.model.heads = 4;
+    c.model.ffn = 192;
+    c.model.seq = 64;
+    c.batch = 8;
+    c.quant = q;
+    c.actBits = q == primal::Quant::FP ? 0 : 8;
+    c.seed = 11;
+    c.totalSteps = 10;
+    primal::Trainer cpu(c, "cpu", 0);
+    std::unique_ptr<primal::Trainer> gpu;
+    {
+      EnvScope e("PRIMAL_GEMM", "bf16");
+      gpu = std::make_unique<primal::Trainer>(c, "cuda", 0);
+    }
+    auto data = textLikeTokens(100000, 256);
+    cpu.setTrainData(data);
+    gpu->setTrainData(data);
+    const float lc = cpu.accumulate(), lg = gpu->accumulate();
+    std::printf("     %s on %s: loss cpu %.6f gpu %.6f\n", primal::quantName(q), gpu->deviceName().c_str(), lc, lg);
+    EXPECT_TRUE(std::isfinite(lg));
+    EXPECT_NEAR(lg, lc, 0.0, 2e-2);
+  }
+}
+
+// scratchBytes(shape) bounds what the backend allocates for itself while running every op of a
+// micro-batch of that shape (ops at the model's shapes, GEMMs of the block and the classifier).
+PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16)") {
+  if (!haveGpu()) return;
+  primal::ScratchShape sh;
+  sh.B = 3; sh.T = 70; sh.C = 64; sh.H = 4; sh.F = 176; sh.V = 1000; sh.Vp = 1024;
+  const int N = sh.B * sh.T, C = sh.C, F = sh.F, H = sh.H, D = C / H, V = sh.V, Vp = sh.Vp;
+  for (const char* mode : {"fp32", "tf32", "bf16"}) {
+    auto gpu = primal::makeCudaBackendWithGemm(0, mode);
+    const size_t bound = gpu->scratchBytes(sh);
+    {
+      auto buf = [&](size_t n, uint32_t seed) {
+        float* p = static_cast<float*>(gpu->alloc(sizeof(float) * n));
+        auto v = randn(n, seed, 0.1f);
+        gpu->toDevice(p, v.data(), sizeof(float) * n);
+        return p;
+      };
+      const size_t nc = static_cast<size_t>(N) * C, nf = static_cast<size_t>(N) * F;
+      float *x = buf(nc, 1), *y = buf(nc, 2), *h = buf(nf, 3), *g = buf(nf, 4), *w = buf(C, 5);
+      float *rstd = buf(N, 6), *q = buf(nc, 7), *k = buf(nc, 8), *v = buf(nc, 9), *o = buf(nc, 10);
+      float *lse = buf(static_cast<size_t>(N) * H, 11), *dq = buf(nc, 12), *dk = buf(nc, 13), *dv = buf(nc, 14);
+      float *Wcc = buf(static_cast<size_t>(C) * C, 15), *Wfc = buf(static_cast<size_t>(F) * C, 16);
+      float *Gcc = buf(static_cast<size_t>(C) * C, 17), *Gfc = buf(static_cast<size_t>(F) * C, 18);
+      float *table = buf(static_cast<size_t>(Vp) * C, 19), *dtable = buf(static_cast<size_t>(Vp) * C, 20);
+      float *losses = buf(N, 21), *dw = buf(C, 23);
+      auto tv = randi(N, 22, 0, V - 1);
+      int32_t* tok = static_cast<int32_t*>(gpu->alloc(sizeof(int32_t) * N));
+      gpu->toDevice(tok, tv.data(), sizeof(int32_t) * N);
+      gpu->rmsnormForward(x, w, y, rstd, N, C, 1e-5f);
+      gpu->gemm(false, true, N, C, C, 1.0f, y, C, Wcc, C, 0.0f, q, C);     // q/k/v/o projections
+      gpu->gemm(false, true, N, F, C, 1.0f, y, C, Wfc, C, 0.0f, h, F);     // gate/up
+      gpu->gemm(false, true, N, C, F, 1.0f, h, F, Wfc, F, 0.0f, o, C);     // down (W [C,F])
+      gpu->gemm(false, false, N, C, F, 1.0f, g, F, Wfc, C, 0.0f, o, C);    // gate/up data grads
+      gpu->gemm(true, false, C, C, N, 1.0f, q, C, y, C, 1.0f, Gcc, C);     // weight gradients
+      gpu->gemm(true, false, F, C, N, 1.0f, g, F, y, C, 1.0f, Gfc, C);
+      gpu->gemm(true, false, C, F, N, 1.0f, o, C, h, F, 0.0f, Gfc, F);
+      gpu->rope(q, sh.B, sh.T, H, D, 10000.0f, false);
+      gpu->attentionForward(q, k, v, o, lse, sh.B, sh.T, H, D);
+      gpu->attentionBackward(q, k, v, o, lse, y, dq, dk, dv, sh.B, sh.T, H, D);
+      gpu->rmsnormBackward(x, w, rstd, y, dq, dw, N, C);
+      gpu->classifier(y, table, tok, losses, dq, dtable, N, C, V, 1.0f / N);
+      gpu->embeddingBackward(tok, y, dtable, N, C);
+      gpu->sync();
+      for (void* p : {static_cast<void*>(x), static_cast<void*>(y), static_cast<void*>(h), static_cast<void*>(g),
+                      static_cast<void*>(w), static_cast<void*>(rstd), static_cast<void*>(q), static_cast<void*>(k),
+                      static_cast<void*>(v), static_cast<void*>(o), static_cast<void*>(lse), static_cast<void*>(dq),
+                      static_cast<void*>(dk), static_cast<void*>(dv), static_cast<void*>(Wcc), static_cast<void*>(Wfc),
+                      static_cast<void*>(Gcc), static_cast<void*>(Gfc), static_cast<void*>(table),
+                      static_cast<void*>(dtable), static_cast<void*>(losses), static_cast<void*>(dw),
+                      static_cast<void*>(tok)})
+        gpu->free(p);
+    }
+    EXPECT_EQ(gpu->bytesInUse(), size_t(0));
+    gpu->resetPeak();  // nothing live: the peak is now the backend's own memory
+    const size_t own = gpu->peakBytes();
+    std::printf("     %s: own memory %zu bytes, scratchBytes %zu\n", mode, own, bound);
+    EXPECT_TRUE(own <= bound);
+    EXPECT_TRUE(own >= (size_t(32) << 20));  // at least the cuBLASLt workspace
   }
 }
 

@@ -43,6 +43,12 @@ struct FlipParams {
   bool bridgeOn;            // false: ladder -2 <-> 0 <-> +2
 };
 
+// The largest op shapes of one micro-batch (see scratchBytes): B windows of T tokens, model
+// width C, H heads, FFN width F, real vocab V, padded embedding rows Vp.
+struct ScratchShape {
+  int B = 0, T = 0, C = 0, H = 0, F = 0, V = 0, Vp = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -61,6 +67,10 @@ class Backend {
   virtual size_t bytesInUse() const = 0;
   virtual size_t peakBytes() const = 0;  // high-water mark of bytesInUse (device memory)
   virtual void resetPeak() = 0;
+  // Upper bound of the memory the backend allocates for itself (GEMM workspace, op scratch) while
+  // the trainer runs micro-batches of this shape; this memory is counted in peakBytes. Memory
+  // budgets are planned with it before anything is allocated.
+  virtual size_t scratchBytes(const ScratchShape& shape) const = 0;
 
   // ---- dense linear algebra --------------------------------------------------------------
   // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major; lda/ldb/ldc are row strides

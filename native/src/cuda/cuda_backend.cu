@@ -1,9 +1,12 @@
 // primal::Backend for NVIDIA GPUs: memory (a small caching allocator over cudaMalloc), one stream,
-// GEMMs through cuBLASLt (TF32 tensor cores on sm_80+), and the op kernels of kernels_*.cu.
+// GEMMs through cuBLASLt (TF32 tensor cores on sm_80+ by default; PRIMAL_GEMM=fp32|tf32|bf16 picks
+// the mode, bf16 = operands rounded to bf16 with fp32 accumulation), and the op kernels of
+// kernels_*.cu.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -112,17 +115,36 @@ int alignOf(const void* p) {
   return al;
 }
 
+// GEMM precision. FP32: fp32 operands, CUBLAS_COMPUTE_32F. TF32: fp32 operands,
+// CUBLAS_COMPUTE_32F_FAST_TF32 (sm_80+). BF16: operands converted to bf16 in backend scratch,
+// CUBLAS_COMPUTE_32F (fp32 accumulation), fp32 C/D (sm_80+).
+enum class GemmMode { FP32 = 0, TF32 = 1, BF16 = 2 };
+
+const char* gemmModeName(GemmMode m) {
+  switch (m) {
+    case GemmMode::FP32: return "fp32";
+    case GemmMode::TF32: return "tf32";
+    case GemmMode::BF16: return "bf16";
+  }
+  return "?";
+}
+
+// Leading dimension (elements) of a bf16 copy of a matrix with `cols` columns: 16-byte rows.
+int bf16Ld(int cols) { return (cols + 7) / 8 * 8; }
+
 struct GemmKey {
   bool ta, tb;
+  int mode;  // GemmMode: operand types and compute type of the plan
   int M, N, K, lda, ldb, ldc, alA, alB, alC;
   bool operator==(const GemmKey& o) const {
-    return ta == o.ta && tb == o.tb && M == o.M && N == o.N && K == o.K && lda == o.lda &&
-           ldb == o.ldb && ldc == o.ldc && alA == o.alA && alB == o.alB && alC == o.alC;
+    return ta == o.ta && tb == o.tb && mode == o.mode && M == o.M && N == o.N && K == o.K &&
+           lda == o.lda && ldb == o.ldb && ldc == o.ldc && alA == o.alA && alB == o.alB &&
+           alC == o.alC;
   }
 };
 struct GemmKeyHash {
   size_t operator()(const GemmKey& k) const {
-    size_t h = (k.ta ? 1u : 0u) | (k.tb ? 2u : 0u);
+    size_t h = (k.ta ? 1u : 0u) | (k.tb ? 2u : 0u) | (static_cast<size_t>(k.mode) << 2);
     for (int v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc, k.alA, k.alB, k.alC})
       h = h * 1000003u ^ static_cast<size_t>(static_cast<unsigned>(v));
     return h;
@@ -147,11 +169,16 @@ class DeviceGuard {
   }
 };
 
+// Round-up of one ensure()d scratch request (see CudaBackend::ensure).
+size_t ensureBytes(size_t bytes) { return roundAlloc(std::max<size_t>(bytes, 256)); }
+
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int dev) : dev_(dev) {
+  // gemmMode: "fp32", "tf32", "bf16", or empty for the environment (PRIMAL_GEMM, else
+  // PRIMAL_TF32=0 -> fp32, else tf32 on sm_80+ and fp32 before).
+  explicit CudaBackend(int dev, const std::string& gemmMode = std::string()) : dev_(dev) {
     try {
-      init();
+      init(gemmMode);
     } catch (...) {
       release();
       throw;
@@ -239,6 +266,55 @@ class CudaBackend final : public Backend {
   void resetPeak() override {
     std::lock_guard<std::mutex> lk(mu_);
     peak_ = inUse_ + scratchInUse_;
+  }
+
+  // Everything counted in scratchInUse_: the cuBLASLt workspace, DevSmall, and each ensure()d
+  // scratch at the size the ops request for the largest calls of one micro-batch (N = B*T rows).
+  // Scratch never shrinks and ensure() keeps one block per scratch, so the sum is an upper bound.
+  size_t scratchBytes(const ScratchShape& sh) const override {
+    size_t total = kWorkspaceBytes + roundAlloc(sizeof(DevSmall));
+    const int B = std::max(sh.B, 0), T = std::max(sh.T, 0), C = std::max(sh.C, 0);
+    const int H = std::max(sh.H, 0), F = std::max(sh.F, 0), V = std::max(sh.V, 0);
+    const int Vp = std::max(sh.Vp, V);
+    const size_t N = static_cast<size_t>(B) * T;
+    if (N == 0 || N > static_cast<size_t>(std::numeric_limits<int>::max())) {
+      if (N != 0) throw Error("scratchBytes (cuda): B*T too large");
+      return total;
+    }
+    const int Ni = static_cast<int>(N);
+    if (C > 0) {
+      {
+        DeviceGuard g(dev_);  // the CUB temp-size query uses the current device
+        total += ensureBytes(embeddingBackwardScratchBytes(Ni));
+      }
+      total += ensureBytes(rmsnormBackwardScratchBytes(Ni, C));
+      if (H > 0 && C % H == 0 && (C / H) % 2 == 0)
+        total += ensureBytes(sizeof(float2) * static_cast<size_t>(T) * ((C / H) / 2));
+    }
+    if (H > 0) total += ensureBytes(attentionBackwardScratchBytes(B, T, H));
+    size_t R = 0;
+    if (V > 0 && C > 0) {
+      R = static_cast<size_t>(classifierRows(Ni, V));
+      total += ensureBytes(classifierRowBytes(V) * R);
+    }
+    if (mode_ == GemmMode::BF16) {
+      // bf16 copies of GEMM operands (2 bytes per element, rows padded to bf16Ld). A operands:
+      // activations / output gradients [N, C or F], the classifier's x chunk [R, C] and its
+      // dlogits chunk [R, ldL]. B operands: weights [F, C], [C, F], [C, C], activations [N, C or F]
+      // (weight gradients), the embedding table [V, C] and the x chunk [R, C].
+      const size_t CF = static_cast<size_t>(bf16Ld(std::max(C, F)));
+      size_t a = N * CF, b = N * CF;
+      b = std::max(b, static_cast<size_t>(F) * bf16Ld(C));
+      b = std::max(b, static_cast<size_t>(C) * bf16Ld(std::max(C, F)));
+      if (R) {
+        a = std::max(a, R * static_cast<size_t>(bf16Ld(C)));
+        a = std::max(a, R * static_cast<size_t>(classifierLd(V)));
+        b = std::max(b, R * static_cast<size_t>(bf16Ld(C)));
+        b = std::max(b, static_cast<size_t>(Vp) * bf16Ld(C));
+      }
+      total += ensureBytes(2 * a) + ensureBytes(2 * b);
+    }
+    return total;
   }
 
   // ---- GEMM --------------------------------------------------------------------------------
@@ -350,11 +426,10 @@ class CudaBackend final : public Backend {
     // Rows are processed in chunks: logits of a chunk (padded row stride for aligned GEMMs) ->
     // in-place softmax/loss/dlogits -> dx chunk and dtable update. The chunk size depends only on
     // (N, V), so the dtable summation order is fixed.
-    const int ldL = (V + 31) / 32 * 32;
-    const size_t rowBytes = sizeof(float) * static_cast<size_t>(ldL);
-    int R = static_cast<int>(std::min<size_t>(static_cast<size_t>(N), std::max<size_t>(1, clsBudget_ / rowBytes)));
-    if (R >= 64 && R < N) R -= R % 64;
-    float* L = static_cast<float*>(ensure(clsScratch_, rowBytes * static_cast<size_t>(R)));
+    const int ldL = classifierLd(V);
+    const int R = classifierRows(N, V);
+    float* L = static_cast<float*>(ensure(clsScratch_, classifierRowBytes(V) * static_cast<size_t>(R)));
+    const bool bf16 = mode_ == GemmMode::BF16;
     // The vocabulary is split into V0 (a multiple of 64) + a small tail: with an odd V (GPT-2's
     // 50257) in the contiguous output or reduction dimension cuBLASLt picks kernels at 1/3 of the
     // speed measured on H100 (130 vs ~350 TFLOP/s); only the first V rows of table may be read.
@@ -368,10 +443,20 @@ class CudaBackend final : public Backend {
       launchSoftmaxXent(L, ldL, rows, V, targets + r0, losses + r0, dx != nullptr, gradScale, st_);
       if (dx) {
         float* dxc = dx + static_cast<size_t>(r0) * C;
-        gemmImpl(false, false, rows, C, V0, 1.0f, L, ldL, table, C, 0.0f, dxc, C);
-        if (Vt) gemmImpl(false, false, rows, C, Vt, 1.0f, L + V0, ldL, tableT, C, 1.0f, dxc, C);
-        gemmImpl(true, false, V0, C, rows, 1.0f, L, ldL, xc, C, 1.0f, dtable, C);
-        if (Vt) gemmImpl(true, false, Vt, C, rows, 1.0f, L + V0, ldL, xc, C, 1.0f, dtable + static_cast<size_t>(V0) * C, C);
+        // dlogits is the A operand of the four GEMMs below; in bf16 mode it is converted once
+        // (into bfA_, which the GEMMs then leave alone: they convert only their B operand).
+        Operand Lh{L, ldL, false}, Lt{L + V0, ldL, false};
+        if (bf16) {
+          uint16_t* Lb = static_cast<uint16_t*>(ensure(bfA_, sizeof(uint16_t) * static_cast<size_t>(rows) * ldL));
+          launchFloatToBf16(L, ldL, Lb, ldL, rows, V, st_);
+          Lh = Operand{Lb, ldL, true};
+          Lt = Operand{Lb + V0, ldL, true};
+        }
+        const Operand tab{table, C, false}, tabT{tableT, C, false}, xo{xc, C, false};
+        gemmOp(false, false, rows, C, V0, 1.0f, Lh, tab, 0.0f, dxc, C);
+        if (Vt) gemmOp(false, false, rows, C, Vt, 1.0f, Lt, tabT, 1.0f, dxc, C);
+        gemmOp(true, false, V0, C, rows, 1.0f, Lh, xo, 1.0f, dtable, C);
+        if (Vt) gemmOp(true, false, Vt, C, rows, 1.0f, Lt, xo, 1.0f, dtable + static_cast<size_t>(V0) * C, C);
       }
     }
   }
@@ -465,8 +550,26 @@ class CudaBackend final : public Backend {
     void* p = nullptr;
     size_t bytes = 0;
   };
+  // A GEMM operand as stored (row-major, row stride ld): fp32, or a bf16 copy (bf16 mode only).
+  struct Operand {
+    const void* p;
+    int ld;
+    bool bf16;
+  };
 
-  void init() {
+  // Classifier chunking (shared by classifier() and scratchBytes()): logits row stride (V padded
+  // to 32), bytes per logits row, and rows per chunk from the logits budget (a multiple of 64
+  // unless that would be 0 or all of N).
+  static int classifierLd(int V) { return (V + 31) / 32 * 32; }
+  static size_t classifierRowBytes(int V) { return sizeof(float) * static_cast<size_t>(classifierLd(V)); }
+  int classifierRows(int N, int V) const {
+    const size_t rowBytes = classifierRowBytes(V);
+    int R = static_cast<int>(std::min<size_t>(static_cast<size_t>(N), std::max<size_t>(1, clsBudget_ / rowBytes)));
+    if (R >= 64 && R < N) R -= R % 64;
+    return R;
+  }
+
+  void init(const std::string& gemmModeArg) {
     int count = 0;
     PRIMAL_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (dev_ < 0 || dev_ >= count)
@@ -478,16 +581,34 @@ class CudaBackend final : public Backend {
     smemOptin_ = prop.sharedMemPerBlockOptin ? prop.sharedMemPerBlockOptin : prop.sharedMemPerBlock;
     int rt = 0;
     PRIMAL_CUDA_CHECK(cudaRuntimeGetVersion(&rt));
-    tf32_ = prop.major >= 8 && !envDisabled("PRIMAL_TF32");
+    // GEMM mode: the argument, else PRIMAL_GEMM, else PRIMAL_TF32=0 -> fp32, else tf32.
+    std::string want = gemmModeArg;
+    if (want.empty())
+      if (const char* e = std::getenv("PRIMAL_GEMM")) want = e;
+    if (want.empty()) want = envDisabled("PRIMAL_TF32") ? "fp32" : "tf32";
+    std::string gemmNote;
+    if (want == "fp32") {
+      mode_ = GemmMode::FP32;
+    } else if (want == "tf32" || want == "bf16") {
+      if (prop.major >= 8) {
+        mode_ = want == "bf16" ? GemmMode::BF16 : GemmMode::TF32;
+      } else {
+        mode_ = GemmMode::FP32;
+        if (want == "bf16") gemmNote = ", FP32 GEMM (BF16 GEMM needs sm_80+)";
+      }
+    } else {
+      throw Error("PRIMAL_GEMM / GEMM mode must be fp32, tf32 or bf16, got '" + want + "'");
+    }
     clsBudget_ = std::min(kClassifierMaxBytes, std::max(kClassifierMinBytes, prop.totalGlobalMem / 32));
     if (const char* mb = std::getenv("PRIMAL_CUDA_CLASSIFIER_MB")) {
       const long v = std::strtol(mb, nullptr, 10);
       if (v > 0) clsBudget_ = static_cast<size_t>(v) << 20;
     }
-    computeType_ = tf32_ ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    computeType_ = mode_ == GemmMode::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const char* modeNote = mode_ == GemmMode::TF32 ? ", TF32" : mode_ == GemmMode::BF16 ? ", BF16 GEMM" : "";
     describe_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
                 ", CUDA " + std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10) +
-                (tf32_ ? ", TF32" : "") + ")";
+                modeNote + gemmNote + ")";
     PRIMAL_CUDA_CHECK(cudaStreamCreateWithFlags(&st_, cudaStreamNonBlocking));
     PRIMAL_CUBLAS_CHECK(cublasLtCreate(&lt_));
     {
@@ -529,7 +650,7 @@ class CudaBackend final : public Backend {
     live_.clear();
     for (auto& kv : cache_) (void)cudaFree(kv.second);
     cache_.clear();
-    for (Scratch* s : {&embScratch_, &normScratch_, &ropeScratch_, &attnScratch_, &clsScratch_})
+    for (Scratch* s : {&embScratch_, &normScratch_, &ropeScratch_, &attnScratch_, &clsScratch_, &bfA_, &bfB_})
       if (s->p) (void)cudaFree(s->p);
     if (workspace_) (void)cudaFree(workspace_);
     if (dsRaw_) (void)cudaFree(dsRaw_);
@@ -610,13 +731,17 @@ class CudaBackend final : public Backend {
     if (it != plans_.end()) return it->second;
     // Column-major view of the row-major problem: C^T[N,M] = op(B)^T[N,K] * op(A)^T[K,M].
     GemmPlan p;
-    PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, computeType_, CUDA_R_32F));
+    // bf16 mode: bf16 A/B, fp32 C/D, fp32 accumulation and scale (alpha, beta stay float).
+    const bool bf16 = k.mode == static_cast<int>(GemmMode::BF16);
+    const cudaDataType_t abType = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : computeType_;
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F));
     const cublasOperation_t opA = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "A" is our B
     const cublasOperation_t opB = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "B" is our A
     PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)));
     PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)));
-    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb));
-    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, abType, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, abType, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda));
     PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc));
     cublasLtMatmulPreference_t pref = nullptr;
     PRIMAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -645,7 +770,8 @@ class CudaBackend final : public Backend {
                   " N=" + std::to_string(k.N) + " K=" + std::to_string(k.K) + " transA=" +
                   std::to_string(k.ta) + " transB=" + std::to_string(k.tb) + " lda=" +
                   std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) + " ldc=" +
-                  std::to_string(k.ldc) + " (" + cublasStatusName(hs) + ")");
+                  std::to_string(k.ldc) + " mode=" + gemmModeName(static_cast<GemmMode>(k.mode)) +
+                  " (" + cublasStatusName(hs) + ")");
     }
     p.algo = res[0].algo;
     return plans_.emplace(k, p).first->second;
@@ -653,26 +779,49 @@ class CudaBackend final : public Backend {
 
   void gemmImpl(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
                 const float* B, int ldb, float beta, float* C, int ldc) {
+    gemmOp(transA, transB, M, N, K, alpha, Operand{A, lda, false}, Operand{B, ldb, false}, beta, C, ldc);
+  }
+
+  // bf16 copy of a stored rows x cols fp32 matrix (row stride ld) in scratch `s`.
+  Operand toBf16(Scratch& s, const Operand& x, int rows, int cols) {
+    const int ldb = bf16Ld(cols);
+    void* p = ensure(s, sizeof(uint16_t) * static_cast<size_t>(rows) * ldb);
+    launchFloatToBf16(static_cast<const float*>(x.p), x.ld, p, ldb, rows, cols, st_);
+    return Operand{p, ldb, true};
+  }
+
+  // C = alpha op(A) op(B) + beta C. In bf16 mode fp32 operands are converted first (A into bfA_,
+  // B into bfB_); operands already in bf16 are used as they are.
+  void gemmOp(bool transA, bool transB, int M, int N, int K, float alpha, Operand A, Operand B,
+              float beta, float* C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
       launchScaleMatrix(C, M, N, ldc, beta, st_);
       return;
     }
     const int needA = transA ? M : K, needB = transB ? K : N;
-    if (lda < needA || ldb < needB || ldc < N)
-      throw Error("gemm (cuda): leading dimension too small (lda=" + std::to_string(lda) + " ldb=" +
-                  std::to_string(ldb) + " ldc=" + std::to_string(ldc) + " for M=" + std::to_string(M) +
+    if (A.ld < needA || B.ld < needB || ldc < N)
+      throw Error("gemm (cuda): leading dimension too small (lda=" + std::to_string(A.ld) + " ldb=" +
+                  std::to_string(B.ld) + " ldc=" + std::to_string(ldc) + " for M=" + std::to_string(M) +
                   " N=" + std::to_string(N) + " K=" + std::to_string(K) + ")");
-    GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, alignOf(A), alignOf(B), alignOf(C)};
+    const bool bf16 = mode_ == GemmMode::BF16;
+    if (bf16) {
+      if (!A.bf16) A = toBf16(bfA_, A, transA ? K : M, transA ? M : K);
+      if (!B.bf16) B = toBf16(bfB_, B, transB ? N : K, transB ? K : N);
+    } else if (A.bf16 || B.bf16) {
+      throw Error("gemm (cuda): internal error: bf16 operand outside bf16 mode");
+    }
+    GemmKey key{transA, transB, static_cast<int>(mode_), M, N, K, A.ld, B.ld, ldc,
+                alignOf(A.p), alignOf(B.p), alignOf(C)};
     const GemmPlan& p = plan(key);
-    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c,
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B.p, p.a, A.p, p.b, &beta, C, p.c, C, p.c,
                                        &p.algo, workspace_, kWorkspaceBytes, st_));
   }
 
   int dev_;
   std::string describe_;
   size_t smemOptin_ = 48 * 1024;
-  bool tf32_ = false;
+  GemmMode mode_ = GemmMode::FP32;
   size_t clsBudget_ = kClassifierMinBytes;
   cublasComputeType_t computeType_ = CUBLAS_COMPUTE_32F;
   cudaStream_t st_ = nullptr;
@@ -691,6 +840,7 @@ class CudaBackend final : public Backend {
   size_t inUse_ = 0, scratchInUse_ = 0, peak_ = 0;
 
   Scratch embScratch_, normScratch_, ropeScratch_, attnScratch_, clsScratch_;
+  Scratch bfA_, bfB_;  // bf16 copies of the A and B operands of a GEMM (bf16 mode only)
   int ropeD_ = 0, ropeT_ = 0;
   float ropeTheta_ = 0.0f;
 
@@ -711,6 +861,10 @@ int cudaDeviceCountImpl() {
 
 std::unique_ptr<Backend> makeCudaBackendImpl(int deviceIndex) {
   return std::make_unique<cuda::CudaBackend>(deviceIndex);
+}
+
+std::unique_ptr<Backend> makeCudaBackendWithGemm(int deviceIndex, const std::string& gemmMode) {
+  return std::make_unique<cuda::CudaBackend>(deviceIndex, gemmMode);
 }
 
 }  // namespace primal

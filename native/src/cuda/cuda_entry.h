@@ -2,6 +2,7 @@
 // Plain C++: includable by translation units that are not compiled by nvcc.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "primal/backend.h"
 
@@ -10,6 +11,11 @@ namespace primal {
 // Creates the CUDA backend on device `deviceIndex` (0-based). Throws primal::Error when the
 // device cannot be used (bad index, driver missing, cuBLASLt init failure).
 std::unique_ptr<Backend> makeCudaBackendImpl(int deviceIndex);
+
+// The same with an explicit GEMM mode: "fp32", "tf32" or "bf16" (then PRIMAL_GEMM / PRIMAL_TF32
+// are ignored), or "" for the environment as makeCudaBackendImpl. tf32 and bf16 fall back to fp32
+// before sm_80 (describe() says so for bf16). Throws primal::Error for another mode name.
+std::unique_ptr<Backend> makeCudaBackendWithGemm(int deviceIndex, const std::string& gemmMode);
 
 // Number of visible CUDA devices; 0 when the driver is missing or reports none (never throws).
 int cudaDeviceCountImpl();

@@ -66,6 +66,13 @@ void launchAttentionBackward(const float* q, const float* k, const float* v, con
 void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets,
                        float* losses, bool writeGrad, float gradScale, cudaStream_t st);
 
+// ---- GEMM operand conversion (kernels_convert.cu) ------------------------------------------
+// dst[r, c] = bf16(src[r, c]) (round to nearest even) for r < rows, c < cols; src row stride lds
+// floats, dst row stride ldd bf16 elements (dst is __nv_bfloat16 storage, 2 bytes each). Any
+// shape and alignment; 16-byte vector accesses when the row starts allow them.
+void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, int cols,
+                       cudaStream_t st);
+
 // ---- quantizers (kernels_quant.cu) ----------------------------------------------------------
 // gamma = max(absSum / n, 1e-8) (absSum on the device); Wq = gamma*clamp(rint(W/gamma),-1,1);
 // writes gamma to *gammaOut.

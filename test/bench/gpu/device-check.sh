@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-shot GPU check: builds the core with CUDA, runs the CUDA parity tests and the trainer
-# tests, then benchmarks ghost-0.1b (poltergeist, ste, fp) beside PyTorch (eager and
-# torch.compile, bf16 autocast, BitNet STE) on the same GPU. Needs no Node.
-# Results go to $OUT (or ./gpu-results): env.txt, build.log, tests.log, bench.jsonl, summary.txt.
+# tests, then benchmarks ghost-0.1b (poltergeist, ste, fp, and poltergeist with PRIMAL_GEMM=bf16)
+# beside PyTorch (eager and torch.compile, bf16 autocast, BitNet STE) on the same GPU. Needs no Node.
+# Results go to $OUT (or ./gpu-results): env.txt, build.log, tests.log, tests-bf16.log,
+# tests-ops.log, bench.jsonl, summary.txt.
 set -u
 OUT=${OUT:-$(pwd)/gpu-results}
 mkdir -p "$OUT"
@@ -45,6 +46,11 @@ for q in poltergeist ste fp; do
   timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant $q --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
   log "primal $q: $(tail -1 "$OUT/bench.jsonl")"
 done
+# Opt-in bf16 GEMMs (bf16 operands, fp32 accumulation; see native/src/cuda/README.md).
+PRIMAL_GEMM=bf16 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+log "primal poltergeist PRIMAL_GEMM=bf16: $(tail -1 "$OUT/bench.jsonl")"
+timeout 60 "$BUILD/primal_core_test" cuda/bf16 > "$OUT/tests-bf16.log" 2>&1; log "cuda bf16 tests exit $? : $(tail -1 "$OUT/tests-bf16.log")"
+grep -E "FAIL|     " "$OUT/tests-bf16.log" | head -20
 timeout 60 "$BUILD/primal_core_test" cuda/ > "$OUT/tests-ops.log" 2>&1; log "all cuda tests exit $? : $(tail -1 "$OUT/tests-ops.log")"
 PEER="$ROOT/test/bench/peer/torch_peer.py"
 if [ "${PEER_QUICK:-0}" = 1 ]; then set -- "--quant ste --bf16"; else set -- "--quant ste --bf16" "--quant ste --bf16 --compile" "--quant fp --bf16 --compile"; fi
