@@ -102,6 +102,44 @@ PRIMAL_TEST("cuda/trainer same seed gives bit-identical GPU runs") {
   for (int l = 0; l < static_cast<int>(a.layers().size()); ++l) EXPECT_TRUE(a.codes(l) == b.codes(l));
 }
 
+PRIMAL_TEST("cuda/trainer memory plan: block recompute is bit-identical; the plan bounds the peak") {
+  if (!haveGpu()) return;
+  auto data = textLike(100000, 256);
+  for (Quant q : {Quant::FP, Quant::Poltergeist}) {
+    TrainConfig c = tinyConfig(q);
+    c.recompute = Recompute::None;
+    TrainConfig cr = c;
+    cr.recompute = Recompute::Block;
+    Trainer a(c, "cuda", 0), b(cr, "cuda", 0);
+    a.setTrainData(data);
+    b.setTrainData(data);
+    for (int s = 0; s < 5; ++s) EXPECT_EQ(a.trainStep().loss, b.trainStep().loss);
+    if (q == Quant::Poltergeist)
+      for (int l = 0; l < static_cast<int>(a.layers().size()); ++l) EXPECT_TRUE(a.votes(l) == b.votes(l));
+    for (Trainer* t : {&a, &b}) {
+      // The trainer's own buffers are predicted exactly; backend scratch is an upper bound.
+      auto plan = planMemory(t->config(), t->backend());
+      const MemoryPlan& p = plan.candidates[plan.chosen];
+      const size_t peak = t->backend().peakBytes();
+      std::printf("     %s recompute %s: planned %zu, peak %zu, backend scratch bound %zu\n", quantName(q),
+                  recomputeName(t->config().recompute), t->plannedBytes(), peak, p.backendScratch);
+      EXPECT_TRUE(peak <= t->plannedBytes());
+      EXPECT_TRUE(peak + p.backendScratch >= t->plannedBytes());
+    }
+  }
+  // A budget below the unchunked plan picks a smaller plan that still trains.
+  TrainConfig c = tinyConfig(Quant::Poltergeist);
+  c.memoryBudget = 1ull << 40;
+  auto be = makeCudaBackend(0);
+  auto all = planMemory(c, *be);
+  c.memoryBudget = all.candidates[2].totalBytes;
+  Trainer t(c, "cuda", 0);
+  EXPECT_TRUE(t.plannedBytes() <= c.memoryBudget);
+  t.setTrainData(data);
+  EXPECT_TRUE(std::isfinite(t.trainStep().loss));
+  EXPECT_TRUE(t.backend().peakBytes() <= c.memoryBudget);
+}
+
 PRIMAL_TEST("cuda/trainer out of memory becomes an exception and the process survives") {
   if (!haveGpu()) return;
   TrainConfig c = tinyConfig(Quant::Poltergeist);

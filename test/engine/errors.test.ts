@@ -51,6 +51,12 @@ describe("bad configs throw clear errors", () => {
     ["bridge out of range", { ...BASE, knobs: { bridge: 1 } }, /bridge: must be a number in \(0, 1\) or null/],
     ["knobs not an object", { ...BASE, knobs: 3 }, /config\.knobs must be an object/],
     ["unknown device", { ...BASE, device: "tpu" }, /unknown device 'tpu'/],
+    ["microBatch not dividing batch", { ...BASE, batch: 4, microBatch: 3 }, /microBatch: must divide batch \(4\), or be 0\/auto, got 3/],
+    ["microBatch above batch", { ...BASE, batch: 4, microBatch: 8 }, /microBatch: must divide batch/],
+    ["unknown recompute", { ...BASE, recompute: "most" }, /recompute: unknown mode 'most' \(allowed: none, block, auto\)/],
+    ["recompute not a string", { ...BASE, recompute: 1 }, /config\.recompute must be 'none', 'block' or 'auto'/],
+    ["negative memoryBudget", { ...BASE, memoryBudget: -1 }, /config\.memoryBudget must be a whole number of bytes >= 0/],
+    ["memoryBudget too small", { ...BASE, memoryBudget: 1000 }, /memoryBudget .* is too small: the leanest plan \(microBatch 1, recompute block\) needs/],
   ];
   for (const [name, cfg, msg] of cases) {
     it(name, () => {
@@ -164,9 +170,9 @@ describe("bad calls on a live trainer", () => {
     await expect(nt.generate(prompt, 0)).resolves.toHaveLength(0);
 
     const four = tokens(4);
-    expect(() => nt.batchLoss(four, four, -2, -2)).toThrow(/batchLoss: B must be in \[1, batch\] and T in \[1, seq\]/);
+    expect(() => nt.batchLoss(four, four, -2, -2)).toThrow(/batchLoss: B must be in \[1, 4\] \(the micro-batch\) and T in \[1, 32\]/);
     expect(() => nt.batchLoss(four, four, 2, 3)).toThrow(/must both hold B\*T tokens/);
-    expect(() => nt.batchLoss(tokens(5 * 32), tokens(5 * 32), 5, 32)).toThrow(/B must be in \[1, batch\]/);
+    expect(() => nt.batchLoss(tokens(5 * 32), tokens(5 * 32), 5, 32)).toThrow(/B must be in \[1, 4\] \(the micro-batch\)/);
     expect(() => nt.batchLoss(Int32Array.from([1, 2]), Int32Array.from([1, 400]), 1, 2)).toThrow(/targets: token id 400/);
     expect(() => nt.batchLoss(four, four as unknown as Int32Array, 1, 4)).not.toThrow();
   });
