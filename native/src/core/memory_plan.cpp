@@ -40,11 +40,13 @@ MemoryPlan estimate(const TrainConfig& cfg, int micro, Recompute rc, const Backe
   // Activations: one set per block, or one shared set under block recompute; plus the residual
   // streams, the final norm's output and its statistics.
   const size_t sets = rc == Recompute::Block ? 1 : L;
-  const size_t perSet = (7 * N * C + 3 * N * F + 2 * N + static_cast<size_t>(micro) * mc.heads * T) * kF;
+  const size_t perSet = (5 * N * C + 2 * N * F + 2 * N + static_cast<size_t>(micro) * mc.heads * T) * kF;
   r.activations = sets * perSet + (L + 1) * N * C * kF + (N * C + N) * kF;
 
   const size_t maxW = std::max(C * C, C * F);
-  r.scratch = (7 * N * C + 3 * N * F + N) * kF + V * kF + 2 * N * sizeof(int32_t);
+  // Gradients of activations (7 [N,C] incl. lnf's, 3 [N,F]), the recomputed norm output and
+  // SwiGLU product, per-token losses, one row of logits and the token ids.
+  r.scratch = (8 * N * C + 4 * N * F + N) * kF + V * kF + 2 * N * sizeof(int32_t);
   if (cfg.actBits) r.scratch += N * std::max(C, F) * kF;
   if (cfg.quant != Quant::FP) r.scratch += maxW * kF;
   if (polt) r.scratch += maxW * kF;

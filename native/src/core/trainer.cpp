@@ -1,6 +1,6 @@
 // The Ghost transformer (DESIGN §2) and its training step (DESIGN §4–§5) over any Backend.
-// Activations kept for backward per block: residual after attention, both norm outputs, q/k/v
-// (after RoPE), attention output, gate/up/h and the norm/attention statistics. Quantized
+// Activations kept for backward per block: residual after attention, q/k/v (after RoPE), attention
+// output, gate/up and the norm/attention statistics. Norm outputs, the SwiGLU product, quantized
 // activations and materialized BitLinear weights are recomputed on use, so a Poltergeist layer
 // costs 2 bytes per weight of state (code + vote) and one shared scratch.
 #include <algorithm>
@@ -137,17 +137,17 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
   m.acts.resize(cfg_.recompute == Recompute::Block ? 1 : Lc);
   const size_t lseN = static_cast<size_t>(B) * mc.heads * T;
   for (auto& a : m.acts) {
-    for (DBuf<float>* bf : {&a.resMid, &a.ln1, &a.q, &a.k, &a.v, &a.att, &a.ln2}) bf->alloc(be_.get(), N * Cd);
-    for (DBuf<float>* bf : {&a.gate, &a.up, &a.h}) bf->alloc(be_.get(), N * Fd);
+    for (DBuf<float>* bf : {&a.resMid, &a.q, &a.k, &a.v, &a.att}) bf->alloc(be_.get(), N * Cd);
+    for (DBuf<float>* bf : {&a.gate, &a.up}) bf->alloc(be_.get(), N * Fd);
     a.rstd1.alloc(be_.get(), N);
     a.rstd2.alloc(be_.get(), N);
     a.lse.alloc(be_.get(), lseN);
   }
   m.res.resize(Lc + 1);
   for (auto& r : m.res) r.alloc(be_.get(), N * Cd);
-  for (DBuf<float>* bf : {&m.lnf, &m.dlnf, &m.dres, &m.dln, &m.dq, &m.dk, &m.dv, &m.datt})
+  for (DBuf<float>* bf : {&m.lnf, &m.dlnf, &m.dres, &m.dln, &m.dq, &m.dk, &m.dv, &m.datt, &m.lnS})
     bf->alloc(be_.get(), N * Cd);
-  for (DBuf<float>* bf : {&m.dgate, &m.dup, &m.dh}) bf->alloc(be_.get(), N * Fd);
+  for (DBuf<float>* bf : {&m.dgate, &m.dup, &m.dh, &m.hS}) bf->alloc(be_.get(), N * Fd);
   m.rstdf.alloc(be_.get(), N);
   m.losses.alloc(be_.get(), N);
   if (cfg_.actBits) m.qscratch.alloc(be_.get(), N * std::max(Cd, Fd));
@@ -615,13 +615,14 @@ MemoryReport Trainer::memory() const {
     r.ternaryWeights += l.n;
   }
   for (auto& a : m.acts)
-    for (const DBuf<float>* b : {&a.resMid, &a.ln1, &a.q, &a.k, &a.v, &a.att, &a.ln2, &a.gate, &a.up,
-                                 &a.h, &a.rstd1, &a.rstd2, &a.lse})
+    for (const DBuf<float>* b : {&a.resMid, &a.q, &a.k, &a.v, &a.att, &a.gate, &a.up, &a.rstd1,
+                                 &a.rstd2, &a.lse})
       r.activations += b->bytes();
   for (auto& x : m.res) r.activations += x.bytes();
   r.activations += m.lnf.bytes() + m.rstdf.bytes();
   for (const DBuf<float>* b : {&m.dlnf, &m.dres, &m.dln, &m.dq, &m.dk, &m.dv, &m.datt, &m.dgate, &m.dup,
-                               &m.dh, &m.qscratch, &m.wscratch, &m.gscratch, &m.losses, &m.logitsBuf})
+                               &m.dh, &m.qscratch, &m.wscratch, &m.gscratch, &m.losses, &m.logitsBuf,
+                               &m.lnS, &m.hS})
     r.scratch += b->bytes();
   r.scratch += m.inTok.bytes() + m.tgtTok.bytes();
   r.deviceInUse = be_->bytesInUse();

@@ -49,11 +49,11 @@ done
 # Opt-in bf16 GEMMs (bf16 operands, fp32 accumulation; see native/src/cuda/README.md).
 PRIMAL_GEMM=bf16 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
 log "primal poltergeist PRIMAL_GEMM=bf16: $(tail -1 "$OUT/bench.jsonl")"
-# Memory plans: the cost of block recompute at batch 8, and batch 16 under a 10 GiB budget.
+# Memory plans: the cost of block recompute at batch 8, and batch 32 under a 10 GiB budget.
 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --recompute block --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
 log "primal poltergeist recompute=block: $(tail -1 "$OUT/bench.jsonl")"
-timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch 16 --memory-budget-gib 10 --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
-log "primal poltergeist batch 16, budget 10 GiB: $(tail -1 "$OUT/bench.jsonl")"
+timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch 32 --memory-budget-gib 10 --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+log "primal poltergeist batch 32, budget 10 GiB: $(tail -1 "$OUT/bench.jsonl")"
 timeout 60 "$BUILD/primal_core_test" cuda/bf16 > "$OUT/tests-bf16.log" 2>&1; log "cuda bf16 tests exit $? : $(tail -1 "$OUT/tests-bf16.log")"
 grep -E "FAIL|     " "$OUT/tests-bf16.log" | head -20
 timeout 60 "$BUILD/primal_core_test" cuda/ > "$OUT/tests-ops.log" 2>&1; log "all cuda tests exit $? : $(tail -1 "$OUT/tests-ops.log")"
