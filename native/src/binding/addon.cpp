@@ -98,6 +98,14 @@ Napi::Object knobsToJs(Napi::Env env, const primal::Knobs& k) {
   return o;
 }
 
+// config.device: "cpu" (default), "cuda" or "auto" (checked by makeBackend).
+std::string readDevice(const Napi::Object& o) {
+  Napi::Value dv = o.Get("device");
+  if (dv.IsString()) return dv.As<Napi::String>().Utf8Value();
+  if (!dv.IsUndefined()) throwJs(o.Env(), "config.device must be 'cpu', 'cuda' or 'auto'");
+  return "cpu";
+}
+
 primal::TrainConfig readConfig(const Napi::Object& o) {
   Napi::Env env = o.Env();
   primal::TrainConfig c;
@@ -449,10 +457,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     s_ = std::make_shared<Shared>();
     if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "NativeTrainer(config): config object required");
     Napi::Object o = info[0].As<Napi::Object>();
-    std::string device = "cpu";
-    Napi::Value dv = o.Get("device");
-    if (dv.IsString()) device = dv.As<Napi::String>().Utf8Value();
-    else if (!dv.IsUndefined()) throwJs(env, "config.device must be 'cpu', 'cuda' or 'auto'");
+    const std::string device = readDevice(o);
     int threads = intField(o, "threads", 0);
     try {
       primal::TrainConfig cfg = readConfig(o);
@@ -783,10 +788,7 @@ Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "planMemory(config): config object required");
   Napi::Object o = info[0].As<Napi::Object>();
-  std::string device = "cpu";
-  Napi::Value dv = o.Get("device");
-  if (dv.IsString()) device = dv.As<Napi::String>().Utf8Value();
-  else if (!dv.IsUndefined()) throwJs(env, "config.device must be 'cpu', 'cuda' or 'auto'");
+  const std::string device = readDevice(o);
   try {
     primal::TrainConfig cfg = readConfig(o);
     auto be = primal::makeBackend(device, 1);
