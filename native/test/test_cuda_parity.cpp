@@ -819,4 +819,206 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
   }
 }
 
+
+// ---- tensor-core attention (PRIMAL_CUDA_ATTN=tc, sm_80+) ------------------------------------------
+// The tc kernels round q, k, v, dout (and P, dS as MMA operands) to bf16 (8 significant bits:
+// relative rounding error <= 2^-8 = 3.9e-3) and accumulate in fp32. A float64 emulation of exactly
+// these roundings (unit-normal inputs, the shapes below and B8 T1024 H12 D64, about 20 seeds) gave
+// at most: out 3.3e-3 * max|ref|, lse 7.3e-3 absolute, dq 1.3e-2 / dk 8.1e-3 / dv 5.9e-3 * max|ref|.
+// Tolerances, about 3x those: out 1e-2 * max|ref|; lse atol 2e-2; dq, dk, dv 4e-2 * max|ref|
+// (expectNearScaled: plus the same relative to |ref|). Query row 0 sees only key 0, so out there is
+// bf16(v[row 0]) exactly: |err| <= 4e-3 * |v| checks the causal mask. With inputs that are already
+// bf16 values the scores are exact products summed in fp32, so lse is checked to 1e-3 and out /
+// gradients to 5e-3 / 1e-2 * max|ref|. On sm_80+ the tc forward must differ from the fp32 one (the
+// tc kernels really ran); below sm_80 the same checks run on the fp32 fallback.
+#include <chrono>
+
+namespace {
+
+// 10 * major + minor from describe() ("NVIDIA H100 ... (sm_90 ..."); 0 when absent.
+int smOf(const Backend& b) {
+  const std::string d = b.describe();
+  const size_t p = d.find("(sm_");
+  return p == std::string::npos ? 0 : std::atoi(d.c_str() + p + 4);
+}
+
+// Nearest bf16 value (ties to even) of a finite float.
+std::vector<float> roundedToBf16(std::vector<float> v) {
+  for (float& x : v) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&x, &u, sizeof u);
+  }
+  return v;
+}
+
+void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf16Inputs,
+                     bool expectTc) {
+  const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
+  std::ostringstream os;
+  os << "attention tc B" << B << " T" << T << " H" << H << " D" << D << (bf16Inputs ? " bf16 inputs" : "");
+  const std::string tag = os.str();
+  const double outTol = bf16Inputs ? 5e-3 : 1e-2, lseTol = bf16Inputs ? 1e-3 : 2e-2;
+  const double gradTol = bf16Inputs ? 1e-2 : 4e-2;
+  auto input = [&](uint32_t s) { return bf16Inputs ? roundedToBf16(randn(n, s)) : randn(n, s); };
+  const std::vector<float> vHost = input(seed + 2);
+  Dual<float> q(P, input(seed)), k(P, input(seed + 1)), v(P, vHost), dout(P, input(seed + 3));
+  EnvScope useTc("PRIMAL_CUDA_ATTN", "tc");
+
+  Dual<float> out(P, nans(n)), lse(P, nans(nl));
+  P.cpu->attentionForward(q.c, k.c, v.c, out.c, lse.c, B, T, H, D);
+  P.gpu->attentionForward(q.g, k.g, v.g, out.g, lse.g, B, T, H, D);
+  const auto outRefHost = out.cpuHost(), lseRefHost = lse.cpuHost();
+  const auto gOut = out.gpuHost(), gLse = lse.gpuHost();
+  expectNearScaled(tag + " out", gOut, outRefHost, outTol);
+  expectNear(tag + " lse", gLse, lseRefHost, lseTol, 0.0);
+  for (int b = 0; b < B; ++b)  // causal mask: query row 0 attends to key 0 only
+    for (int h = 0; h < H; ++h)
+      for (int d = 0; d < D; ++d) {
+        const size_t i = (static_cast<size_t>(b) * T * H + h) * D + d;
+        if (!(std::fabs(gOut[i] - vHost[i]) <= 4e-3 * std::fabs(vHost[i]) + 1e-6)) {
+          std::ostringstream m;
+          m.precision(9);
+          m << tag << " out[b" << b << ", t0, h" << h << ", d" << d << "] = " << gOut[i]
+            << " is not v[b, t0, h, d] = " << vHost[i];
+          fail(m.str());
+        }
+      }
+  Dual<float> out2(P, nans(n)), lse2(P, nans(nl));
+  P.gpu->attentionForward(q.g, k.g, v.g, out2.g, lse2.g, B, T, H, D);
+  EXPECT_TRUE(sameBits(out2.gpuHost(), gOut));
+  EXPECT_TRUE(sameBits(lse2.gpuHost(), gLse));
+  if (expectTc) {
+    EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
+    P.gpu->attentionForward(q.g, k.g, v.g, out2.g, lse2.g, B, T, H, D);
+    EXPECT_TRUE(!sameBits(out2.gpuHost(), gOut));
+  }
+
+  // Backward on the CPU's forward results (both backends), like the fp32 test.
+  Dual<float> outRef(P, outRefHost), lseRef(P, lseRefHost);
+  Dual<float> dq(P, nans(n)), dk(P, nans(n)), dv(P, nans(n));
+  P.cpu->attentionBackward(q.c, k.c, v.c, outRef.c, lseRef.c, dout.c, dq.c, dk.c, dv.c, B, T, H, D);
+  P.gpu->attentionBackward(q.g, k.g, v.g, outRef.g, lseRef.g, dout.g, dq.g, dk.g, dv.g, B, T, H, D);
+  const auto rq = dq.cpuHost(), rk = dk.cpuHost(), rv = dv.cpuHost();
+  const auto gq = dq.gpuHost(), gk = dk.gpuHost(), gv = dv.gpuHost();
+  expectNearScaled(tag + " dq", gq, rq, gradTol);
+  expectNearScaled(tag + " dk", gk, rk, gradTol);
+  expectNearScaled(tag + " dv", gv, rv, gradTol);
+  Dual<float> dq2(P, nans(n)), dk2(P, nans(n)), dv2(P, nans(n));
+  P.gpu->attentionBackward(q.g, k.g, v.g, outRef.g, lseRef.g, dout.g, dq2.g, dk2.g, dv2.g, B, T, H, D);
+  EXPECT_TRUE(sameBits(dq2.gpuHost(), gq));
+  EXPECT_TRUE(sameBits(dk2.gpuHost(), gk));
+  EXPECT_TRUE(sameBits(dv2.gpuHost(), gv));
+
+  // The training path: the tc backward on the tc forward's own out and lse.
+  P.gpu->attentionBackward(q.g, k.g, v.g, out.g, lse.g, dout.g, dq2.g, dk2.g, dv2.g, B, T, H, D);
+  expectNearScaled(tag + " dq (tc forward)", dq2.gpuHost(), rq, gradTol);
+  expectNearScaled(tag + " dk (tc forward)", dk2.gpuHost(), rk, gradTol);
+  expectNearScaled(tag + " dv (tc forward)", dv2.gpuHost(), rv, gradTol);
+  // Either backward accepts either forward's lse: the fp32 backward on the tc forward.
+  {
+    EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
+    P.gpu->attentionBackward(q.g, k.g, v.g, out.g, lse.g, dout.g, dq2.g, dk2.g, dv2.g, B, T, H, D);
+  }
+  expectNearScaled(tag + " dq (simt backward, tc forward)", dq2.gpuHost(), rq, gradTol);
+  expectNearScaled(tag + " dk (simt backward, tc forward)", dk2.gpuHost(), rk, gradTol);
+  expectNearScaled(tag + " dv (simt backward, tc forward)", dv2.gpuHost(), rv, gradTol);
+}
+
+// A device buffer of one backend, freed on scope exit.
+struct DeviceBuf {
+  Backend& b;
+  float* p;
+  size_t n;
+  DeviceBuf(Backend& be, const std::vector<float>& v)
+      : b(be), p(static_cast<float*>(be.alloc(v.size() * sizeof(float)))), n(v.size()) {
+    be.toDevice(p, v.data(), v.size() * sizeof(float));
+  }
+  ~DeviceBuf() { b.free(p); }
+  DeviceBuf(const DeviceBuf&) = delete;
+  DeviceBuf& operator=(const DeviceBuf&) = delete;
+  std::vector<float> host() const {
+    std::vector<float> v(n);
+    b.toHost(v.data(), p, n * sizeof(float));
+    return v;
+  }
+};
+
+}  // namespace
+
+PRIMAL_TEST("cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32/128/40), causal, deterministic") {
+  if (!haveGpu()) return;
+  auto P = backends();
+  const bool tc = smOf(*P.gpu) >= 80;
+  std::printf("     %s: %s\n", P.gpu->describe().c_str(),
+              tc ? "tensor-core kernels" : "below sm_80: checks the fp32 fallback");
+  const int cases[][4] = {{2, 67, 3, 64}, {1, 256, 2, 64}, {2, 1030, 2, 64},
+                          {1, 130, 2, 32}, {2, 100, 2, 128}, {1, 70, 1, 40}};
+  uint32_t seed = 900;
+  for (const auto& cs : cases) {
+    attentionTcCase(P, cs[0], cs[1], cs[2], cs[3], seed, false, tc);
+    seed += 4;
+  }
+  attentionTcCase(P, 1, 256, 2, 64, seed, true, tc);
+  // An unknown PRIMAL_CUDA_ATTN value is an error, not a silent fallback.
+  EnvScope bad("PRIMAL_CUDA_ATTN", "tensor");
+  Dual<float> x(P, randn(64, 1)), o(P, nans(64)), l(P, nans(16));
+  bool threw = false;
+  try {
+    P.gpu->attentionForward(x.g, x.g, x.g, o.g, l.g, 1, 16, 1, 4);
+  } catch (const primal::Error&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw);
+}
+
+PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H12 D64), timings") {
+  if (!haveGpu()) return;
+  auto gpu = primal::makeCudaBackend(0);
+  const int B = 8, T = 1024, H = 12, D = 64;
+  const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
+  DeviceBuf q(*gpu, randn(n, 950)), k(*gpu, randn(n, 951)), v(*gpu, randn(n, 952)), dout(*gpu, randn(n, 953));
+  DeviceBuf outS(*gpu, nans(n)), lseS(*gpu, nans(nl)), dqS(*gpu, nans(n)), dkS(*gpu, nans(n)), dvS(*gpu, nans(n));
+  DeviceBuf outT(*gpu, nans(n)), lseT(*gpu, nans(nl)), dqT(*gpu, nans(n)), dkT(*gpu, nans(n)), dvT(*gpu, nans(n));
+  auto timeMs = [&](const std::function<void()>& fn) {
+    fn();  // warm-up (and the result)
+    gpu->sync();
+    const int reps = 10;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) fn();
+    gpu->sync();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+  };
+  double fwd[2], bwd[2];
+  {
+    EnvScope e("PRIMAL_CUDA_ATTN", "simt");
+    fwd[0] = timeMs([&] { gpu->attentionForward(q.p, k.p, v.p, outS.p, lseS.p, B, T, H, D); });
+    bwd[0] = timeMs([&] {
+      gpu->attentionBackward(q.p, k.p, v.p, outS.p, lseS.p, dout.p, dqS.p, dkS.p, dvS.p, B, T, H, D);
+    });
+  }
+  {
+    EnvScope e("PRIMAL_CUDA_ATTN", "tc");
+    fwd[1] = timeMs([&] { gpu->attentionForward(q.p, k.p, v.p, outT.p, lseT.p, B, T, H, D); });
+    bwd[1] = timeMs([&] {
+      gpu->attentionBackward(q.p, k.p, v.p, outT.p, lseT.p, dout.p, dqT.p, dkT.p, dvT.p, B, T, H, D);
+    });
+  }
+  std::printf("     %s, B%d T%d H%d D%d: forward simt %.3f ms, tc %.3f ms (x%.2f); backward simt %.3f ms, "
+              "tc %.3f ms (x%.2f)\n", gpu->describe().c_str(), B, T, H, D, fwd[0], fwd[1], fwd[0] / fwd[1],
+              bwd[0], bwd[1], bwd[0] / bwd[1]);
+  const auto gq = dqT.host(), gk = dkT.host(), gv = dvT.host();
+  expectNearScaled("ghost shape tc out", outT.host(), outS.host(), 1e-2);
+  expectNear("ghost shape tc lse", lseT.host(), lseS.host(), 2e-2, 0.0);
+  expectNearScaled("ghost shape tc dq", gq, dqS.host(), 4e-2);
+  expectNearScaled("ghost shape tc dk", gk, dkS.host(), 4e-2);
+  expectNearScaled("ghost shape tc dv", gv, dvS.host(), 4e-2);
+  EnvScope e("PRIMAL_CUDA_ATTN", "tc");
+  gpu->attentionBackward(q.p, k.p, v.p, outT.p, lseT.p, dout.p, dqS.p, dkS.p, dvS.p, B, T, H, D);
+  EXPECT_TRUE(sameBits(dqS.host(), gq));
+  EXPECT_TRUE(sameBits(dkS.host(), gk));
+  EXPECT_TRUE(sameBits(dvS.host(), gv));
+}
+
 #endif  // PRIMAL_HAVE_CUDA

@@ -59,6 +59,16 @@ void launchAttentionBackward(const float* q, const float* k, const float* v, con
                              const float* lse, const float* dout, float* dq, float* dk, float* dv,
                              int B, int T, int H, int D, float* scratch, size_t smemOptin,
                              cudaStream_t st);
+// Tensor-core versions (bf16 WMMA operands, fp32 accumulation and softmax; kernels_attention_tc.cu),
+// used by the two launchers above when PRIMAL_CUDA_ATTN=tc. Same layouts and lse convention as the
+// fp32 kernels. Each returns false without launching anything when the device is below sm_80 (or
+// the binary has no sm_80+ code for it), D is unsupported (D % 4 != 0 or D > 128) or the tiles do
+// not fit smemOptin; the caller then runs the fp32 kernels. delta: rowsum(dout * out) [B, H, T].
+bool tryAttentionForwardTc(const float* q, const float* k, const float* v, float* out, float* lse,
+                           int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
+bool tryAttentionBackwardTc(const float* q, const float* k, const float* v, const float* dout,
+                            const float* lse, const float* delta, float* dq, float* dk, float* dv,
+                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
 
 // ---- classifier (kernels_classifier.cu) -----------------------------------------------------
 // In place on logits[rows, ld] (first V columns): losses[r] = lse - logit[target]; when writeGrad,

@@ -7,6 +7,8 @@
 //   backward dq  rows = queries, loop over key tiles.
 // The two backward kernels each own their outputs, so nothing is accumulated with atomics and the
 // results are deterministic. delta = rowsum(dout * out) is computed first by a small kernel.
+// PRIMAL_CUDA_ATTN=tc switches to the tensor-core kernels of kernels_attention_tc.cu (sm_80+, same
+// layouts; the delta kernel here is shared), with these kernels as the fallback.
 //
 // Thread layout (NTX = BC/4 by NTY = BR/4 threads): thread (ty, tx) computes the score micro-tile
 // rows 4ty..4ty+3 x columns tx + NTX*j (j < 4), reading 128-bit rows of the padded tiles
@@ -499,6 +501,16 @@ void dispatchD(const AttnArgs& a, bool backward, size_t optin) {
   else dispatch<128>(a, backward, optin);
 }
 
+// PRIMAL_CUDA_ATTN=simt (default, these fp32 kernels) or tc (tensor cores, sm_80+, opt-in:
+// kernels_attention_tc.cu; falls back to simt where unsupported). Read on every call: one getenv
+// per layer is negligible, and tests switch it between calls.
+bool wantTensorCores() {
+  const char* e = std::getenv("PRIMAL_CUDA_ATTN");
+  if (!e || !*e || std::strcmp(e, "simt") == 0) return false;
+  if (std::strcmp(e, "tc") == 0) return true;
+  throw Error(std::string("PRIMAL_CUDA_ATTN must be simt or tc, got '") + e + "'");
+}
+
 void checkAligned(const float* p, const char* what) {
   if (!aligned16(p)) throw Error(std::string("attention (cuda): ") + what + " must be 16-byte aligned");
 }
@@ -512,6 +524,7 @@ void launchAttentionForward(const float* q, const float* k, const float* v, floa
   checkAligned(k, "k");
   checkAligned(v, "v");
   checkAligned(out, "out");
+  if (wantTensorCores() && tryAttentionForwardTc(q, k, v, out, lse, B, T, H, D, smemOptin, st)) return;
   AttnArgs a{};
   a.q = q; a.k = k; a.v = v; a.outW = out; a.lseW = lse;
   a.B = B; a.T = T; a.H = H; a.dAct = D;
@@ -538,6 +551,9 @@ void launchAttentionBackward(const float* q, const float* k, const float* v, con
   const int rows = B * T * H;
   attnDeltaKernel<<<(rows + 7) / 8, 256, 0, st>>>(out, dout, scratch, rows, T, H, D);
   PRIMAL_KERNEL_CHECK("attentionDelta");
+  if (wantTensorCores() && tryAttentionBackwardTc(q, k, v, dout, lse, scratch, dq, dk, dv, B, T, H, D,
+                                                  smemOptin, st))
+    return;
   AttnArgs a{};
   a.q = q; a.k = k; a.v = v; a.out = out; a.lse = lse; a.dout = dout;
   a.dq = dq; a.dk = dk; a.dv = dv; a.delta = scratch;

@@ -39,6 +39,8 @@ grep -q "CUDA backend enabled" "$OUT/build.log" && log "CUDA backend enabled" ||
 log "tests: cuda/trainer (whole-trainer parity), then cuda/ ops"
 timeout ${TEST_TIMEOUT:-90} "$BUILD/primal_core_test" cuda/trainer > "$OUT/tests.log" 2>&1; log "cuda trainer tests exit $? : $(tail -1 "$OUT/tests.log")"
 grep -E "FAIL|     " "$OUT/tests.log" | head -40
+timeout 180 "$BUILD/primal_core_test" "cuda/attention" > "$OUT/tests-attn.log" 2>&1; log "cuda attention tests (simt + tc) exit $? : $(tail -1 "$OUT/tests-attn.log")"
+grep -E "FAIL|     " "$OUT/tests-attn.log" | head -20
 
 log "bench"
 : > "$OUT/bench.jsonl"
@@ -49,6 +51,12 @@ done
 # Opt-in bf16 GEMMs (bf16 operands, fp32 accumulation; see native/src/cuda/README.md).
 PRIMAL_GEMM=bf16 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
 log "primal poltergeist PRIMAL_GEMM=bf16: $(tail -1 "$OUT/bench.jsonl")"
+# Opt-in tensor-core attention (bf16 WMMA, fp32 accumulation; see native/src/cuda/README.md).
+PRIMAL_CUDA_ATTN=tc timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+log "primal poltergeist PRIMAL_CUDA_ATTN=tc: $(tail -1 "$OUT/bench.jsonl")"
+PRIMAL_CUDA_ATTN=tc PRIMAL_GEMM=bf16 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
+log "primal poltergeist PRIMAL_CUDA_ATTN=tc PRIMAL_GEMM=bf16: $(tail -1 "$OUT/bench.jsonl")"
+PRIMAL_CUDA_ATTN=tc timeout 60 "$BUILD/primal_core_test" "cuda/bf16 trainer" > "$OUT/tests-attn-trainer.log" 2>&1; log "bf16 trainer with tc attention exit $? : $(tail -1 "$OUT/tests-attn-trainer.log")"
 # Memory plans: the cost of block recompute at batch 8, and batch 32 under a 10 GiB budget.
 timeout ${BENCH_TIMEOUT:-60} "$BUILD/primal_bench" --device cuda --preset ghost-0.1b --quant poltergeist --batch ${BATCH:-8} --recompute block --steps $STEPS --warmup 2 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err"
 log "primal poltergeist recompute=block: $(tail -1 "$OUT/bench.jsonl")"
