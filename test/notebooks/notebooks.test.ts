@@ -305,7 +305,7 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
       expect(q.traces[0]).toBeGreaterThanOrEqual(3);
       expect(q.traces[1]).toBe(14);
       expect(q.paths.every((n) => n > 0)).toBe(true);
-      expect(q.tables).toBe(1);
+      expect(q.tables).toBe(2); // the metrics history and the memory plan
       expect(q.summaries).toBe(1);
       expect(q.title).toContain("loss · quickstart");
       const first = (await page.$$(".js-plotly-plot"))[0];
