@@ -64,25 +64,6 @@ struct Pair {
 };
 Pair backends() { return Pair{primal::makeCpuBackend(1), primal::makeCudaBackend(0)}; }
 
-// Sets an environment variable (read by the CUDA backend when it is created) for one scope.
-class EnvScope {
- public:
-  EnvScope(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~EnvScope() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
-
 // fp32 (non-TF32) GEMMs, for tight checks of GEMM-based ops (independent of PRIMAL_GEMM).
 std::unique_ptr<Backend> gpuFp32() { return primal::makeCudaBackendWithGemm(0, "fp32"); }
 
@@ -523,7 +504,7 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
   classifierCase(*P.cpu, *g32, 257, 48, 255, 256, 2e-5f, 1e-5f, 1e-4, 45, "classifier fp32 odd V");
   // GPT-2 vocab with a 128 MiB logits budget: 700 rows span two chunks of 640 rows.
   {
-    EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+    primal_test::EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
     auto small = gpuFp32();
     classifierCase(*P.cpu, *small, 700, 32, 50257, 50304, 2e-5f, 1e-5f, 1e-4, 50, "classifier fp32 chunks");
   }
@@ -714,48 +695,9 @@ PRIMAL_TEST("cuda/bf16 classifier losses, dx, dtable (odd V tail, chunks), deter
   auto gpu = gpuBf16();
   classifierCase(*cpu, *gpu, 300, 64, 1000, 1024, 2e-2f, 5e-3f, 3e-2, 530, "classifier bf16");
   classifierCase(*cpu, *gpu, 257, 48, 255, 256, 2e-2f, 5e-3f, 3e-2, 545, "classifier bf16 odd V");
-  EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+  primal_test::EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
   auto small = gpuBf16();
   classifierCase(*cpu, *small, 700, 32, 50257, 50304, 2e-2f, 5e-3f, 3e-2, 550, "classifier bf16 chunks");
-}
-
-namespace {
-std::vector<int32_t> textLikeTokens(size_t n, int vocab) {
-  std::vector<int32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 31 + (i / 7) * 3 + (i / 53)) % vocab);
-  return t;
-}
-}  // namespace
-
-PRIMAL_TEST("cuda/bf16 trainer one step: loss within 2e-2 of the CPU (PRIMAL_GEMM=bf16)") {
-  if (!haveGpu()) return;
-  for (primal::Quant q : {primal::Quant::Poltergeist, primal::Quant::FP}) {
-    primal::TrainConfig c;
-    c.model.vocab = 256;
-    c.model.dModel = 64;
-    c.model.layers = 2;
-    c.model.heads = 4;
-    c.model.ffn = 192;
-    c.model.seq = 64;
-    c.batch = 8;
-    c.quant = q;
-    c.actBits = q == primal::Quant::FP ? 0 : 8;
-    c.seed = 11;
-    c.totalSteps = 10;
-    primal::Trainer cpu(c, "cpu", 0);
-    std::unique_ptr<primal::Trainer> gpu;
-    {
-      EnvScope e("PRIMAL_GEMM", "bf16");
-      gpu = std::make_unique<primal::Trainer>(c, "cuda", 0);
-    }
-    auto data = textLikeTokens(100000, 256);
-    cpu.setTrainData(data);
-    gpu->setTrainData(data);
-    const float lc = cpu.accumulate(), lg = gpu->accumulate();
-    std::printf("     %s on %s: loss cpu %.6f gpu %.6f\n", primal::quantName(q), gpu->deviceName().c_str(), lc, lg);
-    EXPECT_TRUE(std::isfinite(lg));
-    EXPECT_NEAR(lg, lc, 0.0, 2e-2);
-  }
 }
 
 // scratchBytes(shape) bounds what the backend allocates for itself while running every op of a
@@ -864,7 +806,7 @@ void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf
   auto input = [&](uint32_t s) { return bf16Inputs ? roundedToBf16(randn(n, s)) : randn(n, s); };
   const std::vector<float> vHost = input(seed + 2);
   Dual<float> q(P, input(seed)), k(P, input(seed + 1)), v(P, vHost), dout(P, input(seed + 3));
-  EnvScope useTc("PRIMAL_CUDA_ATTN", "tc");
+  primal_test::EnvScope useTc("PRIMAL_CUDA_ATTN", "tc");
 
   Dual<float> out(P, nans(n)), lse(P, nans(nl));
   P.cpu->attentionForward(q.c, k.c, v.c, out.c, lse.c, B, T, H, D);
@@ -890,7 +832,7 @@ void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf
   EXPECT_TRUE(sameBits(out2.gpuHost(), gOut));
   EXPECT_TRUE(sameBits(lse2.gpuHost(), gLse));
   if (expectTc) {
-    EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
+    primal_test::EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
     P.gpu->attentionForward(q.g, k.g, v.g, out2.g, lse2.g, B, T, H, D);
     EXPECT_TRUE(!sameBits(out2.gpuHost(), gOut));
   }
@@ -918,7 +860,7 @@ void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf
   expectNearScaled(tag + " dv (tc forward)", dv2.gpuHost(), rv, gradTol);
   // Either backward accepts either forward's lse: the fp32 backward on the tc forward.
   {
-    EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
+    primal_test::EnvScope useSimt("PRIMAL_CUDA_ATTN", "simt");
     P.gpu->attentionBackward(q.g, k.g, v.g, out.g, lse.g, dout.g, dq2.g, dk2.g, dv2.g, B, T, H, D);
   }
   expectNearScaled(tag + " dq (simt backward, tc forward)", dq2.gpuHost(), rq, gradTol);
@@ -962,7 +904,7 @@ PRIMAL_TEST("cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32
   }
   attentionTcCase(P, 1, 256, 2, 64, seed, true, tc);
   // An unknown PRIMAL_CUDA_ATTN value is an error, not a silent fallback.
-  EnvScope bad("PRIMAL_CUDA_ATTN", "tensor");
+  primal_test::EnvScope bad("PRIMAL_CUDA_ATTN", "tensor");
   Dual<float> x(P, randn(64, 1)), o(P, nans(64)), l(P, nans(16));
   bool threw = false;
   try {
@@ -992,14 +934,14 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
   };
   double fwd[2], bwd[2];
   {
-    EnvScope e("PRIMAL_CUDA_ATTN", "simt");
+    primal_test::EnvScope e("PRIMAL_CUDA_ATTN", "simt");
     fwd[0] = timeMs([&] { gpu->attentionForward(q.p, k.p, v.p, outS.p, lseS.p, B, T, H, D); });
     bwd[0] = timeMs([&] {
       gpu->attentionBackward(q.p, k.p, v.p, outS.p, lseS.p, dout.p, dqS.p, dkS.p, dvS.p, B, T, H, D);
     });
   }
   {
-    EnvScope e("PRIMAL_CUDA_ATTN", "tc");
+    primal_test::EnvScope e("PRIMAL_CUDA_ATTN", "tc");
     fwd[1] = timeMs([&] { gpu->attentionForward(q.p, k.p, v.p, outT.p, lseT.p, B, T, H, D); });
     bwd[1] = timeMs([&] {
       gpu->attentionBackward(q.p, k.p, v.p, outT.p, lseT.p, dout.p, dqT.p, dkT.p, dvT.p, B, T, H, D);
@@ -1014,7 +956,7 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
   expectNearScaled("ghost shape tc dq", gq, dqS.host(), 4e-2);
   expectNearScaled("ghost shape tc dk", gk, dkS.host(), 4e-2);
   expectNearScaled("ghost shape tc dv", gv, dvS.host(), 4e-2);
-  EnvScope e("PRIMAL_CUDA_ATTN", "tc");
+  primal_test::EnvScope e("PRIMAL_CUDA_ATTN", "tc");
   gpu->attentionBackward(q.p, k.p, v.p, outT.p, lseT.p, dout.p, dqS.p, dkS.p, dvS.p, B, T, H, D);
   EXPECT_TRUE(sameBits(dqS.host(), gq));
   EXPECT_TRUE(sameBits(dkS.host(), gk));

@@ -5,6 +5,7 @@
 #ifdef PRIMAL_HAVE_CUDA
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "primal/backend.h"
@@ -138,6 +139,26 @@ PRIMAL_TEST("cuda/trainer memory plan: block recompute is bit-identical; the pla
   t.setTrainData(data);
   EXPECT_TRUE(std::isfinite(t.trainStep().loss));
   EXPECT_TRUE(t.backend().peakBytes() <= c.memoryBudget);
+}
+
+PRIMAL_TEST("cuda/bf16 trainer one step: loss within 2e-2 of the CPU (PRIMAL_GEMM=bf16)") {
+  if (!haveGpu()) return;
+  for (Quant q : {Quant::Poltergeist, Quant::FP}) {
+    TrainConfig c = tinyConfig(q);
+    Trainer cpu(c, "cpu", 0);
+    std::unique_ptr<Trainer> gpu;
+    {
+      primal_test::EnvScope e("PRIMAL_GEMM", "bf16");
+      gpu = std::make_unique<Trainer>(c, "cuda", 0);
+    }
+    auto data = textLike(100000, 256);
+    cpu.setTrainData(data);
+    gpu->setTrainData(data);
+    const float lc = cpu.accumulate(), lg = gpu->accumulate();
+    std::printf("     %s on %s: loss cpu %.6f gpu %.6f\n", quantName(q), gpu->deviceName().c_str(), lc, lg);
+    EXPECT_TRUE(std::isfinite(lg));
+    EXPECT_NEAR(lg, lc, 0.0, 2e-2);
+  }
 }
 
 PRIMAL_TEST("cuda/trainer out of memory becomes an exception and the process survives") {
