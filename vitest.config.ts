@@ -4,10 +4,11 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/setup/isolate.ts"],
     testTimeout: 120_000,
     hookTimeout: 300_000,
     fileParallelism: false,
     pool: "forks",
-    reporters: ["default"],
+    reporters: ["./test/setup/skippedReporter.ts", "default"],
   },
 });

@@ -14,7 +14,7 @@ import { WIKITEXT_DIR_ENV } from "./wikitext.js";
 
 /**
  * Mirror of the tokenized WikiText-2 (v1) release: the copy in the public pytorch/examples
- * repository (word_language_model/data/wikitext-2), the same files as `../shared/data`.
+ * repository (word_language_model/data/wikitext-2): valid.txt and test.txt, checked by sha256.
  */
 export const WIKITEXT2_BASE_URL =
   "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/";

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { DATASETS, fetchDataset } from "../../src/data/fetch.js";
-import { cleanupTempDirs, HAVE_WIKITEXT, SHARED_WIKITEXT, tempDir } from "./helpers.js";
+import { cleanupTempDirs, REAL_WIKITEXT_DIR, REAL_WIKITEXT_SKIP, tempDir } from "./helpers.js";
 
 afterAll(cleanupTempDirs);
 
@@ -81,8 +81,9 @@ describe("fetchDataset", () => {
     expect(readdirSync(dest)).toEqual([]);
   });
 
-  it.skipIf(!HAVE_WIKITEXT)("downloads, verifies, and skips files already present", async () => {
-    const { url, hits } = await serve((p) => readFileSync(join(SHARED_WIKITEXT, p.replace("/data/", ""))));
+  // The checksums are those of the real files, so only the real files can be served here.
+  it.skipIf(!REAL_WIKITEXT_DIR)(`downloads, verifies, and skips files already present ${REAL_WIKITEXT_SKIP}`, async () => {
+    const { url, hits } = await serve((p) => readFileSync(join(REAL_WIKITEXT_DIR!, p.replace("/data/", ""))));
     const dest = join(tempDir(), "wt2");
     const logs: string[] = [];
     const first = await fetchDataset("wikitext-2", dest, { baseUrl: url, timeoutMs: 10_000, log: (m) => logs.push(m) });

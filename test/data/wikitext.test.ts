@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { findWikiTextFile, loadWikiText, WIKITEXT_DIR_ENV } from "../../src/data/wikitext.js";
 import { CACHE_DIR_ENV } from "../../src/data/paths.js";
-import { cleanupTempDirs, HAVE_WIKITEXT, SHARED_WIKITEXT, tempDir } from "./helpers.js";
+import { cleanupTempDirs, fixtureWikiTextDir, REAL_WIKITEXT_DIR, REAL_WIKITEXT_SKIP, tempDir } from "./helpers.js";
 
 afterAll(cleanupTempDirs);
 
@@ -15,22 +15,32 @@ afterEach(() => {
   }
 });
 
-describe.skipIf(!HAVE_WIKITEXT)("WikiText-2 from the shared directory", () => {
-  it("loads valid and test (tokenized release)", () => {
-    const valid = loadWikiText(SHARED_WIKITEXT, "valid");
+describe.skipIf(!REAL_WIKITEXT_DIR)(`WikiText-2 itself ${REAL_WIKITEXT_SKIP}`, () => {
+  it("loads valid and test (tokenized release) with their published sizes", () => {
+    const valid = loadWikiText(REAL_WIKITEXT_DIR, "valid");
     expect(Buffer.byteLength(valid)).toBe(1121681);
     expect(valid.startsWith(" \n = Homarus gammarus = \n")).toBe(true);
-    expect(Buffer.byteLength(loadWikiText(SHARED_WIKITEXT, "test"))).toBe(1256449);
-    expect(findWikiTextFile(SHARED_WIKITEXT, "valid")).toMatchObject({ variant: "tokens", split: "valid" });
+    expect(Buffer.byteLength(loadWikiText(REAL_WIKITEXT_DIR, "test"))).toBe(1256449);
+  });
+});
+
+describe("WikiText-2 directory (our own text in its layout)", () => {
+  const dir = fixtureWikiTextDir();
+  it("loads valid and test (tokenized release)", () => {
+    expect(loadWikiText(dir, "valid").startsWith(" \n = ")).toBe(true);
+    expect(loadWikiText(dir, "test")).not.toBe(loadWikiText(dir, "valid"));
+    expect(findWikiTextFile(dir, "valid")).toMatchObject({ variant: "tokens", split: "valid" });
   });
 
   it("defaults to the valid split and reads $PRIMAL_WIKITEXT_DIR", () => {
-    process.env[WIKITEXT_DIR_ENV] = SHARED_WIKITEXT;
-    expect(Buffer.byteLength(loadWikiText())).toBe(1121681);
+    process.env[WIKITEXT_DIR_ENV] = dir;
+    expect(loadWikiText()).toBe(loadWikiText(dir, "valid"));
   });
 
   it("says which files it looked for when a split is missing", () => {
-    expect(() => loadWikiText(SHARED_WIKITEXT, "train")).toThrow(
+    const onlyValid = tempDir();
+    writeFileSync(join(onlyValid, "valid.txt"), loadWikiText(dir, "valid"));
+    expect(() => loadWikiText(onlyValid, "train")).toThrow(
       /train split not found .*train\.txt.*wiki\.train\.tokens.*wiki\.train\.raw.*PRIMAL_WIKITEXT_DIR/,
     );
   });

@@ -95,14 +95,12 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     home = join(tmp, "runs");
     const prefix = join(tmp, "prefix");
     await installKernel({ prefix });
-    const shared = join(ROOT, "..", "shared", "data", "wikitext-2");
     env = {
       ...process.env,
       JUPYTER_PATH: join(prefix, "share", "jupyter"),
       JUPYTER_RUNTIME_DIR: join(tmp, "runtime"),
       PRIMAL_HOME: home,
       PYDEVD_DISABLE_FILE_VALIDATION: "1",
-      ...(process.env.PRIMAL_WIKITEXT_DIR ? {} : existsSync(join(shared, "valid.txt")) ? { PRIMAL_WIKITEXT_DIR: shared } : {}),
     };
   });
 

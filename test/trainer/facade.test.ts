@@ -6,9 +6,10 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
 import { ConfigError, resolveConfig } from "../../src/config.js";
+import { fixtureWikiTextDir } from "../fixtures/wikitext.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-facade-"));
-const wikitext = join(import.meta.dirname, "..", "..", "..", "shared", "data", "wikitext-2");
+const wikitext = fixtureWikiTextDir();
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 const base = {
