@@ -3,8 +3,10 @@
 // the fp gradient, and a budget picks the first plan that fits (or fails clearly).
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/model.h"
 #include "primal/error.h"
 #include "primal/philox.h"
 #include "primal/trainer.h"
@@ -232,4 +234,50 @@ PRIMAL_TEST("memory/ghost-0.1b at seq 1024: batch 16 fits 10 GiB as is, batch 32
   EXPECT_TRUE(block32.totalBytes < (6ull << 30));
   // Poltergeist state: 2 bytes per ternary weight.
   EXPECT_EQ(block32.estimate.ternaryState - 7 * 12 * 16, 2 * block32.estimate.ternaryWeights);
+}
+
+PRIMAL_TEST("memory/a device buffer frees itself and moves its ownership") {
+  auto be = makeBackend("cpu", 1);
+  const size_t base = be->bytesInUse();
+  {
+    DBuf<float> a(*be, 100);
+    EXPECT_EQ(be->bytesInUse(), base + 400);
+    DBuf<float> b = std::move(a);
+    EXPECT_TRUE(a.data() == nullptr);
+    EXPECT_EQ(a.bytes(), static_cast<size_t>(0));
+    EXPECT_EQ(b.bytes(), static_cast<size_t>(400));
+    EXPECT_EQ(be->bytesInUse(), base + 400);
+    b = DBuf<float>(*be, 10);  // the old 100 floats are freed
+    EXPECT_EQ(be->bytesInUse(), base + 40);
+    std::vector<DBuf<int8_t>> many;
+    for (int i = 0; i < 5; ++i) many.emplace_back(*be, 3);
+    EXPECT_EQ(be->bytesInUse(), base + 55);
+  }
+  EXPECT_EQ(be->bytesInUse(), base);
+}
+
+PRIMAL_TEST("memory/the model's own report equals the planned one, buffer table and weights alike") {
+  for (Quant q : {Quant::FP, Quant::STE, Quant::Poltergeist})
+    for (Recompute rc : {Recompute::None, Recompute::Block}) {
+      TrainConfig c = planConfig(q);
+      c.microBatch = 2;
+      c.recompute = rc;
+      auto be = makeBackend("cpu", 1);
+      size_t planned = 0;
+      const MemoryReport want = Model::plannedMemory(c, &planned);
+      const size_t before = be->bytesInUse();
+      {
+        Model m(*be, c);
+        EXPECT_EQ(be->bytesInUse() - before, planned);
+        const MemoryReport got = m.memory();
+        EXPECT_EQ(got.params, want.params);
+        EXPECT_EQ(got.grads, want.grads);
+        EXPECT_EQ(got.optimizer, want.optimizer);
+        EXPECT_EQ(got.ternaryState, want.ternaryState);
+        EXPECT_EQ(got.ternaryWeights, want.ternaryWeights);
+        EXPECT_EQ(got.activations, want.activations);
+        EXPECT_EQ(got.scratch, want.scratch);
+      }
+      EXPECT_EQ(be->bytesInUse(), before);  // everything freed with the model
+    }
 }

@@ -129,6 +129,8 @@ struct MemoryPlanning {
 };
 MemoryPlanning planMemory(const TrainConfig& cfg, const Backend& backend);
 
+struct Model;  // the transformer itself (weights, buffers, passes); internal to the core
+
 struct LayerInfo {
   std::string name;  // "blocks.3.mlp.up"
   int rows = 0, cols = 0;  // out, in
@@ -217,12 +219,10 @@ class Trainer {
   double forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T);
   void zeroGrad();
 
-  struct Impl;
-
  private:
   TrainConfig cfg_;
   std::unique_ptr<Backend> be_;
-  std::unique_ptr<Impl> m_;
+  std::unique_ptr<Model> m_;
   std::vector<LayerInfo> layerInfo_;
   std::vector<int32_t> train_;
   int step_ = 0;

@@ -14,7 +14,7 @@
 #include "json.h"
 #include "primal/error.h"
 #include "primal/trainer.h"
-#include "trainer_impl.h"
+#include "model.h"
 
 namespace primal {
 
@@ -81,7 +81,7 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
     throw Error("save: " + std::to_string(accumulated_) +
                 " micro-batch(es) are accumulated but not applied; call applyStep() first");
   json::parse(extraMeta, "checkpoint extra metadata");  // must be valid JSON
-  Impl& m = *m_;
+  Model& m = *m_;
   std::vector<TensorOut> ts;
   auto dl = [&](const float* p, size_t n) {
     std::vector<float> h(n);
@@ -90,9 +90,9 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
   };
   for (auto& p : m.params) {
     std::vector<int64_t> sh(p.shape.begin(), p.shape.end());
-    ts.push_back({"param." + p.name, "F32", sh, asBytes(dl(p.w.p, p.n))});
-    ts.push_back({"adam_m." + p.name, "F32", sh, asBytes(dl(p.m.p, p.n))});
-    ts.push_back({"adam_v." + p.name, "F32", sh, asBytes(dl(p.v.p, p.n))});
+    ts.push_back({"param." + p.name, "F32", sh, asBytes(dl(p.w, p.n))});
+    ts.push_back({"adam_m." + p.name, "F32", sh, asBytes(dl(p.m, p.n))});
+    ts.push_back({"adam_v." + p.name, "F32", sh, asBytes(dl(p.v, p.n))});
   }
   const int nl = static_cast<int>(m.lin.size());
   std::vector<float> s(nl), sm(nl), sv(nl), g0(nl);
@@ -104,8 +104,8 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
     g0[i] = l.gamma0;
     if (cfg_.quant == Quant::Poltergeist) {
       std::vector<int8_t> c(l.n), v(l.n);
-      be_->toHost(c.data(), l.code.p, l.n);
-      be_->toHost(v.data(), l.vote.p, l.n);
+      be_->toHost(c.data(), l.code, l.n);
+      be_->toHost(v.data(), l.vote, l.n);
       ts.push_back({"code." + layerInfo_[i].name, "I8", {l.rows, l.cols}, asBytes(c)});
       ts.push_back({"vote." + layerInfo_[i].name, "I8", {l.rows, l.cols}, asBytes(v)});
     }
@@ -199,7 +199,7 @@ std::string Trainer::load(const std::string& path) {
   if (want.str() != got.str())
     throw Error(what + " is for a different model (" + got.str() + "); this trainer has " + want.str());
 
-  Impl& m = *m_;
+  Model& m = *m_;
   const uint64_t dataStart = 8 + hl, dataLen = fileSize - dataStart;
   std::map<std::string, std::vector<char>> data;
   auto readTensor = [&](const std::string& name, const std::string& dtype, std::vector<int64_t> shape) {
@@ -280,10 +280,10 @@ std::string Trainer::load(const std::string& path) {
 
   // Everything validated: now replace the state.
   for (auto& p : m.params) {
-    be_->toDevice(p.w.p, data["param." + p.name].data(), p.w.bytes());
-    be_->toDevice(p.m.p, data["adam_m." + p.name].data(), p.m.bytes());
-    be_->toDevice(p.v.p, data["adam_v." + p.name].data(), p.v.bytes());
-    be_->zero(p.g.p, p.g.bytes());
+    be_->toDevice(p.w, data["param." + p.name].data(), p.w.bytes());
+    be_->toDevice(p.m, data["adam_m." + p.name].data(), p.m.bytes());
+    be_->toDevice(p.v, data["adam_v." + p.name].data(), p.v.bytes());
+    be_->zero(p.g, p.g.bytes());
   }
   auto fl = [&](const char* n) {
     std::vector<float> v(nl);
@@ -299,8 +299,8 @@ std::string Trainer::load(const std::string& path) {
     l.gamma0 = g0[i];
     l.ds = 0;
     if (cfg_.quant == Quant::Poltergeist) {
-      be_->toDevice(l.code.p, data["code." + layerInfo_[i].name].data(), l.n);
-      be_->toDevice(l.vote.p, data["vote." + layerInfo_[i].name].data(), l.n);
+      be_->toDevice(l.code, data["code." + layerInfo_[i].name].data(), l.n);
+      be_->toDevice(l.vote, data["vote." + layerInfo_[i].name].data(), l.n);
     }
   }
   cfg_.knobs = k;

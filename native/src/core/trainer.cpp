@@ -1,18 +1,16 @@
-// The Ghost transformer (DESIGN §2) and its training step (DESIGN §4–§5) over any Backend.
-// Activations kept for backward per block: residual after attention, q/k/v (after RoPE), attention
-// output, gate/up and the norm/attention statistics. Norm outputs, the SwiGLU product, quantized
-// activations and materialized BitLinear weights are recomputed on use, so a Poltergeist layer
-// costs 2 bytes per weight of state (code + vote) and one shared scratch.
+// The training of the Ghost transformer (DESIGN §4–§5) over any Backend: weight initialisation,
+// the data windows, the step (AdamW for the fp weights, the Ghost Scales' own AdamW, Poltergeist
+// flips), evaluation and introspection. The model itself (weights, buffers, forward/backward) is
+// model.{h,cpp}; generation is generate.cpp.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <numeric>
 
 #include "primal/error.h"
 #include "primal/philox.h"
 #include "primal/trainer.h"
-#include "trainer_impl.h"
+#include "model.h"
 
 namespace primal {
 
@@ -73,15 +71,15 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
     cfg_.recompute = chosen.recompute;
     plannedBytes_ = chosen.totalBytes;
   }
-  m_ = std::make_unique<Impl>();
-  Impl& m = *m_;
-  m.be = be_.get();
-  m.cfg = cfg_;
+  m_ = std::make_unique<Model>(*be_, cfg_);
+  Model& m = *m_;
   const ModelConfig& mc = cfg_.model;
-  const int Cd = mc.dModel, Fd = mc.ffn, Lc = mc.layers, T = mc.seq, B = cfg_.microBatch;
-  m.N = B * T;
-  const size_t N = static_cast<size_t>(m.N);
+  const int Lc = mc.layers;
   const uint64_t seed = cfg_.seed;
+
+  // Initial weights, from the Philox init stream in the model's weight order (paramId = position):
+  // N(0, initStd) for the embedding and the BitLinears, ones for the norms. BitLinears start from
+  // gamma0 = mean |W0|: Poltergeist codes are the nearest levels of W0 / gamma0.
   uint32_t pid = 0;
 
   auto initParam = [&](int idx, bool ones) {
@@ -90,25 +88,16 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
     if (ones) std::fill(host.begin(), host.end(), 1.0f);
     else normalInit(host, mc.initStd, pid, seed);
     ++pid;
-    be_->toDevice(p.w.p, host.data(), sizeof(float) * p.n);
+    be_->toDevice(p.w, host.data(), sizeof(float) * p.n);
   };
 
-  m.pWte = m.addParam("wte", {mc.paddedVocab(), Cd}, true);
   initParam(m.pWte, false);
-  m.lin.resize(static_cast<size_t>(7 * Lc));
-  size_t maxW = 0;
   for (int b = 0; b < Lc; ++b) {
     std::string pre = "blocks." + std::to_string(b) + ".";
-    m.pNorm1.push_back(m.addParam(pre + "attn_norm", {Cd}, false));
-    initParam(m.pNorm1.back(), true);
-    m.pNorm2.push_back(m.addParam(pre + "mlp_norm", {Cd}, false));
-    initParam(m.pNorm2.back(), true);
+    initParam(m.pNorm1[b], true);
+    initParam(m.pNorm2[b], true);
     for (int j = 0; j < 7; ++j) {
       BitLayer& l = m.lin[7 * b + j];
-      l.rows = (j == 4 || j == 5) ? Fd : Cd;
-      l.cols = (j == 6) ? Fd : Cd;
-      l.n = static_cast<size_t>(l.rows) * l.cols;
-      maxW = std::max(maxW, l.n);
       layerInfo_.push_back({pre + kLinearNames[j], l.rows, l.cols});
       std::vector<float> w0(l.n);
       normalInit(w0, mc.initStd, pid, seed);
@@ -120,42 +109,13 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
         std::vector<int8_t> code(l.n);
         for (size_t i = 0; i < l.n; ++i)
           code[i] = nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridge, cfg_.knobs.bridgeOn);
-        l.code.alloc(be_.get(), l.n);
-        l.vote.alloc(be_.get(), l.n);
-        be_->toDevice(l.code.p, code.data(), l.n);
-        be_->zero(l.vote.p, l.n);
+        be_->toDevice(l.code, code.data(), l.n);
       } else {
-        l.param = m.addParam(pre + kLinearNames[j], {l.rows, l.cols}, true);
-        be_->toDevice(m.params[l.param].w.p, w0.data(), sizeof(float) * l.n);
+        be_->toDevice(m.params[l.param].w, w0.data(), sizeof(float) * l.n);
       }
     }
   }
-  m.pNormF = m.addParam("norm_f", {Cd}, false);
   initParam(m.pNormF, true);
-
-  // Activations and workspaces (memory_plan.cpp predicts exactly these).
-  m.acts.resize(cfg_.recompute == Recompute::Block ? 1 : Lc);
-  const size_t lseN = static_cast<size_t>(B) * mc.heads * T;
-  for (auto& a : m.acts) {
-    for (DBuf<float>* bf : {&a.resMid, &a.q, &a.k, &a.v, &a.att}) bf->alloc(be_.get(), N * Cd);
-    for (DBuf<float>* bf : {&a.gate, &a.up}) bf->alloc(be_.get(), N * Fd);
-    a.rstd1.alloc(be_.get(), N);
-    a.rstd2.alloc(be_.get(), N);
-    a.lse.alloc(be_.get(), lseN);
-  }
-  m.res.resize(Lc + 1);
-  for (auto& r : m.res) r.alloc(be_.get(), N * Cd);
-  for (DBuf<float>* bf : {&m.lnf, &m.dlnf, &m.dres, &m.dln, &m.dq, &m.dk, &m.dv, &m.datt, &m.lnS})
-    bf->alloc(be_.get(), N * Cd);
-  for (DBuf<float>* bf : {&m.dgate, &m.dup, &m.dh, &m.hS}) bf->alloc(be_.get(), N * Fd);
-  m.rstdf.alloc(be_.get(), N);
-  m.losses.alloc(be_.get(), N);
-  if (cfg_.actBits) m.qscratch.alloc(be_.get(), N * std::max(Cd, Fd));
-  if (cfg_.quant != Quant::FP) m.wscratch.alloc(be_.get(), maxW);
-  if (cfg_.quant == Quant::Poltergeist) m.gscratch.alloc(be_.get(), maxW);
-  m.logitsBuf.alloc(be_.get(), static_cast<size_t>(mc.vocab));
-  m.inTok.alloc(be_.get(), N);
-  m.tgtTok.alloc(be_.get(), N);
   be_->sync();
 }
 
@@ -168,16 +128,16 @@ std::string Trainer::deviceName() const { return be_->describe(); }
 
 void Trainer::setKnobs(const Knobs& k) {
   k.validate();
-  Impl& m = *m_;
+  Model& m = *m_;
   // Turning the bridge off resolves the +-b codes of every Poltergeist layer (DESIGN §4).
   if (cfg_.quant == Quant::Poltergeist && cfg_.knobs.bridgeOn && !k.bridgeOn) {
     const int8_t mag = cfg_.knobs.bridge >= 0.5f ? 2 : 0;
     for (auto& l : m.lin) {
       std::vector<int8_t> c(l.n);
-      be_->toHost(c.data(), l.code.p, l.n);
+      be_->toHost(c.data(), l.code, l.n);
       for (auto& x : c)
         if (x == 1 || x == -1) x = static_cast<int8_t>(x > 0 ? mag : -mag);
-      be_->toDevice(l.code.p, c.data(), l.n);
+      be_->toDevice(l.code, c.data(), l.n);
     }
   }
   Knobs nk = k;
@@ -195,36 +155,40 @@ void Trainer::setTrainData(std::vector<int32_t> tokens) {
   train_ = std::move(tokens);
 }
 
+// The B windows of micro-batch chunk `chunk` of step `step`: inputs and their next-token targets,
+// (B,T) each. Window g of the step is window g % batch of micro-batch g / batch, whatever the
+// chunking, so a memory plan never changes the data.
+static void sampleWindows(const std::vector<int32_t>& train, const TrainConfig& cfg, int step, int chunk,
+                          std::vector<int32_t>& in, std::vector<int32_t>& tg) {
+  const int B = cfg.microBatch, T = cfg.model.seq;
+  const uint32_t k0 = static_cast<uint32_t>(cfg.seed), k1 = static_cast<uint32_t>(cfg.seed >> 32);
+  in.resize(static_cast<size_t>(B) * T);
+  tg.resize(static_cast<size_t>(B) * T);
+  const uint64_t span = train.size() - static_cast<uint64_t>(T);
+  for (int j = 0; j < B; ++j) {
+    const uint64_t g = static_cast<uint64_t>(chunk) * B + j;
+    const uint64_t wb = g % static_cast<uint64_t>(cfg.batch), wk = g / static_cast<uint64_t>(cfg.batch);
+    Philox4 r = philox4x32_10(static_cast<uint32_t>(wb), static_cast<uint32_t>(wk),
+                              static_cast<uint32_t>(step), kStreamData, k0, k1);
+    uint64_t start = ((static_cast<uint64_t>(r.v[1]) << 32) | r.v[0]) % span;
+    std::memcpy(&in[static_cast<size_t>(j) * T], &train[start], sizeof(int32_t) * T);
+    std::memcpy(&tg[static_cast<size_t>(j) * T], &train[start + 1], sizeof(int32_t) * T);
+  }
+}
+
 float Trainer::accumulate() {
   if (train_.empty()) throw Error("no training data: call setTrainData() first");
-  Impl& m = *m_;
+  Model& m = *m_;
   const int B = cfg_.microBatch, T = cfg_.model.seq, Nt = B * T;
-  const uint32_t k0 = static_cast<uint32_t>(cfg_.seed), k1 = static_cast<uint32_t>(cfg_.seed >> 32);
-  std::vector<int32_t> in(Nt), tg(Nt);
-  const uint64_t span = train_.size() - static_cast<uint64_t>(T);
-  for (int j = 0; j < B; ++j) {
-    // Window g of the step is window g % batch of micro-batch g / batch, whatever the chunking,
-    // so a memory plan never changes the data.
-    const uint64_t g = static_cast<uint64_t>(accumulated_) * B + j;
-    const uint64_t wb = g % static_cast<uint64_t>(cfg_.batch), wk = g / static_cast<uint64_t>(cfg_.batch);
-    Philox4 r = philox4x32_10(static_cast<uint32_t>(wb), static_cast<uint32_t>(wk),
-                              static_cast<uint32_t>(step_), kStreamData, k0, k1);
-    uint64_t start = ((static_cast<uint64_t>(r.v[1]) << 32) | r.v[0]) % span;
-    std::memcpy(&in[static_cast<size_t>(j) * T], &train_[start], sizeof(int32_t) * T);
-    std::memcpy(&tg[static_cast<size_t>(j) * T], &train_[start + 1], sizeof(int32_t) * T);
-  }
+  std::vector<int32_t> in, tg;
+  sampleWindows(train_, cfg_, step_, accumulated_, in, tg);
   m.upload(in, tg);
-  m.forwardTrunk(B, T);
+  m.forward(B, T);
   const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep()));
-  // One fused pass gives the loss and its gradient; the loss is checked before backward, so a
-  // non-finite loss leaves votes untouched (the partial fp gradients are dropped).
-  be_->classifier(m.lnf.p, m.params[m.pWte].w.p, m.tgtTok.p, m.losses.p, m.dlnf.p,
-                  m.params[m.pWte].g.p, Nt, m.C(), m.V(), gradScale);
-  m.hostLoss.resize(Nt);
-  be_->toHost(m.hostLoss.data(), m.losses.p, sizeof(float) * Nt);
-  double sum = 0;
-  for (int i = 0; i < Nt; ++i) sum += m.hostLoss[i];
-  const double loss = sum / Nt;
+  // One fused pass gives the loss and its gradient (every target is scored); the loss is checked
+  // before backward, so a non-finite loss leaves votes untouched (the partial fp gradients are
+  // dropped).
+  const double loss = m.classify(tg, Nt, true, gradScale).first / Nt;
   if (!std::isfinite(loss)) {
     zeroGrad();
     throw Error("non-finite training loss (" + std::to_string(loss) + ") at step " +
@@ -235,6 +199,28 @@ float Trainer::accumulate() {
   accLoss_ += loss;
   tokens_ += Nt;
   return static_cast<float>(loss);
+}
+
+// Learning-rate multiplier of `step`: linear warmup, then cosine down to minLrRatio.
+static float lrFactor(const TrainConfig& cfg, int step) {
+  if (cfg.warmup > 0 && step < cfg.warmup) return static_cast<float>(step + 1) / cfg.warmup;
+  int span = std::max(1, cfg.totalSteps - cfg.warmup);
+  double prog = std::min(1.0, static_cast<double>(step - cfg.warmup) / span);
+  double c = 0.5 * (1.0 + std::cos(3.14159265358979323846 * prog));
+  return static_cast<float>(cfg.minLrRatio + (1.0 - cfg.minLrRatio) * c);
+}
+
+// The Ghost Scale's own optimizer: AdamW without weight decay on the host, from the accumulated
+// dL/ds, step t (1-based), learning rate slr; s is clamped to stay >= scaleMin. Returns dL/ds.
+static float ghostScaleAdamW(BitLayer& l, const TrainConfig& cfg, int t, float slr) {
+  const double bc1 = 1.0 - std::pow(static_cast<double>(cfg.beta1), t);
+  const double bc2 = 1.0 - std::pow(static_cast<double>(cfg.beta2), t);
+  const float g = static_cast<float>(l.ds);
+  l.sM = cfg.beta1 * l.sM + (1 - cfg.beta1) * g;
+  l.sV = cfg.beta2 * l.sV + (1 - cfg.beta2) * g * g;
+  const double upd = (l.sM / bc1) / (std::sqrt(l.sV / bc2) + cfg.adamEps);
+  l.s = std::max(cfg.scaleMin, static_cast<float>(l.s - slr * upd));
+  return g;
 }
 
 static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, float s, int accum) {
@@ -254,14 +240,14 @@ static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, flo
 
 StepResult Trainer::applyStep() {
   if (accumulated_ == 0) throw Error("applyStep: no micro-batch accumulated since the last step");
-  Impl& m = *m_;
+  Model& m = *m_;
   StepResult r;
-  const float factor = m.lrFactor(step_);
+  const float factor = lrFactor(cfg_, step_);
   const Knobs& k = cfg_.knobs;
   r.lr = k.lr * factor;
   // Global gradient norm of the fp parameters, then clipping folded into AdamW's gradScale.
   double sq = 0;
-  for (auto& p : m.params) sq += be_->sumSquares(p.g.p, p.n);
+  for (auto& p : m.params) sq += be_->sumSquares(p.g, p.n);
   const double norm = std::sqrt(sq);
   if (!std::isfinite(norm)) {
     zeroGrad();
@@ -273,26 +259,18 @@ StepResult Trainer::applyStep() {
   if (cfg_.gradClip > 0 && norm > cfg_.gradClip) clip = static_cast<float>(cfg_.gradClip / (norm + 1e-6));
   const int t = step_ + 1;
   for (auto& p : m.params)
-    be_->adamw(p.w.p, p.g.p, p.m.p, p.v.p, p.n, r.lr, cfg_.beta1, cfg_.beta2, cfg_.adamEps,
+    be_->adamw(p.w, p.g, p.m, p.v, p.n, r.lr, cfg_.beta1, cfg_.beta2, cfg_.adamEps,
                p.decay ? cfg_.weightDecay : 0.0f, t, clip);
   r.layers.resize(m.lin.size());
   if (m.polt()) {
     const float slr = k.scaleLr * factor;
-    const double bc1 = 1.0 - std::pow(static_cast<double>(cfg_.beta1), t);
-    const double bc2 = 1.0 - std::pow(static_cast<double>(cfg_.beta2), t);
     for (size_t i = 0; i < m.lin.size(); ++i) {
       BitLayer& l = m.lin[i];
-      // Ghost Scale: AdamW without weight decay, clamped to stay positive.
-      const float g = static_cast<float>(l.ds);
-      l.sM = cfg_.beta1 * l.sM + (1 - cfg_.beta1) * g;
-      l.sV = cfg_.beta2 * l.sV + (1 - cfg_.beta2) * g * g;
-      const double upd = (l.sM / bc1) / (std::sqrt(l.sV / bc2) + cfg_.adamEps);
-      l.s = std::max(cfg_.scaleMin, static_cast<float>(l.s - slr * upd));
       LayerStep& ls = r.layers[i];
-      be_->poltFlip(l.code.p, l.vote.p, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, accumulated_),
+      ls.dscale = ghostScaleAdamW(l, cfg_, t, slr);
+      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, accumulated_),
                     &ls.flips, nullptr);
       ls.scale = l.s;
-      ls.dscale = g;
       ls.weights = l.n;
       l.ds = 0;
     }
@@ -301,11 +279,11 @@ StepResult Trainer::applyStep() {
       BitLayer& l = m.lin[i];
       LayerStep& ls = r.layers[i];
       ls.weights = l.n;
-      if (cfg_.quant == Quant::STE) ls.scale = be_->steQuantize(m.params[l.param].w.p, m.wscratch.p, l.n);
-      else ls.scale = static_cast<float>(std::sqrt(be_->sumSquares(m.params[l.param].w.p, l.n) / l.n));
+      if (cfg_.quant == Quant::STE) ls.scale = be_->steQuantize(m.params[l.param].w, m.wscratch, l.n);
+      else ls.scale = static_cast<float>(std::sqrt(be_->sumSquares(m.params[l.param].w, l.n) / l.n));
     }
   }
-  for (auto& p : m.params) be_->zero(p.g.p, p.g.bytes());
+  for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
   r.loss = static_cast<float>(accLoss_ / accumulated_);
   ++step_;
   r.step = step_;
@@ -334,15 +312,15 @@ StepResult Trainer::trainStep() {
 }
 
 void Trainer::zeroGrad() {
-  Impl& m = *m_;
-  for (auto& p : m.params) be_->zero(p.g.p, p.g.bytes());
+  Model& m = *m_;
+  for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
   for (auto& l : m.lin) l.ds = 0;
   accumulated_ = 0;
   accLoss_ = 0;
 }
 
 // Validates and uploads one explicit batch, then runs the forward trunk.
-static std::vector<int32_t> explicitBatch(Trainer::Impl& m, const TrainConfig& cfg, const char* what,
+static std::vector<int32_t> explicitBatch(Model& m, const TrainConfig& cfg, const char* what,
                                           const int32_t* inputs, const int32_t* targets, int B, int T) {
   if (B < 1 || B > cfg.microBatch || T < 1 || T > cfg.model.seq)
     throw Error(std::string(what) + ": B must be in [1, " + std::to_string(cfg.microBatch) +
@@ -352,12 +330,12 @@ static std::vector<int32_t> explicitBatch(Trainer::Impl& m, const TrainConfig& c
   m.checkTokens(targets, Nt, true, "targets");
   std::vector<int32_t> in(inputs, inputs + Nt), tg(targets, targets + Nt);
   m.upload(in, tg);
-  m.forwardTrunk(B, T);
+  m.forward(B, T);
   return tg;
 }
 
 double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T) {
-  Impl& m = *m_;
+  Model& m = *m_;
   auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
@@ -368,7 +346,7 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
 }
 
 double Trainer::batchLoss(const int32_t* inputs, const int32_t* targets, int B, int T) {
-  Impl& m = *m_;
+  Model& m = *m_;
   auto tg = explicitBatch(m, cfg_, "batchLoss", inputs, targets, B, T);
   auto ls = m.classify(tg, B * T, false, 0.0f);
   return ls.second > 0 ? ls.first / ls.second : 0.0;
@@ -376,7 +354,7 @@ double Trainer::batchLoss(const int32_t* inputs, const int32_t* targets, int B, 
 
 Trainer::EvalResult Trainer::evaluate(const int32_t* tokens, size_t n, int window,
                                       std::atomic<bool>* cancel) {
-  Impl& m = *m_;
+  Model& m = *m_;
   const int T = window <= 0 ? cfg_.model.seq : window;
   if (T > cfg_.model.seq) throw Error("evaluate: window must be <= seq (" + std::to_string(cfg_.model.seq) + ")");
   m.checkTokens(tokens, n, false, "evaluation tokens");
@@ -401,62 +379,12 @@ Trainer::EvalResult Trainer::evaluate(const int32_t* tokens, size_t n, int windo
       ++nb;
     }
     m.upload(in, tg);
-    m.forwardTrunk(nb, T);
+    m.forward(nb, T);
     auto ls = m.classify(tg, nb * T, false, 0.0f);
     res.lossSum += ls.first;
     res.count += ls.second;
   }
   return res;
-}
-
-std::vector<int32_t> Trainer::generate(const std::vector<int32_t>& prompt, int n, float temperature,
-                                       int topK, uint64_t seed) {
-  Impl& m = *m_;
-  if (prompt.empty()) throw Error("generate: the prompt must contain at least one token");
-  if (n < 0 || n > 100000) throw Error("generate: n must be in [0, 100000]");
-  m.checkTokens(prompt.data(), prompt.size(), false, "prompt");
-  std::vector<int32_t> ctx = prompt, out;
-  const int V = m.V(), S = cfg_.model.seq;
-  std::vector<float> lg(V);
-  std::vector<int> idx(V);
-  const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-  for (int t = 0; t < n; ++t) {
-    const int T = static_cast<int>(std::min<size_t>(ctx.size(), S));
-    std::vector<int32_t> in(ctx.end() - T, ctx.end()), tg(T, -1);
-    m.upload(in, tg);
-    m.forwardTrunk(1, T);
-    be_->logits(m.lnf.p + static_cast<size_t>(T - 1) * m.C(), m.params[m.pWte].w.p, m.logitsBuf.p, 1, m.C(), V);
-    be_->toHost(lg.data(), m.logitsBuf.p, sizeof(float) * V);
-    int next = 0;
-    if (temperature <= 0 || topK == 1) {
-      next = static_cast<int>(std::max_element(lg.begin(), lg.end()) - lg.begin());
-    } else {
-      std::iota(idx.begin(), idx.end(), 0);
-      const int k = (topK > 0 && topK < V) ? topK : V;
-      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-        return lg[a] > lg[b] || (lg[a] == lg[b] && a < b);
-      });
-      double mx = lg[idx[0]], z = 0;
-      std::vector<double> pr(k);
-      for (int j = 0; j < k; ++j) {
-        pr[j] = std::exp((lg[idx[j]] - mx) / temperature);
-        z += pr[j];
-      }
-      Philox4 r = philox4x32_10(static_cast<uint32_t>(out.size()), 0, 0, kStreamSample, k0, k1);
-      double u = philox_u24(r.v[0]) * z, acc = 0;
-      next = idx[k - 1];
-      for (int j = 0; j < k; ++j) {
-        acc += pr[j];
-        if (u < acc) {
-          next = idx[j];
-          break;
-        }
-      }
-    }
-    out.push_back(next);
-    ctx.push_back(next);
-  }
-  return out;
 }
 
 int Trainer::layerIndex(const std::string& name) const {
@@ -484,7 +412,7 @@ std::vector<int8_t> Trainer::codes(int layer) {
   requirePolt(cfg_.quant, "codes");
   auto& l = m_->lin[layer];
   std::vector<int8_t> out(l.n);
-  be_->toHost(out.data(), l.code.p, l.n);
+  be_->toHost(out.data(), l.code, l.n);
   return out;
 }
 
@@ -493,7 +421,7 @@ std::vector<int8_t> Trainer::votes(int layer) {
   requirePolt(cfg_.quant, "votes");
   auto& l = m_->lin[layer];
   std::vector<int8_t> out(l.n);
-  be_->toHost(out.data(), l.vote.p, l.n);
+  be_->toHost(out.data(), l.vote, l.n);
   return out;
 }
 
@@ -502,18 +430,11 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
   checkLayer(layer, m_->lin.size());
   requirePolt(cfg_.quant, "flip probabilities");
   auto& l = m_->lin[layer];
-  DBuf<float> p;
-  p.alloc(be_.get(), l.n);
+  DBuf<float> p(*be_, l.n);
   std::vector<float> out(l.n);
-  try {
-    be_->poltProbabilities(l.vote.p, p.p, l.n,
-                           flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
-    be_->toHost(out.data(), p.p, sizeof(float) * l.n);
-  } catch (...) {
-    p.release();
-    throw;
-  }
-  p.release();
+  be_->poltProbabilities(l.vote, p, l.n,
+                         flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
+  be_->toHost(out.data(), p, sizeof(float) * l.n);
   return out;
 }
 
@@ -533,7 +454,7 @@ void Trainer::setCodes(int layer, const std::vector<int8_t>& c) {
   if (c.size() != l.n) throw Error("setCodes: expected " + std::to_string(l.n) + " codes, got " + std::to_string(c.size()));
   for (int8_t x : c)
     if (x < -2 || x > 2) throw Error("setCodes: codes must be in [-2, 2]");
-  be_->toDevice(l.code.p, c.data(), l.n);
+  be_->toDevice(l.code, c.data(), l.n);
 }
 
 void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
@@ -543,7 +464,7 @@ void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
   if (v.size() != l.n) throw Error("setVotes: expected " + std::to_string(l.n) + " votes, got " + std::to_string(v.size()));
   for (int8_t x : v)
     if (x < -127) throw Error("setVotes: votes must be in [-127, 127]");
-  be_->toDevice(l.vote.p, v.data(), l.n);
+  be_->toDevice(l.vote, v.data(), l.n);
 }
 
 std::vector<float> Trainer::scales() const {
@@ -551,8 +472,8 @@ std::vector<float> Trainer::scales() const {
   for (size_t i = 0; i < m_->lin.size(); ++i) {
     const BitLayer& l = m_->lin[i];
     if (cfg_.quant == Quant::Poltergeist) out.push_back(l.s);
-    else if (cfg_.quant == Quant::STE) out.push_back(be_->steQuantize(m_->params[l.param].w.p, m_->wscratch.p, l.n));
-    else out.push_back(static_cast<float>(std::sqrt(be_->sumSquares(m_->params[l.param].w.p, l.n) / l.n)));
+    else if (cfg_.quant == Quant::STE) out.push_back(be_->steQuantize(m_->params[l.param].w, m_->wscratch, l.n));
+    else out.push_back(static_cast<float>(std::sqrt(be_->sumSquares(m_->params[l.param].w, l.n) / l.n)));
   }
   return out;
 }
@@ -601,30 +522,7 @@ std::vector<LayerStep> Trainer::layerStats() {
 }
 
 MemoryReport Trainer::memory() const {
-  MemoryReport r;
-  const Impl& m = *m_;
-  for (auto& p : m.params) {
-    r.params += p.w.bytes();
-    r.grads += p.g.bytes();
-    r.optimizer += p.m.bytes() + p.v.bytes();
-  }
-  for (auto& l : m.lin) {
-    if (cfg_.quant == Quant::Poltergeist) {
-      r.ternaryState += l.code.bytes() + l.vote.bytes() + 4 * sizeof(float);  // s, m, v, gamma0
-    }
-    r.ternaryWeights += l.n;
-  }
-  for (auto& a : m.acts)
-    for (const DBuf<float>* b : {&a.resMid, &a.q, &a.k, &a.v, &a.att, &a.gate, &a.up, &a.rstd1,
-                                 &a.rstd2, &a.lse})
-      r.activations += b->bytes();
-  for (auto& x : m.res) r.activations += x.bytes();
-  r.activations += m.lnf.bytes() + m.rstdf.bytes();
-  for (const DBuf<float>* b : {&m.dlnf, &m.dres, &m.dln, &m.dq, &m.dk, &m.dv, &m.datt, &m.dgate, &m.dup,
-                               &m.dh, &m.qscratch, &m.wscratch, &m.gscratch, &m.losses, &m.logitsBuf,
-                               &m.lnS, &m.hS})
-    r.scratch += b->bytes();
-  r.scratch += m.inTok.bytes() + m.tgtTok.bytes();
+  MemoryReport r = m_->memory();
   r.deviceInUse = be_->bytesInUse();
   r.devicePeak = be_->peakBytes();
   return r;
@@ -646,7 +544,7 @@ std::vector<std::string> Trainer::paramNames() const {
   return out;
 }
 
-static FpParam& findParam(Trainer::Impl& m, const std::string& name) {
+static FpParam& findParam(Model& m, const std::string& name) {
   for (auto& p : m.params)
     if (p.name == name) return p;
   throw Error("unknown parameter '" + name + "'");
@@ -655,20 +553,20 @@ static FpParam& findParam(Trainer::Impl& m, const std::string& name) {
 std::vector<float> Trainer::param(const std::string& name) {
   FpParam& p = findParam(*m_, name);
   std::vector<float> out(p.n);
-  be_->toHost(out.data(), p.w.p, p.w.bytes());
+  be_->toHost(out.data(), p.w, p.w.bytes());
   return out;
 }
 
 void Trainer::setParam(const std::string& name, const std::vector<float>& v) {
   FpParam& p = findParam(*m_, name);
   if (v.size() != p.n) throw Error("setParam: size mismatch for " + name);
-  be_->toDevice(p.w.p, v.data(), p.w.bytes());
+  be_->toDevice(p.w, v.data(), p.w.bytes());
 }
 
 std::vector<float> Trainer::paramGrad(const std::string& name) {
   FpParam& p = findParam(*m_, name);
   std::vector<float> out(p.n);
-  be_->toHost(out.data(), p.g.p, p.g.bytes());
+  be_->toHost(out.data(), p.g, p.g.bytes());
   return out;
 }
 
