@@ -161,13 +161,14 @@ class Trainer {
   void setTrainData(std::vector<int32_t> tokens);
   size_t trainTokens() const { return train_.size(); }
 
-  // One optimizer step: K micro-batches of forward+backward, then the update. Throws Error
-  // (state unchanged except votes of the aborted step) when the loss is not finite.
+  // One optimizer step: K micro-batch chunks of forward+backward, then the update. Throws Error
+  // with the state unchanged (votes of the refused step undone, gradients dropped) when the loss,
+  // the gradient norm or a Ghost Scale gradient is not finite.
   StepResult trainStep();
 
-  // The two halves of a step, for inspection and tests: accumulate() runs one micro-batch chunk
-  // (the next microBatch windows) and returns its loss; applyStep() applies the update with
-  // K = number of chunks accumulated since the last step.
+  // The two halves of a step, for inspection and tests: accumulate() runs the step's next
+  // micro-batch chunk (the next microBatch windows) and returns its loss; applyStep() applies the
+  // update once all K = chunksPerStep() chunks are accumulated (either throws otherwise).
   float accumulate();
   StepResult applyStep();
 
@@ -214,8 +215,10 @@ class Trainer {
   std::vector<float> param(const std::string& name);
   void setParam(const std::string& name, const std::vector<float>& v);
   std::vector<float> paramGrad(const std::string& name);
-  // Runs forward+backward on an explicit batch, accumulating gradients/votes exactly as
-  // accumulate() does with gradScale 1/(B*T*K) for K = 1; returns the loss.
+  // Forward+backward of an explicit batch (targets < 0 unscored) instead of the data windows: adds
+  // the gradient of this batch's mean loss (scale 1/scored targets) and its votes, counts toward
+  // the step's loss and tokens, and refuses a non-finite loss like accumulate(). A step built from
+  // n such calls is applied by applyStep() with K = n. Returns the mean loss.
   double forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T);
   void zeroGrad();
 
@@ -227,6 +230,9 @@ class Trainer {
   std::vector<int32_t> train_;
   int step_ = 0;
   int accumulated_ = 0;
+  bool explicitStep_ = false;  // this step's chunks came from forwardBackward()
+  double chunkForwardBackward(const std::vector<int32_t>& targets, int B, int T, float gradScale);
+  [[noreturn]] void failStep(const std::string& why);
   size_t plannedBytes_ = 0;
   double accLoss_ = 0;
   double tokens_ = 0;

@@ -198,6 +198,19 @@ std::string Trainer::load(const std::string& path) {
       << ", heads " << num(mj, "heads") << ", ffn " << num(mj, "ffn") << ", quant " << cj.at("quant").str;
   if (want.str() != got.str())
     throw Error(what + " is for a different model (" + got.str() + "); this trainer has " + want.str());
+  // Every other field that changes what the model computes or which windows a step reads.
+  const std::pair<const char*, double> same[] = {
+      {"seq", mc.seq}, {"ropeTheta", mc.ropeTheta}, {"normEps", mc.normEps}};
+  for (const auto& [field, mine] : same)
+    if (num(mj, field) != mine)
+      throw Error(what + " was trained with " + field + " " + json::number(num(mj, field)) +
+                  "; this trainer has " + json::number(mine));
+  const std::pair<const char*, double> sameRun[] = {
+      {"actBits", cfg_.actBits}, {"batch", cfg_.batch}, {"accum", cfg_.accum}};
+  for (const auto& [field, mine] : sameRun)
+    if (num(cj, field) != mine)
+      throw Error(what + " was trained with " + field + " " + json::number(num(cj, field)) +
+                  "; this trainer has " + json::number(mine) + " (the model or its data stream would change)");
 
   Model& m = *m_;
   const uint64_t dataStart = 8 + hl, dataLen = fileSize - dataStart;
@@ -237,6 +250,20 @@ std::string Trainer::load(const std::string& path) {
       for (const char* pre : {"code.", "vote."})
         readTensor(pre + layerInfo_[i].name, "I8", {m.lin[i].rows, m.lin[i].cols});
   for (const char* n : {"ghost.scale", "ghost.scale_m", "ghost.scale_v", "ghost.gamma0"}) readTensor(n, "F32", {nl});
+  {
+    std::vector<float> sc(nl), scm(nl), scv(nl), g0(nl);
+    std::memcpy(sc.data(), data["ghost.scale"].data(), sizeof(float) * nl);
+    std::memcpy(scm.data(), data["ghost.scale_m"].data(), sizeof(float) * nl);
+    std::memcpy(scv.data(), data["ghost.scale_v"].data(), sizeof(float) * nl);
+    std::memcpy(g0.data(), data["ghost.gamma0"].data(), sizeof(float) * nl);
+    for (int i = 0; i < nl; ++i) {
+      if (!(std::isfinite(sc[i]) && sc[i] > 0) || !(std::isfinite(g0[i]) && g0[i] > 0))
+        throw Error(what + ": the Ghost Scale or gamma0 of " + layerInfo_[i].name +
+                    " is not a positive finite number");
+      if (!std::isfinite(scm[i]) || !(std::isfinite(scv[i]) && scv[i] >= 0))
+        throw Error(what + ": the Ghost Scale's Adam moments of " + layerInfo_[i].name + " are not finite");
+    }
+  }
   for (int i = 0; i < nl && cfg_.quant == Quant::Poltergeist; ++i) {
     for (char c : data["code." + layerInfo_[i].name])
       if (c < -2 || c > 2) throw Error(what + ": tensor 'code." + layerInfo_[i].name + "' holds values outside [-2, 2]");

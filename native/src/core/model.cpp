@@ -53,6 +53,7 @@ ModelDims::ModelDims(const TrainConfig& cfg) {
   S = cfg.recompute == Recompute::Block ? 1 : L;
   maxW = std::max(C * C, C * F);
   maxCF = std::max(C, F);
+  bitW = L * (4 * C * C + 3 * C * F);
   actQuant = cfg.actBits != 0;
   quantized = cfg.quant != Quant::FP;
   polt = cfg.quant == Quant::Poltergeist;

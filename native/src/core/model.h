@@ -69,6 +69,7 @@ struct ModelDims {
   size_t S;     // activation sets: L, or 1 under block recompute
   size_t maxW;  // elements of the largest BitLinear weight
   size_t maxCF; // max(C, F): the widest activation a BitLinear reads
+  size_t bitW;  // elements of all BitLinear weights together (7 per block)
   bool actQuant, quantized, polt;  // actBits > 0; quant != fp; quant == poltergeist
 };
 
@@ -114,6 +115,8 @@ struct ModelDims {
   ONE(wscratch, float, scratch, d.quantized ? d.maxW : 0) /* (rows,cols) materialized BitLinear weight */ \
   ONE(gscratch, float, scratch, d.polt ? d.maxW : 0) /* (rows,cols) BitLinear weight gradient, voted */ \
   ONE(logitsBuf, float, scratch, d.V)                /* (V)       one row of logits (generation) */     \
+  ONE(voteUndo, int8_t, scratch, d.polt ? d.bitW : 0) /* (all BitLinears) votes before the step, restored \
+                                                         if the step fails */                          \
   ONE(inTok, int32_t, scratch, d.N)                  /* (B,T)     input token ids */                    \
   ONE(tgtTok, int32_t, scratch, d.N)                 /* (B,T)     target ids, < 0 unscored */
 

@@ -176,29 +176,62 @@ static void sampleWindows(const std::vector<int32_t>& train, const TrainConfig& 
   }
 }
 
+// Votes change in every backward, before the step knows whether it will be applied. The first
+// micro-batch of a step keeps a copy of all votes (voteUndo); a step that fails (non-finite loss,
+// gradient norm or Ghost Scale gradient) puts them back, so a refused step changes nothing.
+static void keepVotes(Model& m, Backend& be) {
+  size_t off = 0;
+  for (auto& l : m.lin) {
+    be.copy(m.voteUndo.data() + off, l.vote, l.n);
+    off += l.n;
+  }
+}
+
+static void restoreVotes(Model& m, Backend& be) {
+  size_t off = 0;
+  for (auto& l : m.lin) {
+    be.copy(l.vote, m.voteUndo.data() + off, l.n);
+    off += l.n;
+  }
+}
+
+void Trainer::failStep(const std::string& why) {
+  if (m_->polt() && accumulated_ > 0) restoreVotes(*m_, *be_);
+  zeroGrad();
+  throw Error(why);
+}
+
+// Forward, loss and backward of one micro-batch chunk (B,T) already uploaded; gradients scaled by
+// gradScale. The loss is checked before backward, so a non-finite loss casts no votes.
+double Trainer::chunkForwardBackward(const std::vector<int32_t>& tg, int B, int T, float gradScale) {
+  Model& m = *m_;
+  if (m.polt() && accumulated_ == 0) keepVotes(m, *be_);
+  m.forward(B, T);
+  const auto ls = m.classify(tg, B * T, true, gradScale);
+  const double loss = ls.second > 0 ? ls.first / ls.second : 0.0;
+  if (!std::isfinite(loss))
+    failStep("non-finite training loss (" + std::to_string(loss) + ") at step " + std::to_string(step_ + 1) +
+             "; the step was not applied and its votes were undone. Lower lr or check the data.");
+  m.backward(B, T);
+  ++accumulated_;
+  accLoss_ += loss;
+  tokens_ += ls.second;
+  return loss;
+}
+
 float Trainer::accumulate() {
   if (train_.empty()) throw Error("no training data: call setTrainData() first");
+  if (accumulated_ >= chunksPerStep())
+    throw Error("accumulate: all " + std::to_string(chunksPerStep()) +
+                " micro-batch chunk(s) of this step are accumulated; call applyStep() first");
   Model& m = *m_;
   const int B = cfg_.microBatch, T = cfg_.model.seq, Nt = B * T;
   std::vector<int32_t> in, tg;
   sampleWindows(train_, cfg_, step_, accumulated_, in, tg);
   m.upload(in, tg);
-  m.forward(B, T);
+  // Every target is scored; the gradient is that of the step's mean loss over all its chunks.
   const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep()));
-  // One fused pass gives the loss and its gradient (every target is scored); the loss is checked
-  // before backward, so a non-finite loss leaves votes untouched (the partial fp gradients are
-  // dropped).
-  const double loss = m.classify(tg, Nt, true, gradScale).first / Nt;
-  if (!std::isfinite(loss)) {
-    zeroGrad();
-    throw Error("non-finite training loss (" + std::to_string(loss) + ") at step " +
-                std::to_string(step_ + 1) + "; the step was not applied. Lower lr or check the data.");
-  }
-  m.backward(B, T);
-  ++accumulated_;
-  accLoss_ += loss;
-  tokens_ += Nt;
-  return static_cast<float>(loss);
+  return static_cast<float>(chunkForwardBackward(tg, B, T, gradScale));
 }
 
 // Learning-rate multiplier of `step`: linear warmup, then cosine down to minLrRatio.
@@ -240,6 +273,9 @@ static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, flo
 
 StepResult Trainer::applyStep() {
   if (accumulated_ == 0) throw Error("applyStep: no micro-batch accumulated since the last step");
+  if (!explicitStep_ && accumulated_ != chunksPerStep())
+    throw Error("applyStep: " + std::to_string(accumulated_) + " of the step's " +
+                std::to_string(chunksPerStep()) + " micro-batch chunk(s) accumulated; call accumulate() again");
   Model& m = *m_;
   StepResult r;
   const float factor = lrFactor(cfg_, step_);
@@ -249,11 +285,15 @@ StepResult Trainer::applyStep() {
   double sq = 0;
   for (auto& p : m.params) sq += be_->sumSquares(p.g, p.n);
   const double norm = std::sqrt(sq);
-  if (!std::isfinite(norm)) {
-    zeroGrad();
-    throw Error("non-finite gradient norm at step " + std::to_string(step_ + 1) +
-                "; the step was not applied");
-  }
+  if (!std::isfinite(norm))
+    failStep("non-finite gradient norm at step " + std::to_string(step_ + 1) +
+             "; the step was not applied and its votes were undone");
+  // A non-finite dL/ds would pin s at its floor and poison its Adam moments for good.
+  for (size_t i = 0; i < m.lin.size(); ++i)
+    if (m.polt() && !std::isfinite(m.lin[i].ds))
+      failStep("non-finite Ghost Scale gradient (" + std::to_string(m.lin[i].ds) + ") in " +
+               layerInfo_[i].name + " at step " + std::to_string(step_ + 1) +
+               "; the step was not applied and its votes were undone");
   r.gradNorm = static_cast<float>(norm);
   float clip = 1.0f;
   if (cfg_.gradClip > 0 && norm > cfg_.gradClip) clip = static_cast<float>(cfg_.gradClip / (norm + 1e-6));
@@ -290,6 +330,7 @@ StepResult Trainer::applyStep() {
   r.tokens = tokens_;
   accumulated_ = 0;
   accLoss_ = 0;
+  explicitStep_ = false;
   be_->sync();
   r.peakBytes = be_->peakBytes();
   return r;
@@ -317,6 +358,7 @@ void Trainer::zeroGrad() {
   for (auto& l : m.lin) l.ds = 0;
   accumulated_ = 0;
   accLoss_ = 0;
+  explicitStep_ = false;
 }
 
 // Validates and uploads one explicit batch, then runs the forward trunk.
@@ -330,24 +372,24 @@ static std::vector<int32_t> explicitBatch(Model& m, const TrainConfig& cfg, cons
   m.checkTokens(targets, Nt, true, "targets");
   std::vector<int32_t> in(inputs, inputs + Nt), tg(targets, targets + Nt);
   m.upload(in, tg);
-  m.forward(B, T);
   return tg;
 }
 
 double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T) {
   Model& m = *m_;
+  if (accumulated_ > 0 && !explicitStep_)
+    throw Error("forwardBackward: the step already holds accumulate() chunks; call applyStep() first");
   auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
-  auto ls = m.classify(tg, B * T, true, static_cast<float>(1.0 / std::max(1.0, cnt)));
-  m.backward(B, T);
-  ++accumulated_;
-  return ls.second > 0 ? ls.first / ls.second : 0.0;
+  explicitStep_ = true;
+  return chunkForwardBackward(tg, B, T, static_cast<float>(1.0 / std::max(1.0, cnt)));
 }
 
 double Trainer::batchLoss(const int32_t* inputs, const int32_t* targets, int B, int T) {
   Model& m = *m_;
   auto tg = explicitBatch(m, cfg_, "batchLoss", inputs, targets, B, T);
+  m.forward(B, T);
   auto ls = m.classify(tg, B * T, false, 0.0f);
   return ls.second > 0 ? ls.first / ls.second : 0.0;
 }
