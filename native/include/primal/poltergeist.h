@@ -97,10 +97,10 @@ PRIMAL_HD double voteThreshold(float deadzone, double sumSquares, double n) {
 // One weight's vote after a backward pass with gradient g: a step against the sign of g when
 // |g| > threshold, saturating at +-kVoteMax. A NaN gradient does not vote.
 PRIMAL_HD int castVote(int vote, float g, double threshold) {
-  const float ag = g < 0.0f ? -g : g;
-  if (static_cast<double>(ag) > threshold) {
-    vote -= g > 0.0f ? 1 : -1;
-    vote = vote > kVoteMax ? kVoteMax : (vote < -kVoteMax ? -kVoteMax : vote);
+  if (static_cast<double>(fabsf(g)) > threshold) {
+    const int moved = vote - (g > 0.0f ? 1 : -1);
+    const int atLeast = moved < -kVoteMax ? -kVoteMax : moved;
+    vote = atLeast > kVoteMax ? kVoteMax : atLeast;
   }
   return vote;
 }
