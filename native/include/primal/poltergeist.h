@@ -22,12 +22,15 @@
 //
 // Backward (each micro-batch), per weight with gradient G = dL/dW (votes only, codes stay):
 //   vote = clamp(vote - sign(G), -127, 127)   where |G| > deadzone * rms(G), rms over all n weights
-//   (deadzone 0: every non-zero G votes), and dL/ds += gamma0 * sum_i G[i] * level(code[i]).
+//   (deadzone 0: every non-zero G votes; a NaN G never votes), and
+//   dL/ds += gamma0 * sum_i G[i] * level(code[i]) (the sum in double).
 //
 // Optimizer step (after the Ghost Scale update), per weight i of layer l at 0-based step t:
-//   p  = min(pMax, flipRate * s * |vote| / K)           K = micro-batches accumulated this step,
-//        evaluated in double exactly as ((double)flipRate * (double)s) * |vote| / K;
-//   r  = Philox4x32-10(counter (i, l, t, 0), key (seed lo, seed hi)); u = u24(r0), u2 = u24(r1);
+//   p  = min(pMax, flipRate * s * |vote| / K), evaluated in double exactly as
+//        ((double)flipRate * (double)s) * |vote| / K; K = the micro-batches (chunks, under a
+//        memory plan) that voted since the last step, s = the Ghost Scale after this step's update;
+//   r  = Philox4x32-10(counter (i, l, t, 0), key (seed lo, seed hi)) (stream 0 of philox.h is
+//        reserved for this); u = u24(r0), u2 = u24(r1);
 //   if vote != 0 and u < p and the next rung toward sign(vote) exists:
 //        code = that rung, vote = 0                         (a flip);
 //   otherwise every non-zero vote decays by stochastic rounding:
@@ -38,9 +41,11 @@
 // (|x| < bridge/2 -> 0, < (1 + bridge)/2 -> +-1, else +-2; bridge off: |x| < 1/2 -> 0 else +-2).
 //
 // Determinism: all of this is plain IEEE arithmetic in a fixed order, so CPU and CUDA give the
-// same codes and votes for the same inputs. Device code uses explicitly rounded double operations
-// (__dmul_rn, ...) so FMA contraction cannot change a result; host code is built with
-// -ffp-contract=off (native/CMakeLists.txt).
+// same codes, votes and p from the same inputs (the gradients themselves differ between the
+// backends by GEMM rounding). Device code uses explicitly rounded double operations (__dmul_rn,
+// ...) so FMA contraction cannot change a result; host code is built with -ffp-contract=off
+// (native/CMakeLists.txt). Tests: native/test/test_cpu_ops.cpp (cpu/polt*), test_cuda_parity.cpp
+// (CPU vs CUDA, bit for bit) and test/engine/poltergeist.test.ts (an independent JS reference).
 #pragma once
 #include <cmath>
 #include <cstdint>
