@@ -17,7 +17,7 @@ const exe = candidates.find((p) => existsSync(p));
 const TIMEOUT = 600_000;
 
 /** Groups that every build has; the CUDA group exists only in CUDA builds. */
-const REQUIRED_GROUPS = ["cpu/", "trainer/", "philox/", "memory/"];
+const REQUIRED_GROUPS = ["cpu/", "trainer/", "philox/", "poltergeist/", "memory/"];
 const CUDA_GROUP = "cuda/";
 
 interface CaseResult {
