@@ -152,7 +152,8 @@ PRIMAL_HD bool nextRung(int c, int dir, bool bridgeOn, int* target) {
 }
 
 // The vote that did not flip, after decay: sign(vote) * floor(|vote| * keep + u2), clamped to
-// [0, kVoteMax] in magnitude. The value is non-negative after the clamp, so truncation is floor.
+// [0, kVoteMax] in magnitude. The value is non-negative after the clamp, so truncation is floor
+// (and needs no libm call on the host).
 PRIMAL_HD int decayVote(int vote, double keep, float u2) {
   const int av = vote < 0 ? -vote : vote;
   double kept = addRn(mulRn(static_cast<double>(av), keep), static_cast<double>(u2));
