@@ -1,5 +1,5 @@
 // CUDA backend vs CPU backend (makeCpuBackend(1)) on random inputs, op by op. Compiled empty
-// unless the build has CUDA; each case prints a note and returns when no GPU is visible.
+// unless the build has CUDA; each case reports itself skipped ("no GPU") when no GPU is visible.
 //
 // Tolerances (|got - want| <= atol + rtol * |want| unless stated):
 //   gemm (TF32 tensor cores on sm_80+): |err| <= 2e-3 * sum_k |a_ik||b_kj| + 1e-5 (TF32 rounds
@@ -53,10 +53,9 @@ namespace {
 using primal::Backend;
 using primal_test::Failure;
 
-bool haveGpu() {
-  if (primal::cudaDeviceCount() > 0) return true;
-  std::printf("     (no CUDA device: skipped)\n");
-  return false;
+// Every case starts here: without a visible GPU it reports itself skipped (not passed).
+void requireGpu() {
+  if (primal::cudaDeviceCount() == 0) PRIMAL_SKIP("no GPU");
 }
 
 struct Pair {
@@ -223,7 +222,7 @@ void checkGemm(Backend& cpu, Backend& gpu, double relTol, uint32_t seed, int M, 
 }  // namespace
 
 PRIMAL_TEST("cuda/gemm: 4 transposes, strides, alpha/beta, TF32 and fp32 modes, K=0") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   auto g32 = gpuFp32();
   std::printf("     %s\n", P.gpu->describe().c_str());
@@ -251,7 +250,7 @@ PRIMAL_TEST("cuda/gemm: 4 transposes, strides, alpha/beta, TF32 and fp32 modes, 
 }
 
 PRIMAL_TEST("cuda/memory: accounting, out of memory is an OutOfMemory error, backend stays usable") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto gpu = primal::makeCudaBackend(0);
   EXPECT_TRUE(gpu->name() == "cuda");
   EXPECT_TRUE(gpu->describe().find("sm_") != std::string::npos);
@@ -290,7 +289,7 @@ PRIMAL_TEST("cuda/memory: accounting, out of memory is an OutOfMemory error, bac
 }
 
 PRIMAL_TEST("cuda/add, scale, sumSquares, allFinite (vector and tail paths)") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   for (size_t n : {size_t(1), size_t(7), size_t(1000003)}) {
     Dual<float> x(P, randn(n, 1)), y(P, randn(n, 2));
@@ -319,7 +318,7 @@ PRIMAL_TEST("cuda/add, scale, sumSquares, allFinite (vector and tail paths)") {
 }
 
 PRIMAL_TEST("cuda/embedding forward + backward (repeated tokens, C vectorized and not)") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   for (int C : {96, 30}) {
     const int N = 300, Vp = 64;
@@ -343,7 +342,7 @@ PRIMAL_TEST("cuda/embedding forward + backward (repeated tokens, C vectorized an
 }
 
 PRIMAL_TEST("cuda/rmsnorm forward + backward (accumulating dx, dw)") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   for (int C : {768, 64, 30}) {
     const int N = 150;
@@ -368,7 +367,7 @@ PRIMAL_TEST("cuda/rmsnorm forward + backward (accumulating dx, dw)") {
 }
 
 PRIMAL_TEST("cuda/rope forward and inverse") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const int B = 2, T = 300, H = 3, D = 64;
   const size_t n = static_cast<size_t>(B) * T * H * D;
@@ -387,7 +386,7 @@ PRIMAL_TEST("cuda/rope forward and inverse") {
 }
 
 PRIMAL_TEST("cuda/attention forward + backward vs cpu (T=67/256/130, D=64/16/32), deterministic") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const int cases[][4] = {{2, 67, 3, 64}, {1, 256, 2, 64}, {2, 50, 4, 16}, {1, 130, 2, 32}, {1, 70, 1, 40}};
   uint32_t seed = 200;
@@ -421,7 +420,7 @@ PRIMAL_TEST("cuda/attention forward + backward vs cpu (T=67/256/130, D=64/16/32)
 }
 
 PRIMAL_TEST("cuda/swiglu forward + backward") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = 100003;
   Dual<float> g(P, randn(n, 20, 3.0f)), u(P, randn(n, 21)), dh(P, randn(n, 22));
@@ -436,7 +435,7 @@ PRIMAL_TEST("cuda/swiglu forward + backward") {
 }
 
 PRIMAL_TEST("cuda/actQuant 8 and 4 bits (one-step differences at rounding ties only)") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   for (int C : {768, 30}) {
     for (int bits : {8, 4}) {
@@ -496,7 +495,7 @@ void classifierCase(Backend& cpu, Backend& gpu, int N, int C, int V, int Vp, flo
 }  // namespace
 
 PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored rows, chunks)") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   auto g32 = gpuFp32();
   classifierCase(*P.cpu, *P.gpu, 300, 64, 1000, 1024, 3e-3f, 1e-3f, 1e-2, 30, "classifier tf32");
@@ -524,7 +523,7 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
 }
 
 PRIMAL_TEST("cuda/adamw over three steps") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = 10001;
   Dual<float> p(P, randn(n, 70)), m(P, std::vector<float>(n, 0.0f)), v(P, std::vector<float>(n, 0.0f));
@@ -539,7 +538,7 @@ PRIMAL_TEST("cuda/adamw over three steps") {
 }
 
 PRIMAL_TEST("cuda/steQuantize gamma and Wq") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = 100003;
   auto wv = randn(n, 80, 0.02f);
@@ -556,7 +555,7 @@ PRIMAL_TEST("cuda/steQuantize gamma and Wq") {
 }
 
 PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = 100003;
   Dual<int8_t> code(P, randi8(n, 90, -2, 2)), vote(P, randi8(n, 91, -127, 127));
@@ -573,7 +572,7 @@ PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
 }
 
 PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and on") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = 100003;
   auto gv = randn(n, 100, 1e-3f);
@@ -601,7 +600,7 @@ PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and o
 }
 
 PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, bridge on/off") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const size_t n = (size_t(1) << 20) + 3;
   for (int bridge = 0; bridge < 2; ++bridge) {
@@ -656,7 +655,7 @@ PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, 
 // ---- bf16 GEMM mode (PRIMAL_GEMM=bf16) -----------------------------------------------------------
 
 PRIMAL_TEST("cuda/bf16 gemm: 4 transposes, strides, alpha/beta, unaligned rows, K=0, rounding") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto cpu = primal::makeCpuBackend(1);
   auto gpu = gpuBf16();
   const bool bf16 = isBf16(*gpu);
@@ -690,7 +689,7 @@ PRIMAL_TEST("cuda/bf16 gemm: 4 transposes, strides, alpha/beta, unaligned rows, 
 }
 
 PRIMAL_TEST("cuda/bf16 classifier losses, dx, dtable (odd V tail, chunks), deterministic") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto cpu = primal::makeCpuBackend(1);
   auto gpu = gpuBf16();
   classifierCase(*cpu, *gpu, 300, 64, 1000, 1024, 2e-2f, 5e-3f, 3e-2, 530, "classifier bf16");
@@ -703,7 +702,7 @@ PRIMAL_TEST("cuda/bf16 classifier losses, dx, dtable (odd V tail, chunks), deter
 // scratchBytes(shape) bounds what the backend allocates for itself while running every op of a
 // micro-batch of that shape (ops at the model's shapes, GEMMs of the block and the classifier).
 PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16)") {
-  if (!haveGpu()) return;
+  requireGpu();
   primal::ScratchShape sh;
   sh.B = 3; sh.T = 70; sh.C = 64; sh.H = 4; sh.F = 176; sh.V = 1000; sh.Vp = 1024;
   const int N = sh.B * sh.T, C = sh.C, F = sh.F, H = sh.H, D = C / H, V = sh.V, Vp = sh.Vp;
@@ -890,7 +889,7 @@ struct DeviceBuf {
 }  // namespace
 
 PRIMAL_TEST("cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32/128/40), causal, deterministic") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto P = backends();
   const bool tc = smOf(*P.gpu) >= 80;
   std::printf("     %s: %s\n", P.gpu->describe().c_str(),
@@ -916,7 +915,7 @@ PRIMAL_TEST("cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32
 }
 
 PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H12 D64), timings") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto gpu = primal::makeCudaBackend(0);
   const int B = 8, T = 1024, H = 12, D = 64;
   const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;

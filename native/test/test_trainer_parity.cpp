@@ -16,10 +16,9 @@ using namespace primal;
 
 namespace {
 
-bool haveGpu() {
-  if (cudaDeviceCount() > 0) return true;
-  std::printf("     (no CUDA device: skipped)\n");
-  return false;
+// Every case starts here: without a visible GPU it reports itself skipped (not passed).
+void requireGpu() {
+  if (cudaDeviceCount() == 0) PRIMAL_SKIP("no GPU");
 }
 
 std::vector<int32_t> textLike(size_t n, int vocab) {
@@ -47,7 +46,7 @@ TrainConfig tinyConfig(Quant q) {
 }  // namespace
 
 PRIMAL_TEST("cuda/trainer one step: loss, dL/ds and votes match the CPU") {
-  if (!haveGpu()) return;
+  requireGpu();
   TrainConfig c = tinyConfig(Quant::Poltergeist);
   Trainer cpu(c, "cpu", 0), gpu(c, "cuda", 0);
   auto data = textLike(100000, 256);
@@ -69,7 +68,7 @@ PRIMAL_TEST("cuda/trainer one step: loss, dL/ds and votes match the CPU") {
 }
 
 PRIMAL_TEST("cuda/trainer 200-step tiny runs track the CPU loss curve") {
-  if (!haveGpu()) return;
+  requireGpu();
   for (Quant q : {Quant::FP, Quant::Poltergeist}) {
     TrainConfig c = tinyConfig(q);
     Trainer cpu(c, "cpu", 0), gpu(c, "cuda", 0);
@@ -93,7 +92,7 @@ PRIMAL_TEST("cuda/trainer 200-step tiny runs track the CPU loss curve") {
 }
 
 PRIMAL_TEST("cuda/trainer same seed gives bit-identical GPU runs") {
-  if (!haveGpu()) return;
+  requireGpu();
   TrainConfig c = tinyConfig(Quant::Poltergeist);
   Trainer a(c, "cuda", 0), b(c, "cuda", 0);
   auto data = textLike(100000, 256);
@@ -104,7 +103,7 @@ PRIMAL_TEST("cuda/trainer same seed gives bit-identical GPU runs") {
 }
 
 PRIMAL_TEST("cuda/trainer memory plan: block recompute is bit-identical; the plan bounds the peak") {
-  if (!haveGpu()) return;
+  requireGpu();
   auto data = textLike(100000, 256);
   for (Quant q : {Quant::FP, Quant::Poltergeist}) {
     TrainConfig c = tinyConfig(q);
@@ -142,7 +141,7 @@ PRIMAL_TEST("cuda/trainer memory plan: block recompute is bit-identical; the pla
 }
 
 PRIMAL_TEST("cuda/bf16 trainer one step: loss within 2e-2 of the CPU (PRIMAL_GEMM=bf16)") {
-  if (!haveGpu()) return;
+  requireGpu();
   for (Quant q : {Quant::Poltergeist, Quant::FP}) {
     TrainConfig c = tinyConfig(q);
     Trainer cpu(c, "cpu", 0);
@@ -162,7 +161,7 @@ PRIMAL_TEST("cuda/bf16 trainer one step: loss within 2e-2 of the CPU (PRIMAL_GEM
 }
 
 PRIMAL_TEST("cuda/trainer out of memory becomes an exception and the process survives") {
-  if (!haveGpu()) return;
+  requireGpu();
   TrainConfig c = tinyConfig(Quant::Poltergeist);
   c.model.seq = 4096;
   c.batch = 4096;  // activations far beyond any GPU

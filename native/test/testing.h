@@ -29,7 +29,13 @@ struct Failure {
   std::string what;
 };
 
-// Set by the runner: skip cases whose name does not contain this filter.
+// Thrown by PRIMAL_SKIP: the case cannot run here (e.g. no GPU). The runner reports it as
+// skipped with the reason, never as passed.
+struct Skipped {
+  std::string reason;
+};
+
+// Set by the runner: leave out cases whose name does not contain this filter.
 inline std::string& filter() {
   static std::string f;
   return f;
@@ -66,6 +72,9 @@ class EnvScope {
   static ::primal_test::Register PRIMAL_CAT(primal_test_reg_, __LINE__)(               \
       name, PRIMAL_CAT(primal_test_fn_, __LINE__));                                    \
   static void PRIMAL_CAT(primal_test_fn_, __LINE__)()
+
+// Ends the current case as skipped, e.g. PRIMAL_SKIP("no GPU").
+#define PRIMAL_SKIP(reason) throw ::primal_test::Skipped{reason}
 
 #define EXPECT_TRUE(cond)                                                              \
   do {                                                                                 \

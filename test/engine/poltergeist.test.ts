@@ -60,10 +60,15 @@ function codePattern(n: number, salt: number): Int8Array {
   return c;
 }
 
-/** The next rung toward dir, or undefined when the code is already at the end of the ladder. */
+/**
+ * The next rung toward dir: the nearest ladder level beyond the code in that direction, or
+ * undefined when there is none. With the bridge off the ladder is -2, 0, +2, so a stray ±1 (only
+ * setCodes can make one) moves to the nearest of those.
+ */
 function nextRung(code: number, dir: number, bridgeOn: boolean): number | undefined {
-  const t = bridgeOn ? code + dir : code === 0 ? 2 * dir : code === -2 * dir ? 0 : code + 2 * dir;
-  return t < -2 || t > 2 ? undefined : t;
+  if (!Number.isInteger(code) || code < -2 || code > 2) return undefined;
+  const ladder = bridgeOn ? [-2, -1, 0, 1, 2] : [-2, 0, 2];
+  return dir > 0 ? ladder.find((l) => l > code) : [...ladder].reverse().find((l) => l < code);
 }
 
 /**
@@ -111,6 +116,23 @@ describe("JavaScript Philox reference", () => {
       0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1,
     ]);
     expect(u24(0xffffffff)).toBeLessThan(1);
+  });
+});
+
+describe("JavaScript nextRung reference", () => {
+  it("walks -2..2 one rung at a time with the bridge on", () => {
+    const up = [-2, -1, 0, 1, 2].map((c) => nextRung(c, 1, true));
+    const down = [-2, -1, 0, 1, 2].map((c) => nextRung(c, -1, true));
+    expect(up).toEqual([-1, 0, 1, 2, undefined]);
+    expect(down).toEqual([undefined, -2, -1, 0, 1]);
+  });
+
+  it("with the bridge off moves on -2, 0, +2 and takes a stray ±1 to the nearest of them", () => {
+    const up = [-2, -1, 0, 1, 2].map((c) => nextRung(c, 1, false));
+    const down = [-2, -1, 0, 1, 2].map((c) => nextRung(c, -1, false));
+    expect(up).toEqual([0, 0, 2, 2, undefined]);
+    expect(down).toEqual([undefined, -2, -2, 0, 0]);
+    expect(nextRung(3, -1, false)).toBeUndefined();
   });
 });
 
@@ -262,6 +284,37 @@ describe("Poltergeist through the binding", () => {
     expect(got).toEqual(want.code);
     expect(want.flips).toBeGreaterThan(50);
     expect(got.every((c) => c === -2 || c === 0 || c === 2)).toBe(true);
+  });
+
+  it("with the bridge off a stray ±1 code moves to the nearest ladder level toward its vote", () => {
+    const seed = 17;
+    const nt = make({ seed, knobs: { flipRate: 0.5, pMax: 0.9, bridge: null } });
+    nt.accumulate();
+    const l = 1;
+    const n = nt.codes(l).length;
+    const code = codePattern(n, 2); // all five codes, ±1 included
+    const vote = votePattern(n, 5);
+    nt.setCodes(l, code);
+    nt.setVotes(l, vote);
+    const k = nt.getKnobs();
+    const r = nt.applyStep();
+    const want = predictStep(code, vote, {
+      layer: l, step: 0, seed, s: nt.scales()[l]!, K: 1,
+      flipRate: k.flipRate, pMax: k.pMax, voteKeep: k.voteKeep, bridgeOn: false,
+    });
+    const got = nt.codes(l);
+    expect(got).toEqual(want.code);
+    expect(nt.votes(l)).toEqual(want.vote);
+    expect(r.layers.flips[l]).toBe(want.flips);
+    // Every move of the four stray cases happened, and each went where the ladder says.
+    const moves = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      if (Math.abs(code[i]!) !== 1 || got[i] === code[i]) continue;
+      const key = `${code[i]}->${got[i]}`;
+      moves.set(key, (moves.get(key) ?? 0) + 1);
+    }
+    expect([...moves.keys()].sort()).toEqual(["-1->-2", "-1->0", "1->0", "1->2"]);
+    for (const count of moves.values()) expect(count).toBeGreaterThan(10);
   });
 
   it("votes saturate at ±127 and never wrap", () => {

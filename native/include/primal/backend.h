@@ -140,28 +140,22 @@ class Backend {
   // Writes Wq; returns gamma (synchronous).
   virtual float steQuantize(const float* W, float* Wq, size_t n) = 0;
 
-  // Poltergeist effective weight: W[i] = scale * LUT(code[i]), LUT(c) = sign(c) * (|c|==2 ? 1 : bridge).
-  // scale = gamma0 * s. Writes W.
+  // Poltergeist ops. The rule they apply (levels, votes, flip probability, rungs, decay, random
+  // counters) is written once in primal/poltergeist.h, shared by every backend; read it there.
+  //
+  // Effective weight: W[i] = scale * level(code[i], bridge), scale = gamma0 * s. Writes W.
   virtual void poltMaterialize(const int8_t* code, float* W, size_t n, float scale,
                                float bridge) = 0;
   // Backward of one Poltergeist layer with weight gradient G (dL/dW, already includes the
-  // micro-batch's loss scaling):
-  //   returns sum_i G[i] * LUT(code[i])  (caller multiplies by gamma0 to get dL/ds);
-  //   vote[i] = clamp(vote[i] - sign(G[i]), -127, 127) where |G[i]| > deadzone * rms(G)
-  //   (deadzone == 0: every G[i] != 0 votes; rms over all n elements). Synchronous return.
+  // micro-batch's loss scaling): every vote[i] = castVote(vote[i], G[i], voteThreshold(...));
+  // returns sum_i G[i] * level(code[i]) in double (caller multiplies by gamma0 to get dL/ds).
+  // Synchronous return.
   virtual double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
                           float bridge, float deadzone) = 0;
-  // The optimizer-step flip of DESIGN §4 for one layer (counter = (i, layer, step, 0)):
-  //   p = min(pMax, flipRate * scale * |vote| / accum), computed in double as
-  //       ((double)flipRate * (double)scale) * (double)|vote| / (double)accum, then min;
-  //   u = u24(r0), u2 = u24(r1);
-  //   if vote != 0 and (double)u < p: target = next rung toward sign(vote) on the ladder
-  //       (-2,-1,0,1,2, or -2,0,2 when !bridgeOn); if it exists: code = target, vote = 0
-  //       (a flip); if the code is already at the end (+-2 moving outward): no flip.
-  //   every vote that did not flip decays:
-  //       vote = sign(vote) * floor((double)|vote| * (double)voteKeep + (double)u2).
-  //   If pOut != nullptr, writes p (as float) for every weight.
-  // Fills stats (synchronous).
+  // The optimizer-step flip for one layer: flipWeight() of every weight i with
+  // p = flipProbability(|vote|) and the random words flipRandom(i, layer, step, seed) (scale = s
+  // after this step's scale update, accum = K). If pOut != nullptr, writes p (as float) for every
+  // weight. Fills stats (synchronous).
   virtual void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params,
                         FlipStats* stats, float* pOut) = 0;
   // Computes p (as in poltFlip) into pOut without changing anything (introspection).

@@ -9,6 +9,7 @@
 
 #include "primal/error.h"
 #include "primal/philox.h"
+#include "primal/poltergeist.h"
 #include "primal/trainer.h"
 #include "model.h"
 
@@ -32,14 +33,6 @@ void normalInit(std::vector<float>& out, float stdv, uint32_t paramId, uint64_t 
       if (i + 2 * pair + 1 < out.size()) out[i + 2 * pair + 1] = static_cast<float>(z1 * stdv);
     }
   }
-}
-
-int8_t nearestCode(float x, float b, bool bridgeOn) {
-  float a = std::fabs(x);
-  int mag;
-  if (bridgeOn) mag = a < 0.5f * b ? 0 : (a < 0.5f * (1.0f + b) ? 1 : 2);
-  else mag = a < 0.5f ? 0 : 2;
-  return static_cast<int8_t>(x < 0 ? -mag : mag);
 }
 
 }  // namespace
@@ -108,7 +101,7 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
       if (cfg_.quant == Quant::Poltergeist) {
         std::vector<int8_t> code(l.n);
         for (size_t i = 0; i < l.n; ++i)
-          code[i] = nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridge, cfg_.knobs.bridgeOn);
+          code[i] = polt::nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridge, cfg_.knobs.bridgeOn);
         be_->toDevice(l.code, code.data(), l.n);
       } else {
         be_->toDevice(m.params[l.param].w, w0.data(), sizeof(float) * l.n);
@@ -129,14 +122,12 @@ std::string Trainer::deviceName() const { return be_->describe(); }
 void Trainer::setKnobs(const Knobs& k) {
   k.validate();
   Model& m = *m_;
-  // Turning the bridge off resolves the +-b codes of every Poltergeist layer (DESIGN §4).
+  // Turning the bridge off resolves the +-b codes of every Poltergeist layer (poltergeist.h).
   if (cfg_.quant == Quant::Poltergeist && cfg_.knobs.bridgeOn && !k.bridgeOn) {
-    const int8_t mag = cfg_.knobs.bridge >= 0.5f ? 2 : 0;
     for (auto& l : m.lin) {
       std::vector<int8_t> c(l.n);
       be_->toHost(c.data(), l.code, l.n);
-      for (auto& x : c)
-        if (x == 1 || x == -1) x = static_cast<int8_t>(x > 0 ? mag : -mag);
+      for (auto& x : c) x = polt::resolveBridgeOff(x, cfg_.knobs.bridge);
       be_->toDevice(l.code, c.data(), l.n);
     }
   }

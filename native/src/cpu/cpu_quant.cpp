@@ -1,6 +1,6 @@
-// CpuBackend quantizers: BitNet STE and the Poltergeist materialize / vote / flip steps
-// (DESIGN §4, exact semantics in backend.h). The flip step's arithmetic (p and the vote decay in
-// double, Philox counter layout) is written to match the CUDA kernel bit for bit.
+// CpuBackend quantizers: BitNet STE and the Poltergeist materialize / vote / flip steps. The rule
+// itself (levels, votes, p, rungs, decay, Philox counters) is primal/poltergeist.h, shared with the
+// CUDA kernels; this file adds the loops, the thread split and the statistics.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +10,7 @@
 #include "cpu_math.h"
 #include "primal/error.h"
 #include "primal/philox.h"
+#include "primal/poltergeist.h"
 
 namespace primal {
 namespace cpu {
@@ -19,45 +20,15 @@ namespace {
 constexpr size_t kElemGrain = 1 << 14;
 constexpr int kFlipBlock = 64;  // weights per batch of Philox calls (divides kReduceChunk)
 
-// LUT(c) = sign(c) * (|c| == 2 ? 1 : bridge), for every int8 code (indexed by uint8_t).
+// scale * level(c) for every int8 code (indexed by uint8_t).
 struct CodeLut {
   float v[256];
   explicit CodeLut(float bridge, float scale = 1.0f) {
-    for (int b = 0; b < 256; ++b) {
-      const int c = static_cast<int8_t>(static_cast<uint8_t>(b));
-      const float mag = (c == 2 || c == -2) ? 1.0f : bridge;
-      const float l = c == 0 ? 0.0f : (c > 0 ? mag : -mag);
-      v[b] = scale * l;
-    }
+    for (int b = 0; b < 256; ++b)
+      v[b] = scale * polt::level(static_cast<int8_t>(static_cast<uint8_t>(b)), bridge);
   }
   float operator()(int8_t c) const { return v[static_cast<uint8_t>(c)]; }
 };
-
-// Next rung from code c toward dir (+1/-1); returns false at the end of the ladder. With the
-// bridge off the ladder is -2 <-> 0 <-> +2 and a stray +-1 moves to the nearest of {-2, 0, 2} in
-// that direction.
-inline bool nextRung(int c, int dir, bool bridgeOn, int* target) {
-  if (c < -2 || c > 2) return false;
-  int t;
-  if (bridgeOn) {
-    t = c + dir;
-  } else if (dir > 0) {
-    t = c < 0 ? 0 : 2;
-    if (c == 2) return false;
-  } else {
-    t = c > 0 ? 0 : -2;
-    if (c == -2) return false;
-  }
-  if (t < -2 || t > 2) return false;
-  *target = t;
-  return true;
-}
-
-// p = min(pMax, flipRate * scale * |vote| / accum) in double, in exactly this order.
-inline double flipProbability(int absVote, double rate, double accum, double pMax) {
-  const double p = rate * static_cast<double>(absVote) / accum;
-  return std::min(pMax, p);
-}
 
 }  // namespace
 
@@ -101,35 +72,31 @@ void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float s
 double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
                             float bridge, float deadzone) {
   double thr = 0.0;
-  if (deadzone > 0.0f && n > 0) {
-    const double rms = std::sqrt(sumSquares(G, n) / static_cast<double>(n));
-    thr = static_cast<double>(deadzone) * rms;
-  }
+  if (deadzone > 0.0f && n > 0)
+    thr = polt::voteThreshold(deadzone, sumSquares(G, n), static_cast<double>(n));
   const CodeLut lut(bridge);
   return chunkedSum(n, [&](size_t b, size_t e) {
     double s = 0.0;
     for (size_t i = b; i < e; ++i) {
       const float g = G[i];
       s += static_cast<double>(g) * static_cast<double>(lut(code[i]));
-      if (static_cast<double>(std::fabs(g)) > thr) {
-        const int sg = g > 0.0f ? 1 : -1;
-        const int nv = static_cast<int>(vote[i]) - sg;
-        vote[i] = static_cast<int8_t>(std::min(127, std::max(-127, nv)));
-      }
+      vote[i] = static_cast<int8_t>(polt::castVote(vote[i], g, thr));
     }
     return s;
   });
 }
 
+// A rule with the step's constants (the CPU and CUDA backends build it the same way).
+static polt::FlipRule ruleOf(const FlipParams& P) {
+  return polt::flipRuleFor(P.flipRate, P.scale, P.accum, P.pMax, P.voteKeep, P.bridgeOn);
+}
+
 void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& P,
                           FlipStats* stats, float* pOut) {
   PRIMAL_CHECK(P.accum >= 1, "poltFlip: accum must be >= 1, got " + std::to_string(P.accum));
-  const double rate = static_cast<double>(P.flipRate) * static_cast<double>(P.scale);
-  const double accum = static_cast<double>(P.accum);
-  const double pMax = static_cast<double>(P.pMax);
-  const double keep = static_cast<double>(P.voteKeep);
   PRIMAL_CHECK(std::isfinite(P.voteKeep) && std::isfinite(P.flipRate) && std::isfinite(P.scale),
                "poltFlip: voteKeep, flipRate and scale must be finite");
+  const polt::FlipRule rule = ruleOf(P);
 
   const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
   if (flipPartials_.size() < chunks) flipPartials_.resize(chunks);
@@ -150,8 +117,8 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
         uint32_t rw0[kFlipBlock], rw1[kFlipBlock];
         if (anyVote) {
           for (int l = 0; l < m; ++l) {
-            const Philox4 r = philox4x32_10(static_cast<uint32_t>(i0 + l), P.layer, P.step,
-                                            kStreamFlip, P.seedLo, P.seedHi);
+            const Philox4 r = polt::flipRandom(static_cast<uint32_t>(i0 + l), P.layer, P.step,
+                                               P.seedLo, P.seedHi);
             rw0[l] = r.v[0];
             rw1[l] = r.v[1];
           }
@@ -160,41 +127,27 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
           const size_t i = i0 + l;
           const int v = vote[i];
           const int code0 = code[i];
-          int codeNow = code0;
-          int voteNow = 0;
           const int av = v < 0 ? -v : v;
-          const double p = flipProbability(av, rate, accum, pMax);
-          if (v != 0) {  // a zero vote can neither flip nor decay
-            const float u = philox_u24(rw0[l]);
-            const float u2 = philox_u24(rw1[l]);
-            const int dir = v > 0 ? 1 : -1;
-            int target;
-            if (static_cast<double>(u) < p && nextRung(code0, dir, P.bridgeOn, &target)) {
-              codeNow = target;
-              code[i] = static_cast<int8_t>(target);
-              voteNow = 0;
-              ++st.transitions[code0 + 2][target + 2];
-              if (target > code0)
+          const double p = polt::flipProbability(av, rule);
+          polt::FlipOutcome o{code0, 0, false};
+          if (v != 0) {  // zero votes drew no random words (and would not move)
+            o = polt::flipWeight(code0, v, p, philox_u24(rw0[l]), philox_u24(rw1[l]), rule);
+            if (o.flipped) {
+              code[i] = static_cast<int8_t>(o.code);
+              ++st.transitions[code0 + 2][o.code + 2];
+              if (o.code > code0)
                 ++st.flipsUp;
               else
                 ++st.flipsDown;
-            } else {
-              // Stochastic-rounding decay of the vote that did not flip:
-              // floor(|v| * keep + u2). For the non-negative values that survive the clamp,
-              // truncation is floor (and avoids a libm call on baseline x86-64).
-              double kept = static_cast<double>(av) * keep + static_cast<double>(u2);
-              kept = kept < 0.0 ? 0.0 : kept;
-              kept = kept > 127.0 ? 127.0 : kept;
-              voteNow = dir * static_cast<int>(kept);
             }
-            vote[i] = static_cast<int8_t>(voteNow);
+            vote[i] = static_cast<int8_t>(o.vote);
           }
           if (pOut) pOut[i] = static_cast<float>(p);
           st.pSum += p;
           st.pMax = std::max(st.pMax, static_cast<float>(p));
-          if (codeNow >= -2 && codeNow <= 2) ++st.occupancy[codeNow + 2];
-          if (voteNow != 0) ++st.votesNonZero;
-          if (voteNow >= 127 || voteNow <= -127) ++st.votesSaturated;
+          if (o.code >= -2 && o.code <= 2) ++st.occupancy[o.code + 2];
+          if (o.vote != 0) ++st.votesNonZero;
+          if (o.vote >= polt::kVoteMax || o.vote <= -polt::kVoteMax) ++st.votesSaturated;
         }
       }
       parts[c] = st;
@@ -223,14 +176,11 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
 void CpuBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n,
                                    const FlipParams& P) {
   PRIMAL_CHECK(P.accum >= 1, "poltProbabilities: accum must be >= 1, got " + std::to_string(P.accum));
-  const double rate = static_cast<double>(P.flipRate) * static_cast<double>(P.scale);
-  const double accum = static_cast<double>(P.accum);
-  const double pMax = static_cast<double>(P.pMax);
+  const polt::FlipRule rule = ruleOf(P);
   pool_.parallelFor(n, [&](size_t b, size_t e) {
     for (size_t i = b; i < e; ++i) {
       const int v = vote[i];
-      const int av = v < 0 ? -v : v;
-      pOut[i] = static_cast<float>(flipProbability(av, rate, accum, pMax));
+      pOut[i] = static_cast<float>(polt::flipProbability(v < 0 ? -v : v, rule));
     }
   }, kElemGrain);
 }

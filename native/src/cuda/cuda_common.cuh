@@ -40,6 +40,27 @@ inline unsigned blocksFor(size_t work, unsigned perBlock, unsigned cap = 65535u 
   return static_cast<unsigned>(b);
 }
 
+// The element-wise loop of the memory-bound kernels. Each thread takes chunks of 4 consecutive
+// elements in a grid-stride loop; a chunk goes through chunkOp(c) (128-bit access to chunk c, e.g.
+// reinterpret_cast<float4*>(x)[c]) when `vec` says every pointer is aligned for it and the chunk
+// is whole, else element by element through elemOp(i) for i in [4c, min(4c + 4, n)). The
+// chunk-to-thread assignment is the same on both paths, so a per-thread accumulation sees the
+// same elements in the same order whichever path runs.
+template <class ChunkOp, class ElemOp>
+__device__ __forceinline__ void forEachChunk4(size_t n, bool vec, ChunkOp&& chunkOp,
+                                              ElemOp&& elemOp) {
+  const size_t chunks = (n + 3) / 4;
+  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
+       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t base = c * 4;
+    if (vec && base + 4 <= n) {
+      chunkOp(c);
+    } else {
+      for (size_t i = base; i < n && i < base + 4; ++i) elemOp(i);
+    }
+  }
+}
+
 // Butterfly reductions: every lane ends with the same, order-fixed value (fp add and max are
 // commutative, so lane l and lane l^o compute bit-identical partials).
 __device__ __forceinline__ float warpSum(float v) {

@@ -16,37 +16,29 @@ constexpr int kThreads = 256;
 constexpr unsigned kGridCap = 8192;
 
 // ---- add / scale ---------------------------------------------------------------------------
-// Each thread handles chunks of 4 consecutive elements; `vec` selects 128-bit access (the
-// chunk-to-thread assignment is the same either way, and the last partial chunk is scalar).
+// Element-wise kernels loop with forEachChunk4 (cuda_common.cuh): chunks of 4 elements per
+// thread, 128-bit access when `vec`.
 __global__ void addKernel(float* __restrict__ y, const float* __restrict__ x, size_t n, bool vec) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      float4 a = reinterpret_cast<float4*>(y)[c];
-      const float4 b = reinterpret_cast<const float4*>(x)[c];
-      a.x += b.x; a.y += b.y; a.z += b.z; a.w += b.w;
-      reinterpret_cast<float4*>(y)[c] = a;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) y[i] += x[i];
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        float4 a = reinterpret_cast<float4*>(y)[c];
+        const float4 b = reinterpret_cast<const float4*>(x)[c];
+        a.x += b.x; a.y += b.y; a.z += b.z; a.w += b.w;
+        reinterpret_cast<float4*>(y)[c] = a;
+      },
+      [&](size_t i) { y[i] += x[i]; });
 }
 
 __global__ void scaleKernel(float* __restrict__ x, float a, size_t n, bool vec) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      float4 v = reinterpret_cast<float4*>(x)[c];
-      v.x *= a; v.y *= a; v.z *= a; v.w *= a;
-      reinterpret_cast<float4*>(x)[c] = v;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) x[i] *= a;
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        float4 v = reinterpret_cast<float4*>(x)[c];
+        v.x *= a; v.y *= a; v.z *= a; v.w *= a;
+        reinterpret_cast<float4*>(x)[c] = v;
+      },
+      [&](size_t i) { x[i] *= a; });
 }
 
 __global__ void scaleMatrixKernel(float* C, int M, int N, int ldc, float beta) {
@@ -65,24 +57,18 @@ __global__ void __launch_bounds__(kReduceThreads)
     sumPartialKernel(const float* __restrict__ x, size_t n, bool vec, double* __restrict__ partials) {
   __shared__ double sh[kReduceThreads / 32];
   double acc = 0.0;
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    float v[4];
-    if (vec && base + 4 <= n) {
-      const float4 f = reinterpret_cast<const float4*>(x)[c];
-      v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
-    } else {
-#pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = base + k < n ? x[base + k] : 0.0f;
-    }
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const double d = static_cast<double>(v[k]);
-      acc += kSquare ? d * d : fabs(d);
-    }
-  }
+  auto one = [&](float v) {
+    const double d = static_cast<double>(v);
+    acc += kSquare ? d * d : fabs(d);
+  };
+  // The tail adds only the elements that exist: the same sum as adding zeros for the rest.
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 f = reinterpret_cast<const float4*>(x)[c];
+        one(f.x); one(f.y); one(f.z); one(f.w);
+      },
+      [&](size_t i) { one(x[i]); });
   const double r = blockSumD(acc, sh);
   if (threadIdx.x == 0) partials[blockIdx.x] = r;
 }
@@ -97,17 +83,13 @@ __global__ void __launch_bounds__(kReduceMaxBlocks)
 
 __global__ void allFiniteKernel(const float* __restrict__ x, size_t n, bool vec, int* bad) {
   bool ok = true;
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const float4 f = reinterpret_cast<const float4*>(x)[c];
-      ok = ok && isfinite(f.x) && isfinite(f.y) && isfinite(f.z) && isfinite(f.w);
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) ok = ok && isfinite(x[i]);
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 f = reinterpret_cast<const float4*>(x)[c];
+        ok = ok && isfinite(f.x) && isfinite(f.y) && isfinite(f.z) && isfinite(f.w);
+      },
+      [&](size_t i) { ok = ok && isfinite(x[i]); });
   // Every writer stores the same value, so the outcome does not depend on ordering.
   if (__any_sync(0xffffffffu, !ok) && (threadIdx.x & 31) == 0) *bad = 1;
 }
@@ -359,23 +341,19 @@ __device__ __forceinline__ float sigmoidf(float g) { return 1.0f / (1.0f + expf(
 
 __global__ void swigluForwardKernel(const float* __restrict__ gate, const float* __restrict__ up,
                                     float* __restrict__ h, size_t n, bool vec) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const float4 g = reinterpret_cast<const float4*>(gate)[c];
-      const float4 u = reinterpret_cast<const float4*>(up)[c];
-      float4 o;
-      o.x = g.x * sigmoidf(g.x) * u.x;
-      o.y = g.y * sigmoidf(g.y) * u.y;
-      o.z = g.z * sigmoidf(g.z) * u.z;
-      o.w = g.w * sigmoidf(g.w) * u.w;
-      reinterpret_cast<float4*>(h)[c] = o;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) h[i] = gate[i] * sigmoidf(gate[i]) * up[i];
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 g = reinterpret_cast<const float4*>(gate)[c];
+        const float4 u = reinterpret_cast<const float4*>(up)[c];
+        float4 o;
+        o.x = g.x * sigmoidf(g.x) * u.x;
+        o.y = g.y * sigmoidf(g.y) * u.y;
+        o.z = g.z * sigmoidf(g.z) * u.z;
+        o.w = g.w * sigmoidf(g.w) * u.w;
+        reinterpret_cast<float4*>(h)[c] = o;
+      },
+      [&](size_t i) { h[i] = gate[i] * sigmoidf(gate[i]) * up[i]; });
 }
 
 __device__ __forceinline__ void swigluGrad(float g, float u, float d, float& dg, float& du) {
@@ -388,25 +366,21 @@ __device__ __forceinline__ void swigluGrad(float g, float u, float d, float& dg,
 __global__ void swigluBackwardKernel(const float* __restrict__ gate, const float* __restrict__ up,
                                      const float* __restrict__ dh, float* __restrict__ dgate,
                                      float* __restrict__ dup, size_t n, bool vec) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const float4 g = reinterpret_cast<const float4*>(gate)[c];
-      const float4 u = reinterpret_cast<const float4*>(up)[c];
-      const float4 d = reinterpret_cast<const float4*>(dh)[c];
-      float4 og, ou;
-      swigluGrad(g.x, u.x, d.x, og.x, ou.x);
-      swigluGrad(g.y, u.y, d.y, og.y, ou.y);
-      swigluGrad(g.z, u.z, d.z, og.z, ou.z);
-      swigluGrad(g.w, u.w, d.w, og.w, ou.w);
-      reinterpret_cast<float4*>(dgate)[c] = og;
-      reinterpret_cast<float4*>(dup)[c] = ou;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) swigluGrad(gate[i], up[i], dh[i], dgate[i], dup[i]);
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 g = reinterpret_cast<const float4*>(gate)[c];
+        const float4 u = reinterpret_cast<const float4*>(up)[c];
+        const float4 d = reinterpret_cast<const float4*>(dh)[c];
+        float4 og, ou;
+        swigluGrad(g.x, u.x, d.x, og.x, ou.x);
+        swigluGrad(g.y, u.y, d.y, og.y, ou.y);
+        swigluGrad(g.z, u.z, d.z, og.z, ou.z);
+        swigluGrad(g.w, u.w, d.w, og.w, ou.w);
+        reinterpret_cast<float4*>(dgate)[c] = og;
+        reinterpret_cast<float4*>(dup)[c] = ou;
+      },
+      [&](size_t i) { swigluGrad(gate[i], up[i], dh[i], dgate[i], dup[i]); });
 }
 
 // ---- activation quantization: one warp per row -----------------------------------------------
@@ -462,26 +436,22 @@ __device__ __forceinline__ void adamOne(float& p, float g, float& m, float& v, c
 __global__ void adamwKernel(float* __restrict__ p, const float* __restrict__ g,
                             float* __restrict__ m, float* __restrict__ v, size_t n, bool vec,
                             AdamArgs a) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      float4 pp = reinterpret_cast<float4*>(p)[c];
-      const float4 gg = reinterpret_cast<const float4*>(g)[c];
-      float4 mm = reinterpret_cast<float4*>(m)[c];
-      float4 vv = reinterpret_cast<float4*>(v)[c];
-      adamOne(pp.x, gg.x, mm.x, vv.x, a);
-      adamOne(pp.y, gg.y, mm.y, vv.y, a);
-      adamOne(pp.z, gg.z, mm.z, vv.z, a);
-      adamOne(pp.w, gg.w, mm.w, vv.w, a);
-      reinterpret_cast<float4*>(p)[c] = pp;
-      reinterpret_cast<float4*>(m)[c] = mm;
-      reinterpret_cast<float4*>(v)[c] = vv;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) adamOne(p[i], g[i], m[i], v[i], a);
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        float4 pp = reinterpret_cast<float4*>(p)[c];
+        const float4 gg = reinterpret_cast<const float4*>(g)[c];
+        float4 mm = reinterpret_cast<float4*>(m)[c];
+        float4 vv = reinterpret_cast<float4*>(v)[c];
+        adamOne(pp.x, gg.x, mm.x, vv.x, a);
+        adamOne(pp.y, gg.y, mm.y, vv.y, a);
+        adamOne(pp.z, gg.z, mm.z, vv.z, a);
+        adamOne(pp.w, gg.w, mm.w, vv.w, a);
+        reinterpret_cast<float4*>(p)[c] = pp;
+        reinterpret_cast<float4*>(m)[c] = mm;
+        reinterpret_cast<float4*>(v)[c] = vv;
+      },
+      [&](size_t i) { adamOne(p[i], g[i], m[i], v[i], a); });
 }
 
 unsigned gridForChunks(size_t n) { return blocksFor((n + 3) / 4, kThreads, kGridCap); }

@@ -1,9 +1,10 @@
 // Quantizer kernels: BitNet STE and Poltergeist (materialize, vote, flip, probabilities).
-// poltFlip / poltProbabilities must match the CPU backend bit for bit: the probability and the
-// vote decay are evaluated in double with explicitly rounded operations (__dmul_rn etc., so no
-// FMA contraction can change them), and the random numbers come from the shared Philox stream.
+// The Poltergeist rule itself (levels, votes, p, rungs, decay, Philox counters) is
+// primal/poltergeist.h, the same lines the CPU backend runs, so both agree bit for bit; this file
+// adds the loops and the statistics.
 #include "cuda_kernels.cuh"
 #include "primal/philox.h"
+#include "primal/poltergeist.h"
 
 namespace primal {
 namespace cuda {
@@ -25,58 +26,40 @@ __global__ void steQuantizeKernel(const float* __restrict__ W, float* __restrict
                                   float* __restrict__ gammaOut) {
   const float gamma = steGamma(absSum, n);
   if (blockIdx.x == 0 && threadIdx.x == 0) *gammaOut = gamma;
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const float4 w = reinterpret_cast<const float4*>(W)[c];
-      reinterpret_cast<float4*>(Wq)[c] =
-          make_float4(steOne(w.x, gamma), steOne(w.y, gamma), steOne(w.z, gamma), steOne(w.w, gamma));
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) Wq[i] = steOne(W[i], gamma);
-    }
-  }
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 w = reinterpret_cast<const float4*>(W)[c];
+        reinterpret_cast<float4*>(Wq)[c] = make_float4(steOne(w.x, gamma), steOne(w.y, gamma),
+                                                       steOne(w.z, gamma), steOne(w.w, gamma));
+      },
+      [&](size_t i) { Wq[i] = steOne(W[i], gamma); });
 }
 
-// ---- Poltergeist: LUT -----------------------------------------------------------------------
-// W = scale * LUT(code): +-scale for |code| == 2, +-(scale*bridge) for |code| == 1, +0 for 0.
-__device__ __forceinline__ float materializeOne(int c, float scale, float scaleBridge) {
-  if (c == 0) return 0.0f;
-  const float m = (c == 2 || c == -2) ? scale : scaleBridge;
-  return c > 0 ? m : -m;
+// ---- Poltergeist: materialize ---------------------------------------------------------------
+// W = scale * level(code).
+__device__ __forceinline__ float materializeOne(int c, float scale, float bridge) {
+  return scale * polt::level(c, bridge);
 }
 
 __global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __restrict__ W,
-                                      size_t n, bool vec, float scale, float scaleBridge) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const char4 q = reinterpret_cast<const char4*>(code)[c];
-      reinterpret_cast<float4*>(W)[c] =
-          make_float4(materializeOne(q.x, scale, scaleBridge), materializeOne(q.y, scale, scaleBridge),
-                      materializeOne(q.z, scale, scaleBridge), materializeOne(q.w, scale, scaleBridge));
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) W[i] = materializeOne(code[i], scale, scaleBridge);
-    }
-  }
+                                      size_t n, bool vec, float scale, float bridge) {
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const char4 q = reinterpret_cast<const char4*>(code)[c];
+        reinterpret_cast<float4*>(W)[c] =
+            make_float4(materializeOne(q.x, scale, bridge), materializeOne(q.y, scale, bridge),
+                        materializeOne(q.z, scale, bridge), materializeOne(q.w, scale, bridge));
+      },
+      [&](size_t i) { W[i] = materializeOne(code[i], scale, bridge); });
 }
 
 // ---- Poltergeist: vote ----------------------------------------------------------------------
-__device__ __forceinline__ double lutD(int c, float bridge) {
-  if (c == 0) return 0.0;
-  const double m = (c == 2 || c == -2) ? 1.0 : static_cast<double>(bridge);
-  return c > 0 ? m : -m;
-}
-
-__device__ __forceinline__ int voteOne(float g, int v, double thr) {
-  if (static_cast<double>(fabsf(g)) > thr) {
-    v -= g > 0.0f ? 1 : -1;
-    v = v > 127 ? 127 : (v < -127 ? -127 : v);
-  }
-  return v;
+// Products of a float and a level are exact in double; only the summation order differs from the
+// CPU's.
+__device__ __forceinline__ double gradTimesLevel(float g, int c, float bridge) {
+  return static_cast<double>(g) * static_cast<double>(polt::level(c, bridge));
 }
 
 __global__ void __launch_bounds__(kReduceThreads)
@@ -86,34 +69,30 @@ __global__ void __launch_bounds__(kReduceThreads)
   __shared__ double sh[kReduceThreads / 32];
   // Threshold deadzone * rms(G), rms over all n elements, in double. deadzone == 0 -> 0, so
   // exactly the nonzero gradients vote.
-  const double thr = sumSq ? static_cast<double>(deadzone) * sqrt(*sumSq / static_cast<double>(n)) : 0.0;
+  const double thr =
+      sumSq ? polt::voteThreshold(deadzone, *sumSq, static_cast<double>(n)) : 0.0;
   double acc = 0.0;
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const float4 g = reinterpret_cast<const float4*>(G)[c];
-      const char4 q = reinterpret_cast<const char4*>(code)[c];
-      char4 v = reinterpret_cast<const char4*>(vote)[c];
-      // Products of two floats are exact in double; only the summation order matters.
-      acc += static_cast<double>(g.x) * lutD(q.x, bridge);
-      acc += static_cast<double>(g.y) * lutD(q.y, bridge);
-      acc += static_cast<double>(g.z) * lutD(q.z, bridge);
-      acc += static_cast<double>(g.w) * lutD(q.w, bridge);
-      v.x = static_cast<signed char>(voteOne(g.x, v.x, thr));
-      v.y = static_cast<signed char>(voteOne(g.y, v.y, thr));
-      v.z = static_cast<signed char>(voteOne(g.z, v.z, thr));
-      v.w = static_cast<signed char>(voteOne(g.w, v.w, thr));
-      reinterpret_cast<char4*>(vote)[c] = v;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) {
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const float4 g = reinterpret_cast<const float4*>(G)[c];
+        const char4 q = reinterpret_cast<const char4*>(code)[c];
+        char4 v = reinterpret_cast<const char4*>(vote)[c];
+        acc += gradTimesLevel(g.x, q.x, bridge);
+        acc += gradTimesLevel(g.y, q.y, bridge);
+        acc += gradTimesLevel(g.z, q.z, bridge);
+        acc += gradTimesLevel(g.w, q.w, bridge);
+        v.x = static_cast<signed char>(polt::castVote(v.x, g.x, thr));
+        v.y = static_cast<signed char>(polt::castVote(v.y, g.y, thr));
+        v.z = static_cast<signed char>(polt::castVote(v.z, g.z, thr));
+        v.w = static_cast<signed char>(polt::castVote(v.w, g.w, thr));
+        reinterpret_cast<char4*>(vote)[c] = v;
+      },
+      [&](size_t i) {
         const float g = G[i];
-        acc += static_cast<double>(g) * lutD(code[i], bridge);
-        vote[i] = static_cast<int8_t>(voteOne(g, vote[i], thr));
-      }
-    }
-  }
+        acc += gradTimesLevel(g, code[i], bridge);
+        vote[i] = static_cast<int8_t>(polt::castVote(vote[i], g, thr));
+      });
   const double r = blockSumD(acc, sh);
   if (threadIdx.x == 0) partials[blockIdx.x] = r;
 }
@@ -121,11 +100,7 @@ __global__ void __launch_bounds__(kReduceThreads)
 // ---- Poltergeist: flip ----------------------------------------------------------------------
 struct FlipArgs {
   uint32_t seedLo, seedHi, layer, step;
-  double frs;    // (double)flipRate * (double)scale
-  double pMax;   // (double)pMax
-  double accum;  // (double)accum
-  double keep;   // (double)voteKeep
-  bool bridgeOn;
+  polt::FlipRule rule;
 };
 
 FlipArgs makeFlipArgs(const FlipParams& p) {
@@ -134,18 +109,12 @@ FlipArgs makeFlipArgs(const FlipParams& p) {
   a.seedHi = p.seedHi;
   a.layer = p.layer;
   a.step = p.step;
-  a.frs = static_cast<double>(p.flipRate) * static_cast<double>(p.scale);
-  a.pMax = static_cast<double>(p.pMax);
-  a.accum = static_cast<double>(p.accum);
-  a.keep = static_cast<double>(p.voteKeep);
-  a.bridgeOn = p.bridgeOn;
+  a.rule = polt::flipRuleFor(p.flipRate, p.scale, p.accum, p.pMax, p.voteKeep, p.bridgeOn);
   return a;
 }
 
-// p = min(pMax, ((double)flipRate * (double)scale) * (double)|vote| / (double)accum).
 __device__ __forceinline__ double flipProb(int absVote, const FlipArgs& a) {
-  const double x = __ddiv_rn(__dmul_rn(a.frs, static_cast<double>(absVote)), a.accum);
-  return x < a.pMax ? x : a.pMax;
+  return polt::flipProbability(absVote, a.rule);
 }
 
 // |vote| in 0..128 (int8 allows -128). Counter layout: see cuda_kernels.cuh.
@@ -165,28 +134,14 @@ __device__ __forceinline__ void flipOne(uint32_t i, int& c, int& v, const FlipAr
   const double p = flipProb(av, a);
   if (pOut) pOut[i] = static_cast<float>(p);
   atomicAdd(&shHist[av], 1u);
-  const Philox4 r = philox4x32_10(i, a.layer, a.step, static_cast<uint32_t>(kStreamFlip), a.seedLo, a.seedHi);
-  const float u = philox_u24(r.v[0]);
-  const float u2 = philox_u24(r.v[1]);
-  bool flipped = false;
-  if (v != 0 && static_cast<double>(u) < p && c >= -2 && c <= 2) {
-    const int s = v > 0 ? 1 : -1;
-    // Bridge off: the ladder is -2 <-> 0 <-> +2; an off-ladder +-1 moves to the next ladder level.
-    const int stepSize = a.bridgeOn ? 1 : ((c == 1 || c == -1) ? 1 : 2);
-    const int t = c + s * stepSize;
-    if (t >= -2 && t <= 2) {
-      atomicAdd(&shTrans[(c + 2) * 5 + (t + 2)], 1u);
-      if (t > c) ++loc.up; else ++loc.down;
-      c = t;
-      v = 0;
-      flipped = true;
-    }
+  const Philox4 r = polt::flipRandom(i, a.layer, a.step, a.seedLo, a.seedHi);
+  const polt::FlipOutcome o = polt::flipWeight(c, v, p, philox_u24(r.v[0]), philox_u24(r.v[1]), a.rule);
+  if (o.flipped) {
+    atomicAdd(&shTrans[(c + 2) * 5 + (o.code + 2)], 1u);
+    if (o.code > c) ++loc.up; else ++loc.down;
   }
-  if (!flipped && v != 0) {
-    const double d = floor(__dadd_rn(__dmul_rn(static_cast<double>(av), a.keep), static_cast<double>(u2)));
-    const int m = static_cast<int>(fmin(127.0, fmax(0.0, d)));
-    v = v > 0 ? m : -m;
-  }
+  c = o.code;
+  v = o.vote;
 #pragma unroll
   for (int k = 0; k < 5; ++k) loc.occ[k] += (c == k - 2) ? 1u : 0u;
   loc.nz += v != 0 ? 1u : 0u;
@@ -206,35 +161,31 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = threadIdx.x; k < kNumCounters; k += blockDim.x) sh[k] = 0u;
   __syncthreads();
   FlipLocal loc;
-  const size_t chunks = (n + 3) / 4;
-  for (size_t ch = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; ch < chunks;
-       ch += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = ch * 4;
-    if (vec && base + 4 <= n) {
-      char4 cq = reinterpret_cast<const char4*>(code)[ch];
-      char4 vq = reinterpret_cast<const char4*>(vote)[ch];
-      int c0 = cq.x, c1 = cq.y, c2 = cq.z, c3 = cq.w;
-      int v0 = vq.x, v1 = vq.y, v2 = vq.z, v3 = vq.w;
-      const uint32_t i = static_cast<uint32_t>(base);
-      flipOne(i, c0, v0, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
-      flipOne(i + 1, c1, v1, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
-      flipOne(i + 2, c2, v2, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
-      flipOne(i + 3, c3, v3, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
-      cq.x = static_cast<signed char>(c0); cq.y = static_cast<signed char>(c1);
-      cq.z = static_cast<signed char>(c2); cq.w = static_cast<signed char>(c3);
-      vq.x = static_cast<signed char>(v0); vq.y = static_cast<signed char>(v1);
-      vq.z = static_cast<signed char>(v2); vq.w = static_cast<signed char>(v3);
-      reinterpret_cast<char4*>(code)[ch] = cq;
-      reinterpret_cast<char4*>(vote)[ch] = vq;
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i) {
+  forEachChunk4(
+      n, vec,
+      [&](size_t ch) {
+        char4 cq = reinterpret_cast<const char4*>(code)[ch];
+        char4 vq = reinterpret_cast<const char4*>(vote)[ch];
+        int c0 = cq.x, c1 = cq.y, c2 = cq.z, c3 = cq.w;
+        int v0 = vq.x, v1 = vq.y, v2 = vq.z, v3 = vq.w;
+        const uint32_t i = static_cast<uint32_t>(ch * 4);
+        flipOne(i, c0, v0, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+        flipOne(i + 1, c1, v1, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+        flipOne(i + 2, c2, v2, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+        flipOne(i + 3, c3, v3, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
+        cq.x = static_cast<signed char>(c0); cq.y = static_cast<signed char>(c1);
+        cq.z = static_cast<signed char>(c2); cq.w = static_cast<signed char>(c3);
+        vq.x = static_cast<signed char>(v0); vq.y = static_cast<signed char>(v1);
+        vq.z = static_cast<signed char>(v2); vq.w = static_cast<signed char>(v3);
+        reinterpret_cast<char4*>(code)[ch] = cq;
+        reinterpret_cast<char4*>(vote)[ch] = vq;
+      },
+      [&](size_t i) {
         int c = code[i], v = vote[i];
         flipOne(static_cast<uint32_t>(i), c, v, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
         code[i] = static_cast<int8_t>(c);
         vote[i] = static_cast<int8_t>(v);
-      }
-    }
-  }
+      });
   // Integer counts: any summation order gives the same result.
   unsigned vals[9] = {loc.up, loc.down, loc.occ[0], loc.occ[1], loc.occ[2], loc.occ[3], loc.occ[4],
                       loc.nz, loc.sat};
@@ -270,22 +221,14 @@ __global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ coun
 
 __global__ void poltProbabilitiesKernel(const int8_t* __restrict__ vote, float* __restrict__ pOut,
                                         size_t n, bool vec, FlipArgs a) {
-  const size_t chunks = (n + 3) / 4;
-  for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
-       c += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t base = c * 4;
-    if (vec && base + 4 <= n) {
-      const char4 v = reinterpret_cast<const char4*>(vote)[c];
-      reinterpret_cast<float4*>(pOut)[c] = make_float4(
-          static_cast<float>(flipProb(abs(static_cast<int>(v.x)), a)),
-          static_cast<float>(flipProb(abs(static_cast<int>(v.y)), a)),
-          static_cast<float>(flipProb(abs(static_cast<int>(v.z)), a)),
-          static_cast<float>(flipProb(abs(static_cast<int>(v.w)), a)));
-    } else {
-      for (size_t i = base; i < n && i < base + 4; ++i)
-        pOut[i] = static_cast<float>(flipProb(abs(static_cast<int>(vote[i])), a));
-    }
-  }
+  auto pOf = [&](int v) { return static_cast<float>(flipProb(v < 0 ? -v : v, a)); };
+  forEachChunk4(
+      n, vec,
+      [&](size_t c) {
+        const char4 v = reinterpret_cast<const char4*>(vote)[c];
+        reinterpret_cast<float4*>(pOut)[c] = make_float4(pOf(v.x), pOf(v.y), pOf(v.z), pOf(v.w));
+      },
+      [&](size_t i) { pOut[i] = pOf(vote[i]); });
 }
 
 bool aligned4(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 3u) == 0; }
@@ -303,9 +246,8 @@ void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum
 void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
                            cudaStream_t st) {
   if (n == 0) return;
-  const float scaleBridge = scale * bridge;
   poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(
-      code, W, n, aligned4(code) && aligned16(W), scale, scaleBridge);
+      code, W, n, aligned4(code) && aligned16(W), scale, bridge);
   PRIMAL_KERNEL_CHECK("poltMaterialize");
 }
 
