@@ -1,8 +1,10 @@
 // The user-facing trainer config: zod-validated, with errors that name the field and the
-// allowed values. Defaults follow DESIGN §4 (the knobs that learn on `small`).
+// allowed values. This schema is where user input is validated; the core's validate() only guards
+// its invariants. Defaults follow DESIGN §4 (the knobs that learn on `small`) and equal the core's
+// in native/include/primal/trainer.h (test/engine/contracts.test.ts checks every one).
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
-import type { Knobs, NativeModelConfig, NativeTrainerConfig } from "./native.js";
+import type { NativeModelConfig, NativeTrainerConfig } from "./native.js";
 import { parseByteSize } from "./byteSize.js";
 
 const positiveInt = z.number().int().positive();
@@ -20,6 +22,10 @@ export const knobsSchema = z
   })
   .strict();
 
+/** The DESIGN §4 knobs; bridge null turns the ±b levels off. */
+export type Knobs = z.output<typeof knobsSchema>;
+
+/** The knob defaults (the core's Knobs in trainer.h holds the same values; a test checks). */
 export const DEFAULT_KNOBS: Knobs = {
   bridge: 2 / 3,
   flipRate: 0.01,
@@ -159,6 +165,15 @@ export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
     knobs: { ...DEFAULT_KNOBS, ...c.knobs },
     data: { ...c.data, tokenizer },
   };
+}
+
+/**
+ * The input that reproduces a config saved by resolveConfig (run.json): every field the schema
+ * knows, as saved; what was recorded beside them (the backend, the execution plan) is dropped.
+ */
+export function savedConfigInput(saved: Record<string, unknown>): TrainerConfigInput {
+  const fields = new Set(Object.keys(configSchema.shape));
+  return Object.fromEntries(Object.entries(saved).filter(([key]) => fields.has(key))) as TrainerConfigInput;
 }
 
 export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" = c.device): NativeTrainerConfig {
