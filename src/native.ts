@@ -3,12 +3,14 @@ import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "./paths.js";
-import type { LayerColumns } from "./layerStats.js";
+import type { LayerStatColumns } from "./tracking/layerStats.js";
 import type { Knobs } from "./config.js";
 
 // The knobs are typed by their zod schema and the layer statistics by their list; re-exported
 // here because they are part of the addon's surface.
-export type { Knobs, LayerColumns };
+export type { Knobs };
+/** Per-layer telemetry, one entry per BitLinear layer in each column. */
+export type LayerColumns = LayerStatColumns;
 
 export type QuantName = "fp" | "ste" | "poltergeist";
 export type DeviceName = "cpu" | "cuda" | "auto";

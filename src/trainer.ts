@@ -22,7 +22,7 @@ import {
   type NativeStep,
   type NativeTrainer,
 } from "./native.js";
-import { STEP_LAYER_STATS, STORED_LAYER_STATS } from "./layerStats.js";
+import { STEP_LAYER_STATS, STORED_LAYER_STATS } from "./tracking/layerStats.js";
 import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";

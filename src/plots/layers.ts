@@ -1,6 +1,6 @@
 // Per-layer figures from the long-format layers table (one row per BitLinear layer per step).
 
-import { LAYER_STATS, type StoredLayerStat } from "../layerStats.js";
+import { LAYER_STATS, type StoredLayerStat } from "../tracking/layerStats.js";
 import { indexLayers, numbers, tidy, tidyArray } from "./columns.js";
 import {
   baseConfig,

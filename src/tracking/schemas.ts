@@ -4,7 +4,7 @@
  */
 import { Field, Float32, Float64, Int32, Schema, Utf8, type DataType } from 'apache-arrow';
 import type { ArrowAppender, ColumnInput } from './arrowStream.js';
-import { I32_LAYER_STATS, STORED_LAYER_STATS, type LayerStatI32, type StoredLayerStat } from '../layerStats.js';
+import { I32_LAYER_STATS, STORED_LAYER_STATS, type LayerStatI32, type StoredLayerStat } from './layerStats.js';
 
 function f(name: string, type: DataType, nullable = false): Field {
   return new Field(name, type, nullable);

@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { native, type NativeTrainer, type NativeTrainerConfig } from "../../src/native.js";
 import { DEFAULT_KNOBS, knobsSchema, nativeConfig, resolveConfig, savedConfigInput } from "../../src/config.js";
-import { LAYER_STATS, STORED_LAYER_STATS } from "../../src/layerStats.js";
+import { LAYER_STATS, STORED_LAYER_STATS } from "../../src/tracking/layerStats.js";
 import { layersSchema } from "../../src/tracking/schemas.js";
 
 const BASE: NativeTrainerConfig = {

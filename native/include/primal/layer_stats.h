@@ -1,7 +1,7 @@
 // The per-layer statistics a step reports (DESIGN §4 telemetry), as one table: name, element
 // type and how the value comes from a LayerStep. The binding turns each entry into one typed-array
-// column and exports the names, and the TypeScript list (src/layerStats.ts) is tested against
-// them, so adding a statistic is one line here plus one line there.
+// column and exports the names; the TypeScript list (src/tracking/layerStats.ts) is tested
+// against them, so adding a statistic is one line here plus one line there.
 #pragma once
 #include <cstdint>
 
