@@ -122,6 +122,9 @@ std::string readDevice(const Napi::Object& o) {
   return "cpu";
 }
 
+// Converts the JS config into a TrainConfig, refusing wrong types (a JS exception naming the
+// field). Users' configs arrive validated by the zod schema (src/config.ts); value ranges are
+// left to the core's validate().
 primal::TrainConfig readConfig(const Napi::Object& o) {
   Napi::Env env = o.Env();
   primal::TrainConfig c;
@@ -162,8 +165,7 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
   Napi::Value kv = o.Get("knobs");
   if (kv.IsObject()) readKnobs(kv.As<Napi::Object>(), c.knobs);
   else if (!kv.IsUndefined()) throwJs(env, "config.knobs must be an object");
-  c.validate();
-  return c;
+  return c;  // ranges and invariants: TrainConfig::validate(), run by the Trainer and the planner
 }
 
 // The config a trainer gets for every field left out, in the shape readConfig accepts (model
