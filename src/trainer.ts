@@ -4,14 +4,7 @@
 import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Table } from "apache-arrow";
-import {
-  knobsSchema,
-  nativeConfig,
-  resolveConfig,
-  savedConfigInput,
-  type TrainerConfig,
-  type TrainerConfigInput,
-} from "./config.js";
+import { knobsSchema, nativeConfig, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import {
   native,
   type Knobs,
@@ -190,9 +183,8 @@ export class Trainer {
     const meta = readRun(runDir).meta;
     // The run's own config, re-validated; only the device side may change. The execution plan is
     // re-derived on the resuming device (the budget may differ there).
-    const input: TrainerConfigInput = { ...savedConfigInput(meta.config) };
-    for (const key of ["device", "threads", "memoryBudget"] as const)
-      if (overrides[key] !== undefined) (input as Record<string, unknown>)[key] = overrides[key];
+    const given = Object.entries(overrides).filter(([, v]) => v !== undefined);
+    const input: TrainerConfigInput = { ...savedConfigInput(meta.config), ...Object.fromEntries(given) };
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);

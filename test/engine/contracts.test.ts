@@ -1,8 +1,12 @@
 // The contracts the TypeScript side shares with the core hold: the layer statistics the addon
 // reports are exactly the ones src/layerStats.ts lists (and the run store and plots use), the
 // config the facade sends for an empty input carries the core's own defaults, and the knobs are
-// the same on both sides.
+// the same on both sides; resume rebuilds a run's config from what run.json saved.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { Trainer } from "../../src/trainer.js";
 import { native, type NativeTrainer, type NativeTrainerConfig } from "../../src/native.js";
 import { DEFAULT_KNOBS, knobsSchema, nativeConfig, resolveConfig, savedConfigInput } from "../../src/config.js";
 import { LAYER_STATS, STORED_LAYER_STATS } from "../../src/tracking/layerStats.js";
@@ -101,5 +105,38 @@ describe("config defaults and fields", () => {
     const config = resolveConfig({ preset: "tiny", quant: "ste", steps: 7, knobs: { lr: 1e-3 }, microBatch: 2, batch: 4 });
     const saved = JSON.parse(JSON.stringify({ ...config, backend: "cpu", plan: { microBatch: 2 } })) as Record<string, unknown>;
     expect(resolveConfig(savedConfigInput(saved))).toEqual(config);
+  });
+
+  it("resume rebuilds the run's config from run.json; only the device side can be overridden", async () => {
+    const home = mkdtempSync(join(tmpdir(), "primal-contracts-"));
+    try {
+      const t = await Trainer.create({
+        preset: "tiny",
+        device: "cpu",
+        threads: 1,
+        home,
+        quant: "ste",
+        steps: 40,
+        warmup: 3,
+        seed: 9,
+        knobs: { lr: 2e-3 },
+        sampleEvery: 0,
+        sampleTopK: 5,
+        checkpointEvery: 0,
+        eval: { every: 0, maxTokens: 500 },
+      });
+      await t.train(1); // leaves a checkpoint at step 1
+      const { runDir, config } = t;
+      t.dispose();
+      const r = await Trainer.resume(runDir, { memoryBudget: "1TiB", device: undefined });
+      try {
+        expect(r.step).toBe(1);
+        expect(r.config).toEqual({ ...config, memoryBudget: 2 ** 40 });
+      } finally {
+        r.dispose();
+      }
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
