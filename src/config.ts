@@ -1,8 +1,10 @@
 // The user-facing trainer config: zod-validated, with errors that name the field and the
-// allowed values. Defaults follow DESIGN §4 (the knobs that learn on `small`).
+// allowed values. This schema is where user input is validated; the core's validate() only guards
+// its invariants. Defaults follow DESIGN §4 (the knobs that learn on `small`) and equal the core's
+// in native/include/primal/trainer.h (test/engine/contracts.test.ts checks every one).
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
-import type { Knobs, NativeModelConfig, NativeTrainerConfig } from "./native.js";
+import type { NativeModelConfig, NativeTrainerConfig } from "./native.js";
 import { parseByteSize } from "./byteSize.js";
 
 const positiveInt = z.number().int().positive();
@@ -20,6 +22,10 @@ export const knobsSchema = z
   })
   .strict();
 
+/** The DESIGN §4 knobs; bridge null turns the ±b levels off. */
+export type Knobs = z.output<typeof knobsSchema>;
+
+/** The knob defaults (the core's Knobs in trainer.h holds the same values; a test checks). */
 export const DEFAULT_KNOBS: Knobs = {
   bridge: 2 / 3,
   flipRate: 0.01,
@@ -54,7 +60,17 @@ export const configSchema = z
     /** Activation recompute: "block" keeps only each block's input; "auto": the planner's pick. */
     recompute: z.enum(["none", "block", "auto"]).default("auto"),
     /** Device memory the trainer may use: bytes or "10GiB"; picks microBatch/recompute left on auto. */
-    memoryBudget: z.union([z.number().int().min(0), z.string()]).optional(),
+    memoryBudget: z
+      .union([z.number().int().min(0), z.string()])
+      .transform((v, ctx) => {
+        try {
+          return parseByteSize(v);
+        } catch (e) {
+          ctx.addIssue({ code: "custom", message: (e as Error).message.replace(/^size: /, "") });
+          return z.NEVER;
+        }
+      })
+      .optional(),
     steps: positiveInt.default(300),
     warmup: z.number().int().min(0).default(30),
     minLrRatio: unit.default(0.1),
@@ -93,7 +109,32 @@ export const configSchema = z
     name: z.string().optional(),
     home: z.string().optional(),
   })
-  .strict();
+  .strict()
+  // Rules across fields, on the values the preset fills in (run only when every field is valid).
+  .superRefine((c, ctx) => {
+    const { model, batch, tokenizer } = presetFilled(c);
+    const issue = (path: string[], message: string) => ctx.addIssue({ code: "custom", path, message });
+    if (model.dModel % model.heads !== 0 || (model.dModel / model.heads) % 2 !== 0)
+      issue(["model", "heads"], `dModel (${model.dModel}) must split into heads (${model.heads}) of even size`);
+    if (tokenizer === "gpt2" && model.vocab < 50257)
+      issue(["data", "tokenizer"], `gpt2 needs model.vocab >= 50257 (got ${model.vocab})`);
+    if (tokenizer === "bytes" && model.vocab < 256)
+      issue(["data", "tokenizer"], `bytes needs model.vocab >= 256 (got ${model.vocab})`);
+    if (c.microBatch !== "auto" && batch % c.microBatch !== 0)
+      issue(["microBatch"], `must divide batch (${batch}), got ${c.microBatch}`);
+  });
+
+/** The model, batch and tokenizer a config gets from its preset where it leaves them out. */
+function presetFilled(c: {
+  preset: PresetName;
+  model?: Partial<NativeModelConfig>;
+  batch?: number;
+  data: { tokenizer?: "bytes" | "gpt2" };
+}): { model: NativeModelConfig; batch: number; tokenizer: "bytes" | "gpt2" } {
+  const preset = PRESETS[c.preset];
+  const model: NativeModelConfig = { ...preset.model, ...(c.model ?? {}) };
+  return { model, batch: c.batch ?? preset.batch, tokenizer: c.data.tokenizer ?? (model.vocab <= 256 ? "bytes" : "gpt2") };
+}
 
 export type TrainerConfigInput = z.input<typeof configSchema>;
 export type TrainerConfig = Omit<z.output<typeof configSchema>, "memoryBudget"> & {
@@ -123,42 +164,30 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return `config.${path}: ${issue.message}`;
 }
 
-/** Validates and completes a config: preset values filled in, defaults applied. */
+/** Validates (configSchema) and completes a config: preset values filled in, defaults applied. */
 export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
   const parsed = configSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map(describeIssue).join("\n"));
   const c = parsed.data;
-  const preset = PRESETS[c.preset];
-  const model: NativeModelConfig = { ...preset.model, ...(c.model ?? {}) };
-  if (model.dModel % model.heads !== 0 || (model.dModel / model.heads) % 2 !== 0)
-    throw new ConfigError(
-      `config.model.heads: dModel (${model.dModel}) must split into heads (${model.heads}) of even size`,
-    );
-  const tokenizer = c.data.tokenizer ?? (model.vocab <= 256 ? "bytes" : "gpt2");
-  if (tokenizer === "gpt2" && model.vocab < 50257)
-    throw new ConfigError(`config.data.tokenizer: gpt2 needs model.vocab >= 50257 (got ${model.vocab})`);
-  if (tokenizer === "bytes" && model.vocab < 256)
-    throw new ConfigError(`config.data.tokenizer: bytes needs model.vocab >= 256 (got ${model.vocab})`);
-  const batch = c.batch ?? preset.batch;
-  if (c.microBatch !== "auto" && batch % c.microBatch !== 0)
-    throw new ConfigError(`config.microBatch: must divide batch (${batch}), got ${c.microBatch}`);
-  let memoryBudget = 0;
-  if (c.memoryBudget !== undefined) {
-    try {
-      memoryBudget = parseByteSize(c.memoryBudget, "config.memoryBudget");
-    } catch (e) {
-      throw new ConfigError((e as Error).message);
-    }
-  }
+  const { model, batch, tokenizer } = presetFilled(c);
   return {
     ...c,
     model,
     batch,
-    memoryBudget,
+    memoryBudget: c.memoryBudget ?? 0,
     actBits: c.actBits === undefined ? (c.quant === "fp" ? null : 8) : c.actBits,
     knobs: { ...DEFAULT_KNOBS, ...c.knobs },
     data: { ...c.data, tokenizer },
   };
+}
+
+/**
+ * The input that reproduces a config saved by resolveConfig (run.json): every field the schema
+ * knows, as saved; what was recorded beside them (the backend, the execution plan) is dropped.
+ */
+export function savedConfigInput(saved: Record<string, unknown>): TrainerConfigInput {
+  const fields = new Set(Object.keys(configSchema.shape));
+  return Object.fromEntries(Object.entries(saved).filter(([key]) => fields.has(key))) as TrainerConfigInput;
 }
 
 export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" = c.device): NativeTrainerConfig {

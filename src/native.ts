@@ -3,6 +3,14 @@ import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "./paths.js";
+import type { LayerStatColumns } from "./tracking/layerStats.js";
+import type { Knobs } from "./config.js";
+
+// The knobs are typed by their zod schema and the layer statistics by their list; re-exported
+// here because they are part of the addon's surface.
+export type { Knobs };
+/** Per-layer telemetry, one entry per BitLinear layer in each column. */
+export type LayerColumns = LayerStatColumns;
 
 export type QuantName = "fp" | "ste" | "poltergeist";
 export type DeviceName = "cpu" | "cuda" | "auto";
@@ -18,17 +26,6 @@ export interface NativeModelConfig {
   ropeTheta?: number;
   normEps?: number;
   initStd?: number;
-}
-
-/** The DESIGN §4 knobs; bridge null turns the ±b levels off. */
-export interface Knobs {
-  bridge: number | null;
-  flipRate: number;
-  pMax: number;
-  voteKeep: number;
-  deadzone: number;
-  lr: number;
-  scaleLr: number;
 }
 
 export interface NativeTrainerConfig {
@@ -53,32 +50,6 @@ export interface NativeTrainerConfig {
   knobs: Partial<Knobs>;
   device: DeviceName;
   threads?: number;
-}
-
-/** Per-layer telemetry, one entry per BitLinear layer in each column. */
-export interface LayerColumns {
-  scale: Float32Array;
-  dscale: Float32Array;
-  weights: Float32Array;
-  flips: Int32Array;
-  flipFrac: Float32Array;
-  flipsUp: Int32Array;
-  flipsDown: Int32Array;
-  zeroToBridge: Int32Array;
-  bridgeToOne: Int32Array;
-  oneToBridge: Int32Array;
-  bridgeToZero: Int32Array;
-  zeroToOne: Int32Array;
-  oneToZero: Int32Array;
-  pMean: Float32Array;
-  pMax: Float32Array;
-  occM2: Int32Array;
-  occM1: Int32Array;
-  occ0: Int32Array;
-  occP1: Int32Array;
-  occP2: Int32Array;
-  voteActive: Float32Array;
-  voteSaturated: Float32Array;
 }
 
 export interface NativeStep {
@@ -190,6 +161,13 @@ interface NativeModule {
   cudaInfo(): { built: boolean; devices: number };
   planMemory(cfg: NativeTrainerConfig): NativeMemoryPlanning;
   version: string;
+  /** The layer statistics the trainer reports, in column order (native/include/primal/layer_stats.h). */
+  layerStats: { name: string; type: "f32" | "i32" }[];
+  /** The core's value of every config field left out (native/include/primal/trainer.h). */
+  configDefaults: Required<Omit<NativeTrainerConfig, "device" | "threads" | "knobs" | "model">> & {
+    model: Required<NativeModelConfig>;
+    knobs: Knobs;
+  };
 }
 
 let mod: NativeModule | undefined;

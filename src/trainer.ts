@@ -4,7 +4,7 @@
 import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Table } from "apache-arrow";
-import { knobsSchema, nativeConfig, resolveConfig, type TrainerConfig, type TrainerConfigInput } from "./config.js";
+import { knobsSchema, nativeConfig, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import {
   native,
   type Knobs,
@@ -15,6 +15,7 @@ import {
   type NativeStep,
   type NativeTrainer,
 } from "./native.js";
+import { STEP_LAYER_STATS, STORED_LAYER_STATS } from "./tracking/layerStats.js";
 import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
@@ -78,12 +79,6 @@ export interface SampleOptions {
   seed?: number;
   greedy?: boolean;
 }
-
-const LAYER_STAT_KEYS = [
-  "dscale", "flips", "flipFrac", "flipsUp", "flipsDown", "zeroToBridge", "bridgeToOne", "oneToBridge",
-  "bridgeToZero", "zeroToOne", "oneToZero", "pMean", "pMax", "occM2", "occM1", "occ0", "occP1", "occP2",
-  "voteActive", "voteSaturated",
-] as const;
 
 /** How a trainer executes its steps (resolved by the native memory planner). */
 export interface ExecutionPlan {
@@ -168,7 +163,7 @@ export class Trainer {
   /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
   static async resume(
     target: string,
-    overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number; memoryBudget?: number | string } = {},
+    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget"> = {},
   ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
@@ -186,41 +181,10 @@ export class Trainer {
       runDir = resolve(path, "..", "..");
     }
     const meta = readRun(runDir).meta;
-    const saved = meta.config as unknown as TrainerConfig & { backend?: string };
-    const input: TrainerConfigInput = {
-      preset: saved.preset,
-      model: saved.model,
-      quant: saved.quant,
-      actBits: saved.actBits,
-      batch: saved.batch,
-      accum: saved.accum,
-      // The plan is re-derived on the resuming device (the budget may differ there).
-      ...(saved.microBatch !== undefined ? { microBatch: saved.microBatch } : {}),
-      ...(saved.recompute !== undefined ? { recompute: saved.recompute } : {}),
-      ...(overrides.memoryBudget !== undefined
-        ? { memoryBudget: overrides.memoryBudget }
-        : saved.memoryBudget !== undefined
-          ? { memoryBudget: saved.memoryBudget }
-          : {}),
-      steps: saved.steps,
-      warmup: saved.warmup,
-      minLrRatio: saved.minLrRatio,
-      weightDecay: saved.weightDecay,
-      gradClip: saved.gradClip,
-      seed: saved.seed,
-      knobs: saved.knobs,
-      device: overrides.device ?? saved.device,
-      ...(overrides.threads !== undefined ? { threads: overrides.threads } : saved.threads !== undefined ? { threads: saved.threads } : {}),
-      data: saved.data,
-      eval: saved.eval,
-      sampleEvery: saved.sampleEvery,
-      samplePrompt: saved.samplePrompt,
-      sampleTokens: saved.sampleTokens,
-      sampleTemperature: saved.sampleTemperature,
-      sampleTopK: saved.sampleTopK,
-      checkpointEvery: saved.checkpointEvery,
-      keepCheckpoints: saved.keepCheckpoints,
-    };
+    // The run's own config, re-validated; only the device side may change. The execution plan is
+    // re-derived on the resuming device (the budget may differ there).
+    const given = Object.entries(overrides).filter(([, v]) => v !== undefined);
+    const input: TrainerConfigInput = { ...savedConfigInput(meta.config), ...Object.fromEntries(given) };
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
@@ -383,7 +347,7 @@ export class Trainer {
     this.currentStep = s.step;
     const names = this.layerNames();
     const cols: Record<string, ArrayLike<number>> = {};
-    for (const k of LAYER_STAT_KEYS) cols[k] = s.layers[k];
+    for (const k of STORED_LAYER_STATS) cols[k] = s.layers[k];
     this.store.appendLayers({ step: s.step, names, scale: s.layers.scale, ...cols });
     return m;
   }
@@ -526,9 +490,8 @@ export class Trainer {
     const now = this.nt.layerStats();
     // Occupancy, votes and p describe the state now; flips and dL/ds belong to the last step.
     const last = this.lastStepLayers;
-    const cols: LayerColumns = last
-      ? { ...now, dscale: last.dscale, flips: last.flips, flipFrac: last.flipFrac, flipsUp: last.flipsUp, flipsDown: last.flipsDown }
-      : now;
+    const cols: LayerColumns = { ...now };
+    if (last) for (const k of STEP_LAYER_STATS) (cols as Record<string, ArrayLike<number>>)[k] = last[k];
     return layerTable(info.map((l) => l.name), cols, { gamma0: this.nt.gamma0() });
   }
 

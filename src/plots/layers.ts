@@ -1,5 +1,6 @@
 // Per-layer figures from the long-format layers table (one row per BitLinear layer per step).
 
+import { LAYER_STATS, type StoredLayerStat } from "../tracking/layerStats.js";
 import { indexLayers, numbers, tidy, tidyArray } from "./columns.js";
 import {
   baseConfig,
@@ -13,36 +14,12 @@ import {
   type RunData,
 } from "./figure.js";
 
-/** Numeric columns of the layers table. */
-export type LayerMetric =
-  | "scale"
-  | "dscale"
-  | "flips"
-  | "flipFrac"
-  | "flipsUp"
-  | "flipsDown"
-  | "zeroToBridge"
-  | "bridgeToOne"
-  | "oneToBridge"
-  | "bridgeToZero"
-  | "zeroToOne"
-  | "oneToZero"
-  | "pMean"
-  | "pMax"
-  | "voteActive"
-  | "voteSaturated"
-  | (string & {});
+/** Numeric columns of the layers table: the stored layer statistics (or any other column). */
+export type LayerMetric = StoredLayerStat | (string & {});
 
-const LAYER_METRIC_TITLES: Record<string, string> = {
-  scale: "Ghost Scale s",
-  dscale: "∂L/∂s",
-  flips: "flips per step",
-  flipFrac: "fraction of weights flipped",
-  pMean: "mean flip probability",
-  pMax: "max flip probability",
-  voteActive: "fraction |vote| ≥ 1",
-  voteSaturated: "fraction |vote| = 127",
-};
+const LAYER_METRIC_TITLES: Record<string, string> = Object.fromEntries(
+  LAYER_STATS.flatMap((s) => ("title" in s ? [[s.name, s.title]] : [])),
+);
 
 function layersOf(run: RunData) {
   if (!run.layers) throw new Error(`plots: run ${run.id} has no layers table`);
@@ -233,7 +210,7 @@ export interface OccupancyOptions {
   layer?: string | number;
 }
 
-const OCC_COLUMNS = ["occM2", "occM1", "occ0", "occP1", "occP2"] as const;
+const OCC_COLUMNS = ["occM2", "occM1", "occ0", "occP1", "occP2"] as const satisfies readonly StoredLayerStat[];
 
 /** Stacked area of code level occupancy fractions (-1, -b, 0, +b, +1) over steps. */
 export function occupancy(run: RunData, opts: OccupancyOptions = {}): Figure {

@@ -27,6 +27,7 @@ export {
   type MetricsInput,
   type MetricsRow,
 } from './schemas.js';
+export { LAYER_STATS, STORED_LAYER_STATS, type LayerStatName, type StoredLayerStat } from './layerStats.js';
 export { RUN_FILES, listCheckpoints, type CheckpointInfo } from './files.js';
 export {
   RunStore,

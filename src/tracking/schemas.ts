@@ -4,6 +4,7 @@
  */
 import { Field, Float32, Float64, Int32, Schema, Utf8, type DataType } from 'apache-arrow';
 import type { ArrowAppender, ColumnInput } from './arrowStream.js';
+import { I32_LAYER_STATS, STORED_LAYER_STATS, type LayerStatI32, type StoredLayerStat } from './layerStats.js';
 
 function f(name: string, type: DataType, nullable = false): Field {
   return new Field(name, type, nullable);
@@ -24,63 +25,28 @@ export const metricsSchema = new Schema([
   f('valBpb', new Float32(), true),
 ]);
 
+/** Column order of `layers.arrows` after step/layer/name: the stored layer statistics. */
+const LAYER_ORDER = STORED_LAYER_STATS;
+
 /** Int32 columns of `layers.arrows` after step/layer/name. */
-export const LAYER_INT_COLUMNS = [
-  'flips',
-  'flipsUp',
-  'flipsDown',
-  'zeroToBridge',
-  'bridgeToOne',
-  'oneToBridge',
-  'bridgeToZero',
-  'zeroToOne',
-  'oneToZero',
-  'occM2',
-  'occM1',
-  'occ0',
-  'occP1',
-  'occP2',
-] as const;
+export const LAYER_INT_COLUMNS = LAYER_ORDER.filter((n): n is StoredLayerStat & LayerStatI32 => isI32(n));
 
 /** Float32 columns of `layers.arrows` after step/layer/name. */
-export const LAYER_FLOAT_COLUMNS = ['scale', 'dscale', 'flipFrac', 'pMean', 'pMax', 'voteActive', 'voteSaturated'] as const;
+export const LAYER_FLOAT_COLUMNS = LAYER_ORDER.filter((n): n is Exclude<StoredLayerStat, LayerStatI32> => !isI32(n));
 
 export type LayerIntColumn = (typeof LAYER_INT_COLUMNS)[number];
 export type LayerFloatColumn = (typeof LAYER_FLOAT_COLUMNS)[number];
 
-const isInt = new Set<string>(LAYER_INT_COLUMNS);
-
-/** Column order of `layers.arrows`, exactly as in the contract. */
-const LAYER_ORDER = [
-  'scale',
-  'dscale',
-  'flips',
-  'flipFrac',
-  'flipsUp',
-  'flipsDown',
-  'zeroToBridge',
-  'bridgeToOne',
-  'oneToBridge',
-  'bridgeToZero',
-  'zeroToOne',
-  'oneToZero',
-  'pMean',
-  'pMax',
-  'occM2',
-  'occM1',
-  'occ0',
-  'occP1',
-  'occP2',
-  'voteActive',
-  'voteSaturated',
-] as const satisfies readonly (LayerIntColumn | LayerFloatColumn)[];
+function isI32(name: string): boolean {
+  return (I32_LAYER_STATS as readonly string[]).includes(name);
+}
 
 /** `layers.arrows`: long format, one row per BitLinear layer per step. */
 export const layersSchema = new Schema([
   f('step', new Int32()),
   f('layer', new Int32()),
   f('name', new Utf8()),
-  ...LAYER_ORDER.map((name) => f(name, isInt.has(name) ? new Int32() : new Float32())),
+  ...LAYER_ORDER.map((name) => f(name, isI32(name) ? new Int32() : new Float32())),
 ]);
 
 /** One row of `metrics.arrows`. */

@@ -39,7 +39,9 @@ struct ModelConfig {
   void validate() const;  // throws Error naming the bad field
 };
 
-// The knobs of DESIGN §4, changeable between steps.
+// The knobs of DESIGN §4, changeable between steps. These defaults (and TrainConfig's) are the
+// ones src/config.ts declares to users; test/engine/contracts.test.ts checks they agree. Numeric
+// fields are read from JavaScript by name through config_fields.h.
 struct Knobs {
   float bridge = 2.0f / 3.0f;  // b in (0,1)
   bool bridgeOn = true;        // false: bridge "null"

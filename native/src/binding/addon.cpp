@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "primal/config_fields.h"
 #include "primal/error.h"
+#include "primal/layer_stats.h"
 #include "primal/trainer.h"
 
 namespace {
@@ -54,6 +56,13 @@ int intField(const Napi::Object& o, const char* key, int def, bool required = fa
   return static_cast<int>(d);
 }
 
+// "bridge, flipRate, ...": every knob name, for error messages.
+std::string knobNames() {
+  std::string names = "bridge";
+  for (const auto& f : primal::kKnobFields) names += std::string(", ") + f.name;
+  return names;
+}
+
 // Applies the JS knob object onto `k` (only the keys present). bridge: number | null.
 void readKnobs(const Napi::Object& o, primal::Knobs& k) {
   Napi::Env env = o.Env();
@@ -71,31 +80,38 @@ void readKnobs(const Napi::Object& o, primal::Knobs& k) {
       k.bridgeOn = true;
       continue;
     }
-    float* dst = key == "flipRate" ? &k.flipRate
-                 : key == "pMax"   ? &k.pMax
-                 : key == "voteKeep" ? &k.voteKeep
-                 : key == "deadzone" ? &k.deadzone
-                 : key == "lr"       ? &k.lr
-                 : key == "scaleLr"  ? &k.scaleLr
-                                     : nullptr;
-    if (!dst)
-      throwJs(env, "unknown knob '" + key +
-                       "' (allowed: bridge, flipRate, pMax, voteKeep, deadzone, lr, scaleLr)");
+    float primal::Knobs::*dst = nullptr;
+    for (const auto& f : primal::kKnobFields)
+      if (key == f.name) dst = f.f;
+    if (!dst) throwJs(env, "unknown knob '" + key + "' (allowed: " + knobNames() + ")");
     if (!v.IsNumber()) throwJs(env, "knob " + key + " must be a number");
-    *dst = v.As<Napi::Number>().FloatValue();
+    k.*dst = v.As<Napi::Number>().FloatValue();
   }
 }
 
 Napi::Object knobsToJs(Napi::Env env, const primal::Knobs& k) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("bridge", k.bridgeOn ? Napi::Value(Napi::Number::New(env, k.bridge)) : env.Null());
-  o.Set("flipRate", k.flipRate);
-  o.Set("pMax", k.pMax);
-  o.Set("voteKeep", k.voteKeep);
-  o.Set("deadzone", k.deadzone);
-  o.Set("lr", k.lr);
-  o.Set("scaleLr", k.scaleLr);
+  for (const auto& f : primal::kKnobFields) o.Set(f.name, k.*f.f);
   return o;
+}
+
+// Reads the plain numeric fields of `s` listed in `fields` (config_fields.h); absent ones keep
+// their value. Type errors name the field; ranges are the core's validate().
+template <typename S, size_t N>
+void readNumFields(const Napi::Object& o, S& s, const primal::NumField<S> (&fields)[N], const char* prefix) {
+  for (const auto& f : fields) {
+    if (f.i) s.*f.i = intField(o, f.name, s.*f.i, f.required, prefix);
+    else s.*f.f = static_cast<float>(numField(o, f.name, s.*f.f, f.required, prefix));
+  }
+}
+
+template <typename S, size_t N>
+void writeNumFields(Napi::Object& o, const S& s, const primal::NumField<S> (&fields)[N]) {
+  for (const auto& f : fields) {
+    if (f.i) o.Set(f.name, s.*f.i);
+    else o.Set(f.name, s.*f.f);
+  }
 }
 
 // config.device: "cpu" (default), "cuda" or "auto" (checked by makeBackend).
@@ -106,21 +122,15 @@ std::string readDevice(const Napi::Object& o) {
   return "cpu";
 }
 
+// Converts the JS config into a TrainConfig, refusing wrong types (a JS exception naming the
+// field). Users' configs arrive validated by the zod schema (src/config.ts); value ranges are
+// left to the core's validate().
 primal::TrainConfig readConfig(const Napi::Object& o) {
   Napi::Env env = o.Env();
   primal::TrainConfig c;
   Napi::Value mv = o.Get("model");
   if (!mv.IsObject()) throwJs(env, "config.model must be an object {vocab, dModel, layers, heads, ffn, seq}");
-  Napi::Object m = mv.As<Napi::Object>();
-  c.model.vocab = intField(m, "vocab", 0, true, "config.model.");
-  c.model.dModel = intField(m, "dModel", 0, true, "config.model.");
-  c.model.layers = intField(m, "layers", 0, true, "config.model.");
-  c.model.heads = intField(m, "heads", 0, true, "config.model.");
-  c.model.ffn = intField(m, "ffn", 0, true, "config.model.");
-  c.model.seq = intField(m, "seq", 0, true, "config.model.");
-  c.model.ropeTheta = static_cast<float>(numField(m, "ropeTheta", c.model.ropeTheta));
-  c.model.normEps = static_cast<float>(numField(m, "normEps", c.model.normEps));
-  c.model.initStd = static_cast<float>(numField(m, "initStd", c.model.initStd));
+  readNumFields(mv.As<Napi::Object>(), c.model, primal::kModelFields, "config.model.");
   Napi::Value q = o.Get("quant");
   if (!q.IsString()) throwJs(env, "config.quant must be one of 'fp', 'ste', 'poltergeist'");
   c.quant = primal::parseQuant(q.As<Napi::String>().Utf8Value());
@@ -128,8 +138,7 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
   if (ab.IsNull()) c.actBits = 0;
   else if (ab.IsUndefined()) c.actBits = c.quant == primal::Quant::FP ? 0 : 8;
   else c.actBits = intField(o, "actBits", 8);
-  c.batch = intField(o, "batch", c.batch);
-  c.accum = intField(o, "accum", c.accum);
+  readNumFields(o, c, primal::kTrainFields, "config.");
   Napi::Value mb = o.Get("microBatch");
   if (mb.IsString() && mb.As<Napi::String>().Utf8Value() == "auto") c.microBatch = 0;
   else if (!mb.IsUndefined() && !mb.IsNull()) c.microBatch = intField(o, "microBatch", 0);
@@ -153,62 +162,61 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
       throwJs(env, "config.seed must be a non-negative integer");
     c.seed = static_cast<uint64_t>(d);
   }
-  c.warmup = intField(o, "warmup", c.warmup);
-  c.totalSteps = intField(o, "totalSteps", c.totalSteps);
-  c.minLrRatio = static_cast<float>(numField(o, "minLrRatio", c.minLrRatio));
-  c.beta1 = static_cast<float>(numField(o, "beta1", c.beta1));
-  c.beta2 = static_cast<float>(numField(o, "beta2", c.beta2));
-  c.weightDecay = static_cast<float>(numField(o, "weightDecay", c.weightDecay));
-  c.gradClip = static_cast<float>(numField(o, "gradClip", c.gradClip));
   Napi::Value kv = o.Get("knobs");
   if (kv.IsObject()) readKnobs(kv.As<Napi::Object>(), c.knobs);
   else if (!kv.IsUndefined()) throwJs(env, "config.knobs must be an object");
-  c.validate();
-  return c;
+  return c;  // ranges and invariants: TrainConfig::validate(), run by the Trainer and the planner
 }
 
-// Per-layer telemetry as columns of typed arrays (no per-element JS objects).
+// The config a trainer gets for every field left out, in the shape readConfig accepts (model
+// sizes included, though they are required there): what the TypeScript defaults are tested against.
+Napi::Object configDefaults(Napi::Env env) {
+  const primal::TrainConfig c;
+  Napi::Object model = Napi::Object::New(env);
+  writeNumFields(model, c.model, primal::kModelFields);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("model", model);
+  o.Set("quant", primal::quantName(c.quant));
+  o.Set("actBits", c.actBits);
+  writeNumFields(o, c, primal::kTrainFields);
+  o.Set("microBatch", c.microBatch);
+  o.Set("recompute", primal::recomputeName(c.recompute));
+  o.Set("memoryBudget", static_cast<double>(c.memoryBudget));
+  o.Set("seed", static_cast<double>(c.seed));
+  o.Set("knobs", knobsToJs(env, c.knobs));
+  return o;
+}
+
+// Per-layer telemetry as columns of typed arrays (no per-element JS objects), one per entry of
+// primal::kLayerStats.
 Napi::Object layerColumns(Napi::Env env, const std::vector<primal::LayerStep>& ls) {
   const size_t n = ls.size();
-  auto f32 = [&](auto get) {
-    Napi::Float32Array a = Napi::Float32Array::New(env, n);
-    for (size_t i = 0; i < n; ++i) a[i] = static_cast<float>(get(ls[i]));
-    return a;
-  };
-  auto i32 = [&](auto get) {
-    Napi::Int32Array a = Napi::Int32Array::New(env, n);
-    for (size_t i = 0; i < n; ++i) a[i] = static_cast<int32_t>(get(ls[i]));
-    return a;
-  };
-  using L = primal::LayerStep;
-  auto tr = [](const L& l, int a, int b) { return l.flips.transitions[a][b]; };
   Napi::Object o = Napi::Object::New(env);
-  o.Set("scale", f32([](const L& l) { return l.scale; }));
-  o.Set("dscale", f32([](const L& l) { return l.dscale; }));
-  o.Set("weights", f32([](const L& l) { return static_cast<double>(l.weights); }));
-  o.Set("flips", i32([](const L& l) { return l.flips.flipsUp + l.flips.flipsDown; }));
-  o.Set("flipFrac", f32([](const L& l) {
-          return l.weights ? static_cast<double>(l.flips.flipsUp + l.flips.flipsDown) / l.weights : 0.0;
-        }));
-  o.Set("flipsUp", i32([](const L& l) { return l.flips.flipsUp; }));
-  o.Set("flipsDown", i32([](const L& l) { return l.flips.flipsDown; }));
-  o.Set("zeroToBridge", i32([&](const L& l) { return tr(l, 2, 1) + tr(l, 2, 3); }));
-  o.Set("bridgeToOne", i32([&](const L& l) { return tr(l, 1, 0) + tr(l, 3, 4); }));
-  o.Set("oneToBridge", i32([&](const L& l) { return tr(l, 0, 1) + tr(l, 4, 3); }));
-  o.Set("bridgeToZero", i32([&](const L& l) { return tr(l, 1, 2) + tr(l, 3, 2); }));
-  o.Set("zeroToOne", i32([&](const L& l) { return tr(l, 2, 0) + tr(l, 2, 4); }));
-  o.Set("oneToZero", i32([&](const L& l) { return tr(l, 0, 2) + tr(l, 4, 2); }));
-  o.Set("pMean", f32([](const L& l) { return l.weights ? l.flips.pSum / l.weights : 0.0; }));
-  o.Set("pMax", f32([](const L& l) { return l.flips.pMax; }));
-  const char* occ[5] = {"occM2", "occM1", "occ0", "occP1", "occP2"};
-  for (int j = 0; j < 5; ++j) o.Set(occ[j], i32([j](const L& l) { return l.flips.occupancy[j]; }));
-  o.Set("voteActive", f32([](const L& l) {
-          return l.weights ? static_cast<double>(l.flips.votesNonZero) / l.weights : 0.0;
-        }));
-  o.Set("voteSaturated", f32([](const L& l) {
-          return l.weights ? static_cast<double>(l.flips.votesSaturated) / l.weights : 0.0;
-        }));
+  for (const auto& stat : primal::kLayerStats) {
+    if (stat.type == primal::LayerStatType::F32) {
+      Napi::Float32Array a = Napi::Float32Array::New(env, n);
+      for (size_t i = 0; i < n; ++i) a[i] = stat.f32(ls[i]);
+      o.Set(stat.name, a);
+    } else {
+      Napi::Int32Array a = Napi::Int32Array::New(env, n);
+      for (size_t i = 0; i < n; ++i) a[i] = stat.i32(ls[i]);
+      o.Set(stat.name, a);
+    }
+  }
   return o;
+}
+
+// [{name, type}] in column order: the list src/layerStats.ts is tested against.
+Napi::Array layerStatList(Napi::Env env) {
+  Napi::Array arr = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& stat : primal::kLayerStats) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", stat.name);
+    d.Set("type", primal::layerStatTypeName(stat.type));
+    arr.Set(i++, d);
+  }
+  return arr;
 }
 
 Napi::Object stepToJs(Napi::Env env, const primal::StepResult& r) {
@@ -828,6 +836,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTrainer", NativeTrainer::Init(env));
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo));
   exports.Set("version", Napi::String::New(env, primal::coreVersion()));
+  exports.Set("layerStats", layerStatList(env));
+  exports.Set("configDefaults", configDefaults(env));
   return exports;
 }
 
