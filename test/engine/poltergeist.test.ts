@@ -341,8 +341,8 @@ describe("Poltergeist through the binding", () => {
     expect(other).toBe(0);
     expect(heldAtEdge).toBeGreaterThan(0);
     expect(movedIn).toBeGreaterThan(0);
-    // And from zero, many backward passes on the same windows saturate consistent votes.
-    const nt2 = make({ model: { ...TINY, seq: 16 }, batch: 1 });
+    // And from zero, the 135 backward passes of one step saturate consistent votes.
+    const nt2 = make({ model: { ...TINY, seq: 16 }, batch: 1, accum: 135 });
     const tokens = Int32Array.from(Buffer.from("ghost ghost ghost ghost ", "latin1"));
     const inputs = tokens.subarray(0, 16), targets = tokens.subarray(1, 17);
     for (let i = 0; i < 3; i++) nt2.batchLoss(inputs, targets, 1, 16); // forward only: no votes
