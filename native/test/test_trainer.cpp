@@ -2,63 +2,23 @@
 // dL/ds of the Ghost Scales, the Poltergeist rules at trainer level, determinism and resume.
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <system_error>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "primal/philox.h"
 #include "primal/trainer.h"
 #include "testing.h"
+#include "trainer_fixtures.h"
 
 using namespace primal;
+using primal_test::microConfig;
+using primal_test::patternTokens;
 
 namespace {
-
-TrainConfig microConfig(Quant q) {
-  TrainConfig c;
-  c.model.vocab = 32;
-  c.model.dModel = 16;
-  c.model.layers = 2;
-  c.model.heads = 2;
-  c.model.ffn = 24;
-  c.model.seq = 8;
-  c.batch = 2;
-  c.quant = q;
-  c.actBits = 0;
-  c.seed = 7;
-  return c;
-}
-
-// A file under a folder of this process's own in the system temp folder (no fixed /tmp names,
-// so two test runs never share a file); the folder goes when the process ends.
-struct ScratchDir {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              ("primal-core-test-" + std::to_string(::getpid()));
-  ScratchDir() { std::filesystem::create_directories(dir); }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
-
-std::string scratchPath(const std::string& name) {
-  static ScratchDir scratch;
-  return (scratch.dir / name).string();
-}
 
 std::vector<int32_t> randomTokens(size_t n, int vocab, uint32_t salt) {
   std::vector<int32_t> t(n);
   for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), salt, 0, 9, 1, 2).v[0] % vocab);
-  return t;
-}
-
-// A repeating pattern the model can learn quickly.
-std::vector<int32_t> patternTokens(size_t n, int vocab) {
-  std::vector<int32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 7 + (i / 5)) % vocab);
   return t;
 }
 
@@ -284,7 +244,7 @@ PRIMAL_TEST("trainer/checkpoint resume continues bit-identically") {
     Trainer a(c, "cpu", 2);
     a.setTrainData(data);
     for (int s = 0; s < 5; ++s) a.trainStep();
-    const std::string path = scratchPath(std::string("ckpt_") + quantName(q) + ".safetensors");
+    const std::string path = primal_test::scratchFile(std::string("ckpt_") + quantName(q) + ".safetensors");
     a.save(path, "{\"note\":\"x\"}");
     std::vector<float> ref;
     for (int s = 0; s < 5; ++s) ref.push_back(a.trainStep().loss);
@@ -307,7 +267,7 @@ PRIMAL_TEST("trainer/checkpoint resume continues bit-identically") {
 PRIMAL_TEST("trainer/corrupt checkpoints give clear errors and leave state intact") {
   TrainConfig c = microConfig(Quant::Poltergeist);
   Trainer a(c, "cpu", 1);
-  const std::string path = scratchPath("ckpt_corrupt.safetensors");
+  const std::string path = primal_test::scratchFile("ckpt_corrupt.safetensors");
   a.save(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");
   std::vector<char> bytes;

@@ -225,6 +225,7 @@ class Trainer {
   void zeroGrad();
 
  private:
+  friend struct TrainerTestAccess;  // the core's tests reach the model's buffers
   TrainConfig cfg_;
   std::unique_ptr<Backend> be_;
   std::unique_ptr<Model> m_;
