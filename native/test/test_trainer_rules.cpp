@@ -282,3 +282,53 @@ PRIMAL_TEST("trainer/a checkpoint must match every field that changes the model 
   EXPECT_TRUE(errorOf([&] { same.load(path); }).empty());
   std::remove(path.c_str());
 }
+
+PRIMAL_TEST("trainer/activation quantization is straight-through in backward") {
+  // With 16-bit activations the forward barely changes, so a straight-through backward gives
+  // (nearly) the gradients of the unquantized model; a backward that differentiated the rounding
+  // would give zero upstream of every quantizer instead.
+  TrainConfig q16 = microConfig(Quant::STE), q0 = microConfig(Quant::STE);
+  q16.actBits = 16;
+  q0.actBits = 0;
+  Trainer a(q16, "cpu", 1), b(q0, "cpu", 1);
+  const int B = 2, T = 8;
+  std::vector<int32_t> in = patternTokens(B * T + 1, q0.model.vocab);
+  std::vector<int32_t> tg(in.begin() + 1, in.end());
+  in.pop_back();
+  a.forwardBackward(in.data(), tg.data(), B, T);
+  b.forwardBackward(in.data(), tg.data(), B, T);
+  for (const char* name : {"wte", "blocks.0.attn_norm", "blocks.0.mlp_norm", "blocks.0.attn.q", "blocks.1.mlp.up"}) {
+    const std::vector<float> ga = a.paramGrad(name), gb = b.paramGrad(name);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ga.size(); ++i) {
+      num += (ga[i] - gb[i]) * static_cast<double>(ga[i] - gb[i]);
+      den += static_cast<double>(gb[i]) * gb[i];
+    }
+    EXPECT_TRUE(den > 0);
+    EXPECT_TRUE(std::sqrt(num / den) < 1e-3);
+  }
+}
+
+PRIMAL_TEST("trainer/the deadzone knob keeps only the larger gradients' votes") {
+  TrainConfig c = microConfig(Quant::Poltergeist);
+  Trainer a(c, "cpu", 1), b(c, "cpu", 1);
+  Knobs k = c.knobs;
+  k.deadzone = 0.5f;
+  b.setKnobs(k);
+  for (Trainer* t : {&a, &b}) {
+    t->setTrainData(patternTokens(4000, c.model.vocab));
+    t->accumulate();
+  }
+  size_t castA = 0, castB = 0;
+  for (size_t l = 0; l < a.layers().size(); ++l) {
+    const auto va = a.votes(static_cast<int>(l)), vb = b.votes(static_cast<int>(l));
+    for (size_t i = 0; i < va.size(); ++i) {
+      castA += va[i] != 0;
+      castB += vb[i] != 0;
+      if (vb[i] != 0) EXPECT_EQ(vb[i], va[i]);  // a vote kept by the deadzone is the same vote
+    }
+  }
+  // Gradients within half their RMS of zero cast no vote: a real share, but far from all.
+  EXPECT_TRUE(castB < castA * 0.9);
+  EXPECT_TRUE(castB > castA * 0.2);
+}
