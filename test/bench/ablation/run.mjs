@@ -5,7 +5,8 @@
 // mean ± spread table.
 //   node test/bench/ablation/run.mjs [--preset small] [--steps 300] [--batch 16] [--seeds 1,2,3]
 //        [--variants default,frozen,bridgeOff,ste,fp] [--threads 2] [--eval-tokens 20000]
-//        [--knobs '{"flipRate":0.05}'] [--out results.jsonl]
+//        [--knobs '{"flipRate":0.05}'] [--sweep flipRate=0.005,0.01,0.02] [--out results.jsonl]
+// --sweep adds one Poltergeist variant per value of one knob ("flipRate=0.02", ...).
 // Needs the compiled package (npm install builds dist/).
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -33,7 +34,11 @@ export const VARIANTS = {
   ste: { quant: "ste", knobs: {} },
   fp: { quant: "fp", knobs: {} },
 };
-const variants = (args.variants ?? Object.keys(VARIANTS).join(",")).split(",");
+if (args.sweep) {
+  const [knob, values] = args.sweep.split("=");
+  for (const value of values.split(",")) VARIANTS[`${knob}=${value}`] = { quant: "poltergeist", knobs: { [knob]: Number(value) } };
+}
+const variants = (args.variants ?? Object.keys(VARIANTS).filter((k) => !args.sweep || k.includes("=")).join(",")).split(",");
 
 const home = mkdtempSync(join(tmpdir(), "primal-ablation-"));
 const rows = [];
