@@ -4,16 +4,21 @@
 //   show(plots.loss(t.run)); show(t.layers());
 export {
   DisplayHandle,
+  displayableFigure,
+  displayableTable,
   figureBundle,
   inKernel,
   isArrowTable,
+  isDisplayable,
   isFigure,
+  JUPYTER_DISPLAY,
   resetPlotlyInlining,
   richBundle,
   sendBundle,
   show,
   tableBundle,
   type ArrowTableLike,
+  type Displayable,
   type FigureBundleOptions,
   type MimeBundle,
   type ShowOptions,
@@ -21,6 +26,9 @@ export {
 } from "./display.js";
 export {
   activeTrainers,
+  cellSignal,
+  EvaluationInterrupted,
+  Interrupted,
   interruptTraining,
   liveTraining,
   TrainingInterrupted,

@@ -4,6 +4,7 @@ import { tableFromArrays, type Table } from "apache-arrow";
 import { nativeConfig, resolveConfig, type TrainerConfigInput } from "./config.js";
 import { native, type NativeMemoryPlanning } from "./native.js";
 import { formatBytes } from "./byteSize.js";
+import { displayableTable } from "./display/tableBundle.js";
 
 export type MemoryPlanning = NativeMemoryPlanning;
 
@@ -20,7 +21,7 @@ export function planMemory(input: TrainerConfigInput = {}): MemoryPlanning {
 export function planTable(p: MemoryPlanning): Table {
   const c = p.candidates;
   const col = (f: (x: (typeof c)[number]) => number) => Float64Array.from(c, f);
-  return tableFromArrays({
+  return displayableTable(tableFromArrays({
     microBatch: Int32Array.from(c, (x) => x.microBatch),
     recompute: c.map((x) => x.recompute),
     chosen: c.map((_, i) => i === p.chosen),
@@ -33,7 +34,7 @@ export function planTable(p: MemoryPlanning): Table {
     activations: col((x) => x.activations),
     scratch: col((x) => x.scratch),
     backendScratch: col((x) => x.backendScratch),
-  });
+  }));
 }
 
 /** Plain-text rendering for the CLI. */

@@ -2,6 +2,7 @@
 // per-element JavaScript objects, so a 1.5M-weight layer costs a few copies, not a million objects).
 import { tableFromArrays, type Table } from "apache-arrow";
 import type { LayerColumns } from "./native.js";
+import { displayableTable } from "./display/tableBundle.js";
 
 export interface BufferTableOptions {
   /** Keep at most this many rows (a deterministic strided subsample when smaller than the layer). */
@@ -55,7 +56,7 @@ export function weightTable(values: Values, cols: number, opts: BufferTableOptio
     col[i] = idx % cols;
     value[i] = values[idx];
   }
-  return tableFromArrays({ row, col, value });
+  return displayableTable(tableFromArrays({ row, col, value }));
 }
 
 /** One row per BitLinear layer with the DESIGN §4 telemetry. */
@@ -64,7 +65,7 @@ export function layerTable(names: string[], cols: LayerColumns, extra: Record<st
   const total = (i: number) =>
     cols.occM2[i] + cols.occM1[i] + cols.occ0[i] + cols.occP1[i] + cols.occP2[i] || 1;
   const frac = (a: Int32Array) => Float32Array.from(a, (v, i) => v / total(i));
-  return tableFromArrays({
+  return displayableTable(tableFromArrays({
     layer,
     name: names,
     weights: cols.weights,
@@ -84,5 +85,5 @@ export function layerTable(names: string[], cols: LayerColumns, extra: Record<st
     fracP1: frac(cols.occP2),
     voteActive: cols.voteActive,
     voteSaturated: cols.voteSaturated,
-  });
+  }));
 }

@@ -12,7 +12,10 @@ function fail(e: unknown): never {
   process.exit(1);
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** Adds a command (with its subcommands) to the `primal` program. */
+export type CommandRegistrar = (program: Command) => void;
+
+export async function main(argv: string[], extraCommands: readonly CommandRegistrar[] = []): Promise<void> {
   const program = new Command();
   program.name("primal").description("Ternary-weight LM training with Poltergeist quantization").version(packageVersion());
 
@@ -130,35 +133,9 @@ export async function main(argv: string[]): Promise<void> {
       }
     });
 
-  const kernel = program.command("kernel").description("the Jupyter kernel (PRIMAL (TypeScript) on tslab)");
-  kernel
-    .command("install")
-    .description("register the kernelspec")
-    .option("--user", "install for the current user (default)")
-    .option("--sys-prefix", "install into sys.prefix (virtualenv/conda)")
-    .option("--prefix <dir>", "install under a prefix")
-    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
-      try {
-        const { installKernel } = await import("../../kernel/install.js");
-        process.stdout.write((await installKernel(flags)) + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
-  kernel
-    .command("uninstall")
-    .description("remove the kernelspec")
-    .option("--user")
-    .option("--sys-prefix")
-    .option("--prefix <dir>")
-    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
-      try {
-        const { uninstallKernel } = await import("../../kernel/install.js");
-        process.stdout.write((await uninstallKernel(flags)) + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
+  // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
+  // that the library never imports the kernel.
+  for (const add of extraCommands) add(program);
 
   const data = program.command("data").description("datasets");
   data

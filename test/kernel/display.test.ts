@@ -171,3 +171,26 @@ describe("progressBundle", () => {
     expect(progressBundle({ ...base, status: "failed", error: "loss is NaN" })["text/html"]).toContain("loss is NaN");
   });
 });
+
+describe("the Jupyter.display protocol", () => {
+  it("figures and tables made by the library display themselves (as in Deno's kernel)", async () => {
+    const plots = await import("../../src/plots/index.js");
+    const { weightTable } = await import("../../src/tables.js");
+    const fig = plots.voteHistogram(tableFromArrays({ value: Int8Array.from([-3, 0, 2, 5]) }));
+    const display = (fig as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")];
+    expect(typeof display).toBe("function");
+    const bundle = display!.call(fig);
+    expect(Object.keys(bundle)).toContain(PLOTLY_MIME);
+    // Not enumerable: JSON and spreads of a figure are unchanged.
+    expect(Object.keys({ ...fig })).toEqual(Object.keys(fig));
+    expect(JSON.parse(JSON.stringify(fig))).not.toHaveProperty("Symbol(Jupyter.display)");
+    const table = weightTable(Int8Array.from([1, 0, -1, 1]), 2);
+    const tb = (table as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")]!.call(table);
+    expect(tb["text/plain"]).toMatch(/^Arrow Table: 4 rows × 3 columns/);
+  });
+
+  it("richBundle uses a value's own display method", () => {
+    const value = { [Symbol.for("Jupyter.display")]: () => ({ "text/markdown": "**hi**" }) };
+    expect(richBundle(value)).toEqual({ "text/markdown": "**hi**" });
+  });
+});
