@@ -1,6 +1,6 @@
 // Introspection results as Apache Arrow tables built straight from typed arrays (no
 // per-element JavaScript objects, so a 1.5M-weight layer costs a few copies, not a million objects).
-import { tableFromArrays, type Table } from "apache-arrow";
+import { Field, Schema, Table, TimestampMillisecond, tableFromArrays, vectorFromArray, type Vector } from "apache-arrow";
 import type { LayerColumns } from "./native.js";
 import { displayableTable } from "./display/tableBundle.js";
 
@@ -86,4 +86,26 @@ export function layerTable(names: string[], cols: LayerColumns, extra: Record<st
     voteActive: cols.voteActive,
     voteSaturated: cols.voteSaturated,
   }));
+}
+
+/**
+ * The table with epoch-millisecond columns as Arrow timestamps (exact; notebooks show them as
+ * local time) and byte-count columns marked `unit: bytes` (shown in KiB/MiB/GiB).
+ */
+export function withUnits(table: Table, units: { timestamps?: readonly string[]; bytes?: readonly string[] }): Table {
+  const ts = new Set(units.timestamps ?? []);
+  const bytes = new Set(units.bytes ?? []);
+  const columns: Record<string, Vector> = {};
+  for (const f of table.schema.fields) {
+    const col = table.getChild(f.name);
+    if (!col) continue;
+    columns[f.name] = ts.has(f.name)
+      ? vectorFromArray(Array.from({ length: col.length }, (_, i) => col.get(i) as number | null), new TimestampMillisecond())
+      : col;
+  }
+  const rebuilt = new Table(columns);
+  const fields = rebuilt.schema.fields.map((f) =>
+    bytes.has(f.name) ? new Field(f.name, f.type, f.nullable, new Map([["unit", "bytes"]])) : f,
+  );
+  return displayableTable(new Table(new Schema(fields, table.schema.metadata), rebuilt.batches));
 }

@@ -16,7 +16,7 @@ import {
   type NativeTrainer,
 } from "./native.js";
 import { packageVersion } from "./paths.js";
-import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
+import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
 import { RunStore } from "./tracking/runStore.js";
@@ -687,7 +687,7 @@ export class Trainer {
 
   /** One row per step: loss, lr, tokens/s, memory, validation loss where evaluated. */
   history(): Table {
-    return this.run.metrics;
+    return withUnits(this.run.metrics, { timestamps: ["time"] });
   }
 
   /** Long format: one row per layer per step (scale, flips, occupancy...). */

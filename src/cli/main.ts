@@ -36,7 +36,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--data <path>", "training text: a .txt file or a directory of .txt files (default: embedded corpus)")
     .option("--tokenizer <name>", "bytes or gpt2 (default from the preset)")
     .option("--wikitext <dir>", "WikiText-2 directory for evaluation (or env PRIMAL_WIKITEXT_DIR)")
-    .option("--eval-tokens <n>", "cap on evaluation tokens per split (0 = all)")
+    .option("--eval-tokens <n>", "cap on evaluation tokens per split (default 131072; 0 = all)")
     .option("--eval-every <n>", "evaluate every n steps (0 = only at the end)")
     .option("--sample-every <n>", "salad test every n steps")
     .option("--checkpoint-every <n>", "checkpoint every n steps")

@@ -194,3 +194,40 @@ describe("the Jupyter.display protocol", () => {
     expect(richBundle(value)).toEqual({ "text/markdown": "**hi**" });
   });
 });
+
+describe("tables in human units", () => {
+  it("shows timestamps as local time and bytes in GiB/MiB while the data stays exact", async () => {
+    const { withUnits } = await import("../../src/tables.js");
+    const ms = 1796004704818;
+    const table = withUnits(tableFromArrays({ time: Float64Array.from([ms]), peakMemoryBytes: Float64Array.from([16862658884]), weights: Float64Array.from([3 * 2 ** 20]) }), {
+      timestamps: ["time"],
+      bytes: ["weights"],
+    });
+    expect(String(table.schema.fields[0]?.type)).toBe("Timestamp<MILLISECOND>");
+    expect(table.getChild("time")?.get(0)).toBe(ms);
+    expect(table.getChild("peakMemoryBytes")?.get(0)).toBe(16862658884);
+    const b = tableBundle(table);
+    const d = new Date(ms);
+    const p = (x: number) => String(x).padStart(2, "0");
+    const local = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    expect(b["text/html"]).toContain(`<td>${local}</td>`);
+    expect(b["text/html"]).toContain("<td>15.70 GiB</td>");
+    expect(b["text/html"]).toContain("<td>3.0 MiB</td>");
+    const resource = b["application/vnd.dataresource+json"] as { data: Record<string, unknown>[] };
+    expect(resource.data[0]).toEqual({ time: new Date(ms).toISOString(), peakMemoryBytes: 16862658884, weights: 3 * 2 ** 20 });
+  });
+
+  it("shows the first 10 columns of a wide table and names the rest; all columns on request", () => {
+    const cols: Record<string, Int32Array> = {};
+    for (let i = 0; i < 14; i++) cols[`c${i}`] = Int32Array.from([i]);
+    const table = tableFromArrays(cols);
+    const b = tableBundle(table);
+    expect((b["text/html"] as string).match(/data-column=/g)).toHaveLength(10);
+    expect(b["text/plain"]).toContain('4 more columns: c10, c11, c12, c13 (show(table, { columns: "all" })');
+    expect(b["text/plain"]).toMatch(/^Arrow Table: 1 row × 14 columns/);
+    expect((tableBundle(table, { columns: "all" })["text/html"] as string).match(/data-column=/g)).toHaveLength(14);
+    expect((tableBundle(table, { columns: ["c3", "c1"] })["text/html"] as string).match(/data-column="(c\d+)"/g)).toEqual(['data-column="c3"', 'data-column="c1"']);
+    const resource = b["application/vnd.dataresource+json"] as { schema: { fields: unknown[] } };
+    expect(resource.schema.fields).toHaveLength(14);
+  });
+});
