@@ -56,7 +56,11 @@ const figure = (nb: Notebook, titleStart: string): Fig => {
   return f;
 };
 const arrowTables = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-arrow-table"'));
-const columnsOf = (html: string): string[] => [...html.matchAll(/data-column="([^"]+)"/g)].map((m) => m[1] as string);
+/** Every column of a rendered table: the shown ones, then those named in its "N more columns" note. */
+const columnsOf = (html: string): string[] => [
+  ...[...html.matchAll(/data-column="([^"]+)"/g)].map((m) => m[1] as string),
+  ...(/\d+ more columns?: (.*?) \(show\(/.exec(html)?.[1]?.split(", ") ?? []),
+];
 const trainSummaries = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-train"'));
 
 function expectClean(nb: Notebook): void {
