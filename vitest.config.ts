@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // A temporary PRIMAL_CACHE_DIR for the run: tests never write the user's cache folder.
+    globalSetup: ["test/setup/cacheDir.ts"],
     testTimeout: 120_000,
     hookTimeout: 300_000,
     fileParallelism: false,
