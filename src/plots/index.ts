@@ -41,6 +41,8 @@ export const voteHistogram = displaying(buffers.voteHistogram);
 
 export { eventMarkers, type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
 export {
+  scaleSymmetryGroups,
+  SCALE_SYMMETRY_PAIRS,
   type GhostScaleOptions,
   type HeatmapOptions,
   type LayerLinesOptions,
