@@ -7,6 +7,9 @@ import { richBundle, type MimeBundle, type ShowOptions } from "../src/display/in
 
 export {
   displayableFigure,
+  displayMode,
+  setDisplay,
+  type DisplayMode,
   displayableTable,
   figureBundle,
   isArrowTable,
@@ -92,8 +95,29 @@ export function show(value: unknown, opts: ShowOptions & { raw?: boolean } = {})
     console.log(value);
     return;
   }
+  displayBundle(bundle);
+}
+
+/** Bundles still being made (static figures), which the cell waits for before it ends. */
+const pending = new Set<Promise<void>>();
+
+/** Sends a bundle, or prints its text outside a kernel; a promised bundle is sent when ready. */
+export function displayBundle(bundle: MimeBundle | Promise<MimeBundle>): void {
+  if (bundle instanceof Promise) {
+    const done = bundle.then(displayBundle, (e: unknown) => {
+      process.stderr.write(`display failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    });
+    pending.add(done);
+    void done.finally(() => pending.delete(done));
+    return;
+  }
   if (!sendBundle(bundle)) {
     const text = bundle["text/plain"];
-    process.stdout.write(`${typeof text === "string" ? text : JSON.stringify(value)}\n`);
+    process.stdout.write(`${typeof text === "string" ? text : JSON.stringify(bundle)}\n`);
   }
+}
+
+/** Resolves when every promised bundle was sent (the launcher awaits it at the end of a cell). */
+export async function settleDisplays(): Promise<void> {
+  while (pending.size > 0) await Promise.allSettled([...pending]);
 }

@@ -4,6 +4,10 @@
 //   show(plots.loss(t.run)); show(t.layers());
 export {
   DisplayHandle,
+  displayBundle,
+  displayMode,
+  setDisplay,
+  type DisplayMode,
   displayableFigure,
   displayableTable,
   figureBundle,

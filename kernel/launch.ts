@@ -17,7 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isInterrupted } from "../src/interrupted.js";
 import { escapeHtml } from "../src/plots/html.js";
-import { richBundle, sendBundle, setDisplayChannel, type DisplayContent, type MimeBundle } from "./display.js";
+import { displayBundle, richBundle, sendBundle, setDisplayChannel, settleDisplays, type DisplayContent, type MimeBundle } from "./display.js";
 import * as hooks from "./training.js";
 import { dependencyDirs, mountVirtualModules, type FileSystemHost } from "./modules.js";
 import { softenTypeErrors, withExpandedShorthands, type Converter, type TsApi } from "./typecheck.js";
@@ -214,7 +214,11 @@ async function main(): Promise<void> {
         if (hooks.takeShownSummary(args[0])) return;
         try {
           const bundle = richBundle(args[0]);
-          if (bundle && sendBundle(bundle)) return;
+          if (bundle) {
+            // In a cell a bundle is always sent (a promised one before the cell ends).
+            displayBundle(bundle);
+            return;
+          }
         } catch (e) {
           console.error("rich display failed:", e);
         }
@@ -229,9 +233,12 @@ async function main(): Promise<void> {
   const executor = tslab.createExecutor(process.cwd(), convs, cellConsole);
 
   const execute = executor.execute.bind(executor);
-  executor.execute = (src: string) => {
+  executor.execute = async (src: string) => {
     hooks.beginExecution();
-    return execute(src);
+    const ok = await execute(src);
+    // Static figures render in a headless browser: their PNGs belong to this cell.
+    await settleDisplays();
+    return ok;
   };
 
   const handler = new tslab.JupyterHandlerImpl(executor, false);

@@ -9,9 +9,9 @@ export type MimeBundle = Record<string, unknown>;
 /** The well-known symbol of the protocol (`Symbol.for`, so every copy of a library agrees). */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display") as never;
 
-/** A value that displays itself. */
+/** A value that displays itself (the bundle may come asynchronously, as Deno allows). */
 export interface Displayable {
-  [JUPYTER_DISPLAY](): MimeBundle;
+  [JUPYTER_DISPLAY](): MimeBundle | Promise<MimeBundle>;
 }
 
 export function isDisplayable(x: unknown): x is Displayable {
@@ -26,7 +26,7 @@ export function isDisplayable(x: unknown): x is Displayable {
  * Gives `value` a non-enumerable display method (not copied by spreads, ignored by
  * JSON.stringify and structuredClone) and returns it. A method it already has is kept.
  */
-export function withDisplay<T extends object>(value: T, bundle: () => MimeBundle): T {
+export function withDisplay<T extends object>(value: T, bundle: () => MimeBundle | Promise<MimeBundle>): T {
   if (isDisplayable(value)) return value;
   Object.defineProperty(value, JUPYTER_DISPLAY, { value: bundle, enumerable: false, configurable: true, writable: true });
   return value;

@@ -3,13 +3,13 @@
 // the network: plotly.js comes from node_modules and is inlined, and the browser's own network
 // access is blocked.
 
-import { accessSync, constants as fsConstants, mkdtempSync, rmSync, statSync } from "node:fs";
+import { accessSync, existsSync, constants as fsConstants, mkdtempSync, rmSync, statSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, extname, join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { figureJson, type Figure } from "./figure.js";
-import { figureDocument, plotlyScriptTag } from "./html.js";
+import { figureDocument, plotlyBundleSource, plotlyFileName, plotlyScriptTag } from "./html.js";
 
 // ---------------------------------------------------------------- Chromium
 
@@ -101,6 +101,12 @@ export interface ImageOptions {
 export interface ExportOptions extends ImageOptions {
   /** Format instead of the one the file extension names. */
   format?: ExportFormat;
+  /**
+   * HTML: inline plotly.js in the page ("inline", default; 4.8 MB, one file), or write it once
+   * as plotly-<version>.min.js beside the page and load it from there ("beside"; pages of a few
+   * KB that share it, e.g. a report's figures).
+   */
+  plotlyJs?: "inline" | "beside";
   /** Reuse this exporter's browser instead of starting one for this call. */
   exporter?: FigureExporter;
 }
@@ -273,7 +279,11 @@ export async function exportFigure(fig: Figure, path: string, opts: ExportOption
   const format = rest.format ?? formatOf(path);
   if (format === "html") {
     await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, figureDocument(fig));
+    if (rest.plotlyJs === "beside") {
+      const js = join(dirname(path), plotlyFileName());
+      if (!existsSync(js)) await writeFile(js, plotlyBundleSource());
+      await writeFile(path, figureDocument(fig, { plotlySrc: plotlyFileName() }));
+    } else await writeFile(path, figureDocument(fig));
     return path;
   }
   if (exporter) return exporter.export(fig, path, { ...rest, format });

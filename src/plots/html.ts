@@ -21,6 +21,11 @@ export function plotlyBundleSource(): string {
   return bundleCache;
 }
 
+/** File name of the shared plotly.js written beside exported pages. */
+export function plotlyFileName(): string {
+  return `plotly-${plotlyVersion()}.min.js`;
+}
+
 /** Version of the bundled plotly.js, e.g. "3.7.0". */
 export function plotlyVersion(): string {
   const m = /plotly\.js v(\d+\.\d+\.\d+)/.exec(plotlyBundleSource().slice(0, 200));
@@ -106,15 +111,21 @@ export function figureHtml(fig: Figure, opts: FigureHtmlOptions): string {
   );
 }
 
-/** A complete standalone HTML page (plotly.js inlined, works offline) showing the figure full-window. */
-export function figureDocument(fig: Figure, opts: { title?: string } = {}): string {
+/**
+ * A complete HTML page showing the figure full-window: standalone with plotly.js inlined
+ * (4.8 MB, works offline), or with `plotlySrc` loading plotly.js from that URL (e.g. one shared
+ * copy beside several pages, see exportFigure's `plotlyJs: "beside"`).
+ */
+export function figureDocument(fig: Figure, opts: { title?: string; plotlySrc?: string } = {}): string {
   const title = opts.title ?? (figureTitle(fig) || "figure");
   const height = typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "calc(100vh - 16px)";
   return (
     "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
     `<title>${escapeHtml(title)}</title>\n` +
     "<style>html,body{margin:0;padding:0;background:#fff}body{padding:8px 0}</style>\n" +
-    plotlyScriptTag() +
+    (opts.plotlySrc !== undefined
+      ? `<script type="text/javascript" src="${escapeHtml(opts.plotlySrc)}"></script>`
+      : plotlyScriptTag()) +
     "\n</head>\n<body>\n" +
     figureHtml(fig, { includePlotlyJs: false, divId: "primal-figure", height }) +
     "\n</body>\n</html>\n"

@@ -20,6 +20,7 @@ export {
   type RunEvent,
 } from "./figure.js";
 import { displayableFigure } from "../display/figureBundle.js";
+export { displayMode, DISPLAY_MODES, setDisplay, type DisplayMode } from "../display/figureBundle.js";
 import type { Figure } from "./figure.js";
 import * as buffers from "./buffers.js";
 import * as layers from "./layers.js";
@@ -72,6 +73,7 @@ export {
   figureDocument,
   figureHtml,
   plotlyBundlePath,
+  plotlyFileName,
   plotlyBundleSource,
   plotlyScriptTag,
   plotlyVersion,

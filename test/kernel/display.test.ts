@@ -8,9 +8,11 @@ import {
   isFigure,
   resetPlotlyInlining,
   richBundle,
+  setDisplay,
   show,
   tableBundle,
 } from "../../kernel/display.js";
+import { findChromium } from "../../src/plots/export.js";
 import { progressBundle } from "../../kernel/training.js";
 import type { Figure } from "../../src/plots/figure.js";
 
@@ -230,4 +232,32 @@ describe("tables in human units", () => {
     const resource = b["application/vnd.dataresource+json"] as { schema: { fields: unknown[] } };
     expect(resource.schema.fields).toHaveLength(14);
   });
+});
+
+describe("display modes", () => {
+  afterEach(() => {
+    setDisplay("inline");
+  });
+
+  it("mime sends only the Plotly JSON and text; inline adds the offline HTML", async () => {
+    const plots = await import("../../src/plots/index.js");
+    expect(setDisplay("mime")).toBe("inline");
+    const fig = plots.voteHistogram(Int8Array.from([1, -2]));
+    const b = richBundle(fig) as Record<string, unknown>;
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"]);
+    expect(JSON.stringify(b).length).toBeLessThan(20_000);
+    setDisplay("inline");
+    expect(Object.keys(richBundle(fig) as Record<string, unknown>).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"]);
+    expect(() => setDisplay("svg" as never)).toThrow(/"inline", "mime", "static"/);
+  });
+
+  it.skipIf(!findChromium())("static adds a PNG rendered by headless Chromium (skipped: no Chromium)", async () => {
+    const plots = await import("../../src/plots/index.js");
+    setDisplay("static");
+    const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));
+    expect(pending).toBeInstanceOf(Promise);
+    const b = (await pending) as Record<string, string>;
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "image/png", "text/plain"]);
+    expect(Buffer.from(b["image/png"] as string, "base64").subarray(1, 4).toString()).toBe("PNG");
+  }, 120_000);
 });
