@@ -76,6 +76,10 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
         // tslab aborts requests that arrive within 200 ms of an error (stop-on-error): wait a bit.
         { code: "await t.evaluate()", timeout: 120, delay: 0.5, interrupt_after: 0.5, interrupt_when: 'class=\\"primal-eval\\" data-status=\\"running\\"' },
         { code: "const s3 = await t.train(3);\ns3.steps", timeout: 60, delay: 0.5 },
+        // A loop of train() calls updates one output.
+        { code: "for (let i = 0; i < 3; i++) await t.train(2);\nt.step", timeout: 60 },
+        // A user error: its message and the cell's own frames, not the kernel's.
+        { code: "function check(x: number) {\n  if (x > 1) throw new RangeError(`x is too big: ${x}`);\n}\ncheck(5)", timeout: 60 },
         { code: "t.dispose();\n'disposed'", timeout: 60, delay: 0.5 },
         // An object shorthand naming a variable of an earlier cell.
         { code: "JSON.stringify({ wrong })", timeout: 60 },
@@ -182,11 +186,11 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
     expect(r.seconds).toBeLessThan(10);
     expect(text(r, "stderr")).toBe("");
     expect(displays(r).map((o) => o.content.data?.["text/plain"])).toEqual([expect.stringMatching(/^⏹ interrupted/)]);
-    expect(text(results[9] as CellResult).trim()).toBe("disposed");
+    expect(text(results[11] as CellResult).trim()).toBe("disposed");
   });
 
   it("resolves `{ name }` shorthands to variables of earlier cells", () => {
-    expect(text(results[10] as CellResult).trim()).toBe('{"wrong":"still runs"}');
+    expect(text(results[12] as CellResult).trim()).toBe('{"wrong":"still runs"}');
   });
 
   it("shows evaluation progress, and an interrupt cancels the native evaluation", () => {
@@ -204,5 +208,23 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
     expect(next.status).toBe("ok");
     expect(text(next).trim()).toBe("3");
     expect(displays(next).some((o) => String(o.content.data?.["text/plain"]).includes("waiting"))).toBe(false);
+  });
+
+  it("updates one output for a loop of train() calls", () => {
+    const r = results[9] as CellResult;
+    expect(r.status).toBe("ok");
+    const outs = displays(r);
+    expect(outs.filter((o) => o.type === "display_data")).toHaveLength(1);
+    expect(String(outs.at(-1)?.content.data?.["text/plain"])).toMatch(/^trained 6 steps: .* · 3 calls/);
+  });
+
+  it("shows a user error as its message and the cell's frames only", () => {
+    const r = results[10] as CellResult;
+    expect(r.status).toBe("error");
+    const err = text(r, "stderr");
+    expect(err).toMatch(/^RangeError: x is too big: 5\n/);
+    expect(err).toContain("evalmachine.<anonymous>");
+    expect(err).not.toMatch(/tslab|node:internal|launch\.js/);
+    expect(err).toContain("PRIMAL_FULL_TRACE=1");
   });
 });
