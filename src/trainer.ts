@@ -304,7 +304,8 @@ export class Trainer {
     this.check();
     if (!Number.isInteger(n) || n < 0) throw new Error(`train: n must be a non-negative integer, got ${n}`);
     const signal = opts.signal ?? hostHooks().signal?.();
-    await this.idle("train");
+    // No await unless busy: a call in progress must be visible synchronously (isTraining, save()).
+    if (this.busy) await this.idle("train");
     if (signal?.aborted)
       throw new TrainingInterrupted(`training was interrupted (trainer at step ${this.step}); run the cell again to continue`);
     const observer = hostHooks().train?.(this, n);
@@ -504,7 +505,7 @@ export class Trainer {
   async evaluate(opts: EvaluateOptions = {}): Promise<EvaluationResult> {
     this.check();
     const signal = opts.signal ?? hostHooks().signal?.();
-    await this.idle("evaluate");
+    if (this.busy) await this.idle("evaluate");
     if (signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
     const sets = [this.data.validation, this.data.wikitext].filter((x): x is EvalSet => x !== undefined);
     const observer = hostHooks().evaluate?.(this, sets.reduce((a, x) => a + Math.max(0, x.tokens.length - 1), 0));
