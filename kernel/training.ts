@@ -13,7 +13,7 @@ export { EvaluationInterrupted, Interrupted, TrainingInterrupted } from "../src/
 // ---------------------------------------------------------------- state
 
 /** Calls in flight (train or evaluate), with a promise settled when each ends. */
-const inflight = new Map<object, { trainer: Trainer; ended: Promise<void> }>();
+const inflight = new Map<object, { trainer: Trainer; ended: Promise<void>; controller: AbortController }>();
 /** The signal of the cell being executed; a fresh one for every cell. */
 let controller = new AbortController();
 /** Incremented by the launcher at the start of every cell execution. */
@@ -63,6 +63,8 @@ export function activeTrainers(): Trainer[] {
  */
 export function interruptTraining(): number {
   controller.abort();
+  // Also calls started by an earlier cell and still running (not awaited there).
+  for (const c of inflight.values()) c.controller.abort();
   return inflight.size;
 }
 
@@ -375,7 +377,7 @@ function track(trainer: Trainer): { end(): void } {
   const key = {};
   let end!: () => void;
   const ended = new Promise<void>((r) => (end = r));
-  inflight.set(key, { trainer, ended });
+  inflight.set(key, { trainer, ended, controller });
   return {
     end() {
       inflight.delete(key);
