@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Caches, downloads and runs of the whole test run go to a fresh temporary folder.
     globalSetup: ["test/setup/isolate.ts"],
     testTimeout: 120_000,
     hookTimeout: 300_000,

@@ -3,15 +3,22 @@
 //   - `import { Trainer, plots } from "primal"` resolves and type-checks from any directory;
 //   - type errors are warnings, and `{ name }` shorthands work across cells (see typecheck.ts);
 //   - a cell whose value is a Plotly figure or an Arrow table renders richly;
-//   - `await t.train(n)` shows live progress, and an interrupt stops training at the next
-//     step boundary instead of only abandoning the cell's await (tslab's default).
+//   - `await t.train(n)` and `await t.evaluate()` show live progress, and an interrupt aborts
+//     the cell's signal, which stops training at the next step boundary and evaluation at the
+//     next window instead of only abandoning the cell's await (tslab's default);
+//   - interrupts show as a one-line notice, errors with the cell's own frames only.
+// This is the one module that knows tslab's internals; the rest of the kernel and the library
+// talk to it through display.ts's channel and the library's host hooks.
 // Started by Jupyter through kernel.json: node launch.js <connection_file>.
 
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { richBundle, sendBundle } from "./display.js";
+import { isInterrupted } from "../src/interrupted.js";
+import { escapeHtml } from "../src/plots/html.js";
+import { displayBundle, richBundle, sendBundle, setDisplayChannel, settleDisplays, type DisplayContent, type MimeBundle } from "./display.js";
+import * as hooks from "./training.js";
 import { dependencyDirs, mountVirtualModules, type FileSystemHost } from "./modules.js";
 import { softenTypeErrors, withExpandedShorthands, type Converter, type TsApi } from "./typecheck.js";
 
@@ -26,6 +33,8 @@ interface TslabParts {
   createConverter(opts: { isJS: boolean; isBrowser: boolean }): Converter;
   createExecutor(rootDir: string, convs: ConverterSet, console: { log: (...a: unknown[]) => void; error: (...a: unknown[]) => void }): Executor;
   JupyterHandlerImpl: new (executor: Executor, isJs: boolean) => object;
+  /** The display sender of the cell being executed (tslab replaces it at the start of each cell). */
+  readonly lastWriteDisplayData: ((content: DisplayContent, update: boolean) => void) | null;
   ZmqServer: new (handler: object, configPath: string) => { init(): Promise<void>; close(): void };
   ts: TsApi & { sys: FileSystemHost };
 }
@@ -49,9 +58,60 @@ function loadTslab(): TslabParts {
   const dist = dirname(tslabMain);
   const converter = requireHere(join(dist, "converter.js")) as Pick<TslabParts, "createConverter">;
   const executor = requireHere(join(dist, "executor.js")) as Pick<TslabParts, "createExecutor">;
-  const jupyter = requireHere(join(dist, "jupyter.js")) as Pick<TslabParts, "JupyterHandlerImpl" | "ZmqServer">;
+  const jupyter = requireHere(join(dist, "jupyter.js")) as Pick<TslabParts, "JupyterHandlerImpl" | "ZmqServer" | "lastWriteDisplayData">;
   const ts = requireTslab("@tslab/typescript-for-tslab") as TslabParts["ts"];
-  return { ...converter, ...executor, ...jupyter, ts };
+  return {
+    ...converter,
+    ...executor,
+    JupyterHandlerImpl: jupyter.JupyterHandlerImpl,
+    ZmqServer: jupyter.ZmqServer,
+    // Read through the module on every access: tslab reassigns it per cell.
+    get lastWriteDisplayData() {
+      return jupyter.lastWriteDisplayData;
+    },
+    ts,
+  };
+}
+
+/** A muted one-line (or few-line) message in the cell: notices and type warnings. */
+function notice(text: string, kind: "notice" | "warning" = "notice"): void {
+  const color = kind === "notice" ? "#8a5a00" : "#777";
+  const bundle: MimeBundle = {
+    "text/html": `<pre class="primal-${kind}" style="color:${color};background:none;margin:2px 0;font-size:12px;white-space:pre-wrap">${escapeHtml(text.trimEnd())}</pre>`,
+    "text/plain": text.trimEnd(),
+  };
+  if (!sendBundle(bundle)) process.stdout.write(`${text.trimEnd()}\n`);
+}
+
+/** The frames of a stack that lie in cell code (tslab runs cells as "evalmachine.<anonymous>"). */
+function cellFrames(stack: string): string[] {
+  return stack.split("\n").filter((l) => /^\s+at /.test(l) && l.includes("evalmachine."));
+}
+
+/**
+ * How a failed cell reads: an interrupt is a one-line notice; an error is its message and the
+ * cell's own frames (PRIMAL_FULL_TRACE=1: the whole stack, as Node prints it).
+ */
+function reportError(e: Error): void {
+  if (isInterrupted(e)) {
+    notice(`⏹ ${e.message}`);
+    return;
+  }
+  if (e.message === "Interrupted asynchronously") {
+    notice("⏹ interrupted: the cell stopped waiting (nothing was training or evaluating)");
+    return;
+  }
+  if (process.env.PRIMAL_FULL_TRACE === "1") {
+    console.error(e);
+    return;
+  }
+  const frames = cellFrames(e.stack ?? "");
+  const cause = e.cause instanceof Error && !e.message.includes(e.cause.message) ? `\ncaused by: ${e.cause.message}` : "";
+  process.stderr.write(
+    `${e.name}: ${e.message}${cause}\n` +
+      (frames.length ? `${frames.join("\n")}\n` : "") +
+      "(set PRIMAL_FULL_TRACE=1 in the kernel's environment for the full stack)\n",
+  );
 }
 
 function connectionFile(argv: string[]): string {
@@ -123,7 +183,7 @@ async function main(): Promise<void> {
   let browserConv: Converter | undefined;
   const wrap = (c: Converter) => {
     const expanded = withExpandedShorthands(c, tslab.ts);
-    return strictTypes ? expanded : softenTypeErrors(expanded, tslab.ts);
+    return strictTypes ? expanded : softenTypeErrors(expanded, tslab.ts, { warn: (text) => notice(text, "warning") });
   };
   const convs: ConverterSet = {
     get node() {
@@ -143,38 +203,42 @@ async function main(): Promise<void> {
   void convs.node;
 
   // The executor prints a cell's last value with console.log: figures and tables go out as
-  // rich MIME bundles instead. (hooks: the training hooks, loaded below.)
-  let hooks: typeof import("./training.js") | null = null;
+  // rich MIME bundles instead: values with a Symbol.for("Jupyter.display") method, figures
+  // and Arrow tables.
+  setDisplayChannel(() => tslab.lastWriteDisplayData);
+  hooks.installTrainingHooks((text) => notice(text));
   const cellConsole = {
     log: (...args: unknown[]) => {
       if (args.length === 1) {
         // `await t.train(n)` as the last line: its live output already is the summary.
-        if (hooks?.takeShownSummary(args[0])) return;
+        if (hooks.takeShownSummary(args[0])) return;
         try {
           const bundle = richBundle(args[0]);
-          if (bundle && sendBundle(bundle)) return;
+          if (bundle) {
+            // In a cell a bundle is always sent (a promised one before the cell ends).
+            displayBundle(bundle);
+            return;
+          }
         } catch (e) {
           console.error("rich display failed:", e);
         }
       }
       console.log(...args);
     },
-    error: (...args: unknown[]) => console.error(...args),
+    error: (...args: unknown[]) => {
+      if (args.length === 1 && args[0] instanceof Error) reportError(args[0]);
+      else console.error(...args);
+    },
   };
   const executor = tslab.createExecutor(process.cwd(), convs, cellConsole);
 
-  // Training hooks (live progress, interrupt registry). The kernel still starts without them
-  // (e.g. the native addon is not built): cells then report the import error themselves.
-  try {
-    hooks = await import("./training.js");
-    hooks.installTrainingHooks();
-  } catch (e) {
-    process.stderr.write(`primal kernel: training hooks unavailable: ${e instanceof Error ? e.message : String(e)}\n`);
-  }
   const execute = executor.execute.bind(executor);
-  executor.execute = (src: string) => {
-    hooks?.beginExecution();
-    return execute(src);
+  executor.execute = async (src: string) => {
+    hooks.beginExecution();
+    const ok = await execute(src);
+    // Static figures render in a headless browser: their PNGs belong to this cell.
+    await settleDisplays();
+    return ok;
   };
 
   const handler = new tslab.JupyterHandlerImpl(executor, false);
@@ -182,13 +246,14 @@ async function main(): Promise<void> {
 
   announceExecutions(server, handler);
 
-  // Jupyter's interrupt (interrupt_mode "signal"). While trainers train, stop them at the next
-  // step boundary: the cell's `await t.train()` then resolves with a stopped summary and
-  // everything recorded so far is kept. A second interrupt before they stop, or an interrupt
-  // with nothing training, abandons the cell's await as tslab does.
+  // Jupyter's interrupt (interrupt_mode "signal") aborts the cell's signal. While trainers
+  // train or evaluate, they stop at the next step boundary or window: the cell's
+  // `await t.train()` then resolves with a stopped summary and everything recorded so far is
+  // kept. A second interrupt before they stop, or an interrupt with nothing running, abandons
+  // the cell's await as tslab does.
   let stopping = false;
   process.on("SIGINT", () => {
-    if (hooks && !stopping && hooks.interruptTraining() > 0) {
+    if (!stopping && hooks.interruptTraining() > 0) {
       stopping = true;
       void hooks.settleTraining().finally(() => {
         stopping = false;
@@ -208,7 +273,7 @@ async function main(): Promise<void> {
   // not keep the process alive after that (Jupyter would wait, then kill it).
   const close = server.close.bind(server);
   server.close = () => {
-    hooks?.interruptTraining();
+    hooks.interruptTraining();
     close();
     setTimeout(() => process.exit(0), 1000).unref();
   };

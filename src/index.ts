@@ -5,10 +5,14 @@ export type {
   TrainOptions,
   TrainSummary,
   EvaluationResult,
+  EvaluateOptions,
   SampleOptions,
   SampleRecord,
   ExecutionPlan,
 } from "./trainer.js";
+export { Interrupted, TrainingInterrupted, EvaluationInterrupted, isInterrupted } from "./interrupted.js";
+export { setHostHooks, hostHooks, type HostHooks, type TrainObserver, type EvalObserver, type EvalProgress } from "./host.js";
+export { JUPYTER_DISPLAY, type Displayable, type MimeBundle } from "./display/mime.js";
 export { resolveConfig, configSchema, knobsSchema, DEFAULT_KNOBS, ConfigError } from "./config.js";
 export type { TrainerConfig, TrainerConfigInput } from "./config.js";
 export { PRESETS, PRESET_NAMES } from "./presets.js";

@@ -4,6 +4,7 @@ import { tableFromArrays, type Table } from "apache-arrow";
 import { nativeConfig, resolveConfig, type TrainerConfigInput } from "./config.js";
 import { native, type NativeMemoryPlanning } from "./native.js";
 import { formatBytes } from "./byteSize.js";
+import { withUnits } from "./tables.js";
 
 export type MemoryPlanning = NativeMemoryPlanning;
 
@@ -20,7 +21,8 @@ export function planMemory(input: TrainerConfigInput = {}): MemoryPlanning {
 export function planTable(p: MemoryPlanning): Table {
   const c = p.candidates;
   const col = (f: (x: (typeof c)[number]) => number) => Float64Array.from(c, f);
-  return tableFromArrays({
+  const bytes = ["totalBytes", "params", "optimizer", "grads", "ternaryState", "activations", "scratch", "backendScratch"];
+  return withUnits(tableFromArrays({
     microBatch: Int32Array.from(c, (x) => x.microBatch),
     recompute: c.map((x) => x.recompute),
     chosen: c.map((_, i) => i === p.chosen),
@@ -33,7 +35,7 @@ export function planTable(p: MemoryPlanning): Table {
     activations: col((x) => x.activations),
     scratch: col((x) => x.scratch),
     backendScratch: col((x) => x.backendScratch),
-  });
+  }), { bytes });
 }
 
 /** Plain-text rendering for the CLI. */

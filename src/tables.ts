@@ -1,7 +1,8 @@
 // Introspection results as Apache Arrow tables built straight from typed arrays (no
 // per-element JavaScript objects, so a 1.5M-weight layer costs a few copies, not a million objects).
-import { tableFromArrays, type Table } from "apache-arrow";
+import { Field, Schema, Table, TimestampMillisecond, tableFromArrays, vectorFromArray, type Vector } from "apache-arrow";
 import type { LayerColumns } from "./native.js";
+import { displayableTable } from "./display/tableBundle.js";
 
 export interface BufferTableOptions {
   /** Keep at most this many rows (a deterministic strided subsample when smaller than the layer). */
@@ -55,7 +56,7 @@ export function weightTable(values: Values, cols: number, opts: BufferTableOptio
     col[i] = idx % cols;
     value[i] = values[idx];
   }
-  return tableFromArrays({ row, col, value });
+  return displayableTable(tableFromArrays({ row, col, value }));
 }
 
 /** One row per BitLinear layer with the DESIGN §4 telemetry. */
@@ -64,7 +65,7 @@ export function layerTable(names: string[], cols: LayerColumns, extra: Record<st
   const total = (i: number) =>
     cols.occM2[i] + cols.occM1[i] + cols.occ0[i] + cols.occP1[i] + cols.occP2[i] || 1;
   const frac = (a: Int32Array) => Float32Array.from(a, (v, i) => v / total(i));
-  return tableFromArrays({
+  return displayableTable(tableFromArrays({
     layer,
     name: names,
     weights: cols.weights,
@@ -84,5 +85,27 @@ export function layerTable(names: string[], cols: LayerColumns, extra: Record<st
     fracP1: frac(cols.occP2),
     voteActive: cols.voteActive,
     voteSaturated: cols.voteSaturated,
-  });
+  }));
+}
+
+/**
+ * The table with epoch-millisecond columns as Arrow timestamps (exact; notebooks show them as
+ * local time) and byte-count columns marked `unit: bytes` (shown in KiB/MiB/GiB).
+ */
+export function withUnits(table: Table, units: { timestamps?: readonly string[]; bytes?: readonly string[] }): Table {
+  const ts = new Set(units.timestamps ?? []);
+  const bytes = new Set(units.bytes ?? []);
+  const columns: Record<string, Vector> = {};
+  for (const f of table.schema.fields) {
+    const col = table.getChild(f.name);
+    if (!col) continue;
+    columns[f.name] = ts.has(f.name)
+      ? vectorFromArray(Array.from({ length: col.length }, (_, i) => col.get(i) as number | null), new TimestampMillisecond())
+      : col;
+  }
+  const rebuilt = new Table(columns);
+  const fields = rebuilt.schema.fields.map((f) =>
+    bytes.has(f.name) ? new Field(f.name, f.type, f.nullable, new Map([["unit", "bytes"]])) : f,
+  );
+  return displayableTable(new Table(new Schema(fields, table.schema.metadata), rebuilt.batches));
 }

@@ -17,12 +17,14 @@ import {
 } from "./native.js";
 import { STEP_LAYER_STATS, STORED_LAYER_STATS } from "./tracking/layerStats.js";
 import { packageVersion } from "./paths.js";
-import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
+import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
 import { RunStore } from "./tracking/runStore.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
+import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
+import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
 
 export interface StepMetrics {
   step: number;
@@ -50,6 +52,19 @@ export interface TrainOptions {
   onStep?: (m: StepMetrics) => void;
   /** Called whenever the salad test produced a sample. */
   onSample?: (s: SampleRecord) => void;
+  /**
+   * Aborting it stops training at the next step boundary (`train` then resolves with
+   * stopped: true); already aborted, `train` throws TrainingInterrupted. Default: the host's
+   * signal (in a notebook, the kernel's interrupt).
+   */
+  signal?: AbortSignal;
+}
+
+export interface EvaluateOptions {
+  /** Aborting it cancels the evaluation at the next window; `evaluate` throws EvaluationInterrupted. */
+  signal?: AbortSignal;
+  /** Called as windows are scored (every few thousand tokens). */
+  onProgress?: (p: EvalProgress) => void;
 }
 
 export interface TrainSummary {
@@ -111,6 +126,8 @@ export class Trainer {
   private readonly data: DataBundle;
   private training = false;
   private stopRequested = false;
+  /** The running train() or evaluate() call, and whether it was asked to stop. */
+  private busy: { what: "training" | "evaluating"; done: Promise<unknown>; stopping: boolean } | null = null;
   private lastEval: EvaluationResult | undefined;
   /** The newest metrics row is held back until the next row, so an evaluation at that step can fill valLoss. */
   private pendingRow: MetricsInput | undefined;
@@ -250,7 +267,43 @@ export class Trainer {
   async train(n: number, opts: TrainOptions = {}): Promise<TrainSummary> {
     this.check();
     if (!Number.isInteger(n) || n < 0) throw new Error(`train: n must be a non-negative integer, got ${n}`);
-    if (this.training) throw new Error("train: this trainer is already training");
+    const signal = opts.signal ?? hostHooks().signal?.();
+    // No await unless busy: a call in progress must be visible synchronously (isTraining, save()).
+    if (this.busy) await this.idle("train");
+    if (signal?.aborted)
+      throw new TrainingInterrupted(`training was interrupted (trainer at step ${this.step}); run the cell again to continue`);
+    const observer = hostHooks().train?.(this, n);
+    const onAbort = () => this.stop();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const done = this.trainSteps(n, opts, signal, observer);
+    this.busy = { what: "training", done, stopping: false };
+    try {
+      const summary = await done;
+      observer?.done?.(summary);
+      return summary;
+    } catch (e) {
+      observer?.failed?.(e);
+      throw e;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (this.busy?.done === done) this.busy = null;
+    }
+  }
+
+  /**
+   * Waits for a call that was asked to stop and is finishing its step or window (so a cell run
+   * again after an interrupt does not fail with "already training"); refuses a second call
+   * while one is running.
+   */
+  private async idle(what: string): Promise<void> {
+    const b = this.busy;
+    if (!b) return;
+    if (!b.stopping) throw new Error(`${what}: this trainer is already ${b.what}`);
+    hostHooks().waiting?.(`${what}: waiting for the interrupted ${b.what === "training" ? "training step" : "evaluation"} to stop`);
+    await b.done.catch(() => undefined);
+  }
+
+  private async trainSteps(n: number, opts: TrainOptions, signal: AbortSignal | undefined, observer: TrainObserver | undefined): Promise<TrainSummary> {
     this.training = true;
     this.stopRequested = false;
     const c = this.config;
@@ -273,6 +326,7 @@ export class Trainer {
           trainedMs += s.stepMs;
           const m = this.record(s, tokensPerStep);
           lastLoss = s.loss;
+          observer?.step?.(m);
           opts.onStep?.(m);
         });
         done += summary.steps;
@@ -280,9 +334,18 @@ export class Trainer {
         if (summary.steps > 0) {
           if (every(c.sampleEvery, now)) {
             lastSample = await this.salad(now);
+            observer?.sample?.(lastSample);
             opts.onSample?.(lastSample);
           }
-          if (every(c.eval.every, now)) await this.evaluate();
+          if (every(c.eval.every, now) && !this.stopRequested) {
+            try {
+              await this.evaluateNow({ ...(signal ? { signal } : {}), onProgress: (p) => observer?.evaluation?.(p) });
+            } catch (e) {
+              if (!(e instanceof EvaluationInterrupted)) throw e;
+              stopped = true;
+              break;
+            }
+          }
           if (every(c.checkpointEvery, now)) await this.checkpoint();
         }
         if (summary.stopped) {
@@ -367,6 +430,7 @@ export class Trainer {
   /** Stops training at the next step boundary; `await train()` then resolves with stopped: true. */
   stop(): void {
     this.stopRequested = true;
+    if (this.busy) this.busy.stopping = true;
     // Only a running native loop needs the signal; between chunks the facade's flag suffices.
     if (this.nt.isTraining()) this.nt.stop();
   }
@@ -397,17 +461,78 @@ export class Trainer {
     return { ...this.config.knobs };
   }
 
-  /** Held-out loss, perplexity and bits per byte on the corpus validation split and WikiText-2. */
-  async evaluate(): Promise<EvaluationResult> {
+  /**
+   * Held-out loss, perplexity and bits per byte on the corpus validation split and WikiText-2
+   * (each cut to `eval.maxTokens` tokens when that is set). Scored a few thousand tokens at a
+   * time, so progress can be reported and an abort stops it at the next window.
+   */
+  async evaluate(opts: EvaluateOptions = {}): Promise<EvaluationResult> {
     this.check();
+    const signal = opts.signal ?? hostHooks().signal?.();
+    if (this.busy) await this.idle("evaluate");
+    if (signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
+    const sets = [this.data.validation, this.data.wikitext].filter((x): x is EvalSet => x !== undefined);
+    const observer = hostHooks().evaluate?.(this, sets.reduce((a, x) => a + Math.max(0, x.tokens.length - 1), 0));
+    const done = this.evaluateNow({
+      ...(signal ? { signal } : {}),
+      onProgress: (p) => {
+        observer?.progress?.(p);
+        opts.onProgress?.(p);
+      },
+    });
+    this.busy = { what: "evaluating", done, stopping: false };
+    try {
+      const r = await done;
+      observer?.done?.(r);
+      return r;
+    } catch (e) {
+      observer?.failed?.(e);
+      throw e;
+    } finally {
+      if (this.busy?.done === done) this.busy = null;
+    }
+  }
+
+  /** Scores one split in chunks of whole windows: the same windows as one native call. */
+  private async scoreSplit(set: EvalSet, index: number, splits: number, opts: EvaluateOptions): Promise<EvalMetrics & { tokens: number }> {
+    const T = this.config.model.seq;
+    const total = Math.max(0, set.tokens.length - 1);
+    // Whole micro-batches of windows, about 16k tokens a call (a fraction of a second on CPU).
+    const perCall = T * this.execPlan.microBatch * Math.max(1, Math.ceil(16384 / (T * this.execPlan.microBatch)));
+    let lossSum = 0;
+    let count = 0;
+    const cancel = () => this.nt.stop();
+    opts.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      for (let start = 0; start < total || start === 0; start += perCall) {
+        if (opts.signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
+        opts.onProgress?.({ split: set.name, done: Math.min(start, total), total, splitIndex: index, splits });
+        // Window i covers tokens [i*T, i*T + T]: a chunk ends one token past its last window.
+        const chunk = set.tokens.subarray(start, Math.min(set.tokens.length, start + perCall + 1));
+        let r: { lossSum: number; count: number };
+        try {
+          r = await this.nt.evaluate(chunk, T);
+        } catch (e) {
+          if (opts.signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
+          throw e;
+        }
+        lossSum += r.lossSum;
+        count += r.count;
+        if (total === 0) break;
+      }
+    } finally {
+      opts.signal?.removeEventListener("abort", cancel);
+    }
+    opts.onProgress?.({ split: set.name, done: total, total, splitIndex: index, splits });
+    return { ...evalMetrics({ lossSumNats: lossSum, tokensScored: count, bytesScored: set.bytes }), tokens: count };
+  }
+
+  private async evaluateNow(opts: EvaluateOptions): Promise<EvaluationResult> {
     const step = this.step;
     const result: EvaluationResult = { step };
-    const run = async (set: EvalSet) => {
-      const r = await this.nt.evaluate(set.tokens, this.config.model.seq);
-      return { ...evalMetrics({ lossSumNats: r.lossSum, tokensScored: r.count, bytesScored: set.bytes }), tokens: r.count };
-    };
-    if (this.data.validation) result.validation = await run(this.data.validation);
-    if (this.data.wikitext) result.wikitext = await run(this.data.wikitext);
+    const splits = (this.data.validation ? 1 : 0) + (this.data.wikitext ? 1 : 0);
+    if (this.data.validation) result.validation = await this.scoreSplit(this.data.validation, 0, splits, opts);
+    if (this.data.wikitext) result.wikitext = await this.scoreSplit(this.data.wikitext, splits - 1, splits, opts);
     const primary = result.wikitext ?? result.validation;
     this.store.event("eval", {
       step,
@@ -526,7 +651,7 @@ export class Trainer {
 
   /** One row per step: loss, lr, tokens/s, memory, validation loss where evaluated. */
   history(): Table {
-    return this.run.metrics;
+    return withUnits(this.run.metrics, { timestamps: ["time"] });
   }
 
   /** Long format: one row per layer per step (scale, flips, occupancy...). */

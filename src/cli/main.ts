@@ -12,7 +12,10 @@ function fail(e: unknown): never {
   process.exit(1);
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** Adds a command (with its subcommands) to the `primal` program. */
+export type CommandRegistrar = (program: Command) => void;
+
+export async function main(argv: string[], extraCommands: readonly CommandRegistrar[] = []): Promise<void> {
   const program = new Command();
   program.name("primal").description("Ternary-weight LM training with Poltergeist quantization").version(packageVersion());
 
@@ -33,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     .option("--data <path>", "training text: a .txt file or a directory of .txt files (default: embedded corpus)")
     .option("--tokenizer <name>", "bytes or gpt2 (default from the preset)")
     .option("--wikitext <dir>", "WikiText-2 directory for evaluation (or env PRIMAL_WIKITEXT_DIR)")
-    .option("--eval-tokens <n>", "cap on evaluation tokens per split (0 = all)")
+    .option("--eval-tokens <n>", "cap on evaluation tokens per split (default 131072; 0 = all)")
     .option("--eval-every <n>", "evaluate every n steps (0 = only at the end)")
     .option("--sample-every <n>", "salad test every n steps")
     .option("--checkpoint-every <n>", "checkpoint every n steps")
@@ -130,35 +133,9 @@ export async function main(argv: string[]): Promise<void> {
       }
     });
 
-  const kernel = program.command("kernel").description("the Jupyter kernel (PRIMAL (TypeScript) on tslab)");
-  kernel
-    .command("install")
-    .description("register the kernelspec")
-    .option("--user", "install for the current user (default)")
-    .option("--sys-prefix", "install into sys.prefix (virtualenv/conda)")
-    .option("--prefix <dir>", "install under a prefix")
-    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
-      try {
-        const { installKernel } = await import("../../kernel/install.js");
-        process.stdout.write((await installKernel(flags)) + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
-  kernel
-    .command("uninstall")
-    .description("remove the kernelspec")
-    .option("--user")
-    .option("--sys-prefix")
-    .option("--prefix <dir>")
-    .action(async (flags: { user?: boolean; sysPrefix?: boolean; prefix?: string }) => {
-      try {
-        const { uninstallKernel } = await import("../../kernel/install.js");
-        process.stdout.write((await uninstallKernel(flags)) + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
+  // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
+  // that the library never imports the kernel.
+  for (const add of extraCommands) add(program);
 
   const data = program.command("data").description("datasets");
   data

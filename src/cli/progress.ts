@@ -1,6 +1,7 @@
 // Training progress for the terminal: a cli-progress bar on a TTY, plain periodic lines otherwise
 // (logs and CI stay readable).
 import cliProgress from "cli-progress";
+import type { EvalProgress } from "../host.js";
 import type { StepMetrics } from "../trainer.js";
 
 export interface Progress {
@@ -40,6 +41,51 @@ export function makeProgress(total: number, enabled: boolean): Progress {
         process.stderr.write(
           `step ${m.step} (${n}/${total}) loss ${m.loss.toFixed(4)} lr ${m.lr.toExponential(2)} ${Math.round(m.tokensPerSec)} tok/s\n`,
         );
+    },
+    stop() {},
+  };
+}
+
+/** Evaluation progress: a bar over all splits on a TTY, a line per split otherwise. */
+export interface EvalProgressDisplay {
+  update(p: EvalProgress): void;
+  stop(): void;
+}
+
+export function makeEvalProgress(enabled: boolean): EvalProgressDisplay {
+  if (!enabled) return { update() {}, stop() {} };
+  const t0 = performance.now();
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { stream: process.stderr, format: "eval  |{bar}| {split} {value}/{total} tokens | {secs} s", hideCursor: true },
+      cliProgress.Presets.shades_classic,
+    );
+    let current = "";
+    return {
+      update(p) {
+        const secs = ((performance.now() - t0) / 1000).toFixed(1);
+        if (p.split !== current) {
+          if (current) bar.stop();
+          current = p.split;
+          bar.start(p.total, p.done, { split: p.split, secs });
+        } else bar.update(p.done, { secs });
+      },
+      stop() {
+        if (current) bar.stop();
+      },
+    };
+  }
+  const reported = new Set<string>();
+  return {
+    update(p) {
+      if (p.done === 0 && !reported.has(`${p.split}:start`)) {
+        reported.add(`${p.split}:start`);
+        process.stderr.write(`evaluating ${p.split}: ${p.total.toLocaleString("en-US")} tokens\n`);
+      }
+      if (p.done === p.total && !reported.has(`${p.split}:end`)) {
+        reported.add(`${p.split}:end`);
+        process.stderr.write(`evaluated ${p.split} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      }
     },
     stop() {},
   };

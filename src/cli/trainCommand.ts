@@ -2,7 +2,8 @@
 // with --json, one final JSON line (DESIGN §6 contract).
 import { Trainer, type TrainSummary } from "../trainer.js";
 import type { TrainerConfigInput } from "../config.js";
-import { makeProgress } from "./progress.js";
+import { isInterrupted } from "../interrupted.js";
+import { makeEvalProgress, makeProgress } from "./progress.js";
 
 export interface TrainFlags {
   preset: string;
@@ -64,7 +65,10 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
       ...(f.tokenizer ? { tokenizer: f.tokenizer } : {}),
       ...(f.wikitext ? { wikitextDir: f.wikitext } : {}),
     },
-    eval: { every: int("eval-every", f.evalEvery) ?? 0, maxTokens: int("eval-tokens", f.evalTokens) ?? 0 },
+    eval: {
+      every: int("eval-every", f.evalEvery) ?? 0,
+      ...(f.evalTokens !== undefined ? { maxTokens: int("eval-tokens", f.evalTokens) } : {}),
+    },
   };
   const opt: [string, number | undefined][] = [
     ["batch", int("batch", f.batch)],
@@ -85,22 +89,28 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   return cfg as TrainerConfigInput;
 }
 
+/**
+ * Ctrl-C for the whole command: the first aborts the signal (training stops at the next step
+ * boundary, evaluation at the next window), the second exits.
+ */
+function interruptSignal(): AbortSignal {
+  const ac = new AbortController();
+  process.on("SIGINT", () => {
+    if (ac.signal.aborted) process.exit(130);
+    process.stderr.write("\ninterrupt: stopping at the next step boundary or evaluation window (Ctrl-C again to abort)\n");
+    ac.abort();
+  });
+  return ac.signal;
+}
+let commandSignal: AbortSignal | undefined;
+
 /** Runs n steps with a progress display, stopping cleanly on the first Ctrl-C. */
 export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
   const progress = makeProgress(steps, true);
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      process.stderr.write("\ninterrupt: stopping at the next step boundary (Ctrl-C again to abort)\n");
-      trainer.stop();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on("SIGINT", onSigint);
+  commandSignal ??= interruptSignal();
   try {
     return await trainer.train(steps, {
+      signal: commandSignal,
       onStep: (m) => progress.update(m),
       onSample: (s) => {
         if (!json) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
@@ -108,12 +118,32 @@ export async function runTraining(trainer: Trainer, steps: number, json: boolean
     });
   } finally {
     progress.stop();
-    process.off("SIGINT", onSigint);
+  }
+}
+
+/** The final evaluation, with progress on stderr; null when Ctrl-C cancelled it. */
+async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited<ReturnType<Trainer["evaluate"]>> | null> {
+  const cap = trainer.config.eval.maxTokens;
+  if (!json)
+    process.stderr.write(
+      cap > 0
+        ? `evaluating on the first ${cap.toLocaleString("en-US")} tokens of each split (--eval-tokens 0 for all)\n`
+        : "evaluating on the whole of each split\n",
+    );
+  const progress = makeEvalProgress(!json);
+  try {
+    return await trainer.evaluate({ ...(commandSignal ? { signal: commandSignal } : {}), onProgress: (p) => progress.update(p) });
+  } catch (e) {
+    if (!isInterrupted(e)) throw e;
+    process.stderr.write("evaluation interrupted: no validation metrics\n");
+    return null;
+  } finally {
+    progress.stop();
   }
 }
 
 export async function finish(trainer: Trainer, summary: TrainSummary, json: boolean): Promise<void> {
-  const ev = await trainer.evaluate();
+  const ev = (await finalEvaluation(trainer, json)) ?? { step: trainer.step };
   const primary = ev.wikitext ?? ev.validation;
   const mem = trainer.memory();
   const result = {
@@ -125,6 +155,7 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     valSet: ev.wikitext ? "wikitext-2/valid" : ev.validation ? "corpus/validation" : null,
     corpusValLoss: ev.validation?.loss ?? null,
     corpusValBpb: ev.validation?.bpb ?? null,
+    evalTokens: (ev.validation?.tokens ?? 0) + (ev.wikitext?.tokens ?? 0),
     peakMemoryBytes: mem.devicePeak,
     plannedMemoryBytes: mem.planned,
     microBatch: trainer.plan.microBatch,
@@ -152,7 +183,8 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
       `  steps        ${result.steps} (now at step ${result.step})${result.stopped ? ", stopped early" : ""} in ${result.seconds}s`,
       `  throughput   ${result.tokensPerSec.toLocaleString("en-US")} tokens/s`,
       `  train loss   ${fmt(result.trainLoss)} nats/token`,
-      `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}`,
+      `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}` +
+        (primary ? `  (${primary.tokens.toLocaleString("en-US")} tokens)` : ""),
       ev.wikitext ? "" : "  (set PRIMAL_WIKITEXT_DIR or --wikitext DIR to evaluate on WikiText-2)",
       `  peak memory  ${(result.peakMemoryBytes / 2 ** 20).toFixed(1)} MiB`,
       `  sample       ${JSON.stringify(trainer.config.samplePrompt + sample)}`,

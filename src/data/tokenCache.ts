@@ -38,7 +38,7 @@ const DIGEST = 32;
 export interface TokenCacheRequest {
   text: string;
   tokenizer: Tokenizer;
-  /** Default: `$PRIMAL_CACHE_DIR` or `data/cache` under the current directory. */
+  /** Default: `$PRIMAL_CACHE_DIR`, else `$XDG_CACHE_HOME/primal` or `~/.cache/primal`. */
   cacheDir?: string;
   /** Cache entry name, e.g. "sotu-train"; letters, digits, "-", "_" and "." are kept. */
   name: string;

@@ -43,7 +43,10 @@ export function voteHistogram(
     `votes${layerName ? ` · ${layerName}` : ""} · n=${compactCount(n)}` +
     (n > 0 ? ` · |vote|≥1 ${pct((n - zero) / n)} · saturated ${pct(saturated / n)}` : "");
   const layout = baseLayout({ title, xTitle: "vote", yTitle: "weights", logY: opts.logY ?? true, hovermode: "closest" });
-  layout.xaxis = { ...(layout.xaxis as Record<string, unknown>), range: [-128.5, 128.5] };
+  // Fitted to the votes present (at least ±8), not to the ±127 the int8 could hold.
+  let reach = 8;
+  for (let i = 0; i < 255; i++) if ((counts[i] as number) > 0) reach = Math.max(reach, Math.abs(i - 127));
+  layout.xaxis = { ...(layout.xaxis as Record<string, unknown>), range: [-reach - 1.5, reach + 1.5] };
   layout.bargap = 0;
   return {
     data: [
@@ -71,6 +74,13 @@ export interface FlipProbabilityOptions {
   logY?: boolean;
   /** Put p = 0 (weights without votes) into the first bin; default false, they are only counted in the title. */
   includeZeros?: boolean;
+}
+
+/** Σp rounded for a title: "332", "1.2k", "0.41". */
+function expectedFlips(sum: number): string {
+  if (sum >= 1e4) return compactCount(Math.round(sum));
+  if (sum >= 10) return String(Math.round(sum));
+  return String(Number(sum.toPrecision(2)));
 }
 
 /** Histogram of a layer's flip probabilities p; the title gives the share of p = 0 and Σp (expected flips). */
@@ -105,7 +115,7 @@ export function flipProbabilityHistogram(
   const centers = Array.from({ length: bins }, (_, b) => tidy((b + 0.5) * width) as number);
   const title =
     `flip probability${opts.layerName ? ` · ${opts.layerName}` : ""} · n=${compactCount(n)}` +
-    (n > 0 ? ` · p=0 ${pct(zeros / n)} · Σp ${tidy(sum)}` : "");
+    (n > 0 ? ` · p=0 ${pct(zeros / n)} · expected flips Σp ≈ ${expectedFlips(sum)}` : "");
   const layout = baseLayout({ title, xTitle: "p", yTitle: "weights", logY: opts.logY ?? true, hovermode: "closest" });
   layout.xaxis = { ...(layout.xaxis as Record<string, unknown>), range: [0, hi] };
   layout.bargap = 0.02;

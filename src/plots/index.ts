@@ -19,12 +19,31 @@ export {
   type RunData,
   type RunEvent,
 } from "./figure.js";
-export { compareRuns, eventMarkers, loss, type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
+import { displayableFigure } from "../display/figureBundle.js";
+export { displayMode, DISPLAY_MODES, setDisplay, type DisplayMode } from "../display/figureBundle.js";
+import type { Figure } from "./figure.js";
+import * as buffers from "./buffers.js";
+import * as layers from "./layers.js";
+import * as run from "./run.js";
+
+/** The builder, its figures displaying themselves (Symbol.for("Jupyter.display")). */
+function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...args: A) => Figure {
+  return (...args: A) => displayableFigure(build(...args));
+}
+
+export const compareRuns = displaying(run.compareRuns);
+export const loss = displaying(run.loss);
+export const flipHeatmap = displaying(layers.flipHeatmap);
+export const ghostScale = displaying(layers.ghostScale);
+export const layerLines = displaying(layers.layerLines);
+export const occupancy = displaying(layers.occupancy);
+export const flipProbabilityHistogram = displaying(buffers.flipProbabilityHistogram);
+export const voteHistogram = displaying(buffers.voteHistogram);
+
+export { eventMarkers, type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
 export {
-  flipHeatmap,
-  ghostScale,
-  layerLines,
-  occupancy,
+  scaleSymmetryGroups,
+  SCALE_SYMMETRY_PAIRS,
   type GhostScaleOptions,
   type HeatmapOptions,
   type LayerLinesOptions,
@@ -32,8 +51,6 @@ export {
   type OccupancyOptions,
 } from "./layers.js";
 export {
-  flipProbabilityHistogram,
-  voteHistogram,
   type FlipProbabilityOptions,
   type VoteHistogramOptions,
 } from "./buffers.js";
@@ -42,20 +59,23 @@ export {
   ChromiumNotFoundError,
   createExporter,
   exportFigure,
-  figureDocument,
-  figureHtml,
   findChromium,
   formatOf,
-  plotlyBundlePath,
-  plotlyBundleSource,
-  plotlyScriptTag,
-  plotlyVersion,
   resolveChromium,
   withExporter,
   type ExportFormat,
   type ExporterOptions,
   type ExportOptions,
   type FigureExporter,
-  type FigureHtmlOptions,
   type ImageOptions,
 } from "./export.js";
+export {
+  figureDocument,
+  figureHtml,
+  plotlyBundlePath,
+  plotlyFileName,
+  plotlyBundleSource,
+  plotlyScriptTag,
+  plotlyVersion,
+  type FigureHtmlOptions,
+} from "./html.js";

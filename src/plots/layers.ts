@@ -9,6 +9,7 @@ import {
   layerColors,
   LEVEL_COLORS,
   LEVEL_NAMES,
+  parseLayerName,
   type Figure,
   type PlotlyTrace,
   type RunData,
@@ -31,6 +32,8 @@ export interface LayerLinesOptions {
   /** Dashed horizontal reference line (e.g. 0.4 for the Ghost Scale). */
   threshold?: number;
   title?: string;
+  /** Layers drawn as one group each (see ghostScale): per layer its group label and lead layer, or null. */
+  groups?: (names: readonly string[]) => ({ label: string; lead: number } | null)[];
   /**
    * At most this many points per line (default 2000): longer runs are binned into consecutive
    * groups of steps, each point the group's mean at its mean step. 84 layers × 10k steps would
@@ -55,15 +58,21 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
 
   const names = idx.layers.map((l) => l.name);
   const colors = layerColors(names);
-  const data: PlotlyTrace[] = idx.layers.map((l, j) => ({
-    type: "scatter",
-    mode: "lines",
-    name: l.name,
-    x: tidyArray(x),
-    y: tidyArray(rows[j] as Float64Array),
-    line: { color: colors[j], width: 1.3 },
-    connectgaps: false,
-  }));
+  // Tied layers (opts.groups): one legend entry and color per group, the partner dashed.
+  const group = opts.groups?.(names);
+  const data: PlotlyTrace[] = idx.layers.map((l, j) => {
+    const g = group?.[j];
+    return {
+      type: "scatter",
+      mode: "lines",
+      name: g ? g.label : l.name,
+      x: tidyArray(x),
+      y: tidyArray(rows[j] as Float64Array),
+      line: { color: colors[g ? g.lead : j], width: 1.3, ...(g && g.lead !== j ? { dash: "dash" } : {}) },
+      connectgaps: false,
+      ...(g ? { legendgroup: g.label, showlegend: g.lead === j, hovertemplate: `${l.name}<br>step %{x}<br>%{y}<extra></extra>` } : {}),
+    };
+  });
 
   const layout = baseLayout({
     title: `${opts.title ?? metric}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${run.id}`,
@@ -73,6 +82,14 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
     hovermode: "closest",
   });
   if (opts.threshold !== undefined) {
+    // Keep the reference line inside the plot, not on its edge: fit the axis to data and line.
+    if (!opts.logY) {
+      let lo = opts.threshold;
+      let hi = opts.threshold;
+      for (const r of rows) for (const v of r) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+      const pad = 0.06 * (hi - lo || Math.abs(hi) || 1);
+      layout.yaxis = { ...(layout.yaxis as Record<string, unknown>), range: [tidy(lo - pad), tidy(hi + pad)] };
+    }
     layout.shapes = [
       {
         type: "line",
@@ -123,9 +140,38 @@ export interface GhostScaleOptions {
   maxPoints?: number;
 }
 
-/** Ghost Scale s (γ for ste, rms(W) for fp) per layer vs step. */
+/**
+ * Pairs whose scales only enter the model as a product (a scale symmetry): q·k in the attention
+ * logits, v·o in the attention output, up·down in the SwiGLU product. Their gradients are
+ * equal up to that symmetry, so the two scales of a pair move together.
+ */
+export const SCALE_SYMMETRY_PAIRS: readonly (readonly [string, string])[] = [
+  ["q", "k"],
+  ["v", "o"],
+  ["up", "down"],
+];
+
+/** Each layer's scale-symmetry group ("blocks.0 q·k") and the index of the group's first layer. */
+export function scaleSymmetryGroups(names: readonly string[]): ({ label: string; lead: number } | null)[] {
+  const parsed = names.map(parseLayerName);
+  return parsed.map((p) => {
+    if (!p) return null;
+    const pair = SCALE_SYMMETRY_PAIRS.find((x) => x.includes(p.kind));
+    if (!pair) return null;
+    const lead = parsed.findIndex((o) => o !== null && o.block === p.block && o.kind === pair[0]);
+    const partner = parsed.findIndex((o) => o !== null && o.block === p.block && o.kind === pair[1]);
+    if (lead < 0 || partner < 0) return null;
+    return { label: `blocks.${p.block} ${pair[0]}·${pair[1]}`, lead };
+  });
+}
+
+/**
+ * Ghost Scale s (γ for ste, rms(W) for fp) per layer vs step. The pairs of SCALE_SYMMETRY_PAIRS
+ * share a legend entry and color (the partner dashed): only their product matters, so they
+ * overlap by construction rather than hiding lines.
+ */
 export function ghostScale(run: RunData, opts: GhostScaleOptions = {}): Figure {
-  return layerLines(run, "scale", { ...opts, title: "Ghost Scale" });
+  return layerLines(run, "scale", { ...opts, title: "Ghost Scale", groups: scaleSymmetryGroups });
 }
 
 export interface HeatmapOptions {

@@ -180,7 +180,18 @@ const METRIC_TITLES: Record<string, string> = {
   peakMemoryBytes: "peak memory (bytes)",
 };
 
-/** One metric of several runs overlaid, one colored line per run. */
+const RUN_DASHES = ["solid", "dash", "dot", "dashdot"];
+
+/** The x value (step, tokens or minutes) of the metrics row at `step`; NaN when absent. */
+function xAtStep(steps: Float64Array, xs: Float64Array, step: number): number {
+  for (let i = 0; i < steps.length; i++) if (steps[i] === step) return xs[i] as number;
+  return NaN;
+}
+
+/**
+ * One metric of several runs overlaid, one colored line per run (each its own dash pattern,
+ * so identical prefixes stay visible), with a diamond where a run's knobs changed.
+ */
 export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {}): Figure {
   const metric = opts.metric ?? "loss";
   const xKind = opts.x ?? "step";
@@ -208,16 +219,46 @@ export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {})
     }
     const color = paletteColor(r);
     const smoothed = alpha !== null && !sparse;
+    const ys = smoothed ? ema(keepY, alpha) : keepY;
     data.push({
       type: "scatter",
       mode: sparse ? "lines+markers" : "lines",
       name: runLabel(run),
       legendgroup: run.id,
       x: tidyArray(keepX),
-      y: tidyArray(smoothed ? ema(keepY, alpha) : keepY),
-      line: { color, width: 1.8 },
+      y: tidyArray(ys),
+      // A dash pattern per run: runs that share a prefix (a knob changed later) stay visible.
+      line: { color, width: 1.8, dash: RUN_DASHES[r % RUN_DASHES.length] },
       marker: { color, size: 6 },
     });
+    // Knob changes of this run: a marker on its line, labelled with the change.
+    const steps = numbers(m, "step", `metrics table of run ${run.id}`);
+    const mx: number[] = [];
+    const my: number[] = [];
+    const mt: string[] = [];
+    const changes = eventMarkers(run.events).annotations;
+    for (const a of changes) {
+      const step = a.x as number;
+      const at = xAtStep(steps, xs, step);
+      const row = keepX.indexOf(at);
+      if (row < 0) continue;
+      mx.push(keepX[row] as number);
+      my.push(ys[row] as number);
+      mt.push(`${runLabel(run)} @ step ${step}: ${String(a.text).replace(/<br>/g, ", ")}`);
+    }
+    if (mx.length)
+      data.push({
+        type: "scatter",
+        mode: "markers",
+        name: `${runLabel(run)}: knob change`,
+        legendgroup: run.id,
+        showlegend: false,
+        x: tidyArray(mx),
+        y: tidyArray(my),
+        text: mt,
+        marker: { color, size: 11, symbol: "diamond", line: { color: "#222", width: 1 } },
+        hovertemplate: "%{text}<extra></extra>",
+      });
   });
 
   const xTitle = xKind === "step" ? "step" : xKind === "tokens" ? "tokens" : "time (minutes)";

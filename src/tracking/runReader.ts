@@ -10,6 +10,7 @@ import { RunStoreError, describeError } from './errors.js';
 import { RUN_FILES, listCheckpoints, readJsonl, type CheckpointInfo } from './files.js';
 import { readRunMeta, resolveHome, type RunMeta, type RunStatus } from './runStore.js';
 import { layersSchema, metricsSchema } from './schemas.js';
+import { displayableTable } from '../display/tableBundle.js';
 
 export interface RunData {
   /** Absolute run directory. */
@@ -44,8 +45,8 @@ export function readRun(dir: string): RunData {
     dir: abs,
     id: meta.id,
     meta,
-    metrics,
-    layers,
+    metrics: displayableTable(metrics),
+    layers: displayableTable(layers),
     events: events.records,
     samples: samples.records,
     checkpoints: listCheckpoints(abs),
@@ -271,5 +272,5 @@ export function compareRuns(dirs: readonly string[]): Table {
     runs.map((r, i) => stats[i]!.lastStep ?? (typeof r.meta.step === 'number' ? r.meta.step : null)),
     new Int32(),
   );
-  return new Table(columns);
+  return displayableTable(new Table(columns));
 }

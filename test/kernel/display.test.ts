@@ -8,9 +8,11 @@ import {
   isFigure,
   resetPlotlyInlining,
   richBundle,
+  setDisplay,
   show,
   tableBundle,
 } from "../../kernel/display.js";
+import { findChromium } from "../../src/plots/export.js";
 import { progressBundle } from "../../kernel/training.js";
 import type { Figure } from "../../src/plots/figure.js";
 
@@ -170,4 +172,92 @@ describe("progressBundle", () => {
     expect(stopped["text/plain"]).toContain("/runs/run-1");
     expect(progressBundle({ ...base, status: "failed", error: "loss is NaN" })["text/html"]).toContain("loss is NaN");
   });
+});
+
+describe("the Jupyter.display protocol", () => {
+  it("figures and tables made by the library display themselves (as in Deno's kernel)", async () => {
+    const plots = await import("../../src/plots/index.js");
+    const { weightTable } = await import("../../src/tables.js");
+    const fig = plots.voteHistogram(tableFromArrays({ value: Int8Array.from([-3, 0, 2, 5]) }));
+    const display = (fig as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")];
+    expect(typeof display).toBe("function");
+    const bundle = display!.call(fig);
+    expect(Object.keys(bundle)).toContain(PLOTLY_MIME);
+    // Not enumerable: JSON and spreads of a figure are unchanged.
+    expect(Object.keys({ ...fig })).toEqual(Object.keys(fig));
+    expect(JSON.parse(JSON.stringify(fig))).not.toHaveProperty("Symbol(Jupyter.display)");
+    const table = weightTable(Int8Array.from([1, 0, -1, 1]), 2);
+    const tb = (table as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")]!.call(table);
+    expect(tb["text/plain"]).toMatch(/^Arrow Table: 4 rows × 3 columns/);
+  });
+
+  it("richBundle uses a value's own display method", () => {
+    const value = { [Symbol.for("Jupyter.display")]: () => ({ "text/markdown": "**hi**" }) };
+    expect(richBundle(value)).toEqual({ "text/markdown": "**hi**" });
+  });
+});
+
+describe("tables in human units", () => {
+  it("shows timestamps as local time and bytes in GiB/MiB while the data stays exact", async () => {
+    const { withUnits } = await import("../../src/tables.js");
+    const ms = 1796004704818;
+    const table = withUnits(tableFromArrays({ time: Float64Array.from([ms]), peakMemoryBytes: Float64Array.from([16862658884]), weights: Float64Array.from([3 * 2 ** 20]) }), {
+      timestamps: ["time"],
+      bytes: ["weights"],
+    });
+    expect(String(table.schema.fields[0]?.type)).toBe("Timestamp<MILLISECOND>");
+    expect(table.getChild("time")?.get(0)).toBe(ms);
+    expect(table.getChild("peakMemoryBytes")?.get(0)).toBe(16862658884);
+    const b = tableBundle(table);
+    const d = new Date(ms);
+    const p = (x: number) => String(x).padStart(2, "0");
+    const local = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    expect(b["text/html"]).toContain(`<td>${local}</td>`);
+    expect(b["text/html"]).toContain("<td>15.70 GiB</td>");
+    expect(b["text/html"]).toContain("<td>3.0 MiB</td>");
+    const resource = b["application/vnd.dataresource+json"] as { data: Record<string, unknown>[] };
+    expect(resource.data[0]).toEqual({ time: new Date(ms).toISOString(), peakMemoryBytes: 16862658884, weights: 3 * 2 ** 20 });
+  });
+
+  it("shows the first 10 columns of a wide table and names the rest; all columns on request", () => {
+    const cols: Record<string, Int32Array> = {};
+    for (let i = 0; i < 14; i++) cols[`c${i}`] = Int32Array.from([i]);
+    const table = tableFromArrays(cols);
+    const b = tableBundle(table);
+    expect((b["text/html"] as string).match(/data-column=/g)).toHaveLength(10);
+    expect(b["text/plain"]).toContain('4 more columns: c10, c11, c12, c13 (show(table, { columns: "all" })');
+    expect(b["text/plain"]).toMatch(/^Arrow Table: 1 row × 14 columns/);
+    expect((tableBundle(table, { columns: "all" })["text/html"] as string).match(/data-column=/g)).toHaveLength(14);
+    expect((tableBundle(table, { columns: ["c3", "c1"] })["text/html"] as string).match(/data-column="(c\d+)"/g)).toEqual(['data-column="c3"', 'data-column="c1"']);
+    const resource = b["application/vnd.dataresource+json"] as { schema: { fields: unknown[] } };
+    expect(resource.schema.fields).toHaveLength(14);
+  });
+});
+
+describe("display modes", () => {
+  afterEach(() => {
+    setDisplay("inline");
+  });
+
+  it("mime sends only the Plotly JSON and text; inline adds the offline HTML", async () => {
+    const plots = await import("../../src/plots/index.js");
+    expect(setDisplay("mime")).toBe("inline");
+    const fig = plots.voteHistogram(Int8Array.from([1, -2]));
+    const b = richBundle(fig) as Record<string, unknown>;
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"]);
+    expect(JSON.stringify(b).length).toBeLessThan(20_000);
+    setDisplay("inline");
+    expect(Object.keys(richBundle(fig) as Record<string, unknown>).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"]);
+    expect(() => setDisplay("svg" as never)).toThrow(/"inline", "mime", "static"/);
+  });
+
+  it.skipIf(!findChromium())("static adds a PNG rendered by headless Chromium (skipped: no Chromium)", async () => {
+    const plots = await import("../../src/plots/index.js");
+    setDisplay("static");
+    const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));
+    expect(pending).toBeInstanceOf(Promise);
+    const b = (await pending) as Record<string, string>;
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "image/png", "text/plain"]);
+    expect(Buffer.from(b["image/png"] as string, "base64").subarray(1, 4).toString()).toBe("PNG");
+  }, 120_000);
 });

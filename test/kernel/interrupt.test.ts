@@ -51,7 +51,7 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
           code: [
             'import { Trainer, plots } from "primal";',
             'import { show } from "primal/kernel";',
-            'const t = await Trainer.create({ preset: "tiny", device: "cpu", threads: 2, sampleEvery: 0, checkpointEvery: 0, steps: 100000 });',
+            'const t = await Trainer.create({ preset: "tiny", device: "cpu", threads: 2, sampleEvery: 0, checkpointEvery: 0, steps: 100000, eval: { maxTokens: 0 } });',
             "t.step",
           ].join("\n"),
           timeout: 120,
@@ -72,7 +72,14 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
         { code: 'const wrong: number = "still runs";\nwrong', timeout: 60 },
         // Nothing training: the interrupt abandons the await, as in tslab.
         { code: "await new Promise((r) => setTimeout(r, 60000))", timeout: 60, interrupt_after: 1.5 },
+        // The whole validation split (about 1M tokens): interrupted once its progress shows.
         // tslab aborts requests that arrive within 200 ms of an error (stop-on-error): wait a bit.
+        { code: "await t.evaluate()", timeout: 120, delay: 0.5, interrupt_after: 0.5, interrupt_when: 'class=\\"primal-eval\\" data-status=\\"running\\"' },
+        { code: "const s3 = await t.train(3);\ns3.steps", timeout: 60, delay: 0.5 },
+        // A loop of train() calls updates one output.
+        { code: "for (let i = 0; i < 3; i++) await t.train(2);\nt.step", timeout: 60 },
+        // A user error: its message and the cell's own frames, not the kernel's.
+        { code: "function check(x: number) {\n  if (x > 1) throw new RangeError(`x is too big: ${x}`);\n}\ncheck(5)", timeout: 60 },
         { code: "t.dispose();\n'disposed'", timeout: 60, delay: 0.5 },
         // An object shorthand naming a variable of an earlier cell.
         { code: "JSON.stringify({ wrong })", timeout: 60 },
@@ -162,22 +169,62 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
     expect(table["application/vnd.dataresource+json"]).toBeDefined();
   });
 
-  it("reports type errors as warnings and still runs the cell", () => {
+  it("reports type errors as muted warnings and still runs the cell", () => {
     const r = results[5] as CellResult;
     expect(r.status).toBe("ok");
-    expect(text(r, "stderr")).toContain("type warning 1:7");
+    expect(text(r, "stderr")).toBe("");
+    const warning = displays(r)[0]?.content.data as Record<string, string>;
+    expect(warning["text/plain"]).toContain("type warning 1:7");
+    expect(warning["text/html"]).toContain('class="primal-warning"');
     expect(text(r).trim()).toBe("still runs");
   });
 
-  it("abandons a non-training await on interrupt, and the kernel stays usable", () => {
+  it("abandons a non-training await on interrupt with a one-line notice, and the kernel stays usable", () => {
     const r = results[6] as CellResult;
     expect(r.interrupted_at).not.toBeNull();
     expect(r.status).toBe("error");
     expect(r.seconds).toBeLessThan(10);
-    expect(text(results[7] as CellResult).trim()).toBe("disposed");
+    expect(text(r, "stderr")).toBe("");
+    expect(displays(r).map((o) => o.content.data?.["text/plain"])).toEqual([expect.stringMatching(/^⏹ interrupted/)]);
+    expect(text(results[11] as CellResult).trim()).toBe("disposed");
   });
 
   it("resolves `{ name }` shorthands to variables of earlier cells", () => {
-    expect(text(results[8] as CellResult).trim()).toBe('{"wrong":"still runs"}');
+    expect(text(results[12] as CellResult).trim()).toBe('{"wrong":"still runs"}');
+  });
+
+  it("shows evaluation progress, and an interrupt cancels the native evaluation", () => {
+    const r = results[7] as CellResult;
+    expect(r.interrupted_at).not.toBeNull();
+    expect(r.status).toBe("error");
+    expect(text(r, "stderr")).toBe("");
+    const outs = displays(r).map((o) => o.content.data as Record<string, string>);
+    const progress = outs.filter((d) => d["text/html"]?.includes("primal-eval"));
+    expect(progress[0]?.["text/plain"]).toMatch(/^evaluating/);
+    expect(progress.at(-1)?.["text/html"]).toContain('data-status="interrupted"');
+    expect(outs.at(-1)?.["text/plain"]).toMatch(/^⏹ evaluation was interrupted/);
+    // The next call does not wait for an evaluation still running natively.
+    const next = results[8] as CellResult;
+    expect(next.status).toBe("ok");
+    expect(text(next).trim()).toBe("3");
+    expect(displays(next).some((o) => String(o.content.data?.["text/plain"]).includes("waiting"))).toBe(false);
+  });
+
+  it("updates one output for a loop of train() calls", () => {
+    const r = results[9] as CellResult;
+    expect(r.status).toBe("ok");
+    const outs = displays(r);
+    expect(outs.filter((o) => o.type === "display_data")).toHaveLength(1);
+    expect(String(outs.at(-1)?.content.data?.["text/plain"])).toMatch(/^trained 6 steps: .* · 3 calls/);
+  });
+
+  it("shows a user error as its message and the cell's frames only", () => {
+    const r = results[10] as CellResult;
+    expect(r.status).toBe("error");
+    const err = text(r, "stderr");
+    expect(err).toMatch(/^RangeError: x is too big: 5\n/);
+    expect(err).toContain("evalmachine.<anonymous>");
+    expect(err).not.toMatch(/tslab|node:internal|launch\.js/);
+    expect(err).toContain("PRIMAL_FULL_TRACE=1");
   });
 });

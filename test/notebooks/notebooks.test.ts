@@ -56,7 +56,11 @@ const figure = (nb: Notebook, titleStart: string): Fig => {
   return f;
 };
 const arrowTables = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-arrow-table"'));
-const columnsOf = (html: string): string[] => [...html.matchAll(/data-column="([^"]+)"/g)].map((m) => m[1] as string);
+/** Every column of a rendered table: the shown ones, then those named in its "N more columns" note. */
+const columnsOf = (html: string): string[] => [
+  ...[...html.matchAll(/data-column="([^"]+)"/g)].map((m) => m[1] as string),
+  ...(/\d+ more columns?: (.*?) \(show\(/.exec(html)?.[1]?.split(", ") ?? []),
+];
 const trainSummaries = (nb: Notebook): string[] => htmlOf(nb).filter((h) => h.includes('class="primal-train"'));
 
 function expectClean(nb: Notebook): void {
@@ -169,7 +173,8 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
 
     const ghost = figure(nb, "Ghost Scale");
     expect(ghost.data).toHaveLength(14); // 2 blocks × 7 BitLinear matrices
-    expect(ghost.data.map((t) => t.name)).toContain("blocks.1.mlp.down");
+    // Scale-symmetry pairs share a legend entry (see notebook 02).
+    expect(ghost.data.map((t) => t.name)).toContain("blocks.1 up·down");
     expect(ghost.data.every((t) => t.x?.length === 80)).toBe(true);
     expect(ghost.layout.shapes?.[0]).toMatchObject({ type: "line" });
 
@@ -202,6 +207,7 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     expect(votes.data[0]?.x).toHaveLength(255);
     expect((votes.data[0]?.y as number[]).reduce((a, b) => a + b, 0)).toBe(12288);
     expect(figure(nb, "flip probability · blocks.1.mlp.up").data[0]?.type).toBe("bar");
+    expect(figure(nb, "Ghost Scale").data.filter((t) => t.name === "blocks.0 q·k")).toHaveLength(2);
     const occAll = figure(nb, "code level occupancy · all layers");
     expect(occAll.data.map((t) => t.name)).toEqual(["-1", "-b", "0", "+b", "+1"]);
     expect(occAll.data[0]?.x).toHaveLength(50);
@@ -216,7 +222,11 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     const nb = await execute("03-bridge-tweak");
     expectClean(nb);
     expect(trainSummaries(nb).filter((h) => h.includes('data-status="finished"'))).toHaveLength(4);
-    const compare = figure(nb, "loss · 2 runs");
+    const compareAll = figure(nb, "loss · 2 runs");
+    // The knob change is a marker on the tweaked run's line.
+    const marker = compareAll.data.find((t) => t.name?.endsWith("knob change"));
+    expect(marker?.x).toEqual([40]);
+    const compare = { ...compareAll, data: compareAll.data.filter((t) => !t.name?.endsWith("knob change")) };
     expect(compare.data.map((t) => t.name?.split(" ")[0])).toEqual(["bridge-kept", "bridge-0.8"]);
     expect(compare.data.every((t) => t.x?.length === 80)).toBe(true);
     const loss = figure(nb, "loss · bridge-0.8");

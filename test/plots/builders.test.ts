@@ -184,11 +184,22 @@ describe("loss", () => {
 });
 
 describe("layer figures", () => {
-  it("ghostScale has one line per layer", () => {
+  it("ghostScale has one line per layer, scale-symmetry pairs drawn as one group", () => {
     const fig = plots.ghostScale(run(), { threshold: 0.4 });
     expect(fig.data).toHaveLength(14);
-    expect(fig.data[0]!.name).toBe("blocks.0.attn.q");
-    expect(fig.data[13]!.name).toBe("blocks.1.mlp.down");
+    // q and k of a block: one legend entry and color, the partner dashed.
+    const q = fig.data[0] as Record<string, unknown>;
+    const k = fig.data[1] as Record<string, unknown>;
+    expect(q.name).toBe("blocks.0 q·k");
+    expect([q.legendgroup, q.showlegend, k.legendgroup, k.showlegend]).toEqual(["blocks.0 q·k", true, "blocks.0 q·k", false]);
+    expect((k.line as { dash?: string; color: string }).dash).toBe("dash");
+    expect((k.line as { color: string }).color).toBe((q.line as { color: string }).color);
+    expect(fig.data[13]!.name).toBe("blocks.1 up·down");
+    expect(fig.data.filter((t) => (t as { showlegend?: boolean }).showlegend !== false).map((t) => t.name)).toContain("blocks.1.mlp.gate");
+    // The 0.4 line lies inside the fitted y range.
+    const range = (fig.layout.yaxis as { range: [number, number] }).range;
+    expect(range[0]).toBeLessThan(0.4);
+    expect(range[1]).toBeGreaterThan(0.99);
     for (const t of fig.data) {
       expect(t.type).toBe("scatter");
       expect(t.x).toHaveLength(20);
@@ -292,19 +303,35 @@ describe("compareRuns", () => {
   it("overlays one trace per run", () => {
     const runs = [run("a"), run("b", 15, 1, 0.5)];
     const fig = plots.compareRuns(runs, { metric: "loss" });
-    expect(fig.data.map((t) => t.name)).toEqual(["a", "b"]);
+    expect(fig.data.map((t) => t.name)).toEqual(["a", "a: knob change", "b", "b: knob change"]);
     expect(fig.data[0]!.x).toHaveLength(20);
-    expect(fig.data[1]!.x).toHaveLength(15);
-    expect(fig.data[0]!.line).not.toEqual(fig.data[1]!.line);
+    expect(fig.data[2]!.x).toHaveLength(15);
+    // Different colors and dash patterns, so shared prefixes stay visible.
+    expect((fig.data[0]!.line as { dash: string }).dash).not.toBe((fig.data[2]!.line as { dash: string }).dash);
+    // The knob change sits on its run's line.
+    const mark = fig.data[1]!;
+    const i = (fig.data[0]!.x as number[]).indexOf((mark.x as number[])[0] as number);
+    expect(i).toBeGreaterThanOrEqual(0);
+    expect((mark.y as number[])[0]).toBe((fig.data[0]!.y as number[])[i]);
 
     const val = plots.compareRuns(runs, { metric: "valLoss", x: "tokens" });
     expect(val.data[0]!.x).toEqual([10 * 2048, 20 * 2048]);
-    expect(val.data[1]!.y).toHaveLength(1);
+    expect(val.data.find((t) => t.name === "b")!.y).toHaveLength(1);
     expect(val.data[0]!.mode).toBe("lines+markers");
 
     const time = plots.compareRuns(runs, { metric: "loss", x: "time", smooth: true });
     expect(time.data[0]!.x![1]).toBeCloseTo(1 / 60, 6);
     expect(() => plots.compareRuns(runs, { metric: "nope" })).toThrow(/no column "nope"/);
+  });
+});
+
+describe("axes and titles fitted to the data", () => {
+  it("voteHistogram spans the votes present; the flip-probability title rounds Σp", () => {
+    const fig = plots.voteHistogram(Int8Array.from([-15, -3, 0, 0, 2, 11]));
+    expect((fig.layout.xaxis as { range: number[] }).range).toEqual([-16.5, 16.5]);
+    const p = plots.flipProbabilityHistogram(Float32Array.from({ length: 1000 }, (_, i) => (i % 3 === 0 ? 0 : 0.4969)));
+    const title = (p.layout.title as { text: string }).text;
+    expect(title).toContain("expected flips Σp ≈ 331");
   });
 });
 

@@ -38,6 +38,19 @@ describe("html export (no browser needed)", () => {
     expect(html).not.toMatch(/<link[^>]*href\s*=\s*["']?https?:/i);
   });
 
+  it("pages can share one plotly.js written beside them", async () => {
+    const a = join(dir, "shared", "a.html");
+    const b = join(dir, "shared", "b.html");
+    await plots.exportFigure(lossFigure(), a, { plotlyJs: "beside" });
+    await plots.exportFigure(lossFigure(), b, { plotlyJs: "beside" });
+    const js = join(dir, "shared", plots.plotlyFileName());
+    expect(readFileSync(js, "utf8")).toBe(plots.plotlyBundleSource());
+    const html = readFileSync(b, "utf8");
+    expect(html).toContain(`<script type="text/javascript" src="${plots.plotlyFileName()}"></script>`);
+    expect(html).not.toContain(plots.plotlyBundleSource().slice(0, 200));
+    expect(html.length).toBeLessThan(50_000);
+  });
+
   it("figureHtml fragments inline plotly.js only when asked", () => {
     const fig = lossFigure();
     const bare = plots.figureHtml(fig, { includePlotlyJs: false, divId: "my-div" });
