@@ -6,6 +6,7 @@ import { packageVersion } from "../paths.js";
 import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
 import { printRuns } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
+import { addExportCommand } from "./exportCommand.js";
 
 function fail(e: unknown): never {
   process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -129,6 +130,8 @@ export async function main(argv: string[]): Promise<void> {
         fail(e);
       }
     });
+
+  addExportCommand(program, fail);
 
   const kernel = program.command("kernel").description("the Jupyter kernel (PRIMAL (TypeScript) on tslab)");
   kernel

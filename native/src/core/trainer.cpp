@@ -672,4 +672,17 @@ std::vector<float> Trainer::paramGrad(const std::string& name) {
   return out;
 }
 
+std::vector<float> Trainer::logits(const int32_t* tokens, int T) {
+  Impl& m = *m_;
+  std::vector<int32_t> none(static_cast<size_t>(std::max(T, 0)), -1);
+  explicitBatch(m, cfg_, "logits", tokens, none.data(), 1, T);
+  const int C = m.C(), V = m.V();
+  std::vector<float> out(static_cast<size_t>(T) * V);
+  for (int t = 0; t < T; ++t) {
+    be_->logits(m.lnf.p + static_cast<size_t>(t) * C, m.params[m.pWte].w.p, m.logitsBuf.p, 1, C, V);
+    be_->toHost(out.data() + static_cast<size_t>(t) * V, m.logitsBuf.p, sizeof(float) * V);
+  }
+  return out;
+}
+
 }  // namespace primal
