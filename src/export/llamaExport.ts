@@ -190,13 +190,16 @@ export interface ExportSource {
 
 /** Writes the GGUF file for one checkpoint. */
 export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFExportOptions = {}): GGUFExportResult {
-  const want = opts.type ?? "auto";
-  if (!GGUF_EXPORT_TYPES.includes(want)) throw new Error(`unknown GGUF type '${String(want)}' (one of ${GGUF_EXPORT_TYPES.join(", ")})`);
+  const requested = opts.type ?? "auto";
+  if (!GGUF_EXPORT_TYPES.includes(requested))
+    throw new Error(`unknown GGUF type '${String(requested)}' (one of ${GGUF_EXPORT_TYPES.join(", ")})`);
   if (!opts.force && existsSync(out)) throw new Error(`'${out}' already exists; pass --force to replace it`);
   const ck = CheckpointFile.open(src.checkpoint);
   try {
     const meta = ck.meta;
     const m = meta.model;
+    // An fp run's latent weights are floats: f32 keeps them exactly.
+    const want: GGUFExportType = requested === "auto" && meta.quant === "fp" ? "f32" : requested;
     const how =
       meta.quant === "poltergeist"
         ? `poltergeist with bridge ${meta.bridge === null ? "off" : meta.bridge.toFixed(4)}`
