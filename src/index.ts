@@ -26,3 +26,4 @@ export { RunStore } from "./tracking/runStore.js";
 export { getTokenizer } from "./data/tokenizer.js";
 export { exportRunGGUF, GGUF_EXPORT_TYPES } from "./export/llamaExport.js";
 export type { GGUFExportOptions, GGUFExportResult, GGUFExportType } from "./export/llamaExport.js";
+export { loadNodeLlamaCpp } from "./export/nodeLlamaCpp.js";

@@ -16,7 +16,7 @@
  * The only rounding in the quantized types is the fp16 rounding of the scale.
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { CheckpointFile, type CheckpointMeta } from "./checkpointFile.js";
 import { writeGGUF, GGUFValueType, type GGUFTensor, type GGUFValue } from "./gguf.js";
 import {
@@ -264,6 +264,7 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
     const exactness = describeExactness(reports, embedType, meta);
     const vocab = src.tokenizer === "gpt2" ? gpt2Vocab(m.vocab) : byteVocab(m.vocab);
     const md = metadata(meta, vocab, src, fileType, TYPE_TRAITS[main].name, exactness);
+    mkdirSync(dirname(out), { recursive: true });
     const bytes = writeGGUF(out, md, tensors, { force: opts.force ?? false });
     return {
       path: out,
@@ -363,7 +364,6 @@ export function exportRunGGUF(run: string, opts: GGUFExportOptions = {}): GGUFEx
   const cfg = meta.config as { data?: { tokenizer?: "bytes" | "gpt2" }; model?: { vocab?: number } };
   const tokenizer = cfg.data?.tokenizer ?? ((cfg.model?.vocab ?? 256) <= 256 ? "bytes" : "gpt2");
   const out = opts.out ?? join(runDir, "export", `${basename(runDir)}-step${ck.step}-${opts.type ?? "auto"}.gguf`);
-  if (opts.out === undefined) mkdirSync(join(runDir, "export"), { recursive: true });
   return exportCheckpointGGUF(
     { checkpoint: ck.path, tokenizer, runId: meta.id, ...(meta.name !== undefined ? { runName: meta.name } : {}) },
     resolve(out),
