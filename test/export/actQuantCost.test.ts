@@ -24,16 +24,22 @@ describe.skipIf(!!why)(`8-bit activation cost on WikiText-2${why ? ` (skipped: $
   it("PRIMAL with and without activation quantization vs llama.cpp on the same windows", async () => {
     const WINDOWS = Number(process.env.PRIMAL_EXPORT_MEASURE_WINDOWS ?? "64");
     const meta = readRunMeta(run!);
-    const config: TrainerConfig = resolveConfig({ ...(meta.config as object), device: "cpu" } as never);
+    const saved = meta.config as Record<string, unknown>;
+    const config: TrainerConfig = resolveConfig({
+      preset: saved.preset, model: saved.model, quant: saved.quant, actBits: saved.actBits, batch: saved.batch,
+      knobs: saved.knobs, data: saved.data, device: "cpu", threads: 2,
+    } as never);
     const ck = findCheckpoint(run!);
     const tok = getTokenizer(config.data.tokenizer);
-    const ids = tok.encode(loadWikiText(wikitext, "valid"));
+    const all = tok.encode(loadWikiText(wikitext, "valid"));
+    const cap = Number(process.env.PRIMAL_EXPORT_MEASURE_TOKENS ?? "200000");
+    const ids = cap > 0 ? all.subarray(0, cap) : all;
     const T = config.model.seq;
     const V = config.model.vocab;
     const withAct = await nativeFromCheckpoint(config, ck.path, config.actBits);
     const noAct = await nativeFromCheckpoint(config, ck.path, null);
     const lib = await importNodeLlamaCpp();
-    const results: Record<string, unknown> = { run: meta.id, step: ck.step, windows: WINDOWS, tokensPerWindow: T };
+    const results: Record<string, unknown> = { run: meta.id, step: ck.step, validTokens: ids.length, windows: WINDOWS, tokensPerWindow: T };
     // Whole valid split, PRIMAL only.
     for (const [name, nt] of [["primalAct8", withAct], ["primalNoAct", noAct]] as const) {
       const e = await nt.evaluate(ids, T);
