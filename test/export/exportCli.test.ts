@@ -63,6 +63,13 @@ describe("primal export", () => {
     const j = JSON.parse(primal(["export", polt, "--format", "gguf", "--type", "f16", "--step", "3", "--json"]).stdout);
     expect(j.type).toBe("f16");
     expect(j.tensors).toHaveLength(1 + 2 * 9 + 1);
+    // auto: bridge-2/3 levels in q4_0, exact up to the fp16 scale (relative error <= 2^-11).
+    const a = JSON.parse(primal(["export", polt, "--format", "gguf", "--out", join(work, "a.gguf"), "--json"]).stdout);
+    const linear = a.tensors.filter((x: { name: string }) => /attn_q|ffn_down/.test(x.name));
+    expect(linear.map((x: { type: string }) => x.type)).toEqual(["q4_0", "q4_0", "q4_0", "q4_0"]);
+    for (const x of linear) expect(x.relError).toBeLessThanOrEqual(2 ** -11);
+    const norms = a.tensors.filter((x: { name: string }) => x.name.endsWith("norm.weight"));
+    for (const x of norms) expect([x.type, x.maxAbsError]).toEqual(["f32", 0]);
   });
 
   it("refuses an existing output unless --force", () => {
