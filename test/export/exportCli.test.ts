@@ -1,7 +1,7 @@
 // `primal export RUN --format gguf` end to end, and its bad inputs: a run without checkpoints, a
 // missing step, an unsupported type for the run, an existing output (refused unless --force), a
 // write that runs out of room (a file size limit in a child shell) - never a file left under the
-// final name.
+// final name; Trainer.exportGGUF at the current step.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -121,5 +121,25 @@ describe("primal export", () => {
     const ok = primal(["export", fp, "--format", "gguf", "--type", "f32", "--out", out]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(statSync(out).size).toBeGreaterThan(64 * 1024);
+  });
+});
+
+describe("Trainer.exportGGUF", () => {
+  it("exports the current step, refusing an existing file unless forced", async () => {
+    const t = await Trainer.create(cfg("poltergeist", "facade"));
+    try {
+      await t.train(2);
+      const out = join(work, "facade", "model.gguf");
+      const a = await t.exportGGUF(out);
+      expect([a.step, a.type, a.path]).toEqual([2, "q4_0", out]);
+      expect(a.exactness).toMatch(/^linear weights q4_0: PRIMAL's integer levels exactly/);
+      await t.train(1);
+      await expect(t.exportGGUF(out)).rejects.toThrow(/already exists/);
+      const b = await t.exportGGUF(out, { force: true, type: "f16" });
+      expect([b.step, b.type]).toEqual([3, "f16"]);
+      expect(readFileSync(out).toString("ascii", 0, 4)).toBe("GGUF");
+    } finally {
+      t.dispose();
+    }
   });
 });
