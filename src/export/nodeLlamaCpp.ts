@@ -14,7 +14,6 @@ export const NODE_LLAMA_CPP_VERSION = "3.21.1";
 
 export interface NodeLlamaCppLoad {
   /** The node-llama-cpp module (untyped: it is not a dependency), or undefined with the reason. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   lib?: any;
   reason?: string;
   from?: string;

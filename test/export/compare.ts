@@ -69,7 +69,6 @@ export class LlamaCppModel {
     private readonly seq: LlamaSequenceLike,
   ) {}
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   /**
    * contextSize should exceed the window: node-llama-cpp frees room in a full context before the
    * last token, which changes that position's distribution.
