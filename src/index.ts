@@ -28,3 +28,6 @@ export { exportFigure } from "./plots/export.js";
 export { readRun, listRuns, compareRuns } from "./tracking/runReader.js";
 export { RunStore } from "./tracking/runStore.js";
 export { getTokenizer } from "./data/tokenizer.js";
+export { exportRunGGUF, GGUF_EXPORT_TYPES } from "./export/llamaExport.js";
+export type { GGUFExportOptions, GGUFExportResult, GGUFExportType } from "./export/llamaExport.js";
+export { loadNodeLlamaCpp } from "./export/nodeLlamaCpp.js";

@@ -154,6 +154,8 @@ export interface NativeTrainer {
   save(path: string, extraJson?: string): Promise<string>;
   load(path: string): Promise<string>;
   dispose(): void;
+  /** Next-token logits [T * vocab] at every position of one window of T <= seq tokens (forward only). */
+  logits(tokens: Int32Array): Float32Array;
 }
 
 interface NativeModule {

@@ -25,6 +25,7 @@ import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
 import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
 import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
+import { exportCheckpointGGUF, type GGUFExportOptions, type GGUFExportResult } from "./export/llamaExport.js";
 
 export interface StepMetrics {
   step: number;
@@ -673,6 +674,18 @@ export class Trainer {
   get native(): NativeTrainer {
     this.check();
     return this.nt;
+  }
+
+  /**
+   * Writes the model at the current step as a GGUF file for llama.cpp (see docs/export.md); saves
+   * a checkpoint first unless the latest one is at this step.
+   */
+  async exportGGUF(path: string, options: Omit<GGUFExportOptions, "out" | "step"> = {}): Promise<GGUFExportResult> {
+    this.check();
+    const latest = this.store.latestCheckpoint();
+    const checkpoint = latest && latest.step === this.step ? latest.path : await this.save();
+    const src = { checkpoint, tokenizer: this.config.data.tokenizer, runId: this.store.id };
+    return exportCheckpointGGUF(this.config.name !== undefined ? { ...src, runName: this.config.name } : src, resolve(path), options);
   }
 
   /** Flushes the run and frees the native memory. */

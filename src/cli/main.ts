@@ -6,6 +6,7 @@ import { packageVersion } from "../paths.js";
 import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
 import { printRuns } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
+import { addExportCommand } from "./exportCommand.js";
 
 function fail(e: unknown): never {
   process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -132,6 +133,8 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
         fail(e);
       }
     });
+
+  addExportCommand(program, fail);
 
   // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
   // that the library never imports the kernel.

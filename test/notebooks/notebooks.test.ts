@@ -13,6 +13,7 @@ import { installKernel } from "../../kernel/install.js";
 import { CHROMIUM_ARGS, findChromium } from "../../src/plots/export.js";
 import { findPython } from "../kernel/python.js";
 import { packageRoot } from "../../src/paths.js";
+import { ensureNodeLlamaCpp } from "../tools/node-llama-cpp.mjs";
 
 const run = promisify(execFile);
 const ROOT = packageRoot();
@@ -144,9 +145,9 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     return nb;
   }
 
-  it("has the four notebooks, all on the primal kernelspec", () => {
+  it("has the five notebooks, all on the primal kernelspec", () => {
     const names = readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb")).sort();
-    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb"]);
+    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb", "05-export.ipynb"]);
     for (const n of names) {
       const nb = JSON.parse(readFileSync(join(NOTEBOOKS, n), "utf8")) as Notebook;
       expect(nb.metadata.kernelspec?.name).toBe("primal");
@@ -270,6 +271,24 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     expect(images).toHaveLength(2);
     const listing = outputsOf(nb).find((o) => o.data?.["text/markdown"]);
     expect(joined(listing?.data?.["text/markdown"])).toContain("| loss.pdf |");
+  }, 600_000);
+
+  it("05-export: exports a GGUF file and, when node-llama-cpp is installed, compares it in llama.cpp", async () => {
+    // The notebook finds the copy installed on demand for the tests (skips its comparison without one).
+    ensureNodeLlamaCpp();
+    const nb = await execute("05-export");
+    expectClean(nb);
+    const md = outputsOf(nb).map((o) => joined(o.data?.["text/markdown"])).filter((x) => x !== "");
+    expect(md[0]).toMatch(/\*\*bridge-off\.gguf\*\*: [\d.]+ MB, type tq2_0/);
+    expect(md[0]).toContain("| blk.0.attn_q.weight | tq2_0 |");
+    expect(md[0]).toContain("| blk.0.ffn_down.weight | tq2_0 |");
+    if (md[1]?.includes("Comparison skipped")) {
+      console.warn(`the notebook skipped its llama.cpp comparison: ${md[1]}`);
+      return;
+    }
+    expect(md[2]).toMatch(/token ids of the text \| \d+ \| identical/);
+    const diff = Number(/Δ log p.*\| ([\d.e+-]+) \|$/m.exec(md[2] ?? "")?.[1]);
+    expect(diff).toBeLessThan(0.1);
   }, 600_000);
 
   it.skipIf(!findChromium())("renders executed notebooks as HTML with working plots in headless Chromium", async () => {

@@ -224,6 +224,10 @@ class Trainer {
   double forwardBackward(const int32_t* inputs, const int32_t* targets, int B, int T);
   void zeroGrad();
 
+  // Next-token logits [T, vocab] at every position of one window of T <= seq tokens (forward
+  // only, as batchLoss computes it): what an exported model is compared against.
+  std::vector<float> logits(const int32_t* tokens, int T);
+
  private:
   friend struct TrainerTestAccess;  // the core's tests reach the model's buffers
   TrainConfig cfg_;

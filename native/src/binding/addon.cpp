@@ -457,7 +457,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
          InstanceMethod("generate", &NativeTrainer::Generate),
          InstanceMethod("save", &NativeTrainer::Save),
          InstanceMethod("load", &NativeTrainer::Load),
-         InstanceMethod("dispose", &NativeTrainer::Dispose)});
+         InstanceMethod("dispose", &NativeTrainer::Dispose),
+         InstanceMethod("logits", &NativeTrainer::Logits)});
   }
 
   explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
@@ -773,6 +774,17 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     std::lock_guard<std::mutex> lk(s_->mu);
     s_->trainer.reset();
     return info.Env().Undefined();
+  }
+
+  // logits(tokens): next-token logits [T * vocab] at every position of one window (T <= seq).
+  Napi::Value Logits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RejectIfTraining(env, "logits");
+    if (info.Length() < 1) throwJs(env, "logits(tokens)");
+    auto toks = tokensArg(info[0], "tokens");
+    return Locked(env, [&](Trainer& t) {
+      return ToTyped<float, Napi::Float32Array>(env, t.logits(toks.data(), static_cast<int>(toks.size())));
+    });
   }
 };
 

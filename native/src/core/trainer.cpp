@@ -603,4 +603,15 @@ std::vector<float> Trainer::paramGrad(const std::string& name) {
   return out;
 }
 
+std::vector<float> Trainer::logits(const int32_t* tokens, int T) {
+  Model& m = *m_;
+  std::vector<int32_t> none(static_cast<size_t>(std::max(T, 0)), -1);
+  explicitBatch(m, cfg_, "logits", tokens, none.data(), 1, T);
+  m.forward(1, T);
+  const int V = m.V();
+  std::vector<float> out(static_cast<size_t>(T) * V);
+  for (int t = 0; t < T; ++t) m.logits(static_cast<size_t>(t), out.data() + static_cast<size_t>(t) * V);
+  return out;
+}
+
 }  // namespace primal
