@@ -152,7 +152,8 @@ export interface NativeTrainer {
   evaluate(tokens: Int32Array, window?: number): Promise<{ lossSum: number; count: number }>;
   generate(prompt: Int32Array, n: number, temperature?: number, topK?: number, seed?: number): Promise<Int32Array>;
   save(path: string, extraJson?: string): Promise<string>;
-  load(path: string): Promise<string>;
+  /** otherActBits: accept a checkpoint trained with another actBits (evaluation with/without it). */
+  load(path: string, options?: { otherActBits?: boolean }): Promise<string>;
   dispose(): void;
   /** Next-token logits [T * vocab] at every position of one window of T <= seq tokens (forward only). */
   logits(tokens: Int32Array): Float32Array;

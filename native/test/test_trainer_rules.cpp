@@ -332,3 +332,22 @@ PRIMAL_TEST("trainer/the deadzone knob keeps only the larger gradients' votes") 
   EXPECT_TRUE(castB < castA * 0.9);
   EXPECT_TRUE(castB > castA * 0.2);
 }
+
+PRIMAL_TEST("trainer/another actBits loads only when asked for (evaluation with or without it)") {
+  TrainConfig c = microConfig(Quant::Poltergeist);
+  c.actBits = 8;
+  Trainer a(c, "cpu", 1);
+  const std::string path = primal_test::scratchFile("rules_actbits.safetensors");
+  a.save(path);
+  TrainConfig off = c;
+  off.actBits = 0;
+  Trainer b(off, "cpu", 1);
+  EXPECT_TRUE(errorOf([&] { b.load(path); }).find("actBits") != std::string::npos);
+  EXPECT_TRUE(errorOf([&] { b.load(path, true); }).empty());
+  EXPECT_TRUE(b.codes(0) == a.codes(0));
+  TrainConfig seq = off;
+  seq.model.seq = 16;
+  Trainer d(seq, "cpu", 1);
+  EXPECT_TRUE(errorOf([&] { d.load(path, true); }).find("seq") != std::string::npos);
+  std::remove(path.c_str());
+}

@@ -20,7 +20,7 @@ export function logSoftmax(logits: Float32Array, V: number): Float64Array {
 /** A native trainer holding a checkpoint, optionally with activation quantization switched off. */
 export function nativeFromCheckpoint(config: TrainerConfig, checkpoint: string, actBits: number | null): Promise<NativeTrainer> {
   const nt = new (native().NativeTrainer)(nativeConfig({ ...config, actBits }, "cpu"));
-  return nt.load(checkpoint).then(() => nt);
+  return nt.load(checkpoint, { otherActBits: true }).then(() => nt);
 }
 
 export interface Comparison {

@@ -209,7 +209,9 @@ class Trainer {
   // Whole-state checkpoint as safetensors (DESIGN §6). `extraMeta` is stored as a JSON string
   // under "__metadata__"."primal.extra". load() validates everything before touching state.
   void save(const std::string& path, const std::string& extraMeta = "{}");
-  std::string load(const std::string& path);  // returns extraMeta
+  // otherActBits: accept a checkpoint trained with another actBits (to evaluate it with or without
+  // activation quantization); every other field that changes the model or its data must match.
+  std::string load(const std::string& path, bool otherActBits = false);  // returns extraMeta
 
   // Debug/testing access to fp parameters by name ("wte", "blocks.0.attn_norm", "blocks.0.attn.q"
   // (latent W for fp/ste), "norm_f") and their gradients.

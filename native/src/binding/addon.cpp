@@ -417,13 +417,14 @@ class SaveWorker : public LockedWorker {
 
 class LoadWorker : public LockedWorker {
  public:
-  LoadWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path)
-      : LockedWorker(env, std::move(s)), path_(std::move(path)) {}
-  void Run(Trainer& t) override { extra_ = t.load(path_); }
+  LoadWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path, bool otherActBits)
+      : LockedWorker(env, std::move(s)), path_(std::move(path)), otherActBits_(otherActBits) {}
+  void Run(Trainer& t) override { extra_ = t.load(path_, otherActBits_); }
   Napi::Value Result(Napi::Env env) override { return Napi::String::New(env, extra_); }
 
  private:
   std::string path_, extra_;
+  bool otherActBits_;
 };
 
 class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
@@ -762,8 +763,15 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     Napi::Env env = info.Env();
     RejectIfTraining(env, "load");
     if (!s_->trainer) throwJs(env, "the trainer has been disposed");
-    if (info.Length() < 1 || !info[0].IsString()) throwJs(env, "load(path) requires a path");
-    auto* w = new LoadWorker(env, s_, info[0].As<Napi::String>().Utf8Value());
+    if (info.Length() < 1 || !info[0].IsString()) throwJs(env, "load(path, options?) requires a path");
+    bool otherActBits = false;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      if (!info[1].IsObject()) throwJs(env, "load: options must be an object { otherActBits?: boolean }");
+      Napi::Value v = info[1].As<Napi::Object>().Get("otherActBits");
+      if (!v.IsUndefined() && !v.IsBoolean()) throwJs(env, "load: options.otherActBits must be a boolean");
+      otherActBits = v.IsBoolean() && v.As<Napi::Boolean>().Value();
+    }
+    auto* w = new LoadWorker(env, s_, info[0].As<Napi::String>().Utf8Value(), otherActBits);
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;

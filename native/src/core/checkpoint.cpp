@@ -155,7 +155,7 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
   }
 }
 
-std::string Trainer::load(const std::string& path) {
+std::string Trainer::load(const std::string& path, bool otherActBits) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw Error("checkpoint '" + path + "' cannot be opened (missing or unreadable)");
   const uint64_t fileSize = static_cast<uint64_t>(f.tellg());
@@ -208,7 +208,7 @@ std::string Trainer::load(const std::string& path) {
   const std::pair<const char*, double> sameRun[] = {
       {"actBits", cfg_.actBits}, {"batch", cfg_.batch}, {"accum", cfg_.accum}};
   for (const auto& [field, mine] : sameRun)
-    if (num(cj, field) != mine)
+    if (num(cj, field) != mine && !(otherActBits && std::string(field) == "actBits"))
       throw Error(what + " was trained with " + field + " " + json::number(num(cj, field)) +
                   "; this trainer has " + json::number(mine) + " (the model or its data stream would change)");
 
