@@ -1,0 +1,57 @@
+// One rank of the data-parallel contract test (test/distributed/mpi.test.ts), also its one-rank
+// reference. Trains the tiny model on CPU with one thread for `steps` steps and writes what must
+// agree (losses, codes, votes, Ghost Scales, every fp parameter) as JSON to `out` (rank 0 only):
+//   node rank-run.mjs <out.json> <steps> <accum> [mpi] [die-at-step]
+// With "mpi" every rank joins MPI_COMM_WORLD through --distributed mpi; with die-at-step, rank 1
+// kills itself (SIGKILL) when that step starts, for the failure test.
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+const [out, stepsArg, accumArg, dist, dieArg] = process.argv.slice(2);
+const require = createRequire(import.meta.url);
+const root = join(import.meta.dirname, "..", "..");
+const { NativeTrainer } = require(join(root, "build", "Release", "primal_native.node"));
+
+const text = Buffer.from(
+  "Ghosts vote in the attic; at dawn the weights flip, one rung at a time, and nobody hears them. ".repeat(80),
+  "latin1",
+);
+const nt = new NativeTrainer({
+  model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 32 },
+  quant: "poltergeist",
+  actBits: 8,
+  batch: 2,
+  accum: Number(accumArg),
+  seed: 7,
+  warmup: 2,
+  totalSteps: 20,
+  knobs: { flipRate: 0.2, pMax: 0.9 },
+  device: "cpu",
+  threads: 1,
+  ...(dist === "mpi" ? { distributed: "mpi" } : {}),
+});
+nt.setTrainData(Int32Array.from(text));
+const info = nt.info();
+const losses = [];
+const flips = [];
+const steps = Number(stepsArg);
+const die = dieArg === undefined ? -1 : Number(dieArg);
+const t0 = process.hrtime.bigint();
+for (let s = 0; s < steps; s++) {
+  if (s === die && info.rank === 1) process.kill(process.pid, "SIGKILL");
+  const r = await nt.train(1, (st) => {
+    losses.push(st.loss);
+    flips.push(st.layers.flips.reduce((a, b) => a + b, 0));
+  });
+  if (r.steps !== 1) throw new Error(`step ${s}: train returned ${JSON.stringify(r)}`);
+}
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const hash = (a) => createHash("sha256").update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+const layers = info.layers.map((_, l) => ({ codes: hash(nt.codes(l)), votes: hash(nt.votes(l)) }));
+const votes = Array.from(nt.votes(0).subarray(0, 64));
+if (info.rank === 0)
+  writeFileSync(out, JSON.stringify({ worldSize: info.worldSize, distributed: info.distributed, losses, flips,
+    scales: Array.from(nt.scales()), layers, votes, tokens: nt.info().tokens, seconds }));
+nt.dispose();
