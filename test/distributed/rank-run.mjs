@@ -9,7 +9,11 @@ import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
-const [out, stepsArg, accumArg, dist, dieArg] = process.argv.slice(2);
+const [out, stepsArg, accumArg, flagArg = ""] = process.argv.slice(2);
+const flags = new Set(flagArg.split(",").filter((f) => f));
+const dist = flags.has("mpi") ? "mpi" : undefined;
+const dieArg = [...flags].find((f) => f.startsWith("die="))?.slice(4);
+const rankEnv = Number(process.env.OMPI_COMM_WORLD_RANK ?? process.env.PMI_RANK ?? 0);
 const require = createRequire(import.meta.url);
 const root = join(import.meta.dirname, "..", "..");
 const { NativeTrainer } = require(join(root, "build", "Release", "primal_native.node"));
@@ -24,7 +28,7 @@ const nt = new NativeTrainer({
   actBits: 8,
   batch: 2,
   accum: Number(accumArg),
-  seed: 7,
+  seed: flags.has("seedByRank") ? 7 + rankEnv : 7,
   warmup: 2,
   totalSteps: 20,
   knobs: { flipRate: 0.2, pMax: 0.9 },
@@ -34,6 +38,11 @@ const nt = new NativeTrainer({
 });
 nt.setTrainData(Int32Array.from(text));
 const info = nt.info();
+if (flags.has("edge"))
+  info.layers.forEach((_, l) => {
+    const n = nt.votes(l).length;
+    nt.setVotes(l, Int8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 126 : i % 3 === 1 ? -126 : 0)));
+  });
 const losses = [];
 const flips = [];
 const steps = Number(stepsArg);

@@ -1,0 +1,122 @@
+// The data-parallel contract (docs/distributed.md): two MPI ranks with batch B reproduce one rank
+// with two micro-batches of B (accum 2) exactly — losses, flips, codes, votes, Ghost Scales —
+// including votes at the clamp; a rank that dies ends the run with an error instead of a hang;
+// ranks that disagree on the run refuse to start. Each rank is a node process running
+// rank-run.mjs on the tiny model (CPU, one thread).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { native } from "../../src/native.js";
+
+const script = join(import.meta.dirname, "rank-run.mjs");
+const mpirunFound = spawnSync("mpirun", ["--version"], { encoding: "utf8" }).status === 0;
+const mpiBuilt = (() => {
+  try {
+    return (native() as unknown as { communicators?: string }).communicators?.split(",").includes("mpi") ?? false;
+  } catch {
+    return false;
+  }
+})();
+const skipReason = !mpirunFound
+  ? "mpirun not found (apt-get install openmpi-bin libopenmpi-dev, then rebuild)"
+  : !mpiBuilt
+    ? "the native addon was built without MPI (install libopenmpi-dev and rebuild)"
+    : "";
+if (skipReason) console.warn(`distributed tests skipped: ${skipReason}`);
+
+const dir = mkdtempSync(join(tmpdir(), "primal-mpi-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// A hung collective would outlive this; the assertions check the run ended by itself first.
+const KILL_AFTER_MS = 120_000;
+
+function mpirun(ranks: number, args: string[]) {
+  return spawnSync(
+    "mpirun",
+    ["-n", String(ranks), "--oversubscribe", "--allow-run-as-root", process.execPath, script, ...args],
+    { encoding: "utf8", timeout: KILL_AFTER_MS, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: "1" } },
+  );
+}
+
+function single(args: string[]) {
+  return spawnSync(process.execPath, [script, ...args], { encoding: "utf8", timeout: KILL_AFTER_MS });
+}
+
+interface RunOut {
+  worldSize: number;
+  distributed: string | null;
+  losses: number[];
+  flips: number[];
+  scales: number[];
+  layers: { codes: string; votes: string }[];
+  votes: number[];
+  tokens: number;
+}
+
+const read = (f: string) => JSON.parse(readFileSync(f, "utf8")) as RunOut;
+
+describe.skipIf(!!skipReason)("data parallel over MPI", () => {
+  for (const edge of [false, true]) {
+    it(`2 ranks x batch 2 equal 1 rank x batch 2 x accum 2${edge ? ", votes starting at +-126 (the clamp)" : ""}`, () => {
+      const tag = edge ? "edge" : "plain";
+      const one = single([join(dir, `one-${tag}.json`), "5", "2", edge ? "edge" : ""]);
+      expect(one.status, one.stderr).toBe(0);
+      const two = mpirun(2, [join(dir, `two-${tag}.json`), "5", "1", edge ? "mpi,edge" : "mpi"]);
+      expect(two.error, "mpirun was killed by the test's timeout").toBeUndefined();
+      expect(two.status, two.stdout + two.stderr).toBe(0);
+      const a = read(join(dir, `one-${tag}.json`));
+      const b = read(join(dir, `two-${tag}.json`));
+      expect([a.worldSize, b.worldSize, b.distributed]).toEqual([1, 2, "mpi"]);
+      expect(b.losses).toEqual(a.losses);
+      expect(b.flips).toEqual(a.flips);
+      expect(b.scales).toEqual(a.scales);
+      expect(b.layers).toEqual(a.layers);
+      expect(b.tokens).toBe(a.tokens);
+      // Not a vacuous match: the run moved codes, and (edge) some votes sit at the clamp.
+      expect(a.flips.every((f) => f > 0)).toBe(true);
+      if (edge) expect(a.votes.some((v) => Math.abs(v) > 100)).toBe(true);
+    });
+  }
+
+  it("a rank that dies ends the run with an error naming it, not a hang", () => {
+    const r = mpirun(2, [join(dir, "die.json"), "100000", "1", "mpi,die=3"]);
+    expect(r.error, "mpirun hung until the test's timeout killed it").toBeUndefined();
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/rank 1\b[^\n]*(signal 9|Killed)/);
+  });
+
+  it("ranks that disagree on the run refuse to start, each saying why", () => {
+    const r = mpirun(2, [join(dir, "seed.json"), "3", "1", "mpi,seedByRank"]);
+    expect(r.error).toBeUndefined();
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/mpi rank 1 of 2: the ranks do not train the same run .*seed \(rank 0: 7, rank 1: 8\)/);
+  });
+});
+
+describe("without MPI", () => {
+  it.skipIf(mpiBuilt)("a build without MPI says how to get it", () => {
+    const { NativeTrainer } = native();
+    expect(
+      () =>
+        new NativeTrainer({
+          model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 32 },
+          quant: "poltergeist", actBits: 8, batch: 2, accum: 1, seed: 1, warmup: 1, totalSteps: 2,
+          knobs: {}, device: "cpu", threads: 1, distributed: "mpi",
+        } as never),
+    ).toThrow(/no MPI.*libopenmpi-dev/);
+  });
+
+  it("NCCL on the CPU backend or without NCCL is refused with the reason", () => {
+    const { NativeTrainer } = native();
+    expect(
+      () =>
+        new NativeTrainer({
+          model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 32 },
+          quant: "poltergeist", actBits: 8, batch: 2, accum: 1, seed: 1, warmup: 1, totalSteps: 2,
+          knobs: {}, device: "cpu", threads: 1, distributed: "nccl",
+        } as never),
+    ).toThrow(/no NCCL|works on CUDA device memory/);
+  });
+});
