@@ -11,11 +11,19 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace primal {
 
 enum class CommType { Int8, Int32, Float, Double };
 size_t commTypeBytes(CommType t);
+
+// One buffer of a batched all-reduce.
+struct CommBuffer {
+  void* data;
+  size_t count;
+  CommType type;
+};
 
 class Communicator {
  public:
@@ -31,6 +39,10 @@ class Communicator {
   // In-place element-wise sum over all ranks of `count` elements of `type`. int8 sums wrap on
   // overflow like the hardware does: callers choose int8 only when the sum provably fits.
   virtual void allReduceSum(void* buf, size_t count, CommType type) = 0;
+  // Several all-reduces in one go (NCCL: one group launch; MPI: non-blocking, then one wait), so a
+  // step pays the collective latency about once instead of once per buffer. Same sums as calling
+  // allReduceSum on each.
+  virtual void allReduceSumMany(const std::vector<CommBuffer>& bufs) = 0;
   // Rank `root`'s bytes to every rank.
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;

@@ -100,6 +100,27 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
+  void allReduceSumMany(const std::vector<CommBuffer>& bufs) override {
+    std::vector<MPI_Request> reqs;
+    for (const CommBuffer& b : bufs) {
+      auto* p = static_cast<char*>(b.data);
+      const size_t esz = commTypeBytes(b.type);
+      for (size_t off = 0; off < b.count; off += kPiece) {
+        const size_t n = std::min(kPiece, b.count - off);
+        reqs.emplace_back();
+        const int rc = MPI_Iallreduce(MPI_IN_PLACE, p + off * esz, static_cast<int>(n), mpiType(b.type), MPI_SUM,
+                                      MPI_COMM_WORLD, &reqs.back());
+        if (rc != MPI_SUCCESS) {
+          reqs.pop_back();
+          if (!reqs.empty()) MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE);
+          check(rc, "MPI_Iallreduce");
+        }
+      }
+    }
+    if (!reqs.empty())
+      check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall (all-reduce)");
+  }
+
   void broadcast(void* buf, size_t bytes, int root) override {
     if (root < 0 || root >= size_) throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
     auto* p = static_cast<char*>(buf);

@@ -63,6 +63,20 @@ class NcclCommunicator final : public Communicator {
     wait("ncclAllReduce");
   }
 
+  void allReduceSumMany(const std::vector<CommBuffer>& bufs) override {
+    live("allReduceSumMany");
+    ncclCheck(ncclGroupStart(), "ncclGroupStart");
+    for (const CommBuffer& b : bufs) {
+      const ncclResult_t rc = ncclAllReduce(b.data, b.data, b.count, ncclType(b.type), ncclSum, comm_, stream_);
+      if (rc != ncclSuccess) {
+        (void)ncclGroupEnd();
+        ncclCheck(rc, "ncclAllReduce");
+      }
+    }
+    ncclCheck(ncclGroupEnd(), "ncclGroupEnd");
+    wait("ncclAllReduce (group)");
+  }
+
   void broadcast(void* buf, size_t bytes, int root) override {
     if (root < 0 || root >= worldSize()) throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
     live("broadcast");

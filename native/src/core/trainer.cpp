@@ -795,12 +795,21 @@ bool Trainer::reduceStep() {
   }
   accLoss_ = sc[0];
   for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[3 + i];
-  for (auto& p : m.params) reduce(p.g, p.n, static_cast<int>(CommType::Float), true);
-  if (!m.polt()) return false;
-  if (R * accumulated_ <= polt::kVoteMax) {
-    for (auto& l : m.lin) reduce(l.vote, l.n, static_cast<int>(CommType::Int8), true);
-    return false;
+  const bool int8Votes = R * accumulated_ <= polt::kVoteMax;
+  // The fp gradients and int8 vote changes in one batched all-reduce when the communicator works on
+  // the trainer's memory (MPI on the CPU, NCCL on CUDA); else buffer by buffer through the host.
+  if ((be_->name() == "cuda") == comm_->deviceMemory()) {
+    std::vector<CommBuffer> bufs;
+    for (auto& p : m.params) bufs.push_back({p.g.data(), p.n, CommType::Float});
+    if (m.polt() && int8Votes)
+      for (auto& l : m.lin) bufs.push_back({l.vote.data(), l.n, CommType::Int8});
+    comm_->allReduceSumMany(bufs);
+  } else {
+    for (auto& p : m.params) reduce(p.g, p.n, static_cast<int>(CommType::Float), true);
+    if (m.polt() && int8Votes)
+      for (auto& l : m.lin) reduce(l.vote, l.n, static_cast<int>(CommType::Int8), true);
   }
+  if (!m.polt() || int8Votes) return false;
   size_t off = 0;
   for (auto& l : m.lin) {
     std::vector<int8_t> d8(l.n), start(l.n);
