@@ -52,6 +52,7 @@ interface RunOut {
   scales: number[];
   layers: { codes: string; votes: string }[];
   votes: number[];
+  step: number;
   tokens: number;
 }
 
@@ -79,6 +80,23 @@ describe.skipIf(!!skipReason)("data parallel over MPI", () => {
       if (edge) expect(a.votes.some((v) => Math.abs(v) > 100)).toBe(true);
     });
   }
+
+  it("a distributed resume (rank 0 reads the checkpoint, the others receive it) continues the run exactly", () => {
+    const straight = mpirun(2, [join(dir, "straight.json"), "4", "1", "mpi"]);
+    expect(straight.status, straight.stdout + straight.stderr).toBe(0);
+    const ckpt = join(dir, "half.safetensors");
+    const first = mpirun(2, [join(dir, "first.json"), "2", "1", `mpi,save=${ckpt}`]);
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    const rest = mpirun(2, [join(dir, "rest.json"), "2", "1", `mpi,load=${ckpt}`]);
+    expect(rest.status, rest.stdout + rest.stderr).toBe(0);
+    const a = read(join(dir, "straight.json"));
+    const b = read(join(dir, "first.json"));
+    const c = read(join(dir, "rest.json"));
+    expect([...b.losses, ...c.losses]).toEqual(a.losses);
+    expect(c.layers).toEqual(a.layers);
+    expect(c.scales).toEqual(a.scales);
+    expect([c.step, c.tokens]).toEqual([4, a.tokens]);
+  });
 
   it("a rank that dies ends the run with an error naming it, not a hang", () => {
     const r = mpirun(2, [join(dir, "die.json"), "100000", "1", "mpi,die=3"]);

@@ -1,9 +1,12 @@
 // One rank of the data-parallel contract test (test/distributed/mpi.test.ts), also its one-rank
 // reference. Trains the tiny model on CPU with one thread for `steps` steps and writes what must
-// agree (losses, codes, votes, Ghost Scales, every fp parameter) as JSON to `out` (rank 0 only):
-//   node rank-run.mjs <out.json> <steps> <accum> [mpi] [die-at-step]
-// With "mpi" every rank joins MPI_COMM_WORLD through --distributed mpi; with die-at-step, rank 1
-// kills itself (SIGKILL) when that step starts, for the failure test.
+// agree (losses, flips, codes, votes, Ghost Scales, step, tokens) as JSON to `out` (rank 0 only):
+//   node rank-run.mjs <out.json> <steps> <accum> [flags]
+// flags, comma-separated: "mpi" joins MPI_COMM_WORLD (config.distributed); "edge" starts every
+// vote at +-126, so the step's clamp is exercised; "die=N" makes rank 1 SIGKILL itself when step
+// N starts; "seedByRank" gives each rank another seed (a misconfigured launch); "save=PATH" has
+// rank 0 write a checkpoint at the end; "load=PATH" has rank 0 read one and every rank take its
+// state from rank 0 (a distributed resume).
 import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -13,6 +16,7 @@ const [out, stepsArg, accumArg, flagArg = ""] = process.argv.slice(2);
 const flags = new Set(flagArg.split(",").filter((f) => f));
 const dist = flags.has("mpi") ? "mpi" : undefined;
 const dieArg = [...flags].find((f) => f.startsWith("die="))?.slice(4);
+const flagValue = (name) => [...flags].find((f) => f.startsWith(name + "="))?.slice(name.length + 1);
 const rankEnv = Number(process.env.OMPI_COMM_WORLD_RANK ?? process.env.PMI_RANK ?? 0);
 const require = createRequire(import.meta.url);
 const root = join(import.meta.dirname, "..", "..");
@@ -37,7 +41,13 @@ const nt = new NativeTrainer({
   ...(dist === "mpi" ? { distributed: "mpi" } : {}),
 });
 nt.setTrainData(Int32Array.from(text));
-const info = nt.info();
+let info = nt.info();
+const load = flagValue("load");
+if (load !== undefined) {
+  if (info.rank === 0) await nt.load(load);
+  if (info.worldSize > 1) nt.broadcastState(0);
+  info = nt.info();
+}
 if (flags.has("edge"))
   info.layers.forEach((_, l) => {
     const n = nt.votes(l).length;
@@ -57,10 +67,12 @@ for (let s = 0; s < steps; s++) {
   if (r.steps !== 1) throw new Error(`step ${s}: train returned ${JSON.stringify(r)}`);
 }
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const save = flagValue("save");
+if (save !== undefined && info.rank === 0) await nt.save(save, "{}");
 const hash = (a) => createHash("sha256").update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
 const layers = info.layers.map((_, l) => ({ codes: hash(nt.codes(l)), votes: hash(nt.votes(l)) }));
 const votes = Array.from(nt.votes(0).subarray(0, 64));
 if (info.rank === 0)
   writeFileSync(out, JSON.stringify({ worldSize: info.worldSize, distributed: info.distributed, losses, flips,
-    scales: Array.from(nt.scales()), layers, votes, tokens: nt.info().tokens, seconds }));
+    scales: Array.from(nt.scales()), layers, votes, step: nt.info().step, tokens: nt.info().tokens, seconds }));
 nt.dispose();
