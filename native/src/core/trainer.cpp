@@ -435,6 +435,8 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
   Model& m = *m_;
   if (accumulated_ > 0 && !explicitStep_)
     throw Error("forwardBackward: the step already holds accumulate() chunks; call applyStep() first");
+  if (worldSize() > 1)
+    throw Error("forwardBackward: explicit batches are not summed over data-parallel ranks; use accumulate()");
   auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
