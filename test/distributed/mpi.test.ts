@@ -4,7 +4,7 @@
 // ranks that disagree on the run refuse to start. Each rank is a node process running
 // rank-run.mjs on the tiny model (CPU, one thread).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -110,6 +110,42 @@ describe.skipIf(!!skipReason)("data parallel over MPI", () => {
     expect(r.error).toBeUndefined();
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/mpi rank 1 of 2: the ranks do not train the same run .*seed \(rank 0: 7, rank 1: 8\)/);
+  });
+});
+
+describe.skipIf(!!skipReason)("the CLI over MPI", () => {
+  const bin = join(import.meta.dirname, "..", "..", "bin", "primal.js");
+
+  it("mpirun -n 2 primal train --distributed mpi: rank 0 alone writes one run that records 2 ranks", { timeout: 600_000 }, () => {
+    const home = join(dir, "cli-home");
+    const r = spawnSync(
+      "mpirun",
+      ["-n", "2", "--oversubscribe", "--allow-run-as-root", process.execPath, bin, "train", "--preset", "tiny",
+        "--steps", "2", "--device", "cpu", "--threads", "1", "--distributed", "mpi", "--eval-tokens", "2000",
+        "--json", "--home", home],
+      { encoding: "utf8", timeout: 540_000 },
+    );
+    expect(r.error).toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("{"));
+    expect(lines).toHaveLength(1); // rank 1 prints nothing
+    const out = JSON.parse(lines[0]!) as { worldSize: number; distributed: string; runDir: string; step: number };
+    expect([out.worldSize, out.distributed, out.step]).toEqual([2, "mpi", 2]);
+    expect(readdirSync(home)).toHaveLength(1);
+    const run = JSON.parse(readFileSync(join(out.runDir, "run.json"), "utf8")) as { config: Record<string, unknown> };
+    expect([run.config.worldSize, run.config.distributed]).toEqual([2, "mpi"]);
+    expect(existsSync(join(out.runDir, "checkpoints", "step-2.safetensors"))).toBe(true);
+  });
+
+  it("primal plan --ranks reports the bytes each rank all-reduces per step", () => {
+    const r = spawnSync(process.execPath, [bin, "plan", "--preset", "tiny", "--device", "cpu", "--ranks", "200", "--json"], {
+      encoding: "utf8",
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const wire = (JSON.parse(r.stdout) as { wire: Record<string, unknown> }).wire;
+    // tiny: 16,704 fp parameters (float32) and 106,496 ternary weights (int32 votes: 200 ranks > 127).
+    expect(wire).toEqual({ worldSize: 200, grads: 16704 * 4, scalars: (3 + 14) * 8, votes: 106496 * 4, voteType: "int32",
+      total: 16704 * 4 + 17 * 8 + 106496 * 4 });
   });
 });
 
