@@ -122,7 +122,7 @@ export interface NativeWireBytes {
   worldSize: number;
   /** fp gradients (float32). */
   grads: number;
-  /** Loss, tokens, refusal flag and the Ghost Scale gradients (float64). */
+  /** Loss, tokens, refusal flag, state digest and the Ghost Scale gradients (float64). */
   scalars: number;
   /** The step's vote changes: int8 while worldSize * chunks per step <= 127, else int32. */
   votes: number;

@@ -105,6 +105,13 @@ describe.skipIf(!!skipReason)("data parallel over MPI", () => {
     expect(r.stdout + r.stderr).toMatch(/rank 1\b[^\n]*(signal 9|Killed)/);
   });
 
+  it("ranks that drift apart are all stopped at the next step, with the reason", () => {
+    const r = mpirun(2, [join(dir, "drift.json"), "6", "1", "mpi,drift=2"]);
+    expect(r.error).toBeUndefined();
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/the ranks no longer hold the same model before step 4/);
+  });
+
   it("ranks that disagree on the run refuse to start, each saying why", () => {
     const r = mpirun(2, [join(dir, "seed.json"), "3", "1", "mpi,seedByRank"]);
     expect(r.error).toBeUndefined();
@@ -144,8 +151,8 @@ describe.skipIf(!!skipReason)("the CLI over MPI", () => {
     expect(r.status, r.stderr).toBe(0);
     const wire = (JSON.parse(r.stdout) as { wire: Record<string, unknown> }).wire;
     // tiny: 16,704 fp parameters (float32) and 106,496 ternary weights (int32 votes: 200 ranks > 127).
-    expect(wire).toEqual({ worldSize: 200, grads: 16704 * 4, scalars: (3 + 14) * 8, votes: 106496 * 4, voteType: "int32",
-      total: 16704 * 4 + 17 * 8 + 106496 * 4 });
+    expect(wire).toEqual({ worldSize: 200, grads: 16704 * 4, scalars: (5 + 14) * 8, votes: 106496 * 4, voteType: "int32",
+      total: 16704 * 4 + 19 * 8 + 106496 * 4 });
   });
 });
 

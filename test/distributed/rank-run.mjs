@@ -6,7 +6,8 @@
 // vote at +-126, so the step's clamp is exercised; "die=N" makes rank 1 SIGKILL itself when step
 // N starts; "seedByRank" gives each rank another seed (a misconfigured launch); "save=PATH" has
 // rank 0 write a checkpoint at the end; "load=PATH" has rank 0 read one and every rank take its
-// state from rank 0 (a distributed resume).
+// state from rank 0 (a distributed resume); "drift=N" nudges rank 1's first Ghost Scale when step N
+// starts, so the ranks hold different models.
 import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -60,6 +61,7 @@ const die = dieArg === undefined ? -1 : Number(dieArg);
 const t0 = process.hrtime.bigint();
 for (let s = 0; s < steps; s++) {
   if (s === die && info.rank === 1) process.kill(process.pid, "SIGKILL");
+  if (s === Number(flagValue("drift") ?? -1) && info.rank === 1) nt.setScale(0, nt.scales()[0] * 1.001);
   const r = await nt.train(1, (st) => {
     losses.push(st.loss);
     flips.push(st.layers.flips.reduce((a, b) => a + b, 0));

@@ -265,6 +265,7 @@ class Trainer {
   bool consistencyChecked_ = false;
   double stepTokens_ = 0;     // this rank's scored targets in the step so far
   std::string rankFailure_;   // distributed: why this rank's chunk was refused (told at applyStep)
+  uint32_t digest_ = 0;       // distributed: 20 bits of the last step's result, compared across ranks
   void checkRanksAgree();
   // All-reduce / broadcast of backend memory (device = true) or host memory, staged through the
   // memory the communicator works on when that differs. type: a CommType.

@@ -376,6 +376,17 @@ StepResult Trainer::applyStep() {
   }
   for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
   r.loss = static_cast<float>(accLoss_ / K);
+  if (comm_) {  // 20 bits of what this step left behind: the gradient norm and the Ghost Scales
+    uint32_t h = 2166136261u;
+    auto mix = [&h](float f) {
+      uint32_t b;
+      std::memcpy(&b, &f, sizeof b);
+      h = (h ^ b) * 16777619u;
+    };
+    mix(r.gradNorm);
+    for (auto& l : m.lin) mix(l.s);
+    digest_ = h & 0xFFFFFu;
+  }
   ++step_;
   r.step = step_;
   r.tokens = tokens_;
@@ -702,6 +713,7 @@ void Trainer::setCommunicator(std::shared_ptr<Communicator> c) {
                 be_->name() + "' (use --distributed mpi on the CPU)");
   comm_ = std::move(c);
   consistencyChecked_ = false;
+  digest_ = 0;
 }
 
 void Trainer::reduce(void* buf, size_t count, int type, bool device) {
@@ -778,17 +790,26 @@ void Trainer::checkRanksAgree() {
   consistencyChecked_ = true;
 }
 
-// The step's sums over all ranks: loss, tokens and refusals with the Ghost Scale gradients
-// (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each rank's
+// The step's sums over all ranks: loss, tokens, refusals and the state digest with the Ghost
+// Scale gradients (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each rank's
 // change lies in [-K, K] — else int32, merged here on the host).
 bool Trainer::reduceStep() {
   Model& m = *m_;
   be_->sync();
   const int R = worldSize();
-  std::vector<double> sc = {accLoss_, stepTokens_, rankFailure_.empty() ? 0.0 : 1.0};
+  // digest_ (and its square) check that the last step left every rank in the same state: all
+  // ranks hold the same value exactly when (sum)^2 == R * (sum of squares); exact in double for
+  // 20-bit values and R <= 64, and every rank reaches the same verdict.
+  const double dg = static_cast<double>(digest_);
+  std::vector<double> sc = {accLoss_, stepTokens_, rankFailure_.empty() ? 0.0 : 1.0, dg, dg * dg};
   for (auto& l : m.lin) sc.push_back(l.ds);
   reduce(sc.data(), sc.size(), static_cast<int>(CommType::Double), false);
   tokens_ += sc[1] - stepTokens_;
+  if (R <= 64 && sc[3] * sc[3] != static_cast<double>(R) * sc[4]) {
+    rankFailure_.clear();
+    failStep("the ranks no longer hold the same model before step " + std::to_string(step_ + 1) +
+             " (their last updates differed); stop and resume from the last checkpoint");
+  }
   if (sc[2] > 0) {
     const std::string mine = rankFailure_;
     rankFailure_.clear();
@@ -796,7 +817,7 @@ bool Trainer::reduceStep() {
              std::to_string(step_ + 1) + (mine.empty() ? " (rank " + std::to_string(rank()) + " was fine)" : ": " + mine));
   }
   accLoss_ = sc[0];
-  for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[3 + i];
+  for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[5 + i];
   const bool int8Votes = R * accumulated_ <= polt::kVoteMax;
   // The fp gradients and int8 vote changes in one batched all-reduce when the communicator works on
   // the trainer's memory (MPI on the CPU, NCCL on CUDA); else buffer by buffer through the host.
@@ -864,6 +885,7 @@ void Trainer::broadcastState(int root) {
   step_ = static_cast<int>(counters[0]);
   tokens_ = counters[1];
   consistencyChecked_ = false;
+  digest_ = 0;
   be_->sync();
 }
 
@@ -873,7 +895,7 @@ WireBytes wireBytesPerStep(const TrainConfig& cfg, int worldSize) {
   const ModelDims d(c);
   WireBytes w;
   w.grads = d.fpW * sizeof(float);
-  w.scalars = (3 + 7 * d.L) * sizeof(double);
+  w.scalars = (5 + 7 * d.L) * sizeof(double);
   const size_t K = d.chunks;
   w.int32Votes = static_cast<size_t>(worldSize) * K > static_cast<size_t>(polt::kVoteMax);
   w.votes = d.polt ? d.bitW * (w.int32Votes ? sizeof(int32_t) : sizeof(int8_t)) : 0;
