@@ -36,7 +36,9 @@ function mpirun(ranks: number, args: string[]) {
   return spawnSync(
     "mpirun",
     ["-n", String(ranks), "--oversubscribe", "--allow-run-as-root", process.execPath, script, ...args],
-    { encoding: "utf8", timeout: KILL_AFTER_MS, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: "1" } },
+    // Containers often forbid the cross-process memory copy Open MPI's shared-memory transport
+    // tries first; plain copies work everywhere.
+    { encoding: "utf8", timeout: KILL_AFTER_MS, env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: "none" } },
   );
 }
 
