@@ -87,6 +87,11 @@ export const configSchema = z
     knobs: knobsSchema.partial().default({}),
     device: z.enum(["cpu", "cuda", "auto"]).default("auto"),
     threads: z.number().int().min(0).optional(),
+    /**
+     * Data-parallel training over the ranks of an `mpirun`/`srun` launch (docs/distributed.md):
+     * "mpi" (CPU or GPU, host memory) or "nccl" (one GPU per rank, chosen by the local rank).
+     */
+    distributed: z.enum(["mpi", "nccl"]).optional(),
     data: z
       .object({
         /** "sotu" (embedded State of the Union corpus) or a path to a .txt file or directory. */
@@ -216,5 +221,6 @@ export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" =
     knobs: c.knobs,
     device,
     ...(c.threads !== undefined ? { threads: c.threads } : {}),
+    ...(c.distributed !== undefined ? { distributed: c.distributed } : {}),
   };
 }

@@ -13,8 +13,10 @@ export type MemoryPlanning = NativeMemoryPlanning;
  * dividing `batch`, largest first; no recompute before block recompute), each with its predicted
  * peak memory; `chosen` is the one `Trainer.create` would use (-1: nothing fits the budget).
  */
-export function planMemory(input: TrainerConfigInput = {}): MemoryPlanning {
-  return native().planMemory(nativeConfig(resolveConfig(input)));
+export function planMemory(input: TrainerConfigInput = {}, opts: { worldSize?: number } = {}): MemoryPlanning {
+  // The plan never starts a communicator: `distributed` only matters to a running trainer.
+  const { distributed: _, ...cfg } = nativeConfig(resolveConfig(input));
+  return native().planMemory({ ...cfg, worldSize: opts.worldSize ?? 1 });
 }
 
 /** The planning as an Arrow table (one row per candidate), for notebooks. */
@@ -51,5 +53,14 @@ export function formatPlanning(p: MemoryPlanning): string {
     );
   });
   if (p.chosen < 0) lines.push("nothing fits the budget: lower batch or seq, or raise the budget");
+  const w = p.wire;
+  if (w.worldSize > 1) {
+    lines.push(
+      `data parallel over ${w.worldSize} ranks: each rank holds a full replica (the peak above, per rank)`,
+      `  all-reduced per step and rank: ${formatBytes(w.total)} = fp gradients ${formatBytes(w.grads)} + ` +
+        `votes ${formatBytes(w.votes)} (${w.voteType}) + scalars ${formatBytes(w.scalars)}; ` +
+        `a ring all-reduce moves about ${formatBytes((2 * (w.worldSize - 1) * w.total) / w.worldSize)} in and out per rank`,
+    );
+  }
   return lines.join("\n");
 }

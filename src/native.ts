@@ -50,6 +50,8 @@ export interface NativeTrainerConfig {
   knobs: Partial<Knobs>;
   device: DeviceName;
   threads?: number;
+  /** Data-parallel communicator (docs/distributed.md); absent: one process. */
+  distributed?: "mpi" | "nccl";
 }
 
 export interface NativeStep {
@@ -84,6 +86,10 @@ export interface NativeInfo {
   recompute: "none" | "block";
   chunksPerStep: number;
   plannedBytes: number;
+  /** Data parallel: this process's rank, the number of ranks and the communicator (null: none). */
+  rank: number;
+  worldSize: number;
+  distributed: "mpi" | "nccl" | null;
   layers: { name: string; rows: number; cols: number }[];
 }
 
@@ -108,6 +114,20 @@ export interface NativeMemoryPlanning {
   /** Index of the plan the trainer would use; -1 when none fits the budget. */
   chosen: number;
   candidates: NativeMemoryPlan[];
+  /** Bytes each data-parallel rank all-reduces per step (config.worldSize ranks). */
+  wire: NativeWireBytes;
+}
+
+export interface NativeWireBytes {
+  worldSize: number;
+  /** fp gradients (float32). */
+  grads: number;
+  /** Loss, tokens, refusal flag, state digest and the Ghost Scale gradients (float64). */
+  scalars: number;
+  /** The step's vote changes: int8 while worldSize * chunks per step <= 127, else int32. */
+  votes: number;
+  voteType: "int8" | "int32";
+  total: number;
 }
 
 export interface NativeMemory {
@@ -154,6 +174,8 @@ export interface NativeTrainer {
   save(path: string, extraJson?: string): Promise<string>;
   /** otherActBits: accept a checkpoint trained with another actBits (evaluation with/without it). */
   load(path: string, options?: { otherActBits?: boolean }): Promise<string>;
+  /** Data parallel: every rank takes rank `root`'s whole training state (collective). */
+  broadcastState(root?: number): void;
   dispose(): void;
   /** Next-token logits [T * vocab] at every position of one window of T <= seq tokens (forward only). */
   logits(tokens: Int32Array): Float32Array;
@@ -162,12 +184,14 @@ export interface NativeTrainer {
 interface NativeModule {
   NativeTrainer: new (cfg: NativeTrainerConfig) => NativeTrainer;
   cudaInfo(): { built: boolean; devices: number };
-  planMemory(cfg: NativeTrainerConfig): NativeMemoryPlanning;
+  planMemory(cfg: NativeTrainerConfig & { worldSize?: number }): NativeMemoryPlanning;
   version: string;
+  /** The data-parallel communicators this build has, comma-separated ("mpi,nccl", "mpi" or ""). */
+  communicators: string;
   /** The layer statistics the trainer reports, in column order (native/include/primal/layer_stats.h). */
   layerStats: { name: string; type: "f32" | "i32" }[];
   /** The core's value of every config field left out (native/include/primal/trainer.h). */
-  configDefaults: Required<Omit<NativeTrainerConfig, "device" | "threads" | "knobs" | "model">> & {
+  configDefaults: Required<Omit<NativeTrainerConfig, "device" | "threads" | "knobs" | "model" | "distributed">> & {
     model: Required<NativeModelConfig>;
     knobs: Knobs;
   };

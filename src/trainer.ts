@@ -1,8 +1,9 @@
 // The Trainer facade researchers drive from a notebook or the CLI: a native trainer plus its
 // data and its run directory. Every step is recorded (metrics, layer telemetry), every knob
 // change is an event, samples and checkpoints land in the run folder.
-import { existsSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import { knobsSchema, nativeConfig, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import {
@@ -141,13 +142,21 @@ export class Trainer {
   private readonly execPlan: ExecutionPlan;
   /** Mirrors the native step (updated from each step's report) so reading it never blocks. */
   private currentStep: number;
+  /** Data parallel (docs/distributed.md): this process's rank and the number of ranks. */
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Ranks other than 0 keep their (unwritten) run records here, removed on dispose. */
+  private readonly scratchHome: string | undefined;
 
-  private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore) {
+  private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore, scratchHome?: string) {
     this.config = config;
     this.nt = nt;
     this.data = data;
     this.store = store;
+    this.scratchHome = scratchHome;
     const info = nt.info();
+    this.rank = info.rank;
+    this.worldSize = info.worldSize;
     this.layerInfo = info.layers;
     this.deviceName = info.device;
     this.execPlan = planOf(info);
@@ -160,10 +169,18 @@ export class Trainer {
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
     const info = nt.info();
+    // Rank 0 alone writes the run; the other ranks record into a scratch folder nobody reads.
+    const scratchHome = info.rank > 0 ? mkdtempSync(join(tmpdir(), `primal-rank${info.rank}-`)) : undefined;
+    const home = scratchHome ?? config.home;
     const store = RunStore.create({
-      ...(config.home !== undefined ? { home: config.home } : {}),
+      ...(home !== undefined ? { home } : {}),
       ...(config.name !== undefined ? { name: config.name } : {}),
-      config: structuredClone({ ...config, backend: info.backend, plan: planOf(info) }) as unknown as Record<string, unknown>,
+      config: structuredClone({
+        ...config,
+        backend: info.backend,
+        plan: planOf(info),
+        worldSize: info.worldSize,
+      }) as unknown as Record<string, unknown>,
       versions: { primal: packageVersion(), native: native().version },
       device: info.device,
       seed: config.seed,
@@ -174,14 +191,16 @@ export class Trainer {
       params: info.paramCount,
       trainTokens: data.train.length,
       plan: planOf(info),
+      worldSize: info.worldSize,
+      distributed: info.distributed,
     });
-    return new Trainer(config, nt, data, store);
+    return new Trainer(config, nt, data, store, scratchHome);
   }
 
   /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
   static async resume(
     target: string,
-    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget"> = {},
+    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> = {},
   ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
@@ -206,20 +225,26 @@ export class Trainer {
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
+    const rank = nt.info().rank;
     let extra: { knobs?: Knobs } = {};
     try {
-      extra = JSON.parse(await nt.load(checkpoint)) as { knobs?: Knobs };
+      // Data parallel: rank 0 reads the checkpoint and every rank takes its state from rank 0.
+      if (rank === 0) extra = JSON.parse(await nt.load(checkpoint)) as { knobs?: Knobs };
+      if (nt.info().worldSize > 1) nt.broadcastState(0);
     } catch (e) {
       nt.dispose();
       throw e;
     }
     // The checkpoint's knobs win over run.json's (which holds the values at creation).
     config.knobs = extra.knobs ? { ...extra.knobs } : nt.getKnobs();
-    const store = RunStore.open(runDir);
-    const step = nt.info().step;
-    store.event("resume", { step, checkpoint, plan: planOf(nt.info()) });
-    store.setStatus("running", step);
-    return new Trainer(config, nt, data, store);
+    const scratchHome = rank > 0 ? mkdtempSync(join(tmpdir(), `primal-rank${rank}-`)) : undefined;
+    const store = scratchHome
+      ? RunStore.create({ home: scratchHome, config: structuredClone(config) as unknown as Record<string, unknown>, versions: { primal: packageVersion(), native: native().version }, device: nt.info().device, seed: config.seed })
+      : RunStore.open(runDir);
+    const info = nt.info();
+    store.event("resume", { step: info.step, checkpoint, plan: planOf(info), worldSize: info.worldSize, distributed: info.distributed });
+    store.setStatus("running", info.step);
+    return new Trainer(config, nt, data, store, scratchHome);
   }
 
   private static makeNative(config: TrainerConfig, data: DataBundle): NativeTrainer {
@@ -308,7 +333,7 @@ export class Trainer {
     this.training = true;
     this.stopRequested = false;
     const c = this.config;
-    const tokensPerStep = c.batch * c.accum * c.model.seq;
+    const tokensPerStep = c.batch * c.accum * c.model.seq * this.worldSize;
     const t0 = performance.now();
     let done = 0;
     let lastLoss: number | null = null;
@@ -569,7 +594,8 @@ export class Trainer {
   private async salad(step: number): Promise<SampleRecord> {
     const c = this.config;
     const seed = c.seed + step;
-    const text = await this.sample(c.samplePrompt, { seed });
+    // Every rank holds the same model: only rank 0 spends the time and writes the sample.
+    const text = this.rank === 0 ? await this.sample(c.samplePrompt, { seed }) : "";
     const rec: SampleRecord = { step, prompt: c.samplePrompt, text, temperature: c.sampleTemperature, topK: c.sampleTopK, seed };
     this.store.sample(rec);
     return rec;
@@ -585,6 +611,7 @@ export class Trainer {
   private async checkpoint(): Promise<string> {
     const step = this.step;
     const path = this.store.checkpointPath(step);
+    if (this.rank > 0) return path;  // rank 0 writes the run's checkpoints
     await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
     // Rows before the checkpoint reach the disk with it, so a crash never loses what a resume skips.
     this.store.flush();
@@ -697,6 +724,7 @@ export class Trainer {
     this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
     this.store.close();
     this.nt.dispose();
+    if (this.scratchHome) rmSync(this.scratchHome, { recursive: true, force: true });
     this.disposed = true;
   }
 }

@@ -571,6 +571,22 @@ PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
   expectSame("poltProbabilities", p.gpuHost(), p.cpuHost());
 }
 
+PRIMAL_TEST("cuda/poltMergeVotes: the step's votes from its change, clamped, bit-identical") {
+  requireGpu();
+  auto P = backends();
+  const size_t n = 100003;
+  auto start = randi8(n, 103, -127, 127), change = randi8(n, 104, -127, 127);
+  for (size_t i = 0; i < n; i += 7) start[i] = (i % 2) ? 127 : -127;  // at the clamp
+  Dual<int8_t> s(P, start), v(P, change);
+  P.cpu->poltMergeVotes(v.c, s.c, n);
+  P.gpu->poltMergeVotes(v.g, s.g, n);
+  const auto got = v.gpuHost(), want = v.cpuHost();
+  expectSame("poltMergeVotes", got, want);
+  for (size_t i = 0; i < n; ++i)
+    if (want[i] != std::max(-127, std::min(127, start[i] + change[i])))
+      fail("poltMergeVotes cpu differs from clamp(start + change) at " + std::to_string(i));
+}
+
 PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and on") {
   requireGpu();
   auto P = backends();

@@ -47,10 +47,16 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--memory-budget <size>", "device memory to fit, e.g. 10GiB (picks micro-batch and recompute)")
     .option("--name <name>", "run name")
     .option("--home <dir>", "runs directory (default PRIMAL_HOME or ./runs)")
+    .addOption(
+      new Option("--distributed <backend>", "data parallel over the ranks of an mpirun/srun launch (docs/distributed.md)").choices([
+        "mpi",
+        "nccl",
+      ]),
+    )
     .action(async (flags: TrainFlags) => {
       try {
         const trainer = await Trainer.create(configFromFlags(flags));
-        if (!flags.json)
+        if (!flags.json && trainer.rank === 0)
           process.stderr.write(
             `training ${trainer.config.preset}/${trainer.config.quant} on ${trainer.device}; run ${trainer.runDir}\n`,
           );
@@ -67,16 +73,18 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .requiredOption("--steps <n>", "further steps")
     .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]))
     .option("--memory-budget <size>", "device memory to fit on this device, e.g. 10GiB")
+    .addOption(new Option("--distributed <backend>", "data parallel (rank 0 reads the checkpoint, the others receive it)").choices(["mpi", "nccl"]))
     .option("--json", "print one final JSON line")
-    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; json?: boolean }) => {
+    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; distributed?: "mpi" | "nccl"; json?: boolean }) => {
       try {
         const steps = Number(flags.steps);
         if (!Number.isInteger(steps) || steps < 0) throw new Error("--steps must be a non-negative integer");
         const trainer = await Trainer.resume(run, {
           ...(flags.device ? { device: flags.device } : {}),
           ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
+          ...(flags.distributed ? { distributed: flags.distributed } : {}),
         });
-        if (!flags.json) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
+        if (!flags.json && trainer.rank === 0) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
         const summary = await runTraining(trainer, steps, !!flags.json);
         await finish(trainer, summary, !!flags.json);
       } catch (e) {
@@ -95,10 +103,13 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--micro-batch <n>", "fix the micro-batch chunk, or 'auto'")
     .addOption(new Option("--recompute <mode>", "fix activation recompute").choices(["none", "block", "auto"]))
     .option("--memory-budget <size>", "device memory to fit, e.g. 10GiB")
+    .option("--ranks <n>", "data-parallel ranks: adds the bytes each rank all-reduces per step", "1")
     .option("--json", "JSON output")
     .action((flags: TrainFlags) => {
       try {
-        const p = planMemory(configFromFlags({ ...flags, steps: "1" }));
+        const ranks = Number(flags.ranks ?? "1");
+        if (!Number.isInteger(ranks) || ranks < 1) throw new Error(`--ranks must be a positive integer, got '${flags.ranks}'`);
+        const p = planMemory(configFromFlags({ ...flags, steps: "1" }), { worldSize: ranks });
         process.stdout.write((flags.json ? JSON.stringify(p) : formatPlanning(p)) + "\n");
         if (p.chosen < 0) process.exitCode = 1;
       } catch (e) {

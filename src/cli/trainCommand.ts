@@ -30,6 +30,8 @@ export interface TrainFlags {
   microBatch?: string;
   recompute?: string;
   memoryBudget?: string;
+  distributed?: string;
+  ranks?: string;
 }
 
 function int(name: string, v: string | undefined): number | undefined {
@@ -81,6 +83,7 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   for (const [k, v] of opt) if (v !== undefined) cfg[k] = v;
   if (f.microBatch !== undefined) cfg.microBatch = f.microBatch === "auto" ? "auto" : int("micro-batch", f.microBatch);
   if (f.recompute !== undefined) cfg.recompute = f.recompute;
+  if (f.distributed !== undefined) cfg.distributed = f.distributed;
   // A plain number is bytes; "10GiB" and friends are parsed by the config.
   if (f.memoryBudget !== undefined) cfg.memoryBudget = /^\d+$/.test(f.memoryBudget) ? Number(f.memoryBudget) : f.memoryBudget;
   if (steps < 30) cfg.warmup = Math.max(0, Math.floor(steps / 10));
@@ -106,14 +109,15 @@ let commandSignal: AbortSignal | undefined;
 
 /** Runs n steps with a progress display, stopping cleanly on the first Ctrl-C. */
 export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
-  const progress = makeProgress(steps, true);
+  // Data parallel: rank 0 speaks for the run; the other ranks train silently.
+  const progress = makeProgress(steps, trainer.rank === 0);
   commandSignal ??= interruptSignal();
   try {
     return await trainer.train(steps, {
       signal: commandSignal,
       onStep: (m) => progress.update(m),
       onSample: (s) => {
-        if (!json) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
+        if (!json && trainer.rank === 0) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
       },
     });
   } finally {
@@ -161,6 +165,8 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     microBatch: trainer.plan.microBatch,
     recompute: trainer.plan.recompute,
     device: trainer.device,
+    worldSize: trainer.worldSize,
+    distributed: trainer.config.distributed ?? null,
     quant: trainer.config.quant,
     preset: trainer.config.preset,
     steps: summary.steps,
@@ -169,8 +175,10 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
     seconds: Number(summary.seconds.toFixed(2)),
     runDir: trainer.runDir,
   };
-  const sample = await trainer.sample(trainer.config.samplePrompt, { seed: trainer.config.seed });
+  const quiet = trainer.rank > 0;
+  const sample = quiet ? "" : await trainer.sample(trainer.config.samplePrompt, { seed: trainer.config.seed });
   trainer.dispose();
+  if (quiet) return;
   if (json) {
     process.stdout.write(JSON.stringify(result) + "\n");
     return;

@@ -152,6 +152,9 @@ class Backend {
   // Synchronous return.
   virtual double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
                           float bridge, float deadzone) = 0;
+  // The step's votes from its vote change: vote[i] = mergeVote(start[i], vote[i]) (vote holds the
+  // change on entry). start and vote may not overlap.
+  virtual void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) = 0;
   // The optimizer-step flip for one layer: flipWeight() of every weight i with
   // p = flipProbability(|vote|) and the random words flipRandom(i, layer, step, seed) (scale = s
   // after this step's scale update, accum = K). If pOut != nullptr, writes p (as float) for every

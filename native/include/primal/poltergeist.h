@@ -21,9 +21,17 @@
 // -1 down -> -2).
 //
 // Backward (each micro-batch), per weight with gradient G = dL/dW (votes only, codes stay):
-//   vote = clamp(vote - sign(G), -127, 127)   where |G| > deadzone * rms(G), rms over all n weights
-//   (deadzone 0: every non-zero G votes; a NaN G never votes), and
+//   delta = clamp(delta - sign(G), -127, 127)  where |G| > deadzone * rms(G), rms over all n
+//   weights (deadzone 0: every non-zero G votes; a NaN G never votes), and
 //   dL/ds += gamma0 * sum_i G[i] * level(code[i]) (the sum in double).
+// `delta` is the step's vote change: it starts at 0 with the step, and the step's votes are
+//   vote = mergeVote(vote at step start, delta) = clamp(start + delta, -127, 127)
+// (one clamp, at the end of the step, before the flip). With K <= 127 micro-batches the change
+// never saturates, so a step's votes are clamp(start + sum of the K signs) whatever the order of
+// the micro-batches; that is what lets R data-parallel ranks sum their changes (an all-reduce
+// of deltas, exact in int8 while R*K <= 127) and land on the votes of one rank that ran all R*K
+// micro-batches (docs/distributed.md). A clamp after every micro-batch would not: saturating
+// adds are not associative (126 +1 +1 -1 = 126, 126 + (1+1-1) = 127).
 //
 // Optimizer step (after the Ghost Scale update), per weight i of layer l at 0-based step t:
 //   p  = min(pMax, flipRate * s * |vote| / K), evaluated in double exactly as
@@ -108,6 +116,13 @@ PRIMAL_HD int castVote(int vote, float g, double threshold) {
     vote = atLeast > kVoteMax ? kVoteMax : atLeast;
   }
   return vote;
+}
+
+// The step's votes from the votes at its start and its summed change (any width: the sum of R
+// ranks' changes may exceed int8). Saturates at +-kVoteMax.
+PRIMAL_HD int mergeVote(int start, int delta) {
+  const int v = start + delta;
+  return v < -kVoteMax ? -kVoteMax : (v > kVoteMax ? kVoteMax : v);
 }
 
 // ---- optimizer step: flips -------------------------------------------------------------------

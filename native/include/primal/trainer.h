@@ -131,6 +131,18 @@ struct MemoryPlanning {
 };
 MemoryPlanning planMemory(const TrainConfig& cfg, const Backend& backend);
 
+// What one rank all-reduces per optimizer step in data-parallel training (docs/distributed.md):
+// the fp gradients (float), the step's loss/tokens/failure flag and the Ghost Scale gradients
+// (double) and the step's vote changes (int8 while worldSize * K <= 127, else int32), K the
+// rank's micro-batch chunks per step. Bytes of the buffers summed; a ring all-reduce sends and
+// receives about 2 (R-1)/R times this per rank.
+struct WireBytes {
+  size_t grads = 0, scalars = 0, votes = 0, total = 0;
+  bool int32Votes = false;
+};
+WireBytes wireBytesPerStep(const TrainConfig& cfg, int worldSize);
+
+class Communicator;
 struct Model;  // the transformer itself (weights, buffers, passes); internal to the core
 
 struct LayerInfo {
@@ -158,6 +170,21 @@ class Trainer {
   double tokensSeen() const { return tokens_; }
   std::string deviceName() const;
   Backend& backend() { return *be_; }
+
+  // Data-parallel training (docs/distributed.md): this trainer becomes rank c->rank() of
+  // c->worldSize(). Every rank must be built from the same config and seed and given the same
+  // training data; rank r then reads windows r*B*K .. (r+1)*B*K-1 of each step (B = batch, K =
+  // accum), and applyStep() sums gradients, Ghost Scale gradients and vote changes over the ranks
+  // before the identical update, so R ranks equal one rank with accum R*K. Set before the first
+  // step (or between steps); nullptr detaches.
+  void setCommunicator(std::shared_ptr<Communicator> c);
+  Communicator* communicator() const { return comm_.get(); }
+  int worldSize() const;
+  int rank() const;
+  // Every rank takes rank `root`'s whole training state (weights, moments, codes, votes, Ghost
+  // Scales, knobs, step and token count): a resume loads the checkpoint on one rank and
+  // broadcasts it. Collective: every rank must call it.
+  void broadcastState(int root);
 
   // Training data: token ids < vocab; at least seq+1 tokens.
   void setTrainData(std::vector<int32_t> tokens);
@@ -241,6 +268,17 @@ class Trainer {
   int accumulated_ = 0;
   bool explicitStep_ = false;  // this step's chunks came from forwardBackward()
   double chunkForwardBackward(const std::vector<int32_t>& targets, int B, int T, float gradScale);
+  std::shared_ptr<Communicator> comm_;
+  bool consistencyChecked_ = false;
+  double stepTokens_ = 0;     // this rank's scored targets in the step so far
+  std::string rankFailure_;   // distributed: why this rank's chunk was refused (told at applyStep)
+  uint32_t digest_ = 0;       // distributed: 20 bits of the last step's result, compared across ranks
+  void checkRanksAgree();
+  // All-reduce / broadcast of backend memory (device = true) or host memory, staged through the
+  // memory the communicator works on when that differs. type: a CommType.
+  void reduce(void* buf, size_t count, int type, bool device);
+  void bcast(void* buf, size_t bytes, int root, bool device);
+  bool reduceStep();  // true when it merged the votes itself (int32 path)
   [[noreturn]] void failStep(const std::string& why);
   size_t plannedBytes_ = 0;
   double accLoss_ = 0;

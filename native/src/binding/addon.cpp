@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "primal/comm.h"
 #include "primal/config_fields.h"
 #include "primal/error.h"
 #include "primal/layer_stats.h"
@@ -458,6 +459,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
          InstanceMethod("generate", &NativeTrainer::Generate),
          InstanceMethod("save", &NativeTrainer::Save),
          InstanceMethod("load", &NativeTrainer::Load),
+         InstanceMethod("broadcastState", &NativeTrainer::BroadcastState),
          InstanceMethod("dispose", &NativeTrainer::Dispose),
          InstanceMethod("logits", &NativeTrainer::Logits)});
   }
@@ -467,11 +469,23 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     s_ = std::make_shared<Shared>();
     if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "NativeTrainer(config): config object required");
     Napi::Object o = info[0].As<Napi::Object>();
-    const std::string device = readDevice(o);
+    std::string device = readDevice(o);
     int threads = intField(o, "threads", 0);
+    Napi::Value dist = o.Get("distributed");
+    if (!dist.IsUndefined() && !dist.IsNull() && !dist.IsString())
+      throwJs(env, "config.distributed must be 'mpi' or 'nccl'");
     try {
       primal::TrainConfig cfg = readConfig(o);
+      // Data parallel (docs/distributed.md): join the ranks first; NCCL ranks take the GPU of
+      // their local rank.
+      std::shared_ptr<primal::Communicator> comm;
+      if (dist.IsString()) {
+        comm = primal::makeCommunicator(dist.As<Napi::String>().Utf8Value());
+        if (comm->deviceMemory() && (device == "cuda" || device == "auto"))
+          device = "cuda:" + std::to_string(comm->localRank());
+      }
       s_->trainer = std::make_unique<Trainer>(cfg, device, threads);
+      if (comm) s_->trainer->setCommunicator(comm);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -566,6 +580,14 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return Locked(env, [&](Trainer& t) { return Napi::Value(knobsToJs(env, t.knobs())); });
   }
 
+  // Every rank takes rank `root`'s training state (a resume loads on one rank). Collective.
+  Napi::Value BroadcastState(const Napi::CallbackInfo& info) {
+    RejectIfTraining(info.Env(), "broadcastState");
+    const int root = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    Locked(info.Env(), [&](Trainer& t) { t.broadcastState(root); });
+    return info.Env().Undefined();
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return Locked(env, [&](Trainer& t) {
@@ -581,6 +603,10 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       o.Set("recompute", primal::recomputeName(t.config().recompute));
       o.Set("chunksPerStep", t.chunksPerStep());
       o.Set("plannedBytes", static_cast<double>(t.plannedBytes()));
+      o.Set("rank", t.rank());
+      o.Set("worldSize", t.worldSize());
+      o.Set("distributed", t.communicator() ? Napi::Value(Napi::String::New(env, t.communicator()->backend()))
+                                            : env.Null());
       Napi::Array ls = Napi::Array::New(env, t.layers().size());
       for (size_t i = 0; i < t.layers().size(); ++i) {
         Napi::Object l = Napi::Object::New(env);
@@ -843,6 +869,19 @@ Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
       arr.Set(static_cast<uint32_t>(i), c);
     }
     out.Set("candidates", arr);
+    // Bytes each data-parallel rank all-reduces per step (config.worldSize ranks, default 1).
+    const int world = intField(o, "worldSize", 1);
+    const primal::WireBytes w = primal::wireBytesPerStep(
+        pl.chosen >= 0 ? [&] { auto c = cfg; c.microBatch = pl.candidates[pl.chosen].microBatch; return c; }() : cfg,
+        std::max(1, world));
+    Napi::Object wire = Napi::Object::New(env);
+    wire.Set("worldSize", std::max(1, world));
+    wire.Set("grads", static_cast<double>(w.grads));
+    wire.Set("scalars", static_cast<double>(w.scalars));
+    wire.Set("votes", static_cast<double>(w.votes));
+    wire.Set("voteType", w.int32Votes ? "int32" : "int8");
+    wire.Set("total", static_cast<double>(w.total));
+    out.Set("wire", wire);
     return out;
   } catch (const Napi::Error&) {
     throw;
@@ -858,6 +897,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, primal::coreVersion()));
   exports.Set("layerStats", layerStatList(env));
   exports.Set("configDefaults", configDefaults(env));
+  exports.Set("communicators", Napi::String::New(env, primal::communicatorsBuilt()));
   return exports;
 }
 

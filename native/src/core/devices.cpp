@@ -45,6 +45,9 @@ std::unique_ptr<Backend> makeCudaBackend(int deviceIndex) {
 std::unique_ptr<Backend> makeBackend(const std::string& name, int threads) {
   if (name == "cpu") return makeCpuBackend(threads);
   if (name == "cuda") return makeCudaBackend(0);
+  // "cuda:N": device N (data-parallel ranks pick theirs from the local rank).
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.find_first_not_of("0123456789", 5) == std::string::npos)
+    return makeCudaBackend(std::stoi(name.substr(5)));
   if (name == "auto") return cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads);
   throw Error("device: unknown device '" + name + "' (allowed: cpu, cuda, auto)");
 }

@@ -57,6 +57,10 @@ ModelDims::ModelDims(const TrainConfig& cfg) {
   actQuant = cfg.actBits != 0;
   quantized = cfg.quant != Quant::FP;
   polt = cfg.quant == Quant::Poltergeist;
+  fpW = 0;
+  for (const WeightSpec& w : weightTable(mc))
+    if (w.role != WeightSpec::Linear || !polt) fpW += w.elems();
+  chunks = cfg.microBatch > 0 ? static_cast<size_t>(cfg.accum) * (cfg.batch / cfg.microBatch) : 1;
 }
 
 // ---- construction and memory ------------------------------------------------------------------

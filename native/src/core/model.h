@@ -70,6 +70,8 @@ struct ModelDims {
   size_t maxW;  // elements of the largest BitLinear weight
   size_t maxCF; // max(C, F): the widest activation a BitLinear reads
   size_t bitW;  // elements of all BitLinear weights together (7 per block)
+  size_t fpW;   // elements of all fp parameters together (their gradients)
+  size_t chunks;  // micro-batch chunks per step: accum * batch / microBatch
   bool actQuant, quantized, polt;  // actBits > 0; quant != fp; quant == poltergeist
 };
 
@@ -117,6 +119,8 @@ struct ModelDims {
   ONE(logitsBuf, float, scratch, d.V)                /* (V)       one row of logits (generation) */     \
   ONE(voteUndo, int8_t, scratch, d.polt ? d.bitW : 0) /* (all BitLinears) votes before the step, restored \
                                                          if the step fails */                          \
+  ONE(gradSum, float, grads, d.chunks > 1 ? d.fpW : 0) /* (all fp params) the step's gradient sum while \
+                                                         a later chunk computes its own from zero */    \
   ONE(inTok, int32_t, scratch, d.N)                  /* (B,T)     input token ids */                    \
   ONE(tgtTok, int32_t, scratch, d.N)                 /* (B,T)     target ids, < 0 unscored */
 

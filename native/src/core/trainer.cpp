@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "primal/comm.h"
 #include "primal/error.h"
 #include "primal/philox.h"
 #include "primal/poltergeist.h"
@@ -148,16 +149,17 @@ void Trainer::setTrainData(std::vector<int32_t> tokens) {
 
 // The B windows of micro-batch chunk `chunk` of step `step`: inputs and their next-token targets,
 // (B,T) each. Window g of the step is window g % batch of micro-batch g / batch, whatever the
-// chunking, so a memory plan never changes the data.
+// chunking, so a memory plan never changes the data. `base` is the first window of this rank
+// (rank * accum * batch): R ranks read the windows of one rank with accum R * K.
 static void sampleWindows(const std::vector<int32_t>& train, const TrainConfig& cfg, int step, int chunk,
-                          std::vector<int32_t>& in, std::vector<int32_t>& tg) {
+                          uint64_t base, std::vector<int32_t>& in, std::vector<int32_t>& tg) {
   const int B = cfg.microBatch, T = cfg.model.seq;
   const uint32_t k0 = static_cast<uint32_t>(cfg.seed), k1 = static_cast<uint32_t>(cfg.seed >> 32);
   in.resize(static_cast<size_t>(B) * T);
   tg.resize(static_cast<size_t>(B) * T);
   const uint64_t span = train.size() - static_cast<uint64_t>(T);
   for (int j = 0; j < B; ++j) {
-    const uint64_t g = static_cast<uint64_t>(chunk) * B + j;
+    const uint64_t g = base + static_cast<uint64_t>(chunk) * B + j;
     const uint64_t wb = g % static_cast<uint64_t>(cfg.batch), wk = g / static_cast<uint64_t>(cfg.batch);
     Philox4 r = philox4x32_10(static_cast<uint32_t>(wb), static_cast<uint32_t>(wk),
                               static_cast<uint32_t>(step), kStreamData, k0, k1);
@@ -168,14 +170,32 @@ static void sampleWindows(const std::vector<int32_t>& train, const TrainConfig& 
 }
 
 // Votes change in every backward, before the step knows whether it will be applied. The first
-// micro-batch of a step keeps a copy of all votes (voteUndo); a step that fails (non-finite loss,
-// gradient norm or Ghost Scale gradient) puts them back, so a refused step changes nothing.
+// micro-batch of a step keeps a copy of all votes (voteUndo) and clears the vote buffers, which
+// then gather the step's vote change (poltergeist.h); the step's end merges the change into the
+// kept votes with one clamp (mergeVotes), and a step that fails (non-finite loss, gradient norm or
+// Ghost Scale gradient) puts the kept votes back, so a refused step changes nothing.
 static void keepVotes(Model& m, Backend& be) {
   size_t off = 0;
   for (auto& l : m.lin) {
     be.copy(m.voteUndo.data() + off, l.vote, l.n);
+    be.zero(l.vote, l.n);
     off += l.n;
   }
+}
+
+static void mergeVotes(Model& m, Backend& be) {
+  size_t off = 0;
+  for (auto& l : m.lin) {
+    be.poltMergeVotes(l.vote, m.voteUndo.data() + off, l.n);
+    off += l.n;
+  }
+}
+
+// Offset of layer `layer`'s votes in voteUndo.
+static size_t undoOffset(const Model& m, int layer) {
+  size_t off = 0;
+  for (int i = 0; i < layer; ++i) off += m.lin[static_cast<size_t>(i)].n;
+  return off;
 }
 
 static void restoreVotes(Model& m, Backend& be) {
@@ -188,25 +208,56 @@ static void restoreVotes(Model& m, Backend& be) {
 
 void Trainer::failStep(const std::string& why) {
   if (m_->polt() && accumulated_ > 0) restoreVotes(*m_, *be_);
+  accumulated_ = 0;  // the votes are restored: zeroGrad must not merge them
   zeroGrad();
   throw Error(why);
 }
 
 // Forward, loss and backward of one micro-batch chunk (B,T) already uploaded; gradients scaled by
 // gradScale. The loss is checked before backward, so a non-finite loss casts no votes.
+//
+// The step's fp gradient is the sum of its chunks' gradients, each computed from zero and added in
+// chunk order (gradSum keeps the sum while a later chunk computes its own). That is also what R
+// data-parallel ranks of one chunk each produce with their all-reduce, so two ranks reproduce one
+// rank with two chunks bit for bit (a + b = b + a).
 double Trainer::chunkForwardBackward(const std::vector<int32_t>& tg, int B, int T, float gradScale) {
   Model& m = *m_;
   if (m.polt() && accumulated_ == 0) keepVotes(m, *be_);
+  const bool stash = accumulated_ > 0 && m.gradSum.size() > 0;
+  if (stash) {
+    size_t off = 0;
+    for (auto& p : m.params) {
+      be_->copy(m.gradSum.data() + off, p.g, p.g.bytes());
+      be_->zero(p.g, p.g.bytes());
+      off += p.n;
+    }
+  }
   m.forward(B, T);
   const auto ls = m.classify(tg, B * T, true, gradScale);
   const double loss = ls.second > 0 ? ls.first / ls.second : 0.0;
-  if (!std::isfinite(loss))
-    failStep("non-finite training loss (" + std::to_string(loss) + ") at step " + std::to_string(step_ + 1) +
-             "; the step was not applied and its votes were undone. Lower lr or check the data.");
+  if (!std::isfinite(loss)) {
+    const std::string why = "non-finite training loss (" + std::to_string(loss) + ") at step " +
+                            std::to_string(step_ + 1) +
+                            "; the step was not applied and its votes were undone. Lower lr or check the data.";
+    // A rank alone must not leave the step: the others would wait in the all-reduce. It casts no
+    // votes, finishes the step's chunks and every rank refuses the step together in applyStep().
+    if (worldSize() == 1) failStep(why);
+    if (rankFailure_.empty()) rankFailure_ = why;
+    ++accumulated_;
+    return loss;
+  }
   m.backward(B, T);
+  if (stash) {
+    size_t off = 0;
+    for (auto& p : m.params) {
+      be_->add(p.g, m.gradSum.data() + off, p.n);
+      off += p.n;
+    }
+  }
   ++accumulated_;
   accLoss_ += loss;
   tokens_ += ls.second;
+  stepTokens_ += ls.second;
   return loss;
 }
 
@@ -216,12 +267,16 @@ float Trainer::accumulate() {
     throw Error("accumulate: all " + std::to_string(chunksPerStep()) +
                 " micro-batch chunk(s) of this step are accumulated; call applyStep() first");
   Model& m = *m_;
+  if (comm_ && !consistencyChecked_) checkRanksAgree();
   const int B = cfg_.microBatch, T = cfg_.model.seq, Nt = B * T;
   std::vector<int32_t> in, tg;
-  sampleWindows(train_, cfg_, step_, accumulated_, in, tg);
+  const uint64_t base = static_cast<uint64_t>(rank()) * static_cast<uint64_t>(chunksPerStep()) * B;
+  sampleWindows(train_, cfg_, step_, accumulated_, base, in, tg);
   m.upload(in, tg);
-  // Every target is scored; the gradient is that of the step's mean loss over all its chunks.
-  const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep()));
+  // Every target is scored; the gradient is that of the step's mean loss over all its chunks (of
+  // every rank).
+  const float gradScale =
+      1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep() * worldSize()));
   return static_cast<float>(chunkForwardBackward(tg, B, T, gradScale));
 }
 
@@ -269,6 +324,10 @@ StepResult Trainer::applyStep() {
                 std::to_string(chunksPerStep()) + " micro-batch chunk(s) accumulated; call accumulate() again");
   Model& m = *m_;
   StepResult r;
+  // Data parallel: every rank holds the sums over all ranks from here on (the same on each).
+  bool votesMerged = false;
+  if (comm_) votesMerged = reduceStep();
+  const int K = accumulated_ * worldSize();
   const float factor = lrFactor(cfg_, step_);
   const Knobs& k = cfg_.knobs;
   r.lr = k.lr * factor;
@@ -294,12 +353,13 @@ StepResult Trainer::applyStep() {
                p.decay ? cfg_.weightDecay : 0.0f, t, clip);
   r.layers.resize(m.lin.size());
   if (m.polt()) {
+    if (!votesMerged) mergeVotes(m, *be_);
     const float slr = k.scaleLr * factor;
     for (size_t i = 0; i < m.lin.size(); ++i) {
       BitLayer& l = m.lin[i];
       LayerStep& ls = r.layers[i];
       ls.dscale = ghostScaleAdamW(l, cfg_, t, slr);
-      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, accumulated_),
+      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, K),
                     &ls.flips, nullptr);
       ls.scale = l.s;
       ls.weights = l.n;
@@ -315,12 +375,24 @@ StepResult Trainer::applyStep() {
     }
   }
   for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
-  r.loss = static_cast<float>(accLoss_ / accumulated_);
+  r.loss = static_cast<float>(accLoss_ / K);
+  if (comm_) {  // 20 bits of what this step left behind: the gradient norm and the Ghost Scales
+    uint32_t h = 2166136261u;
+    auto mix = [&h](float f) {
+      uint32_t b;
+      std::memcpy(&b, &f, sizeof b);
+      h = (h ^ b) * 16777619u;
+    };
+    mix(r.gradNorm);
+    for (auto& l : m.lin) mix(l.s);
+    digest_ = h & 0xFFFFFu;
+  }
   ++step_;
   r.step = step_;
   r.tokens = tokens_;
   accumulated_ = 0;
   accLoss_ = 0;
+  stepTokens_ = 0;
   explicitStep_ = false;
   be_->sync();
   r.peakBytes = be_->peakBytes();
@@ -345,10 +417,14 @@ StepResult Trainer::trainStep() {
 
 void Trainer::zeroGrad() {
   Model& m = *m_;
+  // The votes already cast stay (merged into the kept ones); only gradients are dropped.
+  if (m.polt() && accumulated_ > 0) mergeVotes(m, *be_);
   for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
   for (auto& l : m.lin) l.ds = 0;
   accumulated_ = 0;
   accLoss_ = 0;
+  stepTokens_ = 0;
+  rankFailure_.clear();
   explicitStep_ = false;
 }
 
@@ -370,6 +446,8 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
   Model& m = *m_;
   if (accumulated_ > 0 && !explicitStep_)
     throw Error("forwardBackward: the step already holds accumulate() chunks; call applyStep() first");
+  if (worldSize() > 1)
+    throw Error("forwardBackward: explicit batches are not summed over data-parallel ranks; use accumulate()");
   auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
@@ -455,6 +533,11 @@ std::vector<int8_t> Trainer::votes(int layer) {
   auto& l = m_->lin[layer];
   std::vector<int8_t> out(l.n);
   be_->toHost(out.data(), l.vote, l.n);
+  if (accumulated_ > 0) {  // mid-step: the kept votes plus the change so far
+    std::vector<int8_t> start(l.n);
+    be_->toHost(start.data(), m_->voteUndo.data() + undoOffset(*m_, layer), l.n);
+    for (size_t i = 0; i < l.n; ++i) out[i] = static_cast<int8_t>(polt::mergeVote(start[i], out[i]));
+  }
   return out;
 }
 
@@ -465,7 +548,15 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
   auto& l = m_->lin[layer];
   DBuf<float> p(*be_, l.n);
   std::vector<float> out(l.n);
-  be_->poltProbabilities(l.vote, p, l.n,
+  DBuf<int8_t> merged;
+  const int8_t* vote = l.vote;
+  if (accumulated_ > 0) {  // mid-step: the votes as the step would merge them now
+    merged = DBuf<int8_t>(*be_, l.n);
+    be_->copy(merged, l.vote, l.n);
+    be_->poltMergeVotes(merged, m_->voteUndo.data() + undoOffset(*m_, layer), l.n);
+    vote = merged;
+  }
+  be_->poltProbabilities(vote, p, l.n,
                          flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
   be_->toHost(out.data(), p, sizeof(float) * l.n);
   return out;
@@ -497,6 +588,11 @@ void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
   if (v.size() != l.n) throw Error("setVotes: expected " + std::to_string(l.n) + " votes, got " + std::to_string(v.size()));
   for (int8_t x : v)
     if (x < -127) throw Error("setVotes: votes must be in [-127, 127]");
+  if (accumulated_ > 0) {  // mid-step: these become the kept votes, with no change yet
+    be_->toDevice(m_->voteUndo.data() + undoOffset(*m_, layer), v.data(), l.n);
+    be_->zero(l.vote, l.n);
+    return;
+  }
   be_->toDevice(l.vote, v.data(), l.n);
 }
 
@@ -612,6 +708,210 @@ std::vector<float> Trainer::logits(const int32_t* tokens, int T) {
   std::vector<float> out(static_cast<size_t>(T) * V);
   for (int t = 0; t < T; ++t) m.logits(static_cast<size_t>(t), out.data() + static_cast<size_t>(t) * V);
   return out;
+}
+
+// ---- data parallel (docs/distributed.md) ------------------------------------------------------
+
+int Trainer::worldSize() const { return comm_ ? comm_->worldSize() : 1; }
+int Trainer::rank() const { return comm_ ? comm_->rank() : 0; }
+
+void Trainer::setCommunicator(std::shared_ptr<Communicator> c) {
+  if (accumulated_ != 0)
+    throw Error("setCommunicator: " + std::to_string(accumulated_) +
+                " micro-batch(es) are accumulated but not applied; call applyStep() first");
+  if (c && c->deviceMemory() && be_->name() != "cuda")
+    throw Error("distributed '" + c->backend() + "' works on CUDA device memory; this trainer runs on '" +
+                be_->name() + "' (use --distributed mpi on the CPU)");
+  comm_ = std::move(c);
+  consistencyChecked_ = false;
+  digest_ = 0;
+}
+
+void Trainer::reduce(void* buf, size_t count, int type, bool device) {
+  const CommType t = static_cast<CommType>(type);
+  const size_t bytes = count * commTypeBytes(t);
+  if (count == 0) return;
+  // Backend memory is host memory on the CPU backend.
+  const bool onDevice = device && be_->name() == "cuda";
+  if (onDevice == comm_->deviceMemory()) {
+    comm_->allReduceSum(buf, count, t);
+  } else if (comm_->deviceMemory()) {  // host buffer, device communicator
+    DBuf<uint8_t> d(*be_, bytes);
+    be_->toDevice(d, buf, bytes);
+    be_->sync();
+    comm_->allReduceSum(d, count, t);
+    be_->toHost(buf, d, bytes);
+  } else {  // device buffer, host communicator (MPI with the CUDA backend)
+    std::vector<uint8_t> h(bytes);
+    be_->toHost(h.data(), buf, bytes);
+    comm_->allReduceSum(h.data(), count, t);
+    be_->toDevice(buf, h.data(), bytes);
+  }
+}
+
+void Trainer::bcast(void* buf, size_t bytes, int root, bool device) {
+  if (bytes == 0) return;
+  const bool onDevice = device && be_->name() == "cuda";
+  if (onDevice == comm_->deviceMemory()) {
+    comm_->broadcast(buf, bytes, root);
+  } else if (comm_->deviceMemory()) {
+    DBuf<uint8_t> d(*be_, bytes);
+    be_->toDevice(d, buf, bytes);
+    be_->sync();
+    comm_->broadcast(d, bytes, root);
+    be_->toHost(buf, d, bytes);
+  } else {
+    std::vector<uint8_t> h(bytes);
+    be_->toHost(h.data(), buf, bytes);
+    comm_->broadcast(h.data(), bytes, root);
+    be_->toDevice(buf, h.data(), bytes);
+  }
+}
+
+// Once, before the first distributed chunk: every rank must train the same model on the same data
+// from the same step, or the all-reduced sums would mix different things without any error.
+void Trainer::checkRanksAgree() {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over the training tokens
+  for (int32_t t : train_) {
+    hash ^= static_cast<uint32_t>(t);
+    hash *= 1099511628211ull;
+  }
+  const ModelConfig& mc = cfg_.model;
+  const std::vector<std::pair<const char*, int64_t>> mine = {
+      {"seed", static_cast<int64_t>(cfg_.seed)}, {"batch", cfg_.batch}, {"accum", cfg_.accum},
+      {"microBatch", cfg_.microBatch}, {"quant", static_cast<int64_t>(cfg_.quant)},
+      {"vocab", mc.vocab}, {"dModel", mc.dModel}, {"layers", mc.layers}, {"heads", mc.heads},
+      {"ffn", mc.ffn}, {"seq", mc.seq}, {"training tokens", static_cast<int64_t>(train_.size())},
+      {"training data (hash)", static_cast<int64_t>(hash)}, {"step", step_}};
+  std::vector<int64_t> root(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i) root[i] = mine[i].second;
+  bcast(root.data(), sizeof(int64_t) * root.size(), 0, false);
+  std::string differ;
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (root[i] != mine[i].second)
+      differ += std::string(differ.empty() ? "" : ", ") + mine[i].first + " (rank 0: " + std::to_string(root[i]) +
+                ", rank " + std::to_string(rank()) + ": " + std::to_string(mine[i].second) + ")";
+  int32_t bad = differ.empty() ? 0 : 1;
+  reduce(&bad, 1, static_cast<int>(CommType::Int32), false);
+  if (bad > 0)
+    throw Error(comm_->backend() + " rank " + std::to_string(rank()) + " of " + std::to_string(worldSize()) +
+                ": the ranks do not train the same run (" + std::to_string(bad) + " rank(s) differ from rank 0" +
+                (differ.empty() ? "" : ": " + differ) +
+                "); every rank needs the same config, seed, data and checkpoint");
+  consistencyChecked_ = true;
+}
+
+// The step's sums over all ranks: loss, tokens, refusals and the state digest with the Ghost
+// Scale gradients (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each rank's
+// change lies in [-K, K] — else int32, merged here on the host).
+bool Trainer::reduceStep() {
+  Model& m = *m_;
+  be_->sync();
+  const int R = worldSize();
+  // digest_ (and its square) check that the last step left every rank in the same state: all
+  // ranks hold the same value exactly when (sum)^2 == R * (sum of squares); exact in double for
+  // 20-bit values and R <= 64, and every rank reaches the same verdict.
+  const double dg = static_cast<double>(digest_);
+  std::vector<double> sc = {accLoss_, stepTokens_, rankFailure_.empty() ? 0.0 : 1.0, dg, dg * dg};
+  for (auto& l : m.lin) sc.push_back(l.ds);
+  reduce(sc.data(), sc.size(), static_cast<int>(CommType::Double), false);
+  tokens_ += sc[1] - stepTokens_;
+  if (R <= 64 && sc[3] * sc[3] != static_cast<double>(R) * sc[4]) {
+    rankFailure_.clear();
+    failStep("the ranks no longer hold the same model before step " + std::to_string(step_ + 1) +
+             " (their last updates differed); stop and resume from the last checkpoint");
+  }
+  if (sc[2] > 0) {
+    const std::string mine = rankFailure_;
+    rankFailure_.clear();
+    failStep(std::to_string(static_cast<int>(sc[2])) + " of " + std::to_string(R) + " ranks refused step " +
+             std::to_string(step_ + 1) + (mine.empty() ? " (rank " + std::to_string(rank()) + " was fine)" : ": " + mine));
+  }
+  accLoss_ = sc[0];
+  for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[5 + i];
+  const bool int8Votes = R * accumulated_ <= polt::kVoteMax;
+  // The fp gradients and int8 vote changes in one batched all-reduce when the communicator works on
+  // the trainer's memory (MPI on the CPU, NCCL on CUDA); else buffer by buffer through the host.
+  if ((be_->name() == "cuda") == comm_->deviceMemory()) {
+    std::vector<CommBuffer> bufs;
+    for (auto& p : m.params) bufs.push_back({p.g.data(), p.n, CommType::Float});
+    if (m.polt() && int8Votes)
+      for (auto& l : m.lin) bufs.push_back({l.vote.data(), l.n, CommType::Int8});
+    comm_->allReduceSumMany(bufs);
+  } else {
+    for (auto& p : m.params) reduce(p.g, p.n, static_cast<int>(CommType::Float), true);
+    if (m.polt() && int8Votes)
+      for (auto& l : m.lin) reduce(l.vote, l.n, static_cast<int>(CommType::Int8), true);
+  }
+  if (!m.polt() || int8Votes) return false;
+  size_t off = 0;
+  for (auto& l : m.lin) {
+    std::vector<int8_t> d8(l.n), start(l.n);
+    be_->toHost(d8.data(), l.vote, l.n);
+    be_->toHost(start.data(), m.voteUndo.data() + off, l.n);
+    std::vector<int32_t> d32(d8.begin(), d8.end());
+    reduce(d32.data(), d32.size(), static_cast<int>(CommType::Int32), false);
+    for (size_t i = 0; i < l.n; ++i) d8[i] = static_cast<int8_t>(polt::mergeVote(start[i], d32[i]));
+    be_->toDevice(l.vote, d8.data(), l.n);
+    off += l.n;
+  }
+  return true;
+}
+
+void Trainer::broadcastState(int root) {
+  if (!comm_) throw Error("broadcastState: no communicator (setCommunicator first)");
+  if (accumulated_ != 0)
+    throw Error("broadcastState: " + std::to_string(accumulated_) +
+                " micro-batch(es) are accumulated but not applied; call applyStep() first");
+  Model& m = *m_;
+  be_->sync();
+  for (auto& p : m.params) {
+    bcast(p.w, p.w.bytes(), root, true);
+    bcast(p.m, p.m.bytes(), root, true);
+    bcast(p.v, p.v.bytes(), root, true);
+  }
+  std::vector<float> host;
+  for (auto& l : m.lin) {
+    if (m.polt()) {
+      bcast(l.code, l.n, root, true);
+      bcast(l.vote, l.n, root, true);
+    }
+    host.insert(host.end(), {l.s, l.sM, l.sV, l.gamma0});
+  }
+  bcast(host.data(), sizeof(float) * host.size(), root, false);
+  for (size_t i = 0; i < m.lin.size(); ++i) {
+    BitLayer& l = m.lin[i];
+    l.s = host[4 * i];
+    l.sM = host[4 * i + 1];
+    l.sV = host[4 * i + 2];
+    l.gamma0 = host[4 * i + 3];
+    l.ds = 0;
+  }
+  Knobs k = cfg_.knobs;
+  bcast(&k, sizeof(k), root, false);
+  cfg_.knobs = k;
+  m.cfg.knobs = k;
+  double counters[2] = {static_cast<double>(step_), tokens_};
+  bcast(counters, sizeof(counters), root, false);
+  step_ = static_cast<int>(counters[0]);
+  tokens_ = counters[1];
+  consistencyChecked_ = false;
+  digest_ = 0;
+  be_->sync();
+}
+
+WireBytes wireBytesPerStep(const TrainConfig& cfg, int worldSize) {
+  TrainConfig c = cfg;
+  if (c.microBatch <= 0 || c.batch % c.microBatch != 0) c.microBatch = c.batch;
+  const ModelDims d(c);
+  WireBytes w;
+  w.grads = d.fpW * sizeof(float);
+  w.scalars = (5 + 7 * d.L) * sizeof(double);
+  const size_t K = d.chunks;
+  w.int32Votes = static_cast<size_t>(worldSize) * K > static_cast<size_t>(polt::kVoteMax);
+  w.votes = d.polt ? d.bitW * (w.int32Votes ? sizeof(int32_t) : sizeof(int8_t)) : 0;
+  w.total = w.grads + w.scalars + w.votes;
+  return w;
 }
 
 }  // namespace primal

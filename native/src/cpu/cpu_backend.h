@@ -82,6 +82,7 @@ class CpuBackend final : public Backend {
                        float bridge) override;
   double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
                   float deadzone) override;
+  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override;
   void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
                 float* pOut) override;
   void poltProbabilities(const int8_t* vote, float* pOut, size_t n,

@@ -69,6 +69,12 @@ void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float s
   }, kElemGrain);
 }
 
+void CpuBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) {
+  pool_.parallelFor(n, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) vote[i] = static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
+  }, kElemGrain);
+}
+
 double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
                             float bridge, float deadzone) {
   double thr = 0.0;

@@ -493,6 +493,11 @@ class CudaBackend final : public Backend {
     launchPoltMaterialize(code, W, n, scale, bridge, st_);
   }
 
+  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override {
+    DeviceGuard g(dev_);
+    launchPoltMergeVotes(vote, start, n, st_);
+  }
+
   double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
                   float deadzone) override {
     if (n == 0) return 0.0;

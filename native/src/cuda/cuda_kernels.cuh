@@ -90,6 +90,8 @@ void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum
                        cudaStream_t st);
 void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
                            cudaStream_t st);
+// vote[i] = mergeVote(start[i], vote[i]).
+void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStream_t st);
 // Vote pass of poltVote. sumSq: device sum of G^2 (nullptr when deadzone == 0). Writes
 // reduceBlocks(n) dot partials.
 void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,

@@ -55,6 +55,13 @@ __global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __
       [&](size_t i) { W[i] = materializeOne(code[i], scale, bridge); });
 }
 
+// ---- Poltergeist: the step's votes from its change ----------------------------------------------
+__global__ void poltMergeVotesKernel(int8_t* __restrict__ vote, const int8_t* __restrict__ start, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    vote[i] = static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
+}
+
 // ---- Poltergeist: vote ----------------------------------------------------------------------
 // Products of a float and a level are exact in double; only the summation order differs from the
 // CPU's.
@@ -249,6 +256,12 @@ void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, 
   poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(
       code, W, n, aligned4(code) && aligned16(W), scale, bridge);
   PRIMAL_KERNEL_CHECK("poltMaterialize");
+}
+
+void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStream_t st) {
+  if (n == 0) return;
+  poltMergeVotesKernel<<<blocksFor(n, kThreads, 8192), kThreads, 0, st>>>(vote, start, n);
+  PRIMAL_KERNEL_CHECK("poltMergeVotes");
 }
 
 void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
