@@ -9,7 +9,7 @@
  * write, so a process killed at any moment leaves at most one partial message at the tail; the
  * reader ignores it and the appender cuts it off when the file is reopened.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readFileSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import {
   Data,
@@ -27,7 +27,9 @@ import {
   tableToIPC,
 } from 'apache-arrow';
 import { RunStoreError, describeError } from './errors.js';
-import { scanStream } from './ipcScan.js';
+import { openRunFile, readRunFile } from './files.js';
+import { scanStream, type StreamScan } from './ipcScan.js';
+import { INDEX_SUFFIX, formatIndexLine, messageCrc, parseIndex, verifyIndexed, type IndexEntry } from './streamIndex.js';
 
 export { scanStream } from './ipcScan.js';
 export type { ScannedMessage, StreamScan } from './ipcScan.js';
@@ -322,12 +324,60 @@ function writeFully(fd: number, bytes: Uint8Array, position: number): void {
   }
 }
 
+/** An encoded record-batch message waiting to be written (kept until it is on disk). */
+interface QueuedMessage {
+  bytes: Uint8Array;
+  rows: number;
+}
+
+/** Reads a stream file and its index and decides where valid data ends. */
+interface ExistingStream {
+  scan: StreamScan;
+  /** Index entries to keep (verified), plus entries for complete messages the index lacked. */
+  entries: IndexEntry[];
+  /** Whether the index file must be rewritten from `entries` (missing, or lines to add/cut). */
+  rewriteIndex: boolean;
+}
+
+function inspectExisting(bytes: Uint8Array, indexText: string | null, label: string): ExistingStream {
+  let entries: IndexEntry[] = [];
+  let indexedEnd = 0;
+  let rewriteIndex = indexText === null;
+  if (indexText !== null) {
+    const parsed = parseIndex(indexText, label);
+    entries = parsed.entries;
+    if (parsed.validEnd !== Buffer.byteLength(indexText)) rewriteIndex = true;
+    indexedEnd = verifyIndexed(bytes, entries, label);
+  }
+  const scan = scanStream(bytes, label);
+  if (scan.validEnd < indexedEnd) {
+    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
+      file: label,
+      offset: scan.validEnd,
+    });
+  }
+  // Complete messages after the indexed part: the writer died between a message and its index
+  // line (or the file predates the index). They parsed, so they are kept and indexed.
+  for (const m of scan.messages) {
+    if (m.start < indexedEnd) continue;
+    entries.push({ offset: m.start, length: m.end - m.start, rows: m.rows, crc: messageCrc(bytes.subarray(m.start, m.end)) });
+    rewriteIndex = true;
+  }
+  return { scan, entries, rewriteIndex };
+}
+
 /**
- * Appends rows of a fixed schema to an Arrow IPC stream file. Not safe for two writers on the
- * same file at once (one run is written by one trainer process).
+ * Appends rows of a fixed schema to an Arrow IPC stream file and its sidecar index. One writer per
+ * file (the run lock guarantees it for run directories).
+ *
+ * A write never leaves a damaged file behind: rows are encoded into a message that stays queued
+ * until the message and its index line are both on disk; if either write fails (disk full, I/O
+ * error) both files are truncated back to their last good length, the rows stay queued for the
+ * next flush, and the error is thrown.
  */
 export class ArrowAppender {
   readonly path: string;
+  readonly indexPath: string;
   readonly schema: Schema;
   private readonly label: string;
   private readonly columns: ColumnBuffer[];
@@ -335,19 +385,31 @@ export class ArrowAppender {
   private readonly flushRows: number;
   private readonly flushIntervalMs: number;
   private fd: number | null;
+  private indexFd: number;
   private position: number;
+  private indexPosition: number;
   private pending = 0;
+  private readonly queue: QueuedMessage[] = [];
   private lastFlushAt = Date.now();
   private timer: ReturnType<typeof setInterval> | null = null;
   private deferredError: unknown = undefined;
   private rowsOnDisk: number;
 
-  private constructor(path: string, schema: Schema, fd: number, position: number, rowsOnDisk: number, options: ArrowAppenderOptions) {
+  private constructor(
+    path: string,
+    schema: Schema,
+    fds: { fd: number; indexFd: number; position: number; indexPosition: number },
+    rowsOnDisk: number,
+    options: ArrowAppenderOptions,
+  ) {
     this.path = path;
+    this.indexPath = `${path}${INDEX_SUFFIX}`;
     this.schema = schema;
     this.label = options.label ?? basename(path);
-    this.fd = fd;
-    this.position = position;
+    this.fd = fds.fd;
+    this.indexFd = fds.indexFd;
+    this.position = fds.position;
+    this.indexPosition = fds.indexPosition;
     this.rowsOnDisk = rowsOnDisk;
     this.flushRows = Math.max(1, options.flushRows ?? 256);
     this.flushIntervalMs = Math.max(0, options.flushIntervalMs ?? 2000);
@@ -367,24 +429,31 @@ export class ArrowAppender {
   /**
    * Opens `path` for appending: creates it with a schema message, or continues an existing
    * stream of the same schema after cutting off a partly written last message or an EOS marker.
-   * Throws RunStoreError when the existing file is corrupt or has a different schema.
+   * Throws RunStoreError when the existing file is damaged (a message that does not match its
+   * checksum in the index, or bytes that cannot be a stream) or has a different schema; such a
+   * file is left untouched.
    */
   static open(path: string, schema: Schema, options: ArrowAppenderOptions = {}): ArrowAppender {
     // Validate the column types before touching the file.
     schema.fields.forEach(makeColumn);
     const label = options.label ?? basename(path);
-    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const indexPath = `${path}${INDEX_SUFFIX}`;
+    const fd = openRunFile(path, constants.O_RDWR | constants.O_CREAT);
+    let indexFd: number | null = null;
     try {
+      indexFd = openRunFile(indexPath, constants.O_RDWR | constants.O_CREAT);
       const size = fstatSync(fd).size;
+      const indexSize = fstatSync(indexFd).size;
       let position = 0;
       let rows = 0;
-      let needsSchema = size === 0;
+      let entries: IndexEntry[] = [];
+      let rewriteIndex = true;
       if (size > 0) {
-        const scan = scanStream(readFileSync(fd), label);
-        if (scan.schema === null) {
-          // Only a partial schema message: the writer died while creating the file.
-          needsSchema = true;
-        } else {
+        // An empty index next to a non-empty stream: the stream predates the index (or the
+        // writer died before the first index line); its complete messages get indexed now.
+        const existing = inspectExisting(readFileSync(fd), indexSize > 0 ? readFileSync(indexFd, 'utf8') : null, label);
+        const scan = existing.scan;
+        if (scan.schema !== null) {
           if (!sameSchema(scan.schema, schema)) {
             throw new RunStoreError(
               `${label} has a different schema: file has [${describeSchema(scan.schema)}], expected [${describeSchema(schema)}]`,
@@ -393,25 +462,37 @@ export class ArrowAppender {
           }
           position = scan.validEnd;
           rows = scan.messages.reduce((s, m) => s + (m.type === MessageHeader.RecordBatch ? m.rows : 0), 0);
+          entries = existing.entries;
+          rewriteIndex = existing.rewriteIndex;
         }
+        // else: only a partial schema message (the writer died while creating the file): start over.
       }
-      if (needsSchema) position = 0;
       if (size > position) ftruncateSync(fd, position);
-      if (needsSchema) {
+      if (position === 0) {
         const msg = encodeSchemaMessage(schema);
         writeFully(fd, msg, 0);
         position = msg.length;
+        entries = [{ offset: 0, length: msg.length, rows: 0, crc: messageCrc(msg) }];
+        rewriteIndex = true;
       }
-      return new ArrowAppender(path, schema, fd, position, rows, options);
+      let indexPosition = indexSize;
+      if (rewriteIndex) {
+        const text = entries.map(formatIndexLine).join('');
+        ftruncateSync(indexFd, 0);
+        writeFully(indexFd, Buffer.from(text), 0);
+        indexPosition = Buffer.byteLength(text);
+      }
+      return new ArrowAppender(path, schema, { fd, indexFd, position, indexPosition }, rows, options);
     } catch (e) {
       closeSync(fd);
+      if (indexFd !== null) closeSync(indexFd);
       throw e;
     }
   }
 
-  /** Rows appended but not yet written. */
+  /** Rows appended but not yet written (including rows of a flush that failed). */
   get bufferedRows(): number {
-    return this.pending;
+    return this.pending + this.queue.reduce((s, q) => s + q.rows, 0);
   }
 
   /** Rows in complete record batches on disk (including those found when the file was opened). */
@@ -433,7 +514,7 @@ export class ArrowAppender {
   }
 
   private onTimer(): void {
-    if (this.pending === 0 || this.fd === null) return;
+    if (this.bufferedRows === 0 || this.fd === null) return;
     try {
       this.flush();
     } catch (e) {
@@ -470,23 +551,68 @@ export class ArrowAppender {
     this.maybeFlush();
   }
 
-  /** Writes the buffered rows as one record batch (one write call). Returns the rows written. */
+  /** Writes one queued message and its index line, or restores both files and throws. */
+  private writeMessage(q: QueuedMessage): void {
+    const fd = this.fd!;
+    const line = Buffer.from(formatIndexLine({ offset: this.position, length: q.bytes.length, rows: q.rows, crc: messageCrc(q.bytes) }));
+    try {
+      writeFully(fd, q.bytes, this.position);
+      writeFully(this.indexFd, line, this.indexPosition);
+    } catch (e) {
+      // Cut both files back to their last good length so the stream never holds a partial or
+      // stale message; if even that fails the reader still treats the tail as a cut write.
+      try {
+        ftruncateSync(fd, this.position);
+        ftruncateSync(this.indexFd, this.indexPosition);
+      } catch {
+        // Reported below through the original error.
+      }
+      const rows = this.bufferedRows;
+      throw new RunStoreError(
+        `cannot write ${q.rows} rows to ${this.label}: ${describeError(e)}; the file was cut back to its last complete message and ${rows} rows stay buffered (retried on the next flush)`,
+        { file: this.label, offset: this.position, cause: e },
+      );
+    }
+    this.position += q.bytes.length;
+    this.indexPosition += line.length;
+    this.rowsOnDisk += q.rows;
+  }
+
+  /**
+   * Writes the buffered rows as one record batch (plus any batch a failed flush left queued).
+   * Returns the rows written. On failure the rows stay buffered and RunStoreError is thrown.
+   */
   flush(): number {
     this.ensureOpen();
     this.lastFlushAt = Date.now();
     const n = this.pending;
-    if (n === 0) return 0;
-    const children = this.columns.map((c) => c.take());
-    this.pending = 0;
-    const data = makeData({ type: new Struct(this.schema.fields), length: n, nullCount: 0, children });
-    const bytes = encodeBatchMessages(new RecordBatch(this.schema, data));
-    writeFully(this.fd!, bytes, this.position);
-    this.position += bytes.length;
-    this.rowsOnDisk += n;
-    return n;
+    if (n > 0) {
+      const children = this.columns.map((c) => c.take());
+      this.pending = 0;
+      const data = makeData({ type: new Struct(this.schema.fields), length: n, nullCount: 0, children });
+      this.queue.push({ bytes: encodeBatchMessages(new RecordBatch(this.schema, data)), rows: n });
+    }
+    let written = 0;
+    while (this.queue.length > 0) {
+      const q = this.queue[0]!;
+      this.writeMessage(q);
+      this.queue.shift();
+      written += q.rows;
+    }
+    return written;
   }
 
-  /** Flushes, writes the end-of-stream marker and closes the file. Idempotent. */
+  /** Flushes, then forces the stream and its index to stable storage (fsync). */
+  sync(): void {
+    this.flush();
+    fsyncSync(this.fd!);
+    fsyncSync(this.indexFd);
+  }
+
+  /**
+   * Flushes, writes the end-of-stream marker and closes the file. Idempotent. If the final flush
+   * fails the files are still closed (holding only complete messages) and the error is thrown.
+   */
   close(): void {
     if (this.fd === null) return;
     if (this.timer) clearInterval(this.timer);
@@ -494,12 +620,19 @@ export class ArrowAppender {
     liveAppenders.delete(this);
     const fd = this.fd;
     try {
+      this.deferredError = undefined;
       this.flush();
       const eos = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
-      writeFully(fd, eos, this.position);
+      try {
+        writeFully(fd, eos, this.position);
+      } catch {
+        // The marker is optional for every reader; never leave half of it behind.
+        ftruncateSync(fd, this.position);
+      }
     } finally {
       this.fd = null;
       closeSync(fd);
+      closeSync(this.indexFd);
     }
   }
 }
@@ -582,6 +715,12 @@ export interface ReadArrowStreamOptions {
   schema?: Schema;
   /** Name used in error messages (default: the file's base name). */
   label?: string;
+  /**
+   * Text of the sidecar index (`<file>.index`). When given, every indexed message must match its
+   * checksum: damage in the middle is refused with RunStoreError, only bytes after the indexed
+   * part may be a cut tail. readArrowStream reads it from beside the file.
+   */
+  index?: string;
 }
 
 /**
@@ -594,7 +733,17 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
   // A private, 8-byte aligned copy: typed-array views over the body need aligned offsets.
   const buf = new Uint8Array(bytes.length);
   buf.set(bytes);
+  let indexedEnd = 0;
+  if (options.index !== undefined && options.index !== '') {
+    indexedEnd = verifyIndexed(buf, parseIndex(options.index, label).entries, label);
+  }
   const scan = scanStream(buf, label);
+  if (scan.validEnd < indexedEnd) {
+    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
+      file: label,
+      offset: scan.validEnd,
+    });
+  }
   if (scan.schema === null) {
     if (options.schema) return new Table(options.schema);
     throw new RunStoreError(`${label} has no complete schema message`, { file: label, offset: 0 });
@@ -642,12 +791,13 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
  */
 export function readArrowStream(path: string, options: ReadArrowStreamOptions = {}): Table {
   const label = options.label ?? basename(path);
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && options.schema) return new Table(options.schema);
-    throw new RunStoreError(`cannot read ${label}: ${describeError(e)}`, { file: label, cause: e });
+  // An index line is written after its message, so the index is read first: then it never
+  // covers bytes that a concurrent writer appended after we read the stream.
+  const index = options.index ?? readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const bytes = readRunFile(path);
+  if (bytes === null) {
+    if (options.schema) return new Table(options.schema);
+    throw new RunStoreError(`cannot read ${label}: it does not exist`, { file: label });
   }
-  return readArrowStreamBytes(bytes, { ...options, label });
+  return readArrowStreamBytes(bytes, { ...options, label, ...(index !== undefined ? { index } : {}) });
 }

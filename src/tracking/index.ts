@@ -28,6 +28,8 @@ export {
   type MetricsRow,
 } from './schemas.js';
 export { RUN_FILES, listCheckpoints, type CheckpointInfo } from './files.js';
+export { LOCK_FILE, RunLock, type LockOwner } from './runLock.js';
+export { INDEX_SUFFIX } from './streamIndex.js';
 export {
   RunStore,
   readRunMeta,
