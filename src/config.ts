@@ -1,5 +1,6 @@
 // The user-facing trainer config: zod-validated, with errors that name the field and the
 // allowed values. Defaults follow DESIGN §4 (the knobs that learn on `small`).
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
 import type { Knobs, NativeModelConfig, NativeTrainerConfig } from "./native.js";
@@ -63,7 +64,13 @@ export const configSchema = z
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(1),
     knobs: knobsSchema.partial().default({}),
     device: z.enum(["cpu", "cuda", "auto"]).default("auto"),
-    threads: z.number().int().min(0).optional(),
+    // More threads than cores only slows a step down (a typo like 1000 ran minutes without one).
+    threads: z
+      .number()
+      .int()
+      .min(0)
+      .refine((n) => n <= availableParallelism(), { message: `at most ${availableParallelism()} (the cores of this machine; 0 = all)` })
+      .optional(),
     data: z
       .object({
         /** "sotu" (embedded State of the Union corpus) or a path to a .txt file or directory. */

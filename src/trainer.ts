@@ -2,7 +2,7 @@
 // data and its run directory. Every step is recorded (metrics, layer telemetry), every knob
 // change is an event, samples and checkpoints land in the run folder.
 import { existsSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import { knobsSchema, nativeConfig, resolveConfig, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import {
@@ -19,9 +19,11 @@ import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
-import { RunStore } from "./tracking/runStore.js";
+import { RunStore, readRunMeta } from "./tracking/runStore.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
+import { RunLock } from "./tracking/runLock.js";
+import { chooseCheckpoint, parseCheckpointExtra, type ResumeChoice } from "./resumeCheckpoint.js";
 
 export interface StepMetrics {
   step: number;
@@ -49,6 +51,11 @@ export interface TrainOptions {
   onStep?: (m: StepMetrics) => void;
   /** Called whenever the salad test produced a sample. */
   onSample?: (s: SampleRecord) => void;
+  /**
+   * Evaluate at the last step, before its checkpoint, so the evaluation lands on that step's
+   * metrics row (the checkpoint writes the row to disk; a later evaluate() adds a second row).
+   */
+  evaluateAtEnd?: boolean;
 }
 
 export interface TrainSummary {
@@ -119,6 +126,8 @@ export class Trainer {
   private lastEval: EvaluationResult | undefined;
   /** The newest metrics row is held back until the next row, so an evaluation at that step can fill valLoss. */
   private pendingRow: MetricsInput | undefined;
+  /** The newest metrics row already handed to the store (an evaluation at its step repeats it). */
+  private writtenRow: MetricsInput | undefined;
   /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
   private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
@@ -165,29 +174,69 @@ export class Trainer {
     return new Trainer(config, nt, data, store);
   }
 
-  /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
+  /**
+   * Continues a run from its directory (the newest checkpoint that loads) or from a checkpoint
+   * file. Resuming from a checkpoint older than the run's newest starts a branch and needs
+   * `fork: true`: the later checkpoints are then moved to `checkpoints/abandoned-…/` (kept). The
+   * run is locked first; a resume that fails writes nothing to the run.
+   */
   static async resume(
     target: string,
-    overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number; memoryBudget?: number | string } = {},
+    overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number; memoryBudget?: number | string; fork?: boolean } = {},
   ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
-    let runDir: string;
-    let checkpoint: string;
-    if (statSync(path).isDirectory()) {
-      runDir = path;
-      const probe = RunStore.open(runDir);
-      const latest = probe.latestCheckpoint();
-      probe.close();
-      if (!latest) throw new Error(`resume: run '${target}' has no checkpoint yet (checkpoints/ is empty)`);
-      checkpoint = latest.path;
-    } else {
-      checkpoint = path;
-      runDir = resolve(path, "..", "..");
+    const isDir = statSync(path).isDirectory();
+    const runDir = isDir ? path : resolve(path, "..", "..");
+    if (!isDir && basename(dirname(path)) !== "checkpoints")
+      throw new Error(`resume: '${target}' is not inside a run's checkpoints/ folder`);
+    const lock = RunLock.acquire(runDir);
+    let nt: NativeTrainer | undefined;
+    try {
+      const meta = readRunMeta(runDir);
+      const saved = meta.config as unknown as TrainerConfig & { backend?: string };
+      const config = resolveConfig(Trainer.savedInput(saved, overrides));
+      const data = await loadTrainingData(config);
+      const native = Trainer.makeNative(config, data);
+      nt = native;
+      const choice: ResumeChoice = await chooseCheckpoint(runDir, isDir ? null : path, !!overrides.fork, (p) => native.load(p));
+      const extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
+      // The checkpoint's knobs win over run.json's (which holds the values at creation).
+      config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : native.getKnobs();
+      const store = RunStore.open(runDir, { lock });
+      const step = native.info().step;
+      const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
+      // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
+      const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
+      const setAside = store.setAsideCheckpointsAfter(step, folder);
+      store.protectCheckpoint(choice.checkpoint);
+      store.event("resume", {
+        step,
+        checkpoint: choice.checkpoint,
+        plan: planOf(native.info()),
+        ...(setAside ? { setAside } : {}),
+        ...(overrides.fork && choice.damaged.length === 0 && setAside ? { fork: true } : {}),
+        ...(choice.damaged.length > 0 ? { skippedDamaged: choice.damaged } : {}),
+        ...(store.replacedLock ? { staleLock: store.replacedLock } : {}),
+      });
+      store.setStatus("running", step);
+      return new Trainer(config, native, data, store);
+    } catch (e) {
+      nt?.dispose();
+      lock.release();
+      throw e;
     }
-    const meta = readRun(runDir).meta;
-    const saved = meta.config as unknown as TrainerConfig & { backend?: string };
-    const input: TrainerConfigInput = {
+  }
+
+  /** The config of a saved run, with this machine's overrides; nothing in run.json picks a folder to write to. */
+  private static savedInput(
+    saved: TrainerConfig & { backend?: string },
+    overrides: { device?: "cpu" | "cuda" | "auto"; threads?: number; memoryBudget?: number | string },
+  ): TrainerConfigInput {
+    // config.data.cacheDir from a run file is not trusted: a shared or hostile run would make
+    // resume write cache files anywhere. The default cache is used instead.
+    const { cacheDir: _untrusted, ...data } = (saved.data ?? {}) as TrainerConfig["data"];
+    return {
       preset: saved.preset,
       model: saved.model,
       quant: saved.quant,
@@ -211,7 +260,7 @@ export class Trainer {
       knobs: saved.knobs,
       device: overrides.device ?? saved.device,
       ...(overrides.threads !== undefined ? { threads: overrides.threads } : saved.threads !== undefined ? { threads: saved.threads } : {}),
-      data: saved.data,
+      data,
       eval: saved.eval,
       sampleEvery: saved.sampleEvery,
       samplePrompt: saved.samplePrompt,
@@ -221,23 +270,6 @@ export class Trainer {
       checkpointEvery: saved.checkpointEvery,
       keepCheckpoints: saved.keepCheckpoints,
     };
-    const config = resolveConfig(input);
-    const data = await loadTrainingData(config);
-    const nt = Trainer.makeNative(config, data);
-    let extra: { knobs?: Knobs } = {};
-    try {
-      extra = JSON.parse(await nt.load(checkpoint)) as { knobs?: Knobs };
-    } catch (e) {
-      nt.dispose();
-      throw e;
-    }
-    // The checkpoint's knobs win over run.json's (which holds the values at creation).
-    config.knobs = extra.knobs ? { ...extra.knobs } : nt.getKnobs();
-    const store = RunStore.open(runDir);
-    const step = nt.info().step;
-    store.event("resume", { step, checkpoint, plan: planOf(nt.info()) });
-    store.setStatus("running", step);
-    return new Trainer(config, nt, data, store);
   }
 
   private static makeNative(config: TrainerConfig, data: DataBundle): NativeTrainer {
@@ -318,7 +350,7 @@ export class Trainer {
             lastSample = await this.salad(now);
             opts.onSample?.(lastSample);
           }
-          if (every(c.eval.every, now)) await this.evaluate();
+          if (every(c.eval.every, now) || (opts.evaluateAtEnd && done >= n)) await this.evaluate();
           if (every(c.checkpointEvery, now)) await this.checkpoint();
         }
         if (summary.stopped) {
@@ -346,10 +378,19 @@ export class Trainer {
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       const last = this.store.latestCheckpoint();
-      this.flushPending();
-      this.store.event("error", { step: this.step, message: msg });
-      this.store.setStatus("failed", this.step);
-      this.store.flush();
+      // Each record of the failure is attempted on its own: with a full disk some of them fail
+      // too, and run.json must still say "failed" (it needs the least space).
+      const attempt = (f: () => void) => {
+        try {
+          f();
+        } catch {
+          // The original error is what the caller needs.
+        }
+      };
+      attempt(() => this.flushPending());
+      attempt(() => this.store.event("error", { step: this.step, message: msg }));
+      attempt(() => this.store.flush());
+      attempt(() => this.store.setStatus("failed", this.step, msg));
       throw new Error(`${msg}${last ? ` (last good checkpoint: ${last.path})` : ""}`, { cause: e });
     } finally {
       this.training = false;
@@ -391,6 +432,7 @@ export class Trainer {
   private flushPending(): void {
     if (!this.pendingRow) return;
     this.store.appendMetrics(this.pendingRow);
+    this.writtenRow = this.pendingRow;
     this.pendingRow = undefined;
   }
 
@@ -453,6 +495,10 @@ export class Trainer {
     if (primary && this.pendingRow && this.pendingRow.step === step) {
       this.pendingRow.valLoss = primary.loss;
       this.pendingRow.valBpb = primary.bpb;
+    } else if (primary && this.writtenRow && this.writtenRow.step === step) {
+      // The row of this step is on disk already (a checkpoint wrote it): add a second row for
+      // the step that carries the evaluation; readers keep the last row of each step.
+      this.store.appendMetrics({ ...this.writtenRow, time: Date.now(), valLoss: primary.loss, valBpb: primary.bpb });
     }
     this.flush();
     this.lastEval = result;
@@ -495,9 +541,12 @@ export class Trainer {
   private async checkpoint(): Promise<string> {
     const step = this.step;
     const path = this.store.checkpointPath(step);
+    // Every row up to this step (the held-back one included) is on stable storage before the
+    // checkpoint exists: a resume continues after it, so rows missing now would be lost for good.
+    this.flushPending();
+    this.store.sync();
+    // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
     await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
-    // Rows before the checkpoint reach the disk with it, so a crash never loses what a resume skips.
-    this.store.flush();
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
     this.store.setStatus("running", step);

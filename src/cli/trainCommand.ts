@@ -31,17 +31,21 @@ export interface TrainFlags {
   memoryBudget?: string;
 }
 
-function int(name: string, v: string | undefined): number | undefined {
+// Strict decimal syntax: Number() would take "" as 0 and "0x10" as 16.
+const INT_RE = /^[+-]?\d+$/;
+const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+export function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
+  if (!INT_RE.test(v.trim()) || !Number.isSafeInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
   return n;
 }
 
-function num(name: string, v: string | undefined): number | undefined {
+export function num(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
+  if (!NUM_RE.test(v.trim()) || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
   return n;
 }
 
@@ -85,22 +89,27 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   return cfg as TrainerConfigInput;
 }
 
-/** Runs n steps with a progress display, stopping cleanly on the first Ctrl-C. */
+/**
+ * Runs n steps with a progress display, stopping cleanly on the first Ctrl-C or SIGTERM (a
+ * scheduler's stop): the run ends "stopped" with a checkpoint. A second signal exits at once.
+ */
 export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
   const progress = makeProgress(steps, true);
   let interrupts = 0;
-  const onSigint = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write("\ninterrupt: stopping at the next step boundary (Ctrl-C again to abort)\n");
+      process.stderr.write(`\n${signal === "SIGINT" ? "interrupt" : signal}: stopping at the next step boundary (again to abort)\n`);
       trainer.stop();
     } else {
-      process.exit(130);
+      process.exit(signal === "SIGINT" ? 130 : 143);
     }
   };
-  process.on("SIGINT", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     return await trainer.train(steps, {
+      evaluateAtEnd: true,
       onStep: (m) => progress.update(m),
       onSample: (s) => {
         if (!json) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
@@ -108,12 +117,13 @@ export async function runTraining(trainer: Trainer, steps: number, json: boolean
     });
   } finally {
     progress.stop();
-    process.off("SIGINT", onSigint);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }
 
 export async function finish(trainer: Trainer, summary: TrainSummary, json: boolean): Promise<void> {
-  const ev = await trainer.evaluate();
+  const ev = summary.eval ?? (await trainer.evaluate());
   const primary = ev.wikitext ?? ev.validation;
   const mem = trainer.memory();
   const result = {
