@@ -1,7 +1,8 @@
 // `primal report RUN`: the standard figures of a run, written with one headless browser.
-import { mkdirSync } from "node:fs";
+import { accessSync, constants, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readRun } from "../tracking/runReader.js";
+import { refuseSymlink } from "../tracking/files.js";
 import * as plots from "../plots/index.js";
 
 const FORMATS = ["html", "svg", "png", "pdf"] as const;
@@ -12,7 +13,17 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
     if (!(FORMATS as readonly string[]).includes(f))
       throw new Error(`report: unknown format '${f}' (allowed: ${FORMATS.join(", ")})`);
   const out = resolve(outDir ?? join(runDir, "figures"));
-  mkdirSync(out, { recursive: true });
+  // Inside a run directory nothing is written through a link: a shared or copied run could
+  // otherwise point figures/ (or figures/loss.html) at any file of the user's.
+  const inRun = outDir === undefined;
+  if (inRun) refuseSymlink(out);
+  try {
+    mkdirSync(out, { recursive: true });
+    accessSync(out, constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new Error(`report: cannot write figures to ${out} (${code}${code === "EROFS" || code === "EACCES" ? ": the folder is read-only" : ""}); pass --out DIR to write them elsewhere`, { cause: e });
+  }
   const figures: [string, plots.Figure][] = [
     ["loss", plots.loss(run, { smooth: true })],
     ["ghost-scale", plots.ghostScale(run)],
@@ -25,6 +36,7 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
     for (const [name, fig] of figures)
       for (const f of formats) {
         const path = join(out, `${name}.${f}`);
+        if (inRun) refuseSymlink(path);
         if (f === "html" || !exporter) await plots.exportFigure(fig, path);
         else await exporter.export(fig, path);
         written.push(path);

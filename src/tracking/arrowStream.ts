@@ -801,3 +801,16 @@ export function readArrowStream(path: string, options: ReadArrowStreamOptions = 
   }
   return readArrowStreamBytes(bytes, { ...options, label, ...(index !== undefined ? { index } : {}) });
 }
+
+/**
+ * Checks a stream file without decoding its rows: every indexed message against its checksum,
+ * and the framing of the rest (a cut tail is fine). Throws RunStoreError naming the damage; a
+ * missing file passes.
+ */
+export function checkArrowStream(path: string): void {
+  const label = basename(path);
+  const index = readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const bytes = readRunFile(path);
+  if (bytes === null) return;
+  inspectExisting(bytes, index === undefined || index === '' ? null : index, label);
+}
