@@ -1,11 +1,26 @@
 // `primal report RUN`: the standard figures of a run, written with one headless browser.
-import { accessSync, constants, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { readRun } from "../tracking/runReader.js";
 import { refuseSymlink } from "../tracking/files.js";
 import * as plots from "../plots/index.js";
 
 const FORMATS = ["html", "svg", "png", "pdf"] as const;
+
+/** Why the nearest existing folder at or above `dir` cannot be written to (an errno code), or null. */
+function writeProblem(dir: string): string | null {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(d)) {
+      try {
+        accessSync(d, constants.W_OK);
+        return null;
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code ?? null;
+      }
+    }
+    if (dirname(d) === d) return null;
+  }
+}
 
 export async function writeReport(runDir: string, outDir: string | undefined, formats: string[]): Promise<string[]> {
   const run = readRun(resolve(runDir));
@@ -21,7 +36,9 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
     mkdirSync(out, { recursive: true });
     accessSync(out, constants.W_OK);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    // A recursive mkdir on a read-only file system reports ENOENT; ask the nearest existing
+    // folder for the real reason.
+    const code = writeProblem(out) ?? (e as NodeJS.ErrnoException).code ?? String(e);
     throw new Error(`report: cannot write figures to ${out} (${code}${code === "EROFS" || code === "EACCES" ? ": the folder is read-only" : ""}); pass --out DIR to write them elsewhere`, { cause: e });
   }
   const figures: [string, plots.Figure][] = [
