@@ -192,6 +192,7 @@ export class Trainer {
       throw new Error(`resume: '${target}' is not inside a run's checkpoints/ folder`);
     const lock = RunLock.acquire(runDir);
     let nt: NativeTrainer | undefined;
+    let store: RunStore | undefined;
     try {
       const meta = readRunMeta(runDir);
       const saved = meta.config as unknown as TrainerConfig & { backend?: string };
@@ -203,7 +204,7 @@ export class Trainer {
       const extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
       // The checkpoint's knobs win over run.json's (which holds the values at creation).
       config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : native.getKnobs();
-      const store = RunStore.open(runDir, { lock });
+      store = RunStore.open(runDir, { lock });
       const step = native.info().step;
       const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
       // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
@@ -223,7 +224,11 @@ export class Trainer {
       return new Trainer(config, native, data, store);
     } catch (e) {
       nt?.dispose();
-      lock.release();
+      try {
+        store?.close();
+      } finally {
+        lock.release();
+      }
       throw e;
     }
   }
@@ -430,10 +435,13 @@ export class Trainer {
   }
 
   private flushPending(): void {
-    if (!this.pendingRow) return;
-    this.store.appendMetrics(this.pendingRow);
-    this.writtenRow = this.pendingRow;
+    const row = this.pendingRow;
+    if (!row) return;
+    // Handed over first: if the append's flush fails the row stays buffered in the store (and is
+    // retried there), so it must not be appended a second time from here.
     this.pendingRow = undefined;
+    this.writtenRow = row;
+    this.store.appendMetrics(row);
   }
 
   /** Writes everything recorded so far to the run directory. */
@@ -640,12 +648,16 @@ export class Trainer {
   dispose(): void {
     if (this.disposed) return;
     if (this.training) throw new Error("dispose: stop() and await train() first");
-    this.flushPending();
     const status = this.store.info.status;
-    this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
-    this.store.close();
-    this.nt.dispose();
     this.disposed = true;
+    try {
+      this.flushPending();
+      this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
+      this.store.close();
+    } finally {
+      // Native memory is freed even when the run cannot be written any more (a full disk).
+      this.nt.dispose();
+    }
   }
 }
 
