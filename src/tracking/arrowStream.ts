@@ -12,6 +12,7 @@
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readFileSync, writeSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import {
+  type Builder,
   Data,
   DataType,
   Field,
@@ -22,7 +23,7 @@ import {
   Struct,
   Table,
   Type,
-  Utf8,
+  makeBuilder,
   makeData,
   tableToIPC,
 } from 'apache-arrow';
@@ -35,74 +36,38 @@ export { scanStream } from './ipcScan.js';
 export type { ScannedMessage, StreamScan } from './ipcScan.js';
 
 // ---------------------------------------------------------------------------------------------
-// Column buffers: rows accumulate in growable typed arrays until a flush turns them into Data.
+// Columns: apache-arrow builders hold the rows until a flush; the checks keep bad values out
+// before anything of a row or call is stored (a builder would store a null in any column).
 // ---------------------------------------------------------------------------------------------
 
 /** Values accepted for one column by `appendColumns`: an array per row, or one value for all. */
 export type ColumnInput = ArrayLike<number> | readonly (string | null)[] | number | string | null;
 
-type NumericArray = Int32Array | Float32Array | Float64Array;
-type NumericCtor = Int32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor;
-
-interface ColumnBuffer {
-  readonly field: Field;
-  /** Throws (before anything is stored) when `v` does not fit this column. */
-  check(v: unknown): void;
-  push(v: unknown): void;
-  /** `src` was validated by `checkMany` already. */
-  pushMany(src: ColumnInput, n: number): void;
-  checkMany(src: ColumnInput | undefined, n: number): void;
-  /** Returns the buffered rows as Data and empties the buffer. */
-  take(): Data;
-}
-
-function packValidity(valid: Uint8Array, n: number): { bitmap: Uint8Array; nulls: number } {
-  const bitmap = new Uint8Array(Math.ceil(n / 8));
-  let nulls = 0;
-  for (let i = 0; i < n; i++) {
-    if (valid[i]) bitmap[i >> 3]! |= 1 << (i & 7);
-    else nulls++;
-  }
-  return { bitmap, nulls };
-}
-
 function columnError(field: Field, what: string): TypeError {
   return new TypeError(`column "${field.name}" (${String(field.type)}): ${what}`);
 }
 
-class NumericColumn implements ColumnBuffer {
-  private values: NumericArray;
-  /** One byte per row, allocated on the first null (most columns never see one). */
-  private valid: Uint8Array | null = null;
-  private n = 0;
+class Column {
+  private readonly builder: Builder;
+  private readonly kind: 'number' | 'string';
 
-  constructor(
-    readonly field: Field,
-    private readonly Ctor: NumericCtor,
-  ) {
-    this.values = new Ctor(64);
-  }
-
-  private reserve(extra: number): void {
-    const need = this.n + extra;
-    if (need <= this.values.length) return;
-    let cap = this.values.length;
-    while (cap < need) cap *= 2;
-    const grown = new this.Ctor(cap);
-    grown.set(this.values.subarray(0, this.n));
-    this.values = grown;
-    if (this.valid) {
-      const v = new Uint8Array(cap);
-      v.set(this.valid.subarray(0, this.n));
-      this.valid = v;
+  constructor(readonly field: Field) {
+    const t = field.type as DataType;
+    const numeric =
+      (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) || (DataType.isFloat(t) && (t.precision === 1 || t.precision === 2));
+    if (!numeric && !DataType.isUtf8(t)) {
+      throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
     }
+    this.kind = numeric ? 'number' : 'string';
+    this.builder = makeBuilder({ type: t, nullValues: [null, undefined] });
   }
 
+  /** Throws (before anything is stored) when `v` does not fit this column. */
   check(v: unknown): void {
     if (v === null || v === undefined) {
       if (!this.field.nullable) throw columnError(this.field, 'value is required');
-    } else if (typeof v !== 'number') {
-      throw columnError(this.field, `expected a number, got ${typeof v}`);
+    } else if (typeof v !== this.kind) {
+      throw columnError(this.field, `expected a ${this.kind}, got ${typeof v}`);
     }
   }
 
@@ -112,136 +77,27 @@ class NumericColumn implements ColumnBuffer {
       return;
     }
     if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
-    if (!ArrayBuffer.isView(src)) for (let i = 0; i < n; i++) this.check(src[i]);
-  }
-
-  private markNull(i: number): void {
-    if (!this.valid) {
-      this.valid = new Uint8Array(this.values.length);
-      this.valid.fill(1, 0, this.n);
-    }
-    this.valid[i] = 0;
+    // Typed arrays hold numbers by construction.
+    if (!(ArrayBuffer.isView(src) && this.kind === 'number')) for (let i = 0; i < n; i++) this.check(src[i]);
   }
 
   push(v: unknown): void {
-    this.reserve(1);
-    const i = this.n++;
-    if (v === null || v === undefined) {
-      this.values[i] = 0;
-      this.markNull(i);
-    } else {
-      this.values[i] = v as number;
-      if (this.valid) this.valid[i] = 1;
-    }
+    this.builder.append(v);
   }
 
+  /** `src` was validated by `checkMany` already. */
   pushMany(src: ColumnInput, n: number): void {
-    if (src === null || typeof src === 'number' || typeof src === 'string' || !ArrayBuffer.isView(src)) {
-      if (src !== null && typeof src === 'object') {
-        for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
-      } else {
-        for (let i = 0; i < n; i++) this.push(src);
-      }
-      return;
-    }
-    this.reserve(n);
-    // Typed-array copy converts element types (e.g. Float64Array into Float32 storage).
-    this.values.set(src as ArrayLike<number>, this.n);
-    if (this.valid) this.valid.fill(1, this.n, this.n + n);
-    this.n += n;
-  }
-
-  take(): Data {
-    const n = this.n;
-    const values = this.values.slice(0, n);
-    let nullBitmap: Uint8Array | undefined;
-    let nullCount = 0;
-    if (this.valid) {
-      const p = packValidity(this.valid, n);
-      if (p.nulls > 0) {
-        nullBitmap = p.bitmap;
-        nullCount = p.nulls;
-      }
-    }
-    this.n = 0;
-    this.valid = null;
-    return makeData({ type: this.field.type as DataType, length: n, nullCount, nullBitmap, data: values } as never);
-  }
-}
-
-class Utf8Column implements ColumnBuffer {
-  private strings: (string | null)[] = [];
-  private static readonly encoder = new TextEncoder();
-
-  constructor(readonly field: Field) {}
-
-  check(v: unknown): void {
-    if (v === null || v === undefined) {
-      if (!this.field.nullable) throw columnError(this.field, 'value is required');
-    } else if (typeof v !== 'string') {
-      throw columnError(this.field, `expected a string, got ${typeof v}`);
-    }
-  }
-
-  checkMany(src: ColumnInput | undefined, n: number): void {
-    if (src === null || src === undefined || typeof src === 'string' || typeof src === 'number') {
-      this.check(src);
-      return;
-    }
-    if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
-    for (let i = 0; i < n; i++) this.check(src[i]);
-  }
-
-  push(v: unknown): void {
-    this.strings.push(v === undefined ? null : (v as string | null));
-  }
-
-  pushMany(src: ColumnInput, n: number): void {
-    if (src === null || typeof src === 'string') {
-      for (let i = 0; i < n; i++) this.push(src);
+    if (src === null || typeof src === 'number' || typeof src === 'string') {
+      for (let i = 0; i < n; i++) this.builder.append(src);
     } else {
-      for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
+      for (let i = 0; i < n; i++) this.builder.append((src as ArrayLike<unknown>)[i]);
     }
   }
 
+  /** Returns the buffered rows as Data and empties the builder. */
   take(): Data {
-    const n = this.strings.length;
-    const encoded = this.strings.map((s) => (s === null ? null : Utf8Column.encoder.encode(s)));
-    const offsets = new Int32Array(n + 1);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      total += encoded[i]?.length ?? 0;
-      offsets[i + 1] = total;
-    }
-    const data = new Uint8Array(total);
-    const valid = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const e = encoded[i];
-      if (e) {
-        data.set(e, offsets[i]!);
-        valid[i] = 1;
-      }
-    }
-    const p = packValidity(valid, n);
-    this.strings = [];
-    return makeData({
-      type: new Utf8(),
-      length: n,
-      nullCount: p.nulls,
-      nullBitmap: p.nulls > 0 ? p.bitmap : undefined,
-      valueOffsets: offsets,
-      data,
-    });
+    return this.builder.flush();
   }
-}
-
-function makeColumn(field: Field): ColumnBuffer {
-  const t = field.type as DataType;
-  if (DataType.isUtf8(t)) return new Utf8Column(field);
-  if (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) return new NumericColumn(field, Int32Array);
-  if (DataType.isFloat(t) && t.precision === 1) return new NumericColumn(field, Float32Array);
-  if (DataType.isFloat(t) && t.precision === 2) return new NumericColumn(field, Float64Array);
-  throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,8 +238,7 @@ export class ArrowAppender {
   readonly indexPath: string;
   readonly schema: Schema;
   private readonly label: string;
-  private readonly columns: ColumnBuffer[];
-  private readonly byName = new Map<string, ColumnBuffer>();
+  private readonly columns: Column[];
   private readonly flushRows: number;
   private readonly flushIntervalMs: number;
   private fd: number | null;
@@ -415,11 +270,7 @@ export class ArrowAppender {
     this.rowsOnDisk = rowsOnDisk;
     this.flushRows = Math.max(1, options.flushRows ?? 256);
     this.flushIntervalMs = Math.max(0, options.flushIntervalMs ?? 2000);
-    this.columns = schema.fields.map((f) => {
-      const c = makeColumn(f);
-      this.byName.set(f.name, c);
-      return c;
-    });
+    this.columns = schema.fields.map((f) => new Column(f));
     if (this.flushIntervalMs > 0) {
       this.timer = setInterval(() => this.onTimer(), this.flushIntervalMs);
       this.timer.unref(); // never keeps Node alive
@@ -437,7 +288,7 @@ export class ArrowAppender {
    */
   static open(path: string, schema: Schema, options: ArrowAppenderOptions = {}): ArrowAppender {
     // Validate the column types before touching the file.
-    schema.fields.forEach(makeColumn);
+    schema.fields.forEach((f) => new Column(f));
     const label = options.label ?? basename(path);
     const indexPath = `${path}${INDEX_SUFFIX}`;
     const fd = openRunFile(path, constants.O_RDWR | constants.O_CREAT);
