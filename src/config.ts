@@ -2,6 +2,7 @@
 // allowed values. This schema is where user input is validated; the core's validate() only guards
 // its invariants. Defaults follow DESIGN §4 (the knobs that learn on `small`) and equal the core's
 // in native/include/primal/trainer.h (test/engine/contracts.test.ts checks every one).
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
 import type { NativeModelConfig, NativeTrainerConfig } from "./native.js";
@@ -86,7 +87,13 @@ export const configSchema = z
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(1),
     knobs: knobsSchema.partial().default({}),
     device: z.enum(["cpu", "cuda", "auto"]).default("auto"),
-    threads: z.number().int().min(0).optional(),
+    // More threads than cores only slows a step down (a typo like 1000 ran minutes without one).
+    threads: z
+      .number()
+      .int()
+      .min(0)
+      .refine((n) => n <= availableParallelism(), { message: `at most ${availableParallelism()} (the cores of this machine; 0 = all)` })
+      .optional(),
     /**
      * Data-parallel training over the ranks of an `mpirun`/`srun` launch (docs/distributed.md):
      * "mpi" (CPU or GPU, host memory) or "nccl" (one GPU per rank, chosen by the local rank).
@@ -199,7 +206,15 @@ export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
  */
 export function savedConfigInput(saved: Record<string, unknown>): TrainerConfigInput {
   const fields = new Set(Object.keys(configSchema.shape));
-  return Object.fromEntries(Object.entries(saved).filter(([key]) => fields.has(key))) as TrainerConfigInput;
+  const input = Object.fromEntries(Object.entries(saved).filter(([key]) => fields.has(key))) as Record<string, unknown>;
+  // Nothing in a run file picks a folder to write to: a shared or hostile run.json would make a
+  // resume write caches or runs anywhere. The defaults (or the caller's overrides) apply instead.
+  delete input.home;
+  if (input.data && typeof input.data === "object") {
+    const { cacheDir: _untrusted, ...data } = input.data as Record<string, unknown>;
+    input.data = data;
+  }
+  return input as TrainerConfigInput;
 }
 
 export function nativeConfig(c: TrainerConfig, device: "cpu" | "cuda" | "auto" = c.device): NativeTrainerConfig {

@@ -3,7 +3,7 @@
 // change is an event, samples and checkpoints land in the run folder.
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import { knobsSchema, nativeConfig, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import {
@@ -21,12 +21,14 @@ import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
-import { RunStore } from "./tracking/runStore.js";
+import { RunStore, readRunMeta } from "./tracking/runStore.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
 import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
 import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
 import { exportCheckpointGGUF, type GGUFExportOptions, type GGUFExportResult } from "./export/llamaExport.js";
+import { RunLock } from "./tracking/runLock.js";
+import { chooseCheckpoint, parseCheckpointExtra, type ResumeChoice } from "./resumeCheckpoint.js";
 
 export interface StepMetrics {
   step: number;
@@ -60,6 +62,13 @@ export interface TrainOptions {
    * signal (in a notebook, the kernel's interrupt).
    */
   signal?: AbortSignal;
+  /**
+   * Evaluate at the last step, before its checkpoint, so the evaluation lands on that step's
+   * metrics row (the checkpoint writes the row to disk; a later evaluate() adds a second row).
+   */
+  evaluateAtEnd?: boolean;
+  /** Progress of the evaluations run during training (evaluateAtEnd, eval.every). */
+  onEvalProgress?: (p: EvalProgress) => void;
 }
 
 export interface EvaluateOptions {
@@ -133,6 +142,8 @@ export class Trainer {
   private lastEval: EvaluationResult | undefined;
   /** The newest metrics row is held back until the next row, so an evaluation at that step can fill valLoss. */
   private pendingRow: MetricsInput | undefined;
+  /** The newest metrics row already handed to the store (an evaluation at its step repeats it). */
+  private writtenRow: MetricsInput | undefined;
   /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
   private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
@@ -197,54 +208,83 @@ export class Trainer {
     return new Trainer(config, nt, data, store, scratchHome);
   }
 
-  /** Continues a run from its directory (latest checkpoint) or from a checkpoint file. */
+  /**
+   * Continues a run from its directory (the newest checkpoint that loads) or from a checkpoint
+   * file. Resuming from a checkpoint older than the run's newest starts a branch and needs
+   * `fork: true`: the later checkpoints are then moved to `checkpoints/abandoned-…/` (kept). The
+   * run is locked first; a resume that fails writes nothing to the run.
+   */
   static async resume(
     target: string,
-    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> = {},
+    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> & { fork?: boolean } = {},
   ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
-    let runDir: string;
-    let checkpoint: string;
-    if (statSync(path).isDirectory()) {
-      runDir = path;
-      const probe = RunStore.open(runDir);
-      const latest = probe.latestCheckpoint();
-      probe.close();
-      if (!latest) throw new Error(`resume: run '${target}' has no checkpoint yet (checkpoints/ is empty)`);
-      checkpoint = latest.path;
-    } else {
-      checkpoint = path;
-      runDir = resolve(path, "..", "..");
-    }
-    const meta = readRun(runDir).meta;
-    // The run's own config, re-validated; only the device side may change. The execution plan is
-    // re-derived on the resuming device (the budget may differ there).
-    const given = Object.entries(overrides).filter(([, v]) => v !== undefined);
-    const input: TrainerConfigInput = { ...savedConfigInput(meta.config), ...Object.fromEntries(given) };
-    const config = resolveConfig(input);
-    const data = await loadTrainingData(config);
-    const nt = Trainer.makeNative(config, data);
-    const rank = nt.info().rank;
-    let extra: { knobs?: Knobs } = {};
+    const isDir = statSync(path).isDirectory();
+    const runDir = isDir ? path : resolve(path, "..", "..");
+    if (!isDir && basename(dirname(path)) !== "checkpoints")
+      throw new Error(`resume: '${target}' is not inside a run's checkpoints/ folder`);
+    const { fork, ...machine } = overrides;
+    let lock: RunLock | undefined;
+    let nt: NativeTrainer | undefined;
+    let store: RunStore | undefined;
+    let scratchHome: string | undefined;
     try {
-      // Data parallel: rank 0 reads the checkpoint and every rank takes its state from rank 0.
-      if (rank === 0) extra = JSON.parse(await nt.load(checkpoint)) as { knobs?: Knobs };
-      if (nt.info().worldSize > 1) nt.broadcastState(0);
+      // The run's own config, re-validated; only the machine side may change. The execution plan
+      // is re-derived on the resuming device (the budget may differ there).
+      const given = Object.entries(machine).filter(([, v]) => v !== undefined);
+      const config = resolveConfig({ ...savedConfigInput(readRunMeta(runDir).config), ...Object.fromEntries(given) });
+      const data = await loadTrainingData(config);
+      const created = Trainer.makeNative(config, data);
+      nt = created;
+      const info = created.info();
+      // Data parallel: rank 0 owns the run (its lock, its checkpoints); the others take its state.
+      if (info.rank === 0) lock = RunLock.acquire(runDir);
+      let choice: ResumeChoice | undefined;
+      let extra: { knobs?: Partial<Knobs> } = {};
+      if (info.rank === 0) {
+        choice = await chooseCheckpoint(runDir, isDir ? null : path, !!fork, (p) => created.load(p));
+        extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
+      }
+      if (info.worldSize > 1) created.broadcastState(0);
+      // The checkpoint's knobs win over run.json's (which holds the values at creation).
+      config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : created.getKnobs();
+      const step = created.info().step;
+      const ranks = { worldSize: info.worldSize, distributed: info.distributed };
+      if (!choice) {
+        scratchHome = mkdtempSync(join(tmpdir(), `primal-rank${info.rank}-`));
+        store = RunStore.create({ home: scratchHome, config: structuredClone(config) as unknown as Record<string, unknown>, versions: { primal: packageVersion(), native: native().version }, device: info.device, seed: config.seed });
+        store.event("resume", { step, plan: planOf(info), ...ranks });
+      } else {
+        store = RunStore.open(runDir, { lock: lock! });
+        const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
+        // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
+        const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
+        const setAside = store.setAsideCheckpointsAfter(step, folder);
+        store.protectCheckpoint(choice.checkpoint);
+        store.event("resume", {
+          step,
+          checkpoint: choice.checkpoint,
+          plan: planOf(info),
+          ...ranks,
+          ...(setAside ? { setAside } : {}),
+          ...(fork && choice.damaged.length === 0 && setAside ? { fork: true } : {}),
+          ...(choice.damaged.length > 0 ? { skippedDamaged: choice.damaged } : {}),
+          ...(store.replacedLock ? { staleLock: store.replacedLock } : {}),
+        });
+      }
+      store.setStatus("running", step);
+      return new Trainer(config, created, data, store, scratchHome);
     } catch (e) {
-      nt.dispose();
+      nt?.dispose();
+      try {
+        store?.close();
+      } finally {
+        lock?.release();
+        if (scratchHome) rmSync(scratchHome, { recursive: true, force: true });
+      }
       throw e;
     }
-    // The checkpoint's knobs win over run.json's (which holds the values at creation).
-    config.knobs = extra.knobs ? { ...extra.knobs } : nt.getKnobs();
-    const scratchHome = rank > 0 ? mkdtempSync(join(tmpdir(), `primal-rank${rank}-`)) : undefined;
-    const store = scratchHome
-      ? RunStore.create({ home: scratchHome, config: structuredClone(config) as unknown as Record<string, unknown>, versions: { primal: packageVersion(), native: native().version }, device: nt.info().device, seed: config.seed })
-      : RunStore.open(runDir);
-    const info = nt.info();
-    store.event("resume", { step: info.step, checkpoint, plan: planOf(info), worldSize: info.worldSize, distributed: info.distributed });
-    store.setStatus("running", info.step);
-    return new Trainer(config, nt, data, store, scratchHome);
   }
 
   private static makeNative(config: TrainerConfig, data: DataBundle): NativeTrainer {
@@ -363,9 +403,16 @@ export class Trainer {
             observer?.sample?.(lastSample);
             opts.onSample?.(lastSample);
           }
-          if (every(c.eval.every, now) && !this.stopRequested) {
+          const atEnd = opts.evaluateAtEnd === true && done >= n;
+          if ((every(c.eval.every, now) || atEnd) && !this.stopRequested) {
             try {
-              await this.evaluateNow({ ...(signal ? { signal } : {}), onProgress: (p) => observer?.evaluation?.(p) });
+              await this.evaluateNow({
+                ...(signal ? { signal } : {}),
+                onProgress: (p) => {
+                  observer?.evaluation?.(p);
+                  opts.onEvalProgress?.(p);
+                },
+              });
             } catch (e) {
               if (!(e instanceof EvaluationInterrupted)) throw e;
               stopped = true;
@@ -399,10 +446,19 @@ export class Trainer {
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       const last = this.store.latestCheckpoint();
-      this.flushPending();
-      this.store.event("error", { step: this.step, message: msg });
-      this.store.setStatus("failed", this.step);
-      this.store.flush();
+      // Each record of the failure is attempted on its own: with a full disk some of them fail
+      // too, and run.json must still say "failed" (it needs the least space).
+      const attempt = (f: () => void) => {
+        try {
+          f();
+        } catch {
+          // The original error is what the caller needs.
+        }
+      };
+      attempt(() => this.flushPending());
+      attempt(() => this.store.event("error", { step: this.step, message: msg }));
+      attempt(() => this.store.flush());
+      attempt(() => this.store.setStatus("failed", this.step, msg));
       throw new Error(`${msg}${last ? ` (last good checkpoint: ${last.path})` : ""}`, { cause: e });
     } finally {
       this.training = false;
@@ -442,9 +498,13 @@ export class Trainer {
   }
 
   private flushPending(): void {
-    if (!this.pendingRow) return;
-    this.store.appendMetrics(this.pendingRow);
+    const row = this.pendingRow;
+    if (!row) return;
+    // Handed over first: if the append's flush fails the row stays buffered in the store (and is
+    // retried there), so it must not be appended a second time from here.
     this.pendingRow = undefined;
+    this.writtenRow = row;
+    this.store.appendMetrics(row);
   }
 
   /** Writes everything recorded so far to the run directory. */
@@ -568,6 +628,10 @@ export class Trainer {
     if (primary && this.pendingRow && this.pendingRow.step === step) {
       this.pendingRow.valLoss = primary.loss;
       this.pendingRow.valBpb = primary.bpb;
+    } else if (primary && this.writtenRow && this.writtenRow.step === step) {
+      // The row of this step is on disk already (a checkpoint wrote it): add a second row for
+      // the step that carries the evaluation; readers keep the last row of each step.
+      this.store.appendMetrics({ ...this.writtenRow, time: Date.now(), valLoss: primary.loss, valBpb: primary.bpb });
     }
     this.flush();
     this.lastEval = result;
@@ -611,10 +675,13 @@ export class Trainer {
   private async checkpoint(): Promise<string> {
     const step = this.step;
     const path = this.store.checkpointPath(step);
-    if (this.rank > 0) return path;  // rank 0 writes the run's checkpoints
+    if (this.rank > 0) return path; // rank 0 writes the run's checkpoints
+    // Every row up to this step (the held-back one included) is on stable storage before the
+    // checkpoint exists: a resume continues after it, so rows missing now would be lost for good.
+    this.flushPending();
+    this.store.sync();
+    // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
     await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
-    // Rows before the checkpoint reach the disk with it, so a crash never loses what a resume skips.
-    this.store.flush();
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
     this.store.setStatus("running", step);
@@ -719,13 +786,17 @@ export class Trainer {
   dispose(): void {
     if (this.disposed) return;
     if (this.training) throw new Error("dispose: stop() and await train() first");
-    this.flushPending();
     const status = this.store.info.status;
-    this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
-    this.store.close();
-    this.nt.dispose();
-    if (this.scratchHome) rmSync(this.scratchHome, { recursive: true, force: true });
     this.disposed = true;
+    try {
+      this.flushPending();
+      this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
+      this.store.close();
+    } finally {
+      // Native memory is freed even when the run cannot be written any more (a full disk).
+      this.nt.dispose();
+      if (this.scratchHome) rmSync(this.scratchHome, { recursive: true, force: true });
+    }
   }
 }
 

@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import { Trainer } from "../trainer.js";
 import { PRESET_NAMES } from "../presets.js";
 import { packageVersion } from "../paths.js";
-import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
+import { configFromFlags, finish, int, runTraining, type TrainFlags } from "./trainCommand.js";
 import { printRuns } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
 import { addExportCommand } from "./exportCommand.js";
@@ -75,14 +75,19 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--memory-budget <size>", "device memory to fit on this device, e.g. 10GiB")
     .addOption(new Option("--distributed <backend>", "data parallel (rank 0 reads the checkpoint, the others receive it)").choices(["mpi", "nccl"]))
     .option("--json", "print one final JSON line")
-    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; distributed?: "mpi" | "nccl"; json?: boolean }) => {
+    .option("--threads <n>", "CPU threads on this machine (0 = all cores)")
+    .option("--fork", "resume from a checkpoint older than the newest: start a branch (later checkpoints are moved aside)")
+    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; distributed?: "mpi" | "nccl"; json?: boolean; threads?: string; fork?: boolean }) => {
       try {
-        const steps = Number(flags.steps);
-        if (!Number.isInteger(steps) || steps < 0) throw new Error("--steps must be a non-negative integer");
+        const steps = int("steps", flags.steps)!;
+        if (steps < 0) throw new Error("--steps must be a non-negative integer");
+        const threads = int("threads", flags.threads);
         const trainer = await Trainer.resume(run, {
           ...(flags.device ? { device: flags.device } : {}),
           ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
           ...(flags.distributed ? { distributed: flags.distributed } : {}),
+          ...(threads !== undefined ? { threads } : {}),
+          ...(flags.fork ? { fork: true } : {}),
         });
         if (!flags.json && trainer.rank === 0) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
         const summary = await runTraining(trainer, steps, !!flags.json);

@@ -1,10 +1,26 @@
 // `primal report RUN`: the standard figures of a run, written with one headless browser.
-import { mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { readRun } from "../tracking/runReader.js";
+import { refuseSymlink } from "../tracking/files.js";
 import * as plots from "../plots/index.js";
 
 const FORMATS = ["html", "svg", "png", "pdf"] as const;
+
+/** Why the nearest existing folder at or above `dir` cannot be written to (an errno code), or null. */
+function writeProblem(dir: string): string | null {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(d)) {
+      try {
+        accessSync(d, constants.W_OK);
+        return null;
+      } catch (e) {
+        return (e as NodeJS.ErrnoException).code ?? null;
+      }
+    }
+    if (dirname(d) === d) return null;
+  }
+}
 
 export async function writeReport(runDir: string, outDir: string | undefined, formats: string[]): Promise<string[]> {
   const run = readRun(resolve(runDir));
@@ -12,7 +28,19 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
     if (!(FORMATS as readonly string[]).includes(f))
       throw new Error(`report: unknown format '${f}' (allowed: ${FORMATS.join(", ")})`);
   const out = resolve(outDir ?? join(runDir, "figures"));
-  mkdirSync(out, { recursive: true });
+  // Inside a run directory nothing is written through a link: a shared or copied run could
+  // otherwise point figures/ (or figures/loss.html) at any file of the user's.
+  const inRun = outDir === undefined;
+  if (inRun) refuseSymlink(out);
+  try {
+    mkdirSync(out, { recursive: true });
+    accessSync(out, constants.W_OK);
+  } catch (e) {
+    // A recursive mkdir on a read-only file system reports ENOENT; ask the nearest existing
+    // folder for the real reason.
+    const code = writeProblem(out) ?? (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new Error(`report: cannot write figures to ${out} (${code}${code === "EROFS" || code === "EACCES" ? ": the folder is read-only" : ""}); pass --out DIR to write them elsewhere`, { cause: e });
+  }
   const figures: [string, plots.Figure][] = [
     ["loss", plots.loss(run, { smooth: true })],
     ["ghost-scale", plots.ghostScale(run)],
@@ -26,6 +54,7 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
       for (const f of formats) {
         const path = join(out, `${name}.${f}`);
         // The HTML pages share one plotly.js beside them instead of 4.8 MB each.
+        if (inRun) refuseSymlink(path);
         if (f === "html" || !exporter) await plots.exportFigure(fig, path, { plotlyJs: "beside" });
         else await exporter.export(fig, path);
         written.push(path);

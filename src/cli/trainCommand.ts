@@ -34,17 +34,21 @@ export interface TrainFlags {
   ranks?: string;
 }
 
-function int(name: string, v: string | undefined): number | undefined {
+// Strict decimal syntax: Number() would take "" as 0 and "0x10" as 16.
+const INT_RE = /^[+-]?\d+$/;
+const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+export function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
+  if (!INT_RE.test(v.trim()) || !Number.isSafeInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
   return n;
 }
 
-function num(name: string, v: string | undefined): number | undefined {
+export function num(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
+  if (!NUM_RE.test(v.trim()) || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
   return n;
 }
 
@@ -93,28 +97,43 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
 }
 
 /**
- * Ctrl-C for the whole command: the first aborts the signal (training stops at the next step
- * boundary, evaluation at the next window), the second exits.
+/**
+ * Ctrl-C or SIGTERM (a scheduler's stop) for the whole command: the first aborts the signal
+ * (training stops at the next step boundary with a checkpoint and the run ends "stopped";
+ * evaluation stops at the next window), the second exits at once.
  */
 function interruptSignal(): AbortSignal {
   const ac = new AbortController();
-  process.on("SIGINT", () => {
-    if (ac.signal.aborted) process.exit(130);
-    process.stderr.write("\ninterrupt: stopping at the next step boundary or evaluation window (Ctrl-C again to abort)\n");
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (ac.signal.aborted) process.exit(signal === "SIGINT" ? 130 : 143);
+    const what = signal === "SIGINT" ? "interrupt" : signal;
+    process.stderr.write(`\n${what}: stopping at the next step boundary or evaluation window (again to abort)\n`);
     ac.abort();
-  });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   return ac.signal;
 }
 let commandSignal: AbortSignal | undefined;
 
-/** Runs n steps with a progress display, stopping cleanly on the first Ctrl-C. */
+/** Runs n steps with a progress display, then evaluates (before the last checkpoint). */
 export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
   // Data parallel: rank 0 speaks for the run; the other ranks train silently.
   const progress = makeProgress(steps, trainer.rank === 0);
   commandSignal ??= interruptSignal();
+  let evalProgress: ReturnType<typeof makeEvalProgress> | undefined;
   try {
     return await trainer.train(steps, {
       signal: commandSignal,
+      evaluateAtEnd: true,
+      onEvalProgress: (p) => {
+        if (!evalProgress) {
+          progress.stop();
+          announceEvaluation(trainer, json);
+          evalProgress = makeEvalProgress(!json && trainer.rank === 0);
+        }
+        evalProgress.update(p);
+      },
       onStep: (m) => progress.update(m),
       onSample: (s) => {
         if (!json && trainer.rank === 0) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
@@ -122,19 +141,28 @@ export async function runTraining(trainer: Trainer, steps: number, json: boolean
     });
   } finally {
     progress.stop();
+    evalProgress?.stop();
   }
 }
 
-/** The final evaluation, with progress on stderr; null when Ctrl-C cancelled it. */
-async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited<ReturnType<Trainer["evaluate"]>> | null> {
+function announceEvaluation(trainer: Trainer, json: boolean): void {
+  if (json || trainer.rank > 0) return;
   const cap = trainer.config.eval.maxTokens;
-  if (!json)
-    process.stderr.write(
-      cap > 0
-        ? `evaluating on the first ${cap.toLocaleString("en-US")} tokens of each split (--eval-tokens 0 for all)\n`
-        : "evaluating on the whole of each split\n",
-    );
-  const progress = makeEvalProgress(!json);
+  process.stderr.write(
+    cap > 0
+      ? `evaluating on the first ${cap.toLocaleString("en-US")} tokens of each split (--eval-tokens 0 for all)\n`
+      : "evaluating on the whole of each split\n",
+  );
+}
+
+/** The final evaluation when training did not make it (e.g. 0 steps); null when Ctrl-C cancelled it. */
+async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited<ReturnType<Trainer["evaluate"]>> | null> {
+  if (commandSignal?.aborted) {
+    if (!json) process.stderr.write("evaluation interrupted: no validation metrics\n");
+    return null;
+  }
+  announceEvaluation(trainer, json);
+  const progress = makeEvalProgress(!json && trainer.rank === 0);
   try {
     return await trainer.evaluate({ ...(commandSignal ? { signal: commandSignal } : {}), onProgress: (p) => progress.update(p) });
   } catch (e) {
@@ -147,7 +175,7 @@ async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited
 }
 
 export async function finish(trainer: Trainer, summary: TrainSummary, json: boolean): Promise<void> {
-  const ev = (await finalEvaluation(trainer, json)) ?? { step: trainer.step };
+  const ev = summary.eval ?? (await finalEvaluation(trainer, json)) ?? { step: trainer.step };
   const primary = ev.wikitext ?? ev.validation;
   const mem = trainer.memory();
   const result = {

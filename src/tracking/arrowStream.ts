@@ -9,9 +9,10 @@
  * write, so a process killed at any moment leaves at most one partial message at the tail; the
  * reader ignores it and the appender cuts it off when the file is reopened.
  */
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { basename } from 'node:path';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readFileSync, writeSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import {
+  type Builder,
   Data,
   DataType,
   Field,
@@ -22,85 +23,51 @@ import {
   Struct,
   Table,
   Type,
-  Utf8,
+  makeBuilder,
   makeData,
   tableToIPC,
 } from 'apache-arrow';
 import { RunStoreError, describeError } from './errors.js';
-import { scanStream } from './ipcScan.js';
+import { openRunFile, readRunFile } from './files.js';
+import { scanStream, type StreamScan } from './ipcScan.js';
+import { INDEX_SUFFIX, formatIndexLine, messageCrc, parseIndex, verifyIndexed, type IndexEntry } from './streamIndex.js';
 
 export { scanStream } from './ipcScan.js';
 export type { ScannedMessage, StreamScan } from './ipcScan.js';
 
 // ---------------------------------------------------------------------------------------------
-// Column buffers: rows accumulate in growable typed arrays until a flush turns them into Data.
+// Columns: apache-arrow builders hold the rows until a flush; the checks keep bad values out
+// before anything of a row or call is stored (a builder would store a null in any column).
 // ---------------------------------------------------------------------------------------------
 
 /** Values accepted for one column by `appendColumns`: an array per row, or one value for all. */
 export type ColumnInput = ArrayLike<number> | readonly (string | null)[] | number | string | null;
 
-type NumericArray = Int32Array | Float32Array | Float64Array;
-type NumericCtor = Int32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor;
-
-interface ColumnBuffer {
-  readonly field: Field;
-  /** Throws (before anything is stored) when `v` does not fit this column. */
-  check(v: unknown): void;
-  push(v: unknown): void;
-  /** `src` was validated by `checkMany` already. */
-  pushMany(src: ColumnInput, n: number): void;
-  checkMany(src: ColumnInput | undefined, n: number): void;
-  /** Returns the buffered rows as Data and empties the buffer. */
-  take(): Data;
-}
-
-function packValidity(valid: Uint8Array, n: number): { bitmap: Uint8Array; nulls: number } {
-  const bitmap = new Uint8Array(Math.ceil(n / 8));
-  let nulls = 0;
-  for (let i = 0; i < n; i++) {
-    if (valid[i]) bitmap[i >> 3]! |= 1 << (i & 7);
-    else nulls++;
-  }
-  return { bitmap, nulls };
-}
-
 function columnError(field: Field, what: string): TypeError {
   return new TypeError(`column "${field.name}" (${String(field.type)}): ${what}`);
 }
 
-class NumericColumn implements ColumnBuffer {
-  private values: NumericArray;
-  /** One byte per row, allocated on the first null (most columns never see one). */
-  private valid: Uint8Array | null = null;
-  private n = 0;
+class Column {
+  private readonly builder: Builder;
+  private readonly kind: 'number' | 'string';
 
-  constructor(
-    readonly field: Field,
-    private readonly Ctor: NumericCtor,
-  ) {
-    this.values = new Ctor(64);
-  }
-
-  private reserve(extra: number): void {
-    const need = this.n + extra;
-    if (need <= this.values.length) return;
-    let cap = this.values.length;
-    while (cap < need) cap *= 2;
-    const grown = new this.Ctor(cap);
-    grown.set(this.values.subarray(0, this.n));
-    this.values = grown;
-    if (this.valid) {
-      const v = new Uint8Array(cap);
-      v.set(this.valid.subarray(0, this.n));
-      this.valid = v;
+  constructor(readonly field: Field) {
+    const t = field.type as DataType;
+    const numeric =
+      (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) || (DataType.isFloat(t) && (t.precision === 1 || t.precision === 2));
+    if (!numeric && !DataType.isUtf8(t)) {
+      throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
     }
+    this.kind = numeric ? 'number' : 'string';
+    this.builder = makeBuilder({ type: t, nullValues: [null, undefined] });
   }
 
+  /** Throws (before anything is stored) when `v` does not fit this column. */
   check(v: unknown): void {
     if (v === null || v === undefined) {
       if (!this.field.nullable) throw columnError(this.field, 'value is required');
-    } else if (typeof v !== 'number') {
-      throw columnError(this.field, `expected a number, got ${typeof v}`);
+    } else if (typeof v !== this.kind) {
+      throw columnError(this.field, `expected a ${this.kind}, got ${typeof v}`);
     }
   }
 
@@ -110,136 +77,27 @@ class NumericColumn implements ColumnBuffer {
       return;
     }
     if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
-    if (!ArrayBuffer.isView(src)) for (let i = 0; i < n; i++) this.check(src[i]);
-  }
-
-  private markNull(i: number): void {
-    if (!this.valid) {
-      this.valid = new Uint8Array(this.values.length);
-      this.valid.fill(1, 0, this.n);
-    }
-    this.valid[i] = 0;
+    // Typed arrays hold numbers by construction.
+    if (!(ArrayBuffer.isView(src) && this.kind === 'number')) for (let i = 0; i < n; i++) this.check(src[i]);
   }
 
   push(v: unknown): void {
-    this.reserve(1);
-    const i = this.n++;
-    if (v === null || v === undefined) {
-      this.values[i] = 0;
-      this.markNull(i);
-    } else {
-      this.values[i] = v as number;
-      if (this.valid) this.valid[i] = 1;
-    }
+    this.builder.append(v);
   }
 
+  /** `src` was validated by `checkMany` already. */
   pushMany(src: ColumnInput, n: number): void {
-    if (src === null || typeof src === 'number' || typeof src === 'string' || !ArrayBuffer.isView(src)) {
-      if (src !== null && typeof src === 'object') {
-        for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
-      } else {
-        for (let i = 0; i < n; i++) this.push(src);
-      }
-      return;
-    }
-    this.reserve(n);
-    // Typed-array copy converts element types (e.g. Float64Array into Float32 storage).
-    this.values.set(src as ArrayLike<number>, this.n);
-    if (this.valid) this.valid.fill(1, this.n, this.n + n);
-    this.n += n;
-  }
-
-  take(): Data {
-    const n = this.n;
-    const values = this.values.slice(0, n);
-    let nullBitmap: Uint8Array | undefined;
-    let nullCount = 0;
-    if (this.valid) {
-      const p = packValidity(this.valid, n);
-      if (p.nulls > 0) {
-        nullBitmap = p.bitmap;
-        nullCount = p.nulls;
-      }
-    }
-    this.n = 0;
-    this.valid = null;
-    return makeData({ type: this.field.type as DataType, length: n, nullCount, nullBitmap, data: values } as never);
-  }
-}
-
-class Utf8Column implements ColumnBuffer {
-  private strings: (string | null)[] = [];
-  private static readonly encoder = new TextEncoder();
-
-  constructor(readonly field: Field) {}
-
-  check(v: unknown): void {
-    if (v === null || v === undefined) {
-      if (!this.field.nullable) throw columnError(this.field, 'value is required');
-    } else if (typeof v !== 'string') {
-      throw columnError(this.field, `expected a string, got ${typeof v}`);
-    }
-  }
-
-  checkMany(src: ColumnInput | undefined, n: number): void {
-    if (src === null || src === undefined || typeof src === 'string' || typeof src === 'number') {
-      this.check(src);
-      return;
-    }
-    if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
-    for (let i = 0; i < n; i++) this.check(src[i]);
-  }
-
-  push(v: unknown): void {
-    this.strings.push(v === undefined ? null : (v as string | null));
-  }
-
-  pushMany(src: ColumnInput, n: number): void {
-    if (src === null || typeof src === 'string') {
-      for (let i = 0; i < n; i++) this.push(src);
+    if (src === null || typeof src === 'number' || typeof src === 'string') {
+      for (let i = 0; i < n; i++) this.builder.append(src);
     } else {
-      for (let i = 0; i < n; i++) this.push((src as ArrayLike<unknown>)[i]);
+      for (let i = 0; i < n; i++) this.builder.append((src as ArrayLike<unknown>)[i]);
     }
   }
 
+  /** Returns the buffered rows as Data and empties the builder. */
   take(): Data {
-    const n = this.strings.length;
-    const encoded = this.strings.map((s) => (s === null ? null : Utf8Column.encoder.encode(s)));
-    const offsets = new Int32Array(n + 1);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      total += encoded[i]?.length ?? 0;
-      offsets[i + 1] = total;
-    }
-    const data = new Uint8Array(total);
-    const valid = new Uint8Array(n);
-    for (let i = 0; i < n; i++) {
-      const e = encoded[i];
-      if (e) {
-        data.set(e, offsets[i]!);
-        valid[i] = 1;
-      }
-    }
-    const p = packValidity(valid, n);
-    this.strings = [];
-    return makeData({
-      type: new Utf8(),
-      length: n,
-      nullCount: p.nulls,
-      nullBitmap: p.nulls > 0 ? p.bitmap : undefined,
-      valueOffsets: offsets,
-      data,
-    });
+    return this.builder.flush();
   }
-}
-
-function makeColumn(field: Field): ColumnBuffer {
-  const t = field.type as DataType;
-  if (DataType.isUtf8(t)) return new Utf8Column(field);
-  if (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) return new NumericColumn(field, Int32Array);
-  if (DataType.isFloat(t) && t.precision === 1) return new NumericColumn(field, Float32Array);
-  if (DataType.isFloat(t) && t.precision === 2) return new NumericColumn(field, Float64Array);
-  throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,6 +155,8 @@ export interface ArrowAppenderOptions {
 }
 
 const liveAppenders = new Set<ArrowAppender>();
+/** Stream files this process has appended to (absolute paths): see ReadArrowStreamOptions.trusted. */
+const writtenHere = new Set<string>();
 let exitHookInstalled = false;
 
 /** On a normal process exit, write rows that were appended but not yet flushed. */
@@ -322,40 +182,95 @@ function writeFully(fd: number, bytes: Uint8Array, position: number): void {
   }
 }
 
+/** An encoded record-batch message waiting to be written (kept until it is on disk). */
+interface QueuedMessage {
+  bytes: Uint8Array;
+  rows: number;
+}
+
+/** Reads a stream file and its index and decides where valid data ends. */
+interface ExistingStream {
+  scan: StreamScan;
+  /** Index entries to keep (verified), plus entries for complete messages the index lacked. */
+  entries: IndexEntry[];
+  /** Whether the index file must be rewritten from `entries` (missing, or lines to add/cut). */
+  rewriteIndex: boolean;
+}
+
+function inspectExisting(bytes: Uint8Array, indexText: string | null, label: string): ExistingStream {
+  let entries: IndexEntry[] = [];
+  let indexedEnd = 0;
+  let rewriteIndex = indexText === null;
+  if (indexText !== null) {
+    const parsed = parseIndex(indexText, label);
+    entries = parsed.entries;
+    if (parsed.validEnd !== Buffer.byteLength(indexText)) rewriteIndex = true;
+    indexedEnd = verifyIndexed(bytes, entries, label);
+  }
+  const scan = scanStream(bytes, label);
+  if (scan.validEnd < indexedEnd) {
+    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
+      file: label,
+      offset: scan.validEnd,
+    });
+  }
+  // Complete messages after the indexed part: the writer died between a message and its index
+  // line (or the file predates the index). They parsed, so they are kept and indexed.
+  for (const m of scan.messages) {
+    if (m.start < indexedEnd) continue;
+    entries.push({ offset: m.start, length: m.end - m.start, rows: m.rows, crc: messageCrc(bytes.subarray(m.start, m.end)) });
+    rewriteIndex = true;
+  }
+  return { scan, entries, rewriteIndex };
+}
+
 /**
- * Appends rows of a fixed schema to an Arrow IPC stream file. Not safe for two writers on the
- * same file at once (one run is written by one trainer process).
+ * Appends rows of a fixed schema to an Arrow IPC stream file and its sidecar index. One writer per
+ * file (the run lock guarantees it for run directories).
+ *
+ * A write never leaves a damaged file behind: rows are encoded into a message that stays queued
+ * until the message and its index line are both on disk; if either write fails (disk full, I/O
+ * error) both files are truncated back to their last good length, the rows stay queued for the
+ * next flush, and the error is thrown.
  */
 export class ArrowAppender {
   readonly path: string;
+  readonly indexPath: string;
   readonly schema: Schema;
   private readonly label: string;
-  private readonly columns: ColumnBuffer[];
-  private readonly byName = new Map<string, ColumnBuffer>();
+  private readonly columns: Column[];
   private readonly flushRows: number;
   private readonly flushIntervalMs: number;
   private fd: number | null;
+  private indexFd: number;
   private position: number;
+  private indexPosition: number;
   private pending = 0;
+  private readonly queue: QueuedMessage[] = [];
   private lastFlushAt = Date.now();
   private timer: ReturnType<typeof setInterval> | null = null;
   private deferredError: unknown = undefined;
   private rowsOnDisk: number;
 
-  private constructor(path: string, schema: Schema, fd: number, position: number, rowsOnDisk: number, options: ArrowAppenderOptions) {
+  private constructor(
+    path: string,
+    schema: Schema,
+    fds: { fd: number; indexFd: number; position: number; indexPosition: number },
+    rowsOnDisk: number,
+    options: ArrowAppenderOptions,
+  ) {
     this.path = path;
+    this.indexPath = `${path}${INDEX_SUFFIX}`;
     this.schema = schema;
     this.label = options.label ?? basename(path);
-    this.fd = fd;
-    this.position = position;
+    this.fd = fds.fd;
+    this.indexFd = fds.indexFd;
+    this.position = fds.position;
+    this.indexPosition = fds.indexPosition;
     this.rowsOnDisk = rowsOnDisk;
     this.flushRows = Math.max(1, options.flushRows ?? 256);
     this.flushIntervalMs = Math.max(0, options.flushIntervalMs ?? 2000);
-    this.columns = schema.fields.map((f) => {
-      const c = makeColumn(f);
-      this.byName.set(f.name, c);
-      return c;
-    });
+    this.columns = schema.fields.map((f) => new Column(f));
     if (this.flushIntervalMs > 0) {
       this.timer = setInterval(() => this.onTimer(), this.flushIntervalMs);
       this.timer.unref(); // never keeps Node alive
@@ -367,24 +282,31 @@ export class ArrowAppender {
   /**
    * Opens `path` for appending: creates it with a schema message, or continues an existing
    * stream of the same schema after cutting off a partly written last message or an EOS marker.
-   * Throws RunStoreError when the existing file is corrupt or has a different schema.
+   * Throws RunStoreError when the existing file is damaged (a message that does not match its
+   * checksum in the index, or bytes that cannot be a stream) or has a different schema; such a
+   * file is left untouched.
    */
   static open(path: string, schema: Schema, options: ArrowAppenderOptions = {}): ArrowAppender {
     // Validate the column types before touching the file.
-    schema.fields.forEach(makeColumn);
+    schema.fields.forEach((f) => new Column(f));
     const label = options.label ?? basename(path);
-    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const indexPath = `${path}${INDEX_SUFFIX}`;
+    const fd = openRunFile(path, constants.O_RDWR | constants.O_CREAT);
+    let indexFd: number | null = null;
     try {
+      indexFd = openRunFile(indexPath, constants.O_RDWR | constants.O_CREAT);
       const size = fstatSync(fd).size;
+      const indexSize = fstatSync(indexFd).size;
       let position = 0;
       let rows = 0;
-      let needsSchema = size === 0;
+      let entries: IndexEntry[] = [];
+      let rewriteIndex = true;
       if (size > 0) {
-        const scan = scanStream(readFileSync(fd), label);
-        if (scan.schema === null) {
-          // Only a partial schema message: the writer died while creating the file.
-          needsSchema = true;
-        } else {
+        // An empty index next to a non-empty stream: the stream predates the index (or the
+        // writer died before the first index line); its complete messages get indexed now.
+        const existing = inspectExisting(readFileSync(fd), indexSize > 0 ? readFileSync(indexFd, 'utf8') : null, label);
+        const scan = existing.scan;
+        if (scan.schema !== null) {
           if (!sameSchema(scan.schema, schema)) {
             throw new RunStoreError(
               `${label} has a different schema: file has [${describeSchema(scan.schema)}], expected [${describeSchema(schema)}]`,
@@ -393,25 +315,38 @@ export class ArrowAppender {
           }
           position = scan.validEnd;
           rows = scan.messages.reduce((s, m) => s + (m.type === MessageHeader.RecordBatch ? m.rows : 0), 0);
+          entries = existing.entries;
+          rewriteIndex = existing.rewriteIndex;
         }
+        // else: only a partial schema message (the writer died while creating the file): start over.
       }
-      if (needsSchema) position = 0;
       if (size > position) ftruncateSync(fd, position);
-      if (needsSchema) {
+      if (position === 0) {
         const msg = encodeSchemaMessage(schema);
         writeFully(fd, msg, 0);
         position = msg.length;
+        entries = [{ offset: 0, length: msg.length, rows: 0, crc: messageCrc(msg) }];
+        rewriteIndex = true;
       }
-      return new ArrowAppender(path, schema, fd, position, rows, options);
+      let indexPosition = indexSize;
+      if (rewriteIndex) {
+        const text = entries.map(formatIndexLine).join('');
+        ftruncateSync(indexFd, 0);
+        writeFully(indexFd, Buffer.from(text), 0);
+        indexPosition = Buffer.byteLength(text);
+      }
+      writtenHere.add(resolve(path));
+      return new ArrowAppender(path, schema, { fd, indexFd, position, indexPosition }, rows, options);
     } catch (e) {
       closeSync(fd);
+      if (indexFd !== null) closeSync(indexFd);
       throw e;
     }
   }
 
-  /** Rows appended but not yet written. */
+  /** Rows appended but not yet written (including rows of a flush that failed). */
   get bufferedRows(): number {
-    return this.pending;
+    return this.pending + this.queue.reduce((s, q) => s + q.rows, 0);
   }
 
   /** Rows in complete record batches on disk (including those found when the file was opened). */
@@ -433,7 +368,7 @@ export class ArrowAppender {
   }
 
   private onTimer(): void {
-    if (this.pending === 0 || this.fd === null) return;
+    if (this.bufferedRows === 0 || this.fd === null) return;
     try {
       this.flush();
     } catch (e) {
@@ -470,23 +405,68 @@ export class ArrowAppender {
     this.maybeFlush();
   }
 
-  /** Writes the buffered rows as one record batch (one write call). Returns the rows written. */
+  /** Writes one queued message and its index line, or restores both files and throws. */
+  private writeMessage(q: QueuedMessage): void {
+    const fd = this.fd!;
+    const line = Buffer.from(formatIndexLine({ offset: this.position, length: q.bytes.length, rows: q.rows, crc: messageCrc(q.bytes) }));
+    try {
+      writeFully(fd, q.bytes, this.position);
+      writeFully(this.indexFd, line, this.indexPosition);
+    } catch (e) {
+      // Cut both files back to their last good length so the stream never holds a partial or
+      // stale message; if even that fails the reader still treats the tail as a cut write.
+      try {
+        ftruncateSync(fd, this.position);
+        ftruncateSync(this.indexFd, this.indexPosition);
+      } catch {
+        // Reported below through the original error.
+      }
+      const rows = this.bufferedRows;
+      throw new RunStoreError(
+        `cannot write ${q.rows} rows to ${this.label}: ${describeError(e)}; the file was cut back to its last complete message and ${rows} rows stay buffered (retried on the next flush)`,
+        { file: this.label, offset: this.position, cause: e },
+      );
+    }
+    this.position += q.bytes.length;
+    this.indexPosition += line.length;
+    this.rowsOnDisk += q.rows;
+  }
+
+  /**
+   * Writes the buffered rows as one record batch (plus any batch a failed flush left queued).
+   * Returns the rows written. On failure the rows stay buffered and RunStoreError is thrown.
+   */
   flush(): number {
     this.ensureOpen();
     this.lastFlushAt = Date.now();
     const n = this.pending;
-    if (n === 0) return 0;
-    const children = this.columns.map((c) => c.take());
-    this.pending = 0;
-    const data = makeData({ type: new Struct(this.schema.fields), length: n, nullCount: 0, children });
-    const bytes = encodeBatchMessages(new RecordBatch(this.schema, data));
-    writeFully(this.fd!, bytes, this.position);
-    this.position += bytes.length;
-    this.rowsOnDisk += n;
-    return n;
+    if (n > 0) {
+      const children = this.columns.map((c) => c.take());
+      this.pending = 0;
+      const data = makeData({ type: new Struct(this.schema.fields), length: n, nullCount: 0, children });
+      this.queue.push({ bytes: encodeBatchMessages(new RecordBatch(this.schema, data)), rows: n });
+    }
+    let written = 0;
+    while (this.queue.length > 0) {
+      const q = this.queue[0]!;
+      this.writeMessage(q);
+      this.queue.shift();
+      written += q.rows;
+    }
+    return written;
   }
 
-  /** Flushes, writes the end-of-stream marker and closes the file. Idempotent. */
+  /** Flushes, then forces the stream and its index to stable storage (fsync). */
+  sync(): void {
+    this.flush();
+    fsyncSync(this.fd!);
+    fsyncSync(this.indexFd);
+  }
+
+  /**
+   * Flushes, writes the end-of-stream marker and closes the file. Idempotent. If the final flush
+   * fails the files are still closed (holding only complete messages) and the error is thrown.
+   */
   close(): void {
     if (this.fd === null) return;
     if (this.timer) clearInterval(this.timer);
@@ -494,12 +474,19 @@ export class ArrowAppender {
     liveAppenders.delete(this);
     const fd = this.fd;
     try {
+      this.deferredError = undefined;
       this.flush();
       const eos = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
-      writeFully(fd, eos, this.position);
+      try {
+        writeFully(fd, eos, this.position);
+      } catch {
+        // The marker is optional for every reader; never leave half of it behind.
+        ftruncateSync(fd, this.position);
+      }
     } finally {
       this.fd = null;
       closeSync(fd);
+      closeSync(this.indexFd);
     }
   }
 }
@@ -582,6 +569,17 @@ export interface ReadArrowStreamOptions {
   schema?: Schema;
   /** Name used in error messages (default: the file's base name). */
   label?: string;
+  /**
+   * Text of the sidecar index (`<file>.index`). When given, every indexed message must match its
+   * checksum: damage in the middle is refused with RunStoreError, only bytes after the indexed
+   * part may be a cut tail. readArrowStream reads it from beside the file.
+   */
+  index?: string;
+  /**
+   * The indexed messages were written by this process (readArrowStream knows): once they match
+   * their checksums their flatbuffers are apache-arrow's own output and are not verified again.
+   */
+  trusted?: boolean;
 }
 
 /**
@@ -594,7 +592,17 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
   // A private, 8-byte aligned copy: typed-array views over the body need aligned offsets.
   const buf = new Uint8Array(bytes.length);
   buf.set(bytes);
-  const scan = scanStream(buf, label);
+  let indexedEnd = 0;
+  if (options.index !== undefined && options.index !== '') {
+    indexedEnd = verifyIndexed(buf, parseIndex(options.index, label).entries, label);
+  }
+  const scan = scanStream(buf, label, options.trusted ? { trustedEnd: indexedEnd } : {});
+  if (scan.validEnd < indexedEnd) {
+    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
+      file: label,
+      offset: scan.validEnd,
+    });
+  }
   if (scan.schema === null) {
     if (options.schema) return new Table(options.schema);
     throw new RunStoreError(`${label} has no complete schema message`, { file: label, offset: 0 });
@@ -642,12 +650,27 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
  */
 export function readArrowStream(path: string, options: ReadArrowStreamOptions = {}): Table {
   const label = options.label ?? basename(path);
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && options.schema) return new Table(options.schema);
-    throw new RunStoreError(`cannot read ${label}: ${describeError(e)}`, { file: label, cause: e });
+  // An index line is written after its message, so the index is read first: then it never
+  // covers bytes that a concurrent writer appended after we read the stream.
+  const index = options.index ?? readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const bytes = readRunFile(path);
+  if (bytes === null) {
+    if (options.schema) return new Table(options.schema);
+    throw new RunStoreError(`cannot read ${label}: it does not exist`, { file: label });
   }
-  return readArrowStreamBytes(bytes, { ...options, label });
+  const trusted = writtenHere.has(resolve(path));
+  return readArrowStreamBytes(bytes, { ...options, label, trusted, ...(index !== undefined ? { index } : {}) });
+}
+
+/**
+ * Checks a stream file without decoding its rows: every indexed message against its checksum,
+ * and the framing of the rest (a cut tail is fine). Throws RunStoreError naming the damage; a
+ * missing file passes.
+ */
+export function checkArrowStream(path: string): void {
+  const label = basename(path);
+  const index = readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const bytes = readRunFile(path);
+  if (bytes === null) return;
+  inspectExisting(bytes, index === undefined || index === '' ? null : index, label);
 }

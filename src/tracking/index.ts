@@ -29,6 +29,8 @@ export {
 } from './schemas.js';
 export { LAYER_STATS, STORED_LAYER_STATS, type LayerStatName, type StoredLayerStat } from './layerStats.js';
 export { RUN_FILES, listCheckpoints, type CheckpointInfo } from './files.js';
+export { LOCK_FILE, RunLock, type LockOwner } from './runLock.js';
+export { INDEX_SUFFIX } from './streamIndex.js';
 export {
   RunStore,
   readRunMeta,

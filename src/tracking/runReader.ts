@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Float64, Int32, Table, Utf8, vectorFromArray, type Vector } from 'apache-arrow';
-import { readArrowStream } from './arrowStream.js';
+import { checkArrowStream, readArrowStream } from './arrowStream.js';
 import { RunStoreError, describeError } from './errors.js';
 import { RUN_FILES, listCheckpoints, readJsonl, type CheckpointInfo } from './files.js';
 import { readRunMeta, resolveHome, type RunMeta, type RunStatus } from './runStore.js';
@@ -182,6 +182,9 @@ export function listRuns(home?: string): RunSummary[] {
       lastLoss: null,
       bestValLoss: null,
     };
+    // Every stream is checked (checksums and framing), so a damaged one is flagged here rather
+    // than found by the next resume or report.
+    const problems: string[] = [];
     try {
       const m = summarizeMetrics(readArrowStream(join(dir, RUN_FILES.metrics), { schema: metricsSchema }));
       summary.lastLoss = m.finalTrainLoss;
@@ -189,8 +192,15 @@ export function listRuns(home?: string): RunSummary[] {
       if (m.lastStep !== null && m.lastStep > summary.step) summary.step = m.lastStep;
     } catch (e) {
       if (!(e instanceof RunStoreError)) throw e;
-      summary.error = e.message;
+      problems.push(e.message);
     }
+    try {
+      checkArrowStream(join(dir, RUN_FILES.layers));
+    } catch (e) {
+      if (!(e instanceof RunStoreError)) throw e;
+      problems.push(e.message);
+    }
+    if (problems.length > 0) summary.error = problems.join('; ');
     out.push(summary);
   }
   return out.sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));

@@ -3,11 +3,12 @@
  * The trainer owns one RunStore per run; notebooks and the CLI read runs with runReader.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { ArrowAppender, type ArrowAppenderOptions } from './arrowStream.js';
 import { RunStoreError, describeError } from './errors.js';
-import { RUN_FILES, listCheckpoints, writeJsonAtomic, type CheckpointInfo } from './files.js';
+import { RUN_FILES, fsyncDir, listCheckpoints, openRunFile, readRunFile, refuseSymlink, writeJsonAtomic, type CheckpointInfo } from './files.js';
+import { RunLock } from './runLock.js';
 import { appendLayerColumns, appendMetricsRow, layersSchema, metricsSchema, type LayerColumns, type MetricsInput } from './schemas.js';
 
 export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
@@ -34,6 +35,8 @@ export interface RunMeta {
   status: RunStatus;
   /** Last step recorded by setStatus (the metrics stream may be ahead while running). */
   step: number;
+  /** Why the run failed (with status "failed"). */
+  error?: string;
 }
 
 /** Known event kinds; other strings are allowed too. */
@@ -65,6 +68,8 @@ export interface CreateRunOptions {
 
 export interface OpenRunOptions {
   arrow?: Pick<ArrowAppenderOptions, 'flushRows' | 'flushIntervalMs'>;
+  /** The run's lock, when the caller took it already (Trainer.resume locks before it loads). */
+  lock?: RunLock;
 }
 
 /** Resolves the runs home: explicit option, else $PRIMAL_HOME, else ./runs. */
@@ -93,17 +98,28 @@ function runSlug(name: string | undefined, config: Record<string, unknown>): str
   return slug(parts.join('-') || 'run');
 }
 
+/** Checks the fields every reader relies on, so a hand-edited or damaged run.json is named as such. */
+function metaProblem(m: Record<string, unknown>): string | null {
+  if (typeof m['id'] !== 'string') return 'no "id"';
+  if (m['config'] === null || typeof m['config'] !== 'object' || Array.isArray(m['config'])) return '"config" is not an object';
+  if (typeof m['createdAt'] !== 'string') return '"createdAt" is not a string';
+  if (!STATUSES.includes(m['status'] as RunStatus)) return `"status" is not one of ${STATUSES.join(', ')}`;
+  if (typeof m['step'] !== 'number' || !Number.isSafeInteger(m['step']) || (m['step'] as number) < 0) return '"step" is not a non-negative integer';
+  return null;
+}
+
 function readMeta(dir: string): RunMeta {
   const path = join(dir, RUN_FILES.meta);
   let meta: unknown;
   try {
-    meta = JSON.parse(readFileSync(path, 'utf8'));
+    const bytes = readRunFile(path);
+    if (bytes === null) throw new Error('no such file');
+    meta = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw new RunStoreError(`cannot read ${RUN_FILES.meta} in ${dir}: ${describeError(e)}`, { file: path, cause: e });
   }
-  if (meta === null || typeof meta !== 'object' || typeof (meta as RunMeta).id !== 'string') {
-    throw new RunStoreError(`${RUN_FILES.meta} in ${dir} is not a run description (no "id")`, { file: path });
-  }
+  const problem = meta === null || typeof meta !== 'object' || Array.isArray(meta) ? 'not a JSON object' : metaProblem(meta as Record<string, unknown>);
+  if (problem) throw new RunStoreError(`${RUN_FILES.meta} in ${dir} is not a valid run description: ${problem}`, { file: path });
   return meta as RunMeta;
 }
 
@@ -114,8 +130,13 @@ export { readMeta as readRunMeta };
  * complete JSON that only lacks its newline, terminated).
  */
 function repairJsonlTail(path: string): void {
-  if (!existsSync(path)) return;
-  const fd = openSync(path, 'r+');
+  let fd: number;
+  try {
+    fd = openRunFile(path, constants.O_RDWR);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
   try {
     const size = fstatSync(fd).size;
     if (size === 0) return;
@@ -130,10 +151,37 @@ function repairJsonlTail(path: string): void {
     } catch {
       complete = false;
     }
-    if (complete) appendFileSync(path, '\n');
+    if (complete) writeSync(fd, '\n', size);
     else ftruncateSync(fd, Buffer.byteLength(text.slice(0, cut), 'utf8'));
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Appends whole lines to a JSONL file; a failed write is cut back so no partial line remains. */
+class LineAppender {
+  private readonly fd: number;
+  constructor(readonly path: string) {
+    this.fd = openRunFile(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
+  }
+  append(line: string): void {
+    const before = fstatSync(this.fd).size;
+    try {
+      writeSync(this.fd, line);
+    } catch (e) {
+      try {
+        ftruncateSync(this.fd, before);
+      } catch {
+        // The reader drops an unterminated last line anyway.
+      }
+      throw new RunStoreError(`cannot write to ${basename(this.path)}: ${describeError(e)}`, { file: this.path, cause: e });
+    }
+  }
+  sync(): void {
+    fsyncSync(this.fd);
+  }
+  close(): void {
+    closeSync(this.fd);
   }
 }
 
@@ -142,19 +190,32 @@ export class RunStore {
   private meta: RunMeta;
   private readonly metrics: ArrowAppender;
   private readonly layers: ArrowAppender;
+  private readonly events: LineAppender;
+  private readonly samples: LineAppender;
+  private readonly lock: RunLock;
+  /** Checkpoints pruning must keep (the one the run was resumed from). */
+  private readonly protectedCheckpoints = new Set<string>();
   private lastStep: number;
   private closed = false;
 
-  private constructor(dir: string, meta: RunMeta, arrow: OpenRunOptions['arrow']) {
+  private constructor(dir: string, meta: RunMeta, arrow: OpenRunOptions['arrow'], lock: RunLock) {
     this.dir = dir;
     this.meta = meta;
     this.lastStep = meta.step;
+    this.lock = lock;
     const opts = { ...arrow };
-    this.metrics = ArrowAppender.open(join(dir, RUN_FILES.metrics), metricsSchema, opts);
+    const opened: { close(): void }[] = [];
     try {
+      this.metrics = ArrowAppender.open(join(dir, RUN_FILES.metrics), metricsSchema, opts);
+      opened.push(this.metrics);
       this.layers = ArrowAppender.open(join(dir, RUN_FILES.layers), layersSchema, opts);
+      opened.push(this.layers);
+      this.events = new LineAppender(join(dir, RUN_FILES.events));
+      opened.push(this.events);
+      this.samples = new LineAppender(join(dir, RUN_FILES.samples));
     } catch (e) {
-      this.metrics.close();
+      for (const o of opened) o.close();
+      lock.release();
       throw e;
     }
   }
@@ -179,6 +240,7 @@ export class RunStore {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 64) throw e;
       }
     }
+    const lock = RunLock.acquire(dir);
     mkdirSync(join(dir, RUN_FILES.checkpoints));
     const meta: RunMeta = {
       id,
@@ -191,10 +253,13 @@ export class RunStore {
       status: 'running',
       step: 0,
     };
-    writeJsonAtomic(join(dir, RUN_FILES.meta), meta);
-    appendFileSync(join(dir, RUN_FILES.events), '');
-    appendFileSync(join(dir, RUN_FILES.samples), '');
-    return new RunStore(dir, meta, options.arrow);
+    try {
+      writeJsonAtomic(join(dir, RUN_FILES.meta), meta);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+    return new RunStore(dir, meta, options.arrow, lock);
   }
 
   /**
@@ -203,11 +268,24 @@ export class RunStore {
    */
   static open(dir: string, options: OpenRunOptions = {}): RunStore {
     const abs = resolve(dir);
-    const meta = readMeta(abs);
-    repairJsonlTail(join(abs, RUN_FILES.events));
-    repairJsonlTail(join(abs, RUN_FILES.samples));
-    mkdirSync(join(abs, RUN_FILES.checkpoints), { recursive: true });
-    return new RunStore(abs, meta, options.arrow);
+    // Lock first: repairing tails of a run someone else is writing would damage it.
+    const lock = options.lock ?? RunLock.acquire(abs);
+    try {
+      const meta = readMeta(abs);
+      repairJsonlTail(join(abs, RUN_FILES.events));
+      repairJsonlTail(join(abs, RUN_FILES.samples));
+      refuseSymlink(join(abs, RUN_FILES.checkpoints));
+      mkdirSync(join(abs, RUN_FILES.checkpoints), { recursive: true });
+      return new RunStore(abs, meta, options.arrow, lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  /** Set when this store took over the stale lock of a writer that died. */
+  get replacedLock(): RunLock['replaced'] {
+    return this.lock.replaced;
   }
 
   get id(): string {
@@ -257,7 +335,7 @@ export class RunStore {
       kind,
       ...rest,
     };
-    appendFileSync(join(this.dir, RUN_FILES.events), `${JSON.stringify(line)}\n`);
+    this.events.append(`${JSON.stringify(line)}\n`);
   }
 
   /** Appends one generated sample to samples.jsonl. */
@@ -272,13 +350,14 @@ export class RunStore {
       topK: rec.topK,
       seed: rec.seed,
     };
-    appendFileSync(join(this.dir, RUN_FILES.samples), `${JSON.stringify(line)}\n`);
+    this.samples.append(`${JSON.stringify(line)}\n`);
   }
 
-  /** Updates status and step in run.json (atomic rewrite). */
-  setStatus(status: RunStatus, step: number = this.lastStep): void {
+  /** Updates status and step in run.json (atomic rewrite); `error` says why a run failed. */
+  setStatus(status: RunStatus, step: number = this.lastStep, error?: string): void {
     if (!STATUSES.includes(status)) throw new TypeError(`unknown run status "${String(status)}"`);
-    this.meta = { ...this.meta, status, step };
+    const { error: _old, ...rest } = this.meta;
+    this.meta = { ...rest, status, step, ...(status === 'failed' && error !== undefined ? { error } : {}) };
     this.seeStep(step);
     writeJsonAtomic(join(this.dir, RUN_FILES.meta), this.meta);
   }
@@ -287,8 +366,11 @@ export class RunStore {
   checkpointPath(step: number): string {
     if (!Number.isSafeInteger(step) || step < 0) throw new TypeError(`invalid checkpoint step ${step}`);
     const dir = join(this.dir, RUN_FILES.checkpoints);
+    refuseSymlink(dir);
     mkdirSync(dir, { recursive: true });
-    return join(dir, `step-${step}.safetensors`);
+    const path = join(dir, `step-${step}.safetensors`);
+    refuseSymlink(path);
+    return path;
   }
 
   /** Checkpoints on disk, ascending by step. */
@@ -301,30 +383,78 @@ export class RunStore {
     return all.length > 0 ? all[all.length - 1]! : null;
   }
 
-  /** Deletes all but the newest `keep` checkpoints (by step); returns the deleted paths. */
+  /** Pruning never deletes this checkpoint (the one a run was resumed from). */
+  protectCheckpoint(path: string): void {
+    this.protectedCheckpoints.add(resolve(path));
+  }
+
+  /**
+   * Deletes all but the newest `keep` checkpoints (by step), never a protected one; returns the
+   * deleted paths.
+   */
   pruneCheckpoints(keep: number): string[] {
     if (!Number.isSafeInteger(keep) || keep < 0) throw new TypeError(`invalid keep count ${keep}`);
     const all = listCheckpoints(this.dir);
-    const doomed = all.slice(0, Math.max(0, all.length - keep));
+    const doomed = all.slice(0, Math.max(0, all.length - keep)).filter((c) => !this.protectedCheckpoints.has(resolve(c.path)));
     for (const c of doomed) rmSync(c.path, { force: true });
     return doomed.map((c) => c.path);
   }
 
-  /** Writes buffered metrics and layer rows now. */
-  flush(): void {
-    this.ensureOpen();
-    this.metrics.flush();
-    this.layers.flush();
+  /**
+   * Moves checkpoints after `step` into `checkpoints/<folder>/` (kept, not deleted), so a run
+   * resumed from an older checkpoint starts a branch that later resumes cannot jump past.
+   * Returns the folder, or null when there was nothing to move.
+   */
+  setAsideCheckpointsAfter(step: number, folder: string): string | null {
+    const later = listCheckpoints(this.dir).filter((c) => c.step > step);
+    if (later.length === 0) return null;
+    const aside = join(this.dir, RUN_FILES.checkpoints, folder);
+    mkdirSync(aside, { recursive: true });
+    for (const c of later) renameSync(c.path, join(aside, basename(c.path)));
+    fsyncDir(join(this.dir, RUN_FILES.checkpoints));
+    return aside;
   }
 
-  /** Flushes and closes both streams (writing their EOS markers). Idempotent. */
+  /**
+   * Writes buffered metrics and layer rows now. Both streams are attempted; the first error is
+   * thrown (its rows stay buffered, see ArrowAppender.flush).
+   */
+  flush(): void {
+    this.ensureOpen();
+    let first: unknown;
+    for (const a of [this.metrics, this.layers]) {
+      try {
+        a.flush();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  /** Flushes and forces every stream of the run to stable storage (before a checkpoint exists). */
+  sync(): void {
+    this.ensureOpen();
+    this.metrics.sync();
+    this.layers.sync();
+    this.events.sync();
+    this.samples.sync();
+  }
+
+  /** Flushes and closes all files (writing the streams' EOS markers) and frees the lock. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.metrics.close();
+      try {
+        this.metrics.close();
+      } finally {
+        this.layers.close();
+      }
     } finally {
-      this.layers.close();
+      this.events.close();
+      this.samples.close();
+      this.lock.release();
     }
   }
 }

@@ -1,7 +1,7 @@
 // Broken checkpoints through the JS API: truncated files, bad headers, wrong dtypes and shapes,
 // checkpoints of another model, foreign safetensors. Every load rejects with a message that says
 // what is wrong, and the trainer that attempted it keeps its state and trains on unchanged.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -56,9 +56,23 @@ function snapshot() {
   };
 }
 
-/** Both ways in: a new trainer via Trainer.resume, and load() into the live victim. */
+let mirrors = 0;
+/**
+ * A copy of the victim's run holding only `bytes` as its checkpoint step-10: the victim itself is
+ * locked by its live trainer (one writer per run), so Trainer.resume goes through the copy.
+ */
+function mirrorRun(bytes: Buffer): string {
+  const dir = join(home, `mirror-${mirrors++}`);
+  mkdirSync(join(dir, "checkpoints"), { recursive: true });
+  copyFileSync(join(t.runDir, "run.json"), join(dir, "run.json"));
+  const ckpt = join(dir, "checkpoints", "step-10.safetensors");
+  writeFileSync(ckpt, bytes);
+  return ckpt;
+}
+
+/** Both ways in: a new trainer via Trainer.resume (on a copy of the run), and load() into the live victim. */
 async function expectRejected(path: string, pattern: RegExp) {
-  await expect(Trainer.resume(path)).rejects.toThrow(pattern);
+  await expect(Trainer.resume(mirrorRun(readFileSync(path)))).rejects.toThrow(pattern);
   await expect(t.native.load(path)).rejects.toThrow(pattern);
 }
 
@@ -150,18 +164,33 @@ describe("checkpoint errors", () => {
     await expect(t.native.load(join(home, "nope.safetensors"))).rejects.toThrow(/cannot be opened/);
   });
 
-  it("a run whose newest checkpoint is corrupt is refused without touching the run", async () => {
+  it("a run whose newest checkpoint is corrupt resumes from the newest one that loads", async () => {
     const r = await Trainer.create(tinyConfig(home, { name: "corrupt-latest", seed: 11 }) as never);
     await r.train(10);
     const dir = r.runDir;
     r.dispose();
-    const meta = readFileSync(join(dir, "run.json"), "utf8");
-    const events = readFileSync(join(dir, "events.jsonl"), "utf8");
-    copyFileSync(join(dir, "checkpoints", "step-10.safetensors"), join(dir, "checkpoints", "step-99.safetensors"));
     writeFileSync(join(dir, "checkpoints", "step-99.safetensors"), goodBytes.subarray(0, 5000));
-    await expect(Trainer.resume(dir)).rejects.toThrow(/step-99\.safetensors.*truncated/);
-    expect(readFileSync(join(dir, "run.json"), "utf8")).toBe(meta);
-    expect(readFileSync(join(dir, "events.jsonl"), "utf8")).toBe(events);
+    const again = await Trainer.resume(dir);
+    expect(again.step).toBe(10);
+    again.dispose();
+    // The damaged one is kept, moved aside, so a later resume cannot pick it again.
+    const aside = readdirSync(join(dir, "checkpoints")).filter((n) => n.startsWith("damaged-"));
+    expect(aside).toHaveLength(1);
+    expect(readdirSync(join(dir, "checkpoints", aside[0]!))).toEqual(["step-99.safetensors"]);
+    const resume = readFileSync(join(dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.kind === "resume");
+    expect(resume.skippedDamaged[0].error).toMatch(/step-99\.safetensors.*truncated/);
+  });
+
+  it("a run none of whose checkpoints loads is refused without touching the run", async () => {
+    const r = await Trainer.create(tinyConfig(home, { name: "corrupt-all", seed: 11 }) as never);
+    await r.train(10);
+    const dir = r.runDir;
+    r.dispose();
+    writeFileSync(join(dir, "checkpoints", "step-10.safetensors"), goodBytes.subarray(0, 5000));
+    const before = Object.fromEntries(readdirSync(dir).filter((n) => n !== "checkpoints").map((n) => [n, readFileSync(join(dir, n))]));
+    await expect(Trainer.resume(dir)).rejects.toThrow(/step-10\.safetensors.*truncated/);
+    const after = Object.fromEntries(readdirSync(dir).filter((n) => n !== "checkpoints").map((n) => [n, readFileSync(join(dir, n))]));
+    expect(after).toEqual(before);
   });
 
   it("the trainer that saw all of these is unchanged and trains like a clean resume", async () => {
@@ -170,7 +199,7 @@ describe("checkpoint errors", () => {
     await expect(t.native.load(otherModel)).rejects.toThrow(/different model/);
     expect(snapshot()).toEqual(before);
     expect(before.step).toBe(10);
-    const clean = await Trainer.resume(good);
+    const clean = await Trainer.resume(mirrorRun(goodBytes));
     const a: number[] = [];
     const b: number[] = [];
     await t.train(3, { onStep: (m) => a.push(m.loss) });

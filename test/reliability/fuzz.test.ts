@@ -1,7 +1,7 @@
 // Fuzzing the two readers that take bytes from disk: the native checkpoint loader and the run
 // store's Arrow readers. Every call must resolve or reject/throw a proper error in bounded time,
 // never crash or hang the process; afterwards the trainer still trains exactly as before.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -201,7 +201,12 @@ describe("fuzz: native checkpoint loader", () => {
 
     // Back to the good checkpoint: trains exactly like a clean resume of it.
     await t.native.load(good);
-    const clean = await Trainer.resume(good);
+    // Through a copy of the run: the original is locked by its live trainer `t` (one writer per run).
+    const copy = join(home, "fuzz-copy");
+    mkdirSync(join(copy, "checkpoints"), { recursive: true });
+    copyFileSync(join(t.runDir, "run.json"), join(copy, "run.json"));
+    copyFileSync(good, join(copy, "checkpoints", "step-10.safetensors"));
+    const clean = await Trainer.resume(join(copy, "checkpoints", "step-10.safetensors"));
     const a: number[] = [];
     const b: number[] = [];
     await t.train(3, { onStep: (m) => a.push(m.loss) });

@@ -77,7 +77,17 @@ describe('RunStore.create', () => {
     const store = track(RunStore.create(options(home)));
     expect(store.id).toMatch(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-poltergeist-small-[0-9a-f]{4}$/);
     expect(store.dir).toBe(join(home, store.id));
-    expect(readdirSync(store.dir).sort()).toEqual(['checkpoints', 'events.jsonl', 'layers.arrows', 'metrics.arrows', 'run.json', 'samples.jsonl']);
+    expect(readdirSync(store.dir).sort()).toEqual([
+      'checkpoints',
+      'events.jsonl',
+      'layers.arrows',
+      'layers.arrows.index',
+      'lock',
+      'metrics.arrows',
+      'metrics.arrows.index',
+      'run.json',
+      'samples.jsonl',
+    ]);
     const meta = JSON.parse(readFileSync(join(store.dir, 'run.json'), 'utf8'));
     expect(meta).toMatchObject({
       id: store.id,
@@ -296,7 +306,7 @@ describe('listRuns and compareRuns', () => {
     writeFileSync(join(runs[1]!.dir, 'metrics.arrows'), 'garbage!');
     const damaged = listRuns(home).find((r) => r.id === runs[1]!.id)!;
     expect(damaged.status).toBe('finished');
-    expect(damaged.error).toMatch(/metrics\.arrows is corrupt at byte 0/);
+    expect(damaged.error).toMatch(/metrics\.arrows is damaged: it has 8 bytes but its index lists message 0/);
   });
 
   it('compares runs on the config fields that differ', () => {

@@ -67,7 +67,10 @@ describe("Trainer", () => {
     await t.train(5, { onStep: (m) => ref.push(m.loss) });
     const runDir = t.runDir;
     const hist = t.history();
-    expect(hist.numRows).toBe(45);
+    // 45 steps, plus a second row for step 20: its row was written before the step-20 checkpoint,
+    // so the evaluation after it adds a row carrying valLoss (readers keep the last per step).
+    expect(hist.numRows).toBe(46);
+    expect(hist.getChild("valLoss")!.get(20)).toBeCloseTo(ev.wikitext!.loss, 5);
     t.dispose();
 
     const events = readFileSync(join(runDir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -81,8 +84,9 @@ describe("Trainer", () => {
     const samples = readFileSync(join(runDir, "samples.jsonl"), "utf8").trim().split("\n");
     expect(samples.length).toBeGreaterThanOrEqual(4);
 
-    // Resume from the checkpoint at step 40 and replay the last 5 steps.
-    const r = await Trainer.resume(join(runDir, "checkpoints", "step-40.safetensors"));
+    // Resume from the checkpoint at step 40 and replay the last 5 steps: step-45 exists, so this
+    // is a branch and needs fork (step-45 is moved aside, not deleted).
+    const r = await Trainer.resume(join(runDir, "checkpoints", "step-40.safetensors"), { fork: true });
     expect(r.step).toBe(40);
     expect(r.knobs().bridge).toBeCloseTo(0.8, 6);
     const again: number[] = [];

@@ -2,6 +2,7 @@
 // (tensor dtype/shape/offsets plus "__metadata__" strings), then the raw tensor bytes.
 // load() parses and validates the entire file before it changes any trainer state, so a
 // truncated or foreign file leaves the running trainer intact.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,11 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <unistd.h>
+#endif
 
 #include "json.h"
 #include "primal/error.h"
@@ -66,6 +72,87 @@ std::vector<char> asBytes(const std::vector<T>& v) {
   return b;
 }
 
+// CRC-32 (the zlib/PNG polynomial, so `zlib.crc32` in Python or Node gives the same value) over
+// the tensor data: a flipped bit anywhere in a checkpoint is found when it is loaded.
+uint32_t crc32Update(uint32_t crc, const char* p, size_t n) {
+  static uint32_t table[256];
+  static bool ready = [] {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    return true;
+  }();
+  (void)ready;
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ static_cast<unsigned char>(p[i])) & 0xFF] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string hex8(uint32_t v) {
+  char b[9];
+  std::snprintf(b, sizeof b, "%08x", v);
+  return b;
+}
+
+// Writes `parts` to `path` durably: a temporary name, fsync, rename over the target, fsync of the
+// folder, so a crash leaves the old file or the complete new one and the rename survives it.
+void writeDurably(const std::string& path, const std::vector<std::pair<const char*, size_t>>& parts) {
+  const std::string tmp = path + ".tmp";
+#ifndef _WIN32
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
+  if (fd < 0) throw Error("save: cannot open '" + tmp + "' for writing: " + std::strerror(errno));
+  auto failed = [&](const char* what) {
+    const std::string reason = std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw Error(std::string("save: ") + what + " '" + tmp + "' failed: " + reason);
+  };
+  for (auto& part : parts) {
+    size_t done = 0;
+    while (done < part.second) {
+      ssize_t w = ::write(fd, part.first + done, part.second - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) failed("writing");
+      done += static_cast<size_t>(w);
+    }
+  }
+  if (::fsync(fd) != 0) failed("fsync of");
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error("save: closing '" + tmp + "' failed (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error("save: cannot rename '" + tmp + "' to '" + path + "'");
+  }
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  int dfd = ::open(dir.c_str(), O_RDONLY);
+  if (dfd >= 0) {
+    ::fsync(dfd);  // best effort: some file systems refuse fsync on a folder
+    ::close(dfd);
+  }
+#else
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error("save: cannot open '" + tmp + "' for writing");
+    for (auto& part : parts) f.write(part.first, static_cast<std::streamsize>(part.second));
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      throw Error("save: writing '" + tmp + "' failed (disk full?)");
+    }
+  }
+  std::remove(path.c_str());
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error("save: cannot rename '" + tmp + "' to '" + path + "'");
+  }
+#endif
+}
+
 size_t dtypeSize(const std::string& d) {
   if (d == "F32" || d == "I32") return 4;
   if (d == "I8" || d == "U8") return 1;
@@ -115,6 +202,8 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
   ts.push_back({"ghost.scale_v", "F32", {nl}, asBytes(sv)});
   ts.push_back({"ghost.gamma0", "F32", {nl}, asBytes(g0)});
 
+  uint32_t crc = 0;
+  for (auto& t : ts) crc = crc32Update(crc, t.bytes.data(), t.bytes.size());
   std::ostringstream h;
   h << "{\"__metadata__\":{\"format\":" << json::quote(kFormat)
     << ",\"config\":" << json::quote(configJson(cfg_)) << ",\"knobs\":" << json::quote(knobsJson(cfg_.knobs))
@@ -122,7 +211,7 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
     << ",\"tokens\":" << json::quote(json::number(tokens_))
     << ",\"seed\":" << json::quote(std::to_string(cfg_.seed))
     << ",\"rng\":" << json::quote("philox4x32-10; counters derive from (seed, step): position = step")
-    << ",\"primal.extra\":" << json::quote(extraMeta) << "}";
+    << ",\"primal.extra\":" << json::quote(extraMeta) << ",\"dataCrc32\":" << json::quote(hex8(crc)) << "}";
   size_t off = 0;
   for (auto& t : ts) {
     h << "," << json::quote(t.name) << ":{\"dtype\":\"" << t.dtype << "\",\"shape\":" << shapeJson(t.shape)
@@ -132,27 +221,12 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
   h << "}";
   std::string header = h.str();
   while (header.size() % 8) header += ' ';
-  // Write to a temporary file and rename, so an interrupted save never replaces a good file.
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("save: cannot open '" + tmp + "' for writing");
-    uint64_t hl = header.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hl >> (8 * i));
-    f.write(reinterpret_cast<const char*>(len), 8);
-    f.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (auto& t : ts) f.write(t.bytes.data(), static_cast<std::streamsize>(t.bytes.size()));
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw Error("save: writing '" + tmp + "' failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("save: cannot rename '" + tmp + "' to '" + path + "'");
-  }
+  uint64_t hl = header.size();
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(static_cast<unsigned char>(hl >> (8 * i)));
+  std::vector<std::pair<const char*, size_t>> parts{{len, 8}, {header.data(), header.size()}};
+  for (auto& t : ts) parts.push_back({t.bytes.data(), t.bytes.size()});
+  writeDurably(path, parts);
 }
 
 std::string Trainer::load(const std::string& path, bool otherActBits) {
@@ -166,7 +240,15 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   f.read(reinterpret_cast<char*>(len), 8);
   uint64_t hl = 0;
   for (int i = 0; i < 8; ++i) hl |= static_cast<uint64_t>(len[i]) << (8 * i);
-  if (hl == 0 || hl > 100u * 1024 * 1024 || hl > fileSize - 8)
+  // A header lists this model's tensors and a little metadata; anything much larger is not ours
+  // and is refused before it is parsed (parsing costs many times its size in memory).
+  const Model& mm = *m_;
+  const uint64_t tensorCount = 3 * mm.params.size() + 2 * mm.lin.size() + 4;
+  const uint64_t maxHeader = 1024 * 1024 + 1024 * tensorCount;
+  if (hl > maxHeader && hl <= fileSize - 8)
+    throw Error(what + " has a " + std::to_string(hl) + "-byte header; a checkpoint of this model has at most " +
+                std::to_string(maxHeader) + " (not a primal checkpoint, or damaged)");
+  if (hl == 0 || hl > fileSize - 8)
     throw Error(what + " has a bad header length (" + std::to_string(hl) + " bytes for a file of " +
                 std::to_string(fileSize) + "): not a safetensors file, or truncated");
   std::string header(hl, '\0');
@@ -296,7 +378,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
     if (errno == ERANGE || x > max) throw Error(what + ": metadata '" + field + "' is out of range: " + v);
     return static_cast<uint64_t>(x);
   };
-  const long step = static_cast<long>(parseU64("step", 2147483647ull));
+  // Bounded well below INT_MAX: the optimizer counts step + 1 and schedules add to it.
+  const long step = static_cast<long>(parseU64("step", 1000000000ull));
   const unsigned long long seed = parseU64("seed", ~0ull);
   char* end = nullptr;
   const std::string& tokS = metaStr("tokens");
@@ -304,6 +387,26 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   if (end == tokS.c_str() || *end != '\0' || !std::isfinite(tokens) || tokens < 0)
     throw Error(what + ": metadata 'tokens' must be a non-negative number, got '" + tokS + "'");
   std::string extra = meta.has("primal.extra") ? meta.at("primal.extra").str : "{}";
+  // Checksum over all tensor data, in file order (checkpoints written before it existed have none).
+  if (meta.has("dataCrc32")) {
+    std::vector<std::pair<uint64_t, const std::vector<char>*>> spans;
+    for (auto& kv : h.obj) {
+      if (kv.first == "__metadata__" || !data.count(kv.first)) continue;
+      spans.push_back({static_cast<uint64_t>(kv.second.at("data_offsets").arr[0].num), &data[kv.first]});
+    }
+    std::sort(spans.begin(), spans.end());
+    uint32_t crc = 0;
+    uint64_t expectedAt = 0;
+    bool contiguous = true;
+    for (auto& sp : spans) {
+      contiguous = contiguous && sp.first == expectedAt;
+      expectedAt = sp.first + sp.second->size();
+      crc = crc32Update(crc, sp.second->data(), sp.second->size());
+    }
+    if (!contiguous || expectedAt != dataLen || hex8(crc) != metaStr("dataCrc32"))
+      throw Error(what + " is damaged: its tensor data does not match the checksum in its header (dataCrc32 " +
+                  metaStr("dataCrc32") + ", data has " + hex8(crc) + ")");
+  }
 
   // Everything validated: now replace the state.
   for (auto& p : m.params) {
