@@ -233,7 +233,8 @@ export class Trainer {
       // The run's own config, re-validated; only the machine side may change. The execution plan
       // is re-derived on the resuming device (the budget may differ there).
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
-      const config = resolveConfig({ ...savedConfigInput(readRunMeta(runDir).config), ...Object.fromEntries(given) });
+      // The run's home is where the run is, whatever run.json says.
+      const config = resolveConfig({ ...savedConfigInput(readRunMeta(runDir).config), home: dirname(runDir), ...Object.fromEntries(given) });
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
       nt = created;

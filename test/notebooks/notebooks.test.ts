@@ -145,9 +145,9 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     return nb;
   }
 
-  it("has the five notebooks, all on the primal kernelspec", () => {
+  it("has the six notebooks, all on the primal kernelspec", () => {
     const names = readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb")).sort();
-    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb", "05-export.ipynb"]);
+    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb", "05-export.ipynb", "06-results.ipynb"]);
     for (const n of names) {
       const nb = JSON.parse(readFileSync(join(NOTEBOOKS, n), "utf8")) as Notebook;
       expect(nb.metadata.kernelspec?.name).toBe("primal");
@@ -290,6 +290,18 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     const diff = Number(/Δ log p.*\| ([\d.e+-]+) \|$/m.exec(md[2] ?? "")?.[1]);
     expect(diff).toBeLessThan(0.1);
   }, 600_000);
+
+  it("06-results: draws the ablation figures from the committed result files", async () => {
+    const nb = await execute("06-results");
+    expectClean(nb);
+    const bars = figure(nb, "Ablation (tiny)");
+    expect(bars.data[0]?.x).toEqual(["default", "frozen", "bridgeOff", "ste", "fp"]);
+    const y = bars.data[0]?.y as number[];
+    // The committed results: flips beat frozen codes by far more than the seed spread.
+    expect(y[1]! - y[0]!).toBeGreaterThan(0.2);
+    for (const knob of ["flipRate", "voteKeep", "scaleLr", "pMax"]) expect(figure(nb, `${knob} sweep (tiny)`).data).toHaveLength(2);
+    expect(arrowTables(nb).length).toBeGreaterThanOrEqual(1);
+  }, 300_000);
 
   it.skipIf(!findChromium())("renders executed notebooks as HTML with working plots in headless Chromium", async () => {
     for (const n of ["01-quickstart", "03-bridge-tweak"]) {

@@ -26,7 +26,8 @@ beforeAll(() => {
       tsc,
       join(repo, 'src', 'tracking', 'index.ts'),
       '--outDir', dist,
-      '--rootDir', join(repo, 'src', 'tracking'),
+      // The whole src/ tree as root: tracking's readers import the display helpers beside it.
+      '--rootDir', join(repo, 'src'),
       '--module', 'NodeNext',
       '--moduleResolution', 'NodeNext',
       '--target', 'ES2022',
@@ -57,7 +58,7 @@ interface ChildResult {
 function runChild(home: string, mode: 'loop' | 'exit', killAfterFlushes = 0): Promise<ChildResult> {
   return new Promise((resolvePromise, reject) => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, [fixture, dist, home, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [fixture, join(dist, 'tracking'), home, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     let partial = '';
     let stderr = '';
