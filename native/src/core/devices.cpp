@@ -1,6 +1,7 @@
 // Backend selection: "cpu", "cuda", or "auto" (CUDA when built and a GPU is present).
 #include "primal/backend.h"
 #include "primal/error.h"
+#include "primal/op_profile.h"
 #include "primal/trainer.h"
 
 #ifdef PRIMAL_HAVE_CUDA
@@ -42,10 +43,12 @@ std::unique_ptr<Backend> makeCudaBackend(int deviceIndex) {
 #endif
 }
 
+// Wrapped in the op profiler when PRIMAL_PROFILE / PRIMAL_CUDA_PROFILE ask for it (op_profile.h).
 std::unique_ptr<Backend> makeBackend(const std::string& name, int threads) {
-  if (name == "cpu") return makeCpuBackend(threads);
-  if (name == "cuda") return makeCudaBackend(0);
-  if (name == "auto") return cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads);
+  if (name == "cpu") return maybeProfile(makeCpuBackend(threads));
+  if (name == "cuda") return maybeProfile(makeCudaBackend(0));
+  if (name == "auto")
+    return maybeProfile(cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads));
   throw Error("device: unknown device '" + name + "' (allowed: cpu, cuda, auto)");
 }
 
