@@ -40,10 +40,12 @@ describe("device check staging", () => {
     expect(r.status, r.stderr).toBe(0);
     const res = JSON.parse(readFileSync(join(out, "result.json"), "utf8")) as Result;
     expect(res.gpu).toBe(false);
-    expect(res.order).toEqual(["env", "build", "gates", "throughput", "profile", "probes", "stack", "peers"]);
+    expect(res.order).toEqual(["env", "build", "gates", "throughput", "profile", "probes", "stack", "peers", "seed"]);
     expect(res.stages.env!.status).toBe("ok");
     expect(res.stages.env!.data).toHaveProperty("nproc");
-    for (const s of res.order.slice(1)) expect(res.stages[s]!.status).toBe("skipped: no GPU");
+    for (const s of res.order.slice(1, -1)) expect(res.stages[s]!.status).toBe("skipped: no GPU");
+    // The seed experiment runs only when STAGES names it.
+    expect(res.stages.seed!.status).toBe("skipped: not selected");
     expect(existsSync(join(out, "summary.txt"))).toBe(true);
     expect(existsSync(join(out, "logs.tar.gz"))).toBe(true);
     expect(r.stdout).toContain("peers: skipped: no GPU");

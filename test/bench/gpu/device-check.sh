@@ -5,7 +5,9 @@
 #   -> throughput (ghost-0.1b rows, one bench process) -> profile (per-op, PRIMAL_CUDA_PROFILE=1)
 #   -> probes (cuBLASLt TF32/BF16/INT8/FP8 at the ghost shapes, torch SDPA flash, bandwidth)
 #   -> stack (Node + the addon with CUDA + the TypeScript GPU checks, when .gpu-pack travelled)
-#   -> peers (PyTorch eager, then torch.compile while time is left).
+#   -> peers (PyTorch eager, then torch.compile while time is left)
+#   -> seed (only when selected: the ghost-0.1b seed experiment, ghost-seed.mjs; results in
+#      $OUT/results/).
 # Each stage merges into $OUT/result.json as it ends; a timeout keeps everything before it.
 # Without a GPU (or NO_GPU=1) the GPU stages record "skipped: no GPU" and the script still exits 0
 # with a valid result.json. Files back in $OUT (the tool returns at most 8): result.json,
@@ -20,10 +22,11 @@ export OUT ROOT HERE
 export RESULT="$OUT/result.json"
 export WORK=${WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/primal-device-check.XXXXXX")}
 export MERGE_PY="$HERE/merge_result.py"
-export BUILD=${BUILD_DIR:-$WORK/build}
+# Inside the tree (git-ignored build/): a second command on a warm machine reuses it.
+export BUILD=${BUILD_DIR:-$ROOT/build/gpu-check}
 export DEADLINE_S=${DEADLINE_S:-480}
 export END=$(( $(date +%s) + DEADLINE_S ))
-export STAGES=${STAGES:-all}
+export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,stack,peers}
 export STEPS=${STEPS:-20} BATCH=${BATCH:-8}
 export PACK=${PACK_DIR:-$ROOT/.gpu-pack}
 : > "$WORK/summary.txt"
@@ -203,14 +206,40 @@ stage_peers() {
   return $rc
 }
 
+# The seed experiment (issue: reproduce the seed on ghost-0.1b): Node and the addon from the pack,
+# then poltergeist, ste and fp, each under RUN_S (default: a third of what the stage has left
+# after setup and evaluation, at most 150 s).
+stage_seed() {
+  if [ ! -d "$PACK" ] || [ ! -d "$PACK/cache" ]; then
+    echo "skipped: no .gpu-pack with token caches (PRIMAL_WIKITEXT_DIR=... pack-node.sh)" > "$STAGE_DIR/status"
+    return 0
+  fi
+  SETUP_ONLY=1 bash "$HERE/stack-check.sh" || { echo "stack setup failed"; return 1; }
+  export PATH="$ROOT/build/gpu-node/bin:$PATH"
+  local d; d=$(cublas_dir); [ -n "$d" ] && export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}"
+  local left run
+  left=$(stage_left)
+  run=$(( (left - 100) / 3 ))
+  [ "$run" -gt 150 ] && run=150
+  export RUN_S=${RUN_S:-$run}
+  add_merge --set "runS=$RUN_S"
+  mkdir -p "$OUT/results"
+  ( cd "$ROOT" && PRIMAL_CACHE_DIR="$PACK/cache" PRIMAL_WIKITEXT_DIR="$PACK/wikitext-2" RESULTS="$OUT/results" \
+      timeout -k 5 "$(stage_left)" node "$HERE/ghost-seed.mjs" ) > "$STAGE_DIR/seed.jsonl" 2> "$STAGE_DIR/seed.err"
+  local rc=$?
+  add_merge --jsonl "$STAGE_DIR/seed.jsonl"
+  add_merge --log "$STAGE_DIR/seed.err"
+  return $rc
+}
+
 # Packs every stage's logs after each stage (one file back, whatever happens next).
 pack_logs() {
   cp "$WORK/summary.txt" "$OUT/summary.txt" 2>/dev/null
-  tar -C "$WORK" --exclude=build --exclude='probe_cublaslt' -czf "$OUT/logs.tar.gz" . 2>/dev/null
+  tar -C "$WORK" --exclude='probe_cublaslt' -czf "$OUT/logs.tar.gz" . 2>/dev/null
 }
 
 for spec in "env 30 none" "build 240 gpu" "gates 120 gpu" "throughput 150 gpu" "profile 60 gpu" \
-            "probes 75 gpu" "stack 180 gpu" "peers 600 gpu"; do
+            "probes 75 gpu" "stack 180 gpu" "peers 600 gpu" "seed 590 gpu"; do
   set -- $spec
   run_stage "$1" "$2" "$3"
   pack_logs
