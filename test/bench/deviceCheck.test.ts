@@ -40,7 +40,7 @@ describe("device check staging", () => {
     expect(r.status, r.stderr).toBe(0);
     const res = JSON.parse(readFileSync(join(out, "result.json"), "utf8")) as Result;
     expect(res.gpu).toBe(false);
-    expect(res.order).toEqual(["env", "build", "gates", "throughput", "profile", "probes", "stack", "peers", "seed"]);
+    expect(res.order).toEqual(["env", "build", "gates", "throughput", "profile", "probes", "peers", "stack", "seed"]);
     expect(res.stages.env!.status).toBe("ok");
     expect(res.stages.env!.data).toHaveProperty("nproc");
     for (const s of res.order.slice(1, -1)) expect(res.stages[s]!.status).toBe("skipped: no GPU");
@@ -48,7 +48,7 @@ describe("device check staging", () => {
     expect(res.stages.seed!.status).toBe("skipped: not selected");
     expect(existsSync(join(out, "summary.txt"))).toBe(true);
     expect(existsSync(join(out, "logs.tar.gz"))).toBe(true);
-    expect(r.stdout).toContain("peers: skipped: no GPU");
+    expect(r.stdout).toContain("stack: skipped: no GPU");
   });
 
   it.skipIf(!hasTools)(`a stage that fails, times out or misses the deadline still leaves its data (${why})`, () => {

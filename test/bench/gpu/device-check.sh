@@ -4,8 +4,8 @@
 #   env -> build (primal_core_test, primal_bench, the cuBLASLt probe) -> gates (cuda/ core tests)
 #   -> throughput (ghost-0.1b rows, one bench process) -> profile (per-op, PRIMAL_CUDA_PROFILE=1)
 #   -> probes (cuBLASLt TF32/BF16/INT8/FP8 at the ghost shapes, torch SDPA flash, bandwidth)
-#   -> stack (Node + the addon with CUDA + the TypeScript GPU checks, when .gpu-pack travelled)
 #   -> peers (PyTorch eager, then torch.compile while time is left)
+#   -> stack (Node + the addon with CUDA + the TypeScript GPU checks, when .gpu-pack travelled)
 #   -> seed (only when selected: the ghost-0.1b seed experiment, ghost-seed.mjs; results in
 #      $OUT/results/).
 # Each stage merges into $OUT/result.json as it ends; a timeout keeps everything before it.
@@ -26,7 +26,7 @@ export MERGE_PY="$HERE/merge_result.py"
 export BUILD=${BUILD_DIR:-$ROOT/build/gpu-check}
 export DEADLINE_S=${DEADLINE_S:-480}
 export END=$(( $(date +%s) + DEADLINE_S ))
-export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,stack,peers}
+export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,peers,stack}
 export STEPS=${STEPS:-20} BATCH=${BATCH:-8}
 export PACK=${PACK_DIR:-$ROOT/.gpu-pack}
 : > "$WORK/summary.txt"
@@ -224,7 +224,8 @@ stage_seed() {
   export RUN_S=${RUN_S:-$run}
   add_merge --set "runS=$RUN_S"
   mkdir -p "$OUT/results"
-  ( cd "$ROOT" && PRIMAL_CACHE_DIR="$PACK/cache" PRIMAL_WIKITEXT_DIR="$PACK/wikitext-2" RESULTS="$OUT/results" \
+  mkdir -p "$WORK/cache" && cp -r "$PACK/cache/." "$WORK/cache/"
+  ( cd "$ROOT" && PRIMAL_CACHE_DIR="$WORK/cache" PRIMAL_WIKITEXT_DIR="$PACK/wikitext-2" RESULTS="$OUT/results" \
       timeout -k 5 "$(stage_left)" node "$HERE/ghost-seed.mjs" ) > "$STAGE_DIR/seed.jsonl" 2> "$STAGE_DIR/seed.err"
   local rc=$?
   add_merge --jsonl "$STAGE_DIR/seed.jsonl"
@@ -239,7 +240,7 @@ pack_logs() {
 }
 
 for spec in "env 30 none" "build 240 gpu" "gates 120 gpu" "throughput 150 gpu" "profile 60 gpu" \
-            "probes 75 gpu" "stack 180 gpu" "peers 600 gpu" "seed 590 gpu"; do
+            "probes 75 gpu" "peers 240 gpu" "stack 180 gpu" "seed 590 gpu"; do
   set -- $spec
   run_stage "$1" "$2" "$3"
   pack_logs

@@ -40,7 +40,10 @@ add_merge --log "$STAGE_DIR/addon-build.log"
 [ $addon = ok ] || exit 1
 [ "${SETUP_ONLY:-0}" = 1 ] && exit 0
 
-export PRIMAL_CACHE_DIR="$PACK/cache"
+# The packed GPT-2 caches, copied: caches the checks build (byte-level) stay out of the pack.
+mkdir -p "$WORK/cache"
+cp -r "$PACK/cache/." "$WORK/cache/" 2>/dev/null
+export PRIMAL_CACHE_DIR="$WORK/cache"
 [ -d "$PACK/wikitext-2" ] && export PRIMAL_WIKITEXT_DIR="$PACK/wikitext-2"
 rc=0
 left=$(( STAGE_END - $(date +%s) - 5 ))
