@@ -87,6 +87,16 @@ def test_summary(path):
 
 
 def fmt_row(r):
+    if "check" in r or "cell" in r:
+        what = r.get("check") if "check" in r else f"notebook cell {r['cell']}"
+        err = (str(r.get("error", "")).splitlines() or [""])[0][:160]
+        tail = "" if r.get("ok") or not err else ": " + err
+        return f"  {what}: {'ok' if r.get('ok') else 'FAIL'}{tail}"
+    if "quant" in r and "status" in r and "engine" not in r:  # a seed run (ghost-seed.mjs)
+        if r.get("status") != "ok":
+            return f"  seed {r['quant']}: {r.get('status')}: {(str(r.get('error', '')).splitlines() or [''])[0][:160]}"
+        return (f"  seed {r['quant']}: {r.get('steps')} steps, {r.get('tokensPerSec') or 0:,.0f} tok/s, loss {r.get('finalLoss')}, "
+                f"WikiText-2 ppl valid {r.get('wikitextValidPpl')} test {r.get('wikitextTestPpl')}")
     if "error" in r or "skipped" in r:
         return f"  {r.get('label') or r.get('args') or r.get('probe') or r.get('engine')}: {r.get('error') or r.get('skipped')}"
     if r.get("engine") == "primal":
@@ -113,7 +123,10 @@ def print_summary(res):
             for f in t["failures"][:10]:
                 print(f"    FAIL {f['name']}: {f['detail'][:160]}")
         for r in st.get("rows", []):
-            print(fmt_row(r))
+            try:
+                print(fmt_row(r))
+            except Exception as e:  # noqa: BLE001 - the summary never stops the check
+                print(f"  (row not shown: {e!r})")
 
 
 def main(argv):
