@@ -125,3 +125,4 @@ for (const quant of QUANTS) {
   }
   console.log(JSON.stringify({ quant, status: run.status, steps: run.steps, tokensPerSec: run.tokensPerSecMedian, finalLoss: run.finalLoss, wikitextValidPpl: run.eval?.wikitextValid?.ppl, wikitextTestPpl: run.eval?.wikitextTest?.ppl, error: run.error?.slice(0, 300) }));
 }
+process.exitCode = Object.values(summary.runs).every((r) => r.status === "ok") ? 0 : 1;
