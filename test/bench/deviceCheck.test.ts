@@ -33,7 +33,7 @@ describe("device check staging", () => {
   it.skipIf(!hasTools)(`without a GPU: exits 0, env ran, GPU stages skipped (${why})`, () => {
     const out = join(scratch, "nogpu");
     const r = spawnSync("bash", [join(gpuDir, "device-check.sh")], {
-      env: { ...process.env, NO_GPU: "1", OUT: out, DEADLINE_S: "120" },
+      env: { ...process.env, NO_GPU: "1", OUT: out, WORK_DIR: join(out, "work"), DEADLINE_S: "120" },
       encoding: "utf8",
       timeout: 60_000,
     });

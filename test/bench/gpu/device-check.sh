@@ -29,6 +29,7 @@ export END=$(( $(date +%s) + DEADLINE_S ))
 export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,peers,stack}
 export STEPS=${STEPS:-20} BATCH=${BATCH:-8}
 export PACK=${PACK_DIR:-$ROOT/.gpu-pack}
+mkdir -p "$WORK"
 : > "$WORK/summary.txt"
 source "$HERE/stages.sh"
 
