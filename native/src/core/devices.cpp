@@ -1,6 +1,7 @@
 // Backend selection: "cpu", "cuda", or "auto" (CUDA when built and a GPU is present).
 #include "primal/backend.h"
 #include "primal/error.h"
+#include "primal/op_profile.h"
 #include "primal/trainer.h"
 
 #ifdef PRIMAL_HAVE_CUDA
@@ -42,13 +43,15 @@ std::unique_ptr<Backend> makeCudaBackend(int deviceIndex) {
 #endif
 }
 
+// Wrapped in the op profiler when PRIMAL_PROFILE / PRIMAL_CUDA_PROFILE ask for it (op_profile.h).
 std::unique_ptr<Backend> makeBackend(const std::string& name, int threads) {
-  if (name == "cpu") return makeCpuBackend(threads);
-  if (name == "cuda") return makeCudaBackend(0);
+  if (name == "cpu") return maybeProfile(makeCpuBackend(threads));
+  if (name == "cuda") return maybeProfile(makeCudaBackend(0));
   // "cuda:N": device N (data-parallel ranks pick theirs from the local rank).
   if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.find_first_not_of("0123456789", 5) == std::string::npos)
-    return makeCudaBackend(std::stoi(name.substr(5)));
-  if (name == "auto") return cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads);
+    return maybeProfile(makeCudaBackend(std::stoi(name.substr(5))));
+  if (name == "auto")
+    return maybeProfile(cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads));
   throw Error("device: unknown device '" + name + "' (allowed: cpu, cuda, auto)");
 }
 

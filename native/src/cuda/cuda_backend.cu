@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "cuda_entry.h"
+#include "primal/op_profile.h"
 #include "cuda_kernels.cuh"
 
 #if __has_include(<cublasLt.h>)
@@ -188,6 +189,9 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   std::string describe() const override { return describe_; }
+  // The queue every op runs on, for the op profiler's events (CudaEventClock).
+  cudaStream_t stream() const { return st_; }
+  int device() const { return dev_; }
 
   // ---- memory ------------------------------------------------------------------------------
   void* alloc(size_t bytes) override {
@@ -852,6 +856,56 @@ class CudaBackend final : public Backend {
   std::unordered_map<GemmKey, GemmPlan, GemmKeyHash> plans_;
 };
 
+// Op-profiler timestamps: a pool of timing events created up front and recorded on the backend's
+// stream, so profiling adds no allocation and no synchronisation inside a step; elapsedMs() waits
+// for the last recorded event once and reads every slot against slot 0.
+class CudaEventClock final : public OpClock {
+ public:
+  CudaEventClock(int dev, cudaStream_t st, size_t slots) : dev_(dev), st_(st) {
+    DeviceGuard g(dev_);
+    ev_.resize(slots, nullptr);
+    for (auto& e : ev_) {
+      if (cudaEventCreate(&e) != cudaSuccess) {
+        release();
+        throw Error("op profiling (cuda): could not create the timing events");
+      }
+    }
+  }
+  ~CudaEventClock() override { release(); }
+  size_t capacity() const override { return ev_.size(); }
+  size_t record() override {
+    if (used_ >= ev_.size()) throw Error("op profiling (cuda): event pool exhausted");
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaEventRecord(ev_[used_], st_));
+    return used_++;
+  }
+  std::vector<double> elapsedMs() override {
+    std::vector<double> ms(used_, 0.0);
+    if (used_ == 0) return ms;
+    DeviceGuard g(dev_);
+    PRIMAL_CUDA_CHECK(cudaEventSynchronize(ev_[used_ - 1]));
+    for (size_t i = 1; i < used_; ++i) {
+      float v = 0;
+      PRIMAL_CUDA_CHECK(cudaEventElapsedTime(&v, ev_[0], ev_[i]));
+      ms[i] = v;
+    }
+    used_ = 0;
+    return ms;
+  }
+  const char* kind() const override { return "cudaEvent"; }
+
+ private:
+  void release() noexcept {
+    for (auto& e : ev_)
+      if (e) (void)cudaEventDestroy(e);
+    ev_.clear();
+  }
+  int dev_;
+  cudaStream_t st_;
+  std::vector<cudaEvent_t> ev_;
+  size_t used_ = 0;
+};
+
 }  // namespace
 }  // namespace cuda
 
@@ -866,6 +920,12 @@ int cudaDeviceCountImpl() {
 
 std::unique_ptr<Backend> makeCudaBackendImpl(int deviceIndex) {
   return std::make_unique<cuda::CudaBackend>(deviceIndex);
+}
+
+std::unique_ptr<OpClock> makeCudaOpClock(Backend& be, size_t slots) {
+  auto* c = dynamic_cast<cuda::CudaBackend*>(&be);
+  if (!c) return nullptr;
+  return std::make_unique<cuda::CudaEventClock>(c->device(), c->stream(), slots);
 }
 
 std::unique_ptr<Backend> makeCudaBackendWithGemm(int deviceIndex, const std::string& gemmMode) {
