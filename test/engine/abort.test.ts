@@ -54,7 +54,9 @@ describe("AbortSignal", () => {
     for (let i = 1; i < seen.length; i++) expect(seen[i]!.done).toBeGreaterThanOrEqual(seen[i - 1]!.done);
 
     const ac = new AbortController();
-    await expect(t.evaluate({ signal: ac.signal, onProgress: (p) => p.done > 0 && ac.abort() })).rejects.toThrow(EvaluationInterrupted);
+    await expect(t.evaluate({ signal: ac.signal, onProgress: (p) => p.done > 0 && ac.abort() })).rejects.toThrow(
+      EvaluationInterrupted,
+    );
     // Nothing is left running: the trainer trains and evaluates again at once.
     await t.train(1);
     const after = await t.evaluate();
