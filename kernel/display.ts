@@ -54,7 +54,10 @@ export function inKernel(): boolean {
 }
 
 /** Sends one bundle as display_data (or update_display_data for an existing display id). */
-export function sendBundle(data: MimeBundle, opts: { displayId?: string; update?: boolean; metadata?: Record<string, unknown> } = {}): boolean {
+export function sendBundle(
+  data: MimeBundle,
+  opts: { displayId?: string; update?: boolean; metadata?: Record<string, unknown> } = {},
+): boolean {
   const w = writer();
   if (!w) return false;
   const transient = opts.displayId !== undefined ? { display_id: opts.displayId } : {};

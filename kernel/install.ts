@@ -5,7 +5,16 @@
 //   --sys-prefix       <python sys.prefix>/share/jupyter/kernels (a virtualenv/conda env)
 //   --prefix P         P/share/jupyter/kernels (then JUPYTER_PATH=P/share/jupyter)
 import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import { deflateSync } from "node:zlib";
@@ -61,7 +70,8 @@ export function kernelsDir(opts: KernelLocationOptions = {}): string {
   if (opts.sysPrefix) {
     const python = process.env.PRIMAL_PYTHON || "python3";
     const prefix = run(python, ["-c", "import sys; print(sys.prefix)"]);
-    if (!prefix) throw new Error(`kernel install --sys-prefix: could not run ${python} to find sys.prefix (set PRIMAL_PYTHON)`);
+    if (!prefix)
+      throw new Error(`kernel install --sys-prefix: could not run ${python} to find sys.prefix (set PRIMAL_PYTHON)`);
     return join(prefix, "share", "jupyter", "kernels");
   }
   const dataDir = run("jupyter", ["--data-dir"]) || defaultUserDataDir();
@@ -239,7 +249,9 @@ export async function uninstallKernel(opts: KernelInstallOptions = {}): Promise<
       const spec = JSON.parse(readFileSync(kj, "utf8")) as { metadata?: { primal?: unknown } };
       if (!spec.metadata?.primal) throw new Error("not ours");
     } catch {
-      throw new Error(`kernel uninstall: ${dir} is not a PRIMAL kernelspec; remove it with \`jupyter kernelspec remove ${name}\``);
+      throw new Error(
+        `kernel uninstall: ${dir} is not a PRIMAL kernelspec; remove it with \`jupyter kernelspec remove ${name}\``,
+      );
     }
   }
   // Unlink first so the removal can never walk into the package through the link.

@@ -17,7 +17,15 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isInterrupted } from "../src/interrupted.js";
 import { escapeHtml } from "../src/plots/html.js";
-import { displayBundle, richBundle, sendBundle, setDisplayChannel, settleDisplays, type DisplayContent, type MimeBundle } from "./display.js";
+import {
+  displayBundle,
+  richBundle,
+  sendBundle,
+  setDisplayChannel,
+  settleDisplays,
+  type DisplayContent,
+  type MimeBundle,
+} from "./display.js";
 import * as hooks from "./training.js";
 import { dependencyDirs, mountVirtualModules, type FileSystemHost } from "./modules.js";
 import { softenTypeErrors, withExpandedShorthands, type Converter, type TsApi } from "./typecheck.js";
@@ -31,7 +39,11 @@ type Executor = {
 
 interface TslabParts {
   createConverter(opts: { isJS: boolean; isBrowser: boolean }): Converter;
-  createExecutor(rootDir: string, convs: ConverterSet, console: { log: (...a: unknown[]) => void; error: (...a: unknown[]) => void }): Executor;
+  createExecutor(
+    rootDir: string,
+    convs: ConverterSet,
+    console: { log: (...a: unknown[]) => void; error: (...a: unknown[]) => void },
+  ): Executor;
   JupyterHandlerImpl: new (executor: Executor, isJs: boolean) => object;
   /** The display sender of the cell being executed (tslab replaces it at the start of each cell). */
   readonly lastWriteDisplayData: ((content: DisplayContent, update: boolean) => void) | null;
@@ -58,7 +70,10 @@ function loadTslab(): TslabParts {
   const dist = dirname(tslabMain);
   const converter = requireHere(join(dist, "converter.js")) as Pick<TslabParts, "createConverter">;
   const executor = requireHere(join(dist, "executor.js")) as Pick<TslabParts, "createExecutor">;
-  const jupyter = requireHere(join(dist, "jupyter.js")) as Pick<TslabParts, "JupyterHandlerImpl" | "ZmqServer" | "lastWriteDisplayData">;
+  const jupyter = requireHere(join(dist, "jupyter.js")) as Pick<
+    TslabParts,
+    "JupyterHandlerImpl" | "ZmqServer" | "lastWriteDisplayData"
+  >;
   const ts = requireTslab("@tslab/typescript-for-tslab") as TslabParts["ts"];
   return {
     ...converter,
@@ -106,7 +121,8 @@ function reportError(e: Error): void {
     return;
   }
   const frames = cellFrames(e.stack ?? "");
-  const cause = e.cause instanceof Error && !e.message.includes(e.cause.message) ? `\ncaused by: ${e.cause.message}` : "";
+  const cause =
+    e.cause instanceof Error && !e.message.includes(e.cause.message) ? `\ncaused by: ${e.cause.message}` : "";
   process.stderr.write(
     `${e.name}: ${e.message}${cause}\n` +
       (frames.length ? `${frames.join("\n")}\n` : "") +
@@ -119,7 +135,9 @@ function connectionFile(argv: string[]): string {
   const i = args.indexOf("--config-path");
   const file = i >= 0 ? args[i + 1] : args.find((a) => !a.startsWith("-"));
   if (!file) {
-    process.stderr.write("usage: node launch.js <connection_file>  (started by Jupyter; see `primal kernel install`)\n");
+    process.stderr.write(
+      "usage: node launch.js <connection_file>  (started by Jupyter; see `primal kernel install`)\n",
+    );
     process.exit(2);
   }
   return file;
@@ -136,8 +154,15 @@ interface TslabMessage {
  * nbclient/nbconvert number cells ("In [3]") from it. Cosmetic, so any failure is ignored.
  */
 function announceExecutions(server: object, handler: object): void {
-  const srv = server as { handleExecute?: (sock: unknown, msg: TslabMessage) => Promise<void>; connInfo?: { key: string }; iopub?: unknown };
-  const h = handler as { handleExecuteImpl?: (req: object, ...rest: unknown[]) => Promise<unknown>; execCount?: number };
+  const srv = server as {
+    handleExecute?: (sock: unknown, msg: TslabMessage) => Promise<void>;
+    connInfo?: { key: string };
+    iopub?: unknown;
+  };
+  const h = handler as {
+    handleExecuteImpl?: (req: object, ...rest: unknown[]) => Promise<unknown>;
+    execCount?: number;
+  };
   const handleExecute = srv.handleExecute;
   const handleExecuteImpl = h.handleExecuteImpl;
   if (typeof handleExecute !== "function" || typeof handleExecuteImpl !== "function") return;

@@ -83,7 +83,8 @@ export interface LiveTrainingOptions {
 /** Turns the live progress output of `train()` and `evaluate()` on or off, or changes its update rate. */
 export function liveTraining(opts: LiveTrainingOptions): void {
   if (opts.enabled !== undefined) liveEnabled = opts.enabled;
-  if (opts.intervalMs !== undefined && Number.isFinite(opts.intervalMs) && opts.intervalMs >= 0) liveIntervalMs = opts.intervalMs;
+  if (opts.intervalMs !== undefined && Number.isFinite(opts.intervalMs) && opts.intervalMs >= 0)
+    liveIntervalMs = opts.intervalMs;
 }
 
 // ---------------------------------------------------------------- formatting
@@ -163,9 +164,7 @@ function headline(p: ProgressState): string {
 export function progressBundle(p: ProgressState): MimeBundle {
   const frac = p.target > 0 ? Math.min(1, p.done / p.target) : 1;
   const timing =
-    p.status === "running"
-      ? `elapsed ${duration(p.elapsed)} · ETA ${duration(p.eta)}`
-      : `${p.elapsed.toFixed(1)} s`;
+    p.status === "running" ? `elapsed ${duration(p.elapsed)} · ETA ${duration(p.eta)}` : `${p.elapsed.toFixed(1)} s`;
   const fields =
     `loss ${lossText(p.loss)} · ${rate(p.tokensPerSec)} tok/s · ${timing}` +
     ((p.calls ?? 1) > 1 ? ` · ${p.calls} calls` : "") +
@@ -292,7 +291,7 @@ class LiveProgress {
     if (s.status === "running") {
       s.elapsed = this.before.seconds + (now - this.t0) / 1000;
       const doneNow = s.done - this.before.done;
-      s.eta = doneNow > 0 ? (((now - this.t0) / 1000) / doneNow) * (s.target - s.done) : NaN;
+      s.eta = doneNow > 0 ? ((now - this.t0) / 1000 / doneNow) * (s.target - s.done) : NaN;
     }
     this.handle.update(progressBundle(s));
   }
@@ -301,8 +300,21 @@ class LiveProgress {
 type EvalStatus = "running" | "finished" | "interrupted" | "failed";
 
 /** The live output of `evaluate()`: a bar over all splits, then the metrics. */
-export function evaluationBundle(p: { status: EvalStatus; progress?: EvalProgress; result?: EvaluationResult; seconds: number; error?: string }): MimeBundle {
-  const color = p.status === "running" ? STATUS_COLORS.running : p.status === "finished" ? STATUS_COLORS.finished : p.status === "interrupted" ? STATUS_COLORS.stopped : STATUS_COLORS.failed;
+export function evaluationBundle(p: {
+  status: EvalStatus;
+  progress?: EvalProgress;
+  result?: EvaluationResult;
+  seconds: number;
+  error?: string;
+}): MimeBundle {
+  const color =
+    p.status === "running"
+      ? STATUS_COLORS.running
+      : p.status === "finished"
+        ? STATUS_COLORS.finished
+        : p.status === "interrupted"
+          ? STATUS_COLORS.stopped
+          : STATUS_COLORS.failed;
   const g = p.progress;
   const frac = !g ? 0 : (g.splitIndex + (g.total > 0 ? g.done / g.total : 1)) / Math.max(1, g.splits);
   let line: string;
@@ -310,11 +322,16 @@ export function evaluationBundle(p: { status: EvalStatus; progress?: EvalProgres
   else if (p.status === "finished") {
     const r = p.result;
     const parts = [
-      r?.validation ? `corpus/validation loss ${r.validation.loss.toFixed(4)} · ppl ${r.validation.ppl.toFixed(2)} · bpb ${r.validation.bpb.toFixed(4)} (${r.validation.tokens.toLocaleString("en-US")} tokens)` : "",
-      r?.wikitext ? `wikitext-2 loss ${r.wikitext.loss.toFixed(4)} · ppl ${r.wikitext.ppl.toFixed(2)} · bpb ${r.wikitext.bpb.toFixed(4)} (${r.wikitext.tokens.toLocaleString("en-US")} tokens)` : "",
+      r?.validation
+        ? `corpus/validation loss ${r.validation.loss.toFixed(4)} · ppl ${r.validation.ppl.toFixed(2)} · bpb ${r.validation.bpb.toFixed(4)} (${r.validation.tokens.toLocaleString("en-US")} tokens)`
+        : "",
+      r?.wikitext
+        ? `wikitext-2 loss ${r.wikitext.loss.toFixed(4)} · ppl ${r.wikitext.ppl.toFixed(2)} · bpb ${r.wikitext.bpb.toFixed(4)} (${r.wikitext.tokens.toLocaleString("en-US")} tokens)`
+        : "",
     ].filter((x) => x);
     line = `evaluated at step ${r?.step ?? "?"}: ${parts.join(" | ") || "no evaluation data"}`;
-  } else if (p.status === "interrupted") line = `evaluation interrupted${g ? ` in ${g.split} at ${g.done.toLocaleString("en-US")} of ${g.total.toLocaleString("en-US")} tokens` : ""}`;
+  } else if (p.status === "interrupted")
+    line = `evaluation interrupted${g ? ` in ${g.split} at ${g.done.toLocaleString("en-US")} of ${g.total.toLocaleString("en-US")} tokens` : ""}`;
   else line = `evaluation failed: ${p.error ?? "unknown error"}`;
   const text = `${line} · ${p.seconds.toFixed(1)} s`;
   const bar =
@@ -351,7 +368,12 @@ class LiveEvaluation {
 
   fail(err: unknown): void {
     const interrupted = err instanceof Error && err.name === "EvaluationInterrupted";
-    this.draw(interrupted ? "interrupted" : "failed", true, undefined, err instanceof Error ? err.message : String(err));
+    this.draw(
+      interrupted ? "interrupted" : "failed",
+      true,
+      undefined,
+      err instanceof Error ? err.message : String(err),
+    );
   }
 
   draw(status: EvalStatus, force: boolean, result?: EvaluationResult, error?: string): void {

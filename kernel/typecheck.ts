@@ -183,11 +183,15 @@ export function softenTypeErrors(conv: Converter, ts: TsApi, opts: SoftenOptions
       const diags = first.diagnostics;
       if (diags.length === 0) return first;
       if (!diags.every((d) => d.fileName === undefined && d.code >= 2000)) return first;
-      const patched = insertTsIgnore(ts, src, diags.map((d) => d.start.line));
+      const patched = insertTsIgnore(
+        ts,
+        src,
+        diags.map((d) => d.start.line),
+      );
       if (patched === null) return first;
       const second = conv.convert(prevDecl, patched);
       if (second.diagnostics.length > 0 || second.output === undefined) return first;
-      // @ts-ignore also hides "await is only allowed in async functions", which is how tslab
+      // The inserted ts-ignore comments also hide "await is only allowed in async functions", which is how tslab
       // detects top-level await; detect it from the source instead.
       if (!second.hasToplevelAwait && hasTopLevelAwait(ts, src)) second.hasToplevelAwait = true;
       const seen = new Set<string>();
@@ -200,7 +204,9 @@ export function softenTypeErrors(conv: Converter, ts: TsApi, opts: SoftenOptions
         }
       }
       if (!explained) {
-        lines.push("(type errors do not stop a cell in the PRIMAL kernel; set PRIMAL_STRICT_TYPES=1 to make them errors)");
+        lines.push(
+          "(type errors do not stop a cell in the PRIMAL kernel; set PRIMAL_STRICT_TYPES=1 to make them errors)",
+        );
         explained = true;
       }
       warn(lines.join("\n") + "\n");

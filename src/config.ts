@@ -92,7 +92,9 @@ export const configSchema = z
       .number()
       .int()
       .min(0)
-      .refine((n) => n <= availableParallelism(), { message: `at most ${availableParallelism()} (the cores of this machine; 0 = all)` })
+      .refine((n) => n <= availableParallelism(), {
+        message: `at most ${availableParallelism()} (the cores of this machine; 0 = all)`,
+      })
       .optional(),
     /**
      * Data-parallel training over the ranks of an `mpirun`/`srun` launch (docs/distributed.md):
@@ -152,7 +154,11 @@ function presetFilled(c: {
 }): { model: NativeModelConfig; batch: number; tokenizer: "bytes" | "gpt2" } {
   const preset = PRESETS[c.preset];
   const model: NativeModelConfig = { ...preset.model, ...(c.model ?? {}) };
-  return { model, batch: c.batch ?? preset.batch, tokenizer: c.data.tokenizer ?? (model.vocab <= 256 ? "bytes" : "gpt2") };
+  return {
+    model,
+    batch: c.batch ?? preset.batch,
+    tokenizer: c.data.tokenizer ?? (model.vocab <= 256 ? "bytes" : "gpt2"),
+  };
 }
 
 export type TrainerConfigInput = z.input<typeof configSchema>;

@@ -11,7 +11,14 @@ export type {
   ExecutionPlan,
 } from "./trainer.js";
 export { Interrupted, TrainingInterrupted, EvaluationInterrupted, isInterrupted } from "./interrupted.js";
-export { setHostHooks, hostHooks, type HostHooks, type TrainObserver, type EvalObserver, type EvalProgress } from "./host.js";
+export {
+  setHostHooks,
+  hostHooks,
+  type HostHooks,
+  type TrainObserver,
+  type EvalObserver,
+  type EvalProgress,
+} from "./host.js";
 export { JUPYTER_DISPLAY, type Displayable, type MimeBundle } from "./display/mime.js";
 export { resolveConfig, configSchema, knobsSchema, DEFAULT_KNOBS, ConfigError } from "./config.js";
 export type { TrainerConfig, TrainerConfigInput } from "./config.js";

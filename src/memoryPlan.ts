@@ -23,21 +23,33 @@ export function planMemory(input: TrainerConfigInput = {}, opts: { worldSize?: n
 export function planTable(p: MemoryPlanning): Table {
   const c = p.candidates;
   const col = (f: (x: (typeof c)[number]) => number) => Float64Array.from(c, f);
-  const bytes = ["totalBytes", "params", "optimizer", "grads", "ternaryState", "activations", "scratch", "backendScratch"];
-  return withUnits(tableFromArrays({
-    microBatch: Int32Array.from(c, (x) => x.microBatch),
-    recompute: c.map((x) => x.recompute),
-    chosen: c.map((_, i) => i === p.chosen),
-    fits: c.map((x) => x.fits),
-    totalBytes: col((x) => x.totalBytes),
-    params: col((x) => x.params),
-    optimizer: col((x) => x.optimizer),
-    grads: col((x) => x.grads),
-    ternaryState: col((x) => x.ternaryState),
-    activations: col((x) => x.activations),
-    scratch: col((x) => x.scratch),
-    backendScratch: col((x) => x.backendScratch),
-  }), { bytes });
+  const bytes = [
+    "totalBytes",
+    "params",
+    "optimizer",
+    "grads",
+    "ternaryState",
+    "activations",
+    "scratch",
+    "backendScratch",
+  ];
+  return withUnits(
+    tableFromArrays({
+      microBatch: Int32Array.from(c, (x) => x.microBatch),
+      recompute: c.map((x) => x.recompute),
+      chosen: c.map((_, i) => i === p.chosen),
+      fits: c.map((x) => x.fits),
+      totalBytes: col((x) => x.totalBytes),
+      params: col((x) => x.params),
+      optimizer: col((x) => x.optimizer),
+      grads: col((x) => x.grads),
+      ternaryState: col((x) => x.ternaryState),
+      activations: col((x) => x.activations),
+      scratch: col((x) => x.scratch),
+      backendScratch: col((x) => x.backendScratch),
+    }),
+    { bytes },
+  );
 }
 
 /** Plain-text rendering for the CLI. */

@@ -65,10 +65,14 @@ export function parseCheckpointExtra(text: string, path: string): { knobs?: Part
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new Error(`checkpoint '${path}': metadata 'primal.extra' is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new Error(
+      `checkpoint '${path}': metadata 'primal.extra' is not valid JSON (${e instanceof Error ? e.message : String(e)})`,
+    );
   }
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
-    throw new Error(`checkpoint '${path}': metadata 'primal.extra' must be a JSON object, got ${v === null ? "null" : typeof v}`);
+    throw new Error(
+      `checkpoint '${path}': metadata 'primal.extra' must be a JSON object, got ${v === null ? "null" : typeof v}`,
+    );
   }
   const knobs = (v as { knobs?: unknown }).knobs;
   if (knobs === undefined) return {};

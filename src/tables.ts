@@ -1,6 +1,14 @@
 // Introspection results as Apache Arrow tables built straight from typed arrays (no
 // per-element JavaScript objects, so a 1.5M-weight layer costs a few copies, not a million objects).
-import { Field, Schema, Table, TimestampMillisecond, tableFromArrays, vectorFromArray, type Vector } from "apache-arrow";
+import {
+  Field,
+  Schema,
+  Table,
+  TimestampMillisecond,
+  tableFromArrays,
+  vectorFromArray,
+  type Vector,
+} from "apache-arrow";
 import type { LayerColumns } from "./native.js";
 import { displayableTable } from "./display/tableBundle.js";
 
@@ -62,30 +70,31 @@ export function weightTable(values: Values, cols: number, opts: BufferTableOptio
 /** One row per BitLinear layer with the DESIGN §4 telemetry. */
 export function layerTable(names: string[], cols: LayerColumns, extra: Record<string, Float32Array> = {}): Table {
   const layer = Int32Array.from(names.keys());
-  const total = (i: number) =>
-    cols.occM2[i] + cols.occM1[i] + cols.occ0[i] + cols.occP1[i] + cols.occP2[i] || 1;
+  const total = (i: number) => cols.occM2[i] + cols.occM1[i] + cols.occ0[i] + cols.occP1[i] + cols.occP2[i] || 1;
   const frac = (a: Int32Array) => Float32Array.from(a, (v, i) => v / total(i));
-  return displayableTable(tableFromArrays({
-    layer,
-    name: names,
-    weights: cols.weights,
-    scale: cols.scale,
-    dscale: cols.dscale,
-    ...extra,
-    flips: cols.flips,
-    flipFrac: cols.flipFrac,
-    flipsUp: cols.flipsUp,
-    flipsDown: cols.flipsDown,
-    pMean: cols.pMean,
-    pMax: cols.pMax,
-    fracM1: frac(cols.occM2),
-    fracMb: frac(cols.occM1),
-    frac0: frac(cols.occ0),
-    fracPb: frac(cols.occP1),
-    fracP1: frac(cols.occP2),
-    voteActive: cols.voteActive,
-    voteSaturated: cols.voteSaturated,
-  }));
+  return displayableTable(
+    tableFromArrays({
+      layer,
+      name: names,
+      weights: cols.weights,
+      scale: cols.scale,
+      dscale: cols.dscale,
+      ...extra,
+      flips: cols.flips,
+      flipFrac: cols.flipFrac,
+      flipsUp: cols.flipsUp,
+      flipsDown: cols.flipsDown,
+      pMean: cols.pMean,
+      pMax: cols.pMax,
+      fracM1: frac(cols.occM2),
+      fracMb: frac(cols.occM1),
+      frac0: frac(cols.occ0),
+      fracPb: frac(cols.occP1),
+      fracP1: frac(cols.occP2),
+      voteActive: cols.voteActive,
+      voteSaturated: cols.voteSaturated,
+    }),
+  );
 }
 
 /**
@@ -100,7 +109,10 @@ export function withUnits(table: Table, units: { timestamps?: readonly string[];
     const col = table.getChild(f.name);
     if (!col) continue;
     columns[f.name] = ts.has(f.name)
-      ? vectorFromArray(Array.from({ length: col.length }, (_, i) => col.get(i) as number | null), new TimestampMillisecond())
+      ? vectorFromArray(
+          Array.from({ length: col.length }, (_, i) => col.get(i) as number | null),
+          new TimestampMillisecond(),
+        )
       : col;
   }
   const rebuilt = new Table(columns);

@@ -5,7 +5,14 @@ import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
-import { knobsSchema, nativeConfig, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
+import {
+  knobsSchema,
+  nativeConfig,
+  resolveConfig,
+  savedConfigInput,
+  type TrainerConfig,
+  type TrainerConfigInput,
+} from "./config.js";
 import {
   native,
   type Knobs,
@@ -159,7 +166,13 @@ export class Trainer {
   /** Ranks other than 0 keep their (unwritten) run records here, removed on dispose. */
   private readonly scratchHome: string | undefined;
 
-  private constructor(config: TrainerConfig, nt: NativeTrainer, data: DataBundle, store: RunStore, scratchHome?: string) {
+  private constructor(
+    config: TrainerConfig,
+    nt: NativeTrainer,
+    data: DataBundle,
+    store: RunStore,
+    scratchHome?: string,
+  ) {
     this.config = config;
     this.nt = nt;
     this.data = data;
@@ -216,7 +229,9 @@ export class Trainer {
    */
   static async resume(
     target: string,
-    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> & { fork?: boolean } = {},
+    overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> & {
+      fork?: boolean;
+    } = {},
   ): Promise<Trainer> {
     const path = resolve(target);
     if (!existsSync(path)) throw new Error(`resume: '${target}' does not exist`);
@@ -234,7 +249,11 @@ export class Trainer {
       // is re-derived on the resuming device (the budget may differ there).
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
       // The run's home is where the run is, whatever run.json says.
-      const config = resolveConfig({ ...savedConfigInput(readRunMeta(runDir).config), home: dirname(runDir), ...Object.fromEntries(given) });
+      const config = resolveConfig({
+        ...savedConfigInput(readRunMeta(runDir).config),
+        home: dirname(runDir),
+        ...Object.fromEntries(given),
+      });
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
       nt = created;
@@ -254,7 +273,13 @@ export class Trainer {
       const ranks = { worldSize: info.worldSize, distributed: info.distributed };
       if (!choice) {
         scratchHome = mkdtempSync(join(tmpdir(), `primal-rank${info.rank}-`));
-        store = RunStore.create({ home: scratchHome, config: structuredClone(config) as unknown as Record<string, unknown>, versions: { primal: packageVersion(), native: native().version }, device: info.device, seed: config.seed });
+        store = RunStore.create({
+          home: scratchHome,
+          config: structuredClone(config) as unknown as Record<string, unknown>,
+          versions: { primal: packageVersion(), native: native().version },
+          device: info.device,
+          seed: config.seed,
+        });
         store.event("resume", { step, plan: planOf(info), ...ranks });
       } else {
         store = RunStore.open(runDir, { lock: lock! });
@@ -338,7 +363,9 @@ export class Trainer {
     // No await unless busy: a call in progress must be visible synchronously (isTraining, save()).
     if (this.busy) await this.idle("train");
     if (signal?.aborted)
-      throw new TrainingInterrupted(`training was interrupted (trainer at step ${this.step}); run the cell again to continue`);
+      throw new TrainingInterrupted(
+        `training was interrupted (trainer at step ${this.step}); run the cell again to continue`,
+      );
     const observer = hostHooks().train?.(this, n);
     const onAbort = () => this.stop();
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -366,11 +393,18 @@ export class Trainer {
     const b = this.busy;
     if (!b) return;
     if (!b.stopping) throw new Error(`${what}: this trainer is already ${b.what}`);
-    hostHooks().waiting?.(`${what}: waiting for the interrupted ${b.what === "training" ? "training step" : "evaluation"} to stop`);
+    hostHooks().waiting?.(
+      `${what}: waiting for the interrupted ${b.what === "training" ? "training step" : "evaluation"} to stop`,
+    );
     await b.done.catch(() => undefined);
   }
 
-  private async trainSteps(n: number, opts: TrainOptions, signal: AbortSignal | undefined, observer: TrainObserver | undefined): Promise<TrainSummary> {
+  private async trainSteps(
+    n: number,
+    opts: TrainOptions,
+    signal: AbortSignal | undefined,
+    observer: TrainObserver | undefined,
+  ): Promise<TrainSummary> {
     this.training = true;
     this.stopRequested = false;
     const c = this.config;
@@ -559,7 +593,10 @@ export class Trainer {
     if (this.busy) await this.idle("evaluate");
     if (signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
     const sets = [this.data.validation, this.data.wikitext].filter((x): x is EvalSet => x !== undefined);
-    const observer = hostHooks().evaluate?.(this, sets.reduce((a, x) => a + Math.max(0, x.tokens.length - 1), 0));
+    const observer = hostHooks().evaluate?.(
+      this,
+      sets.reduce((a, x) => a + Math.max(0, x.tokens.length - 1), 0),
+    );
     const done = this.evaluateNow({
       ...(signal ? { signal } : {}),
       onProgress: (p) => {
@@ -581,7 +618,12 @@ export class Trainer {
   }
 
   /** Scores one split in chunks of whole windows: the same windows as one native call. */
-  private async scoreSplit(set: EvalSet, index: number, splits: number, opts: EvaluateOptions): Promise<EvalMetrics & { tokens: number }> {
+  private async scoreSplit(
+    set: EvalSet,
+    index: number,
+    splits: number,
+    opts: EvaluateOptions,
+  ): Promise<EvalMetrics & { tokens: number }> {
     const T = this.config.model.seq;
     const total = Math.max(0, set.tokens.length - 1);
     // Whole micro-batches of windows, about 16k tokens a call (a fraction of a second on CPU).
@@ -592,7 +634,8 @@ export class Trainer {
     opts.signal?.addEventListener("abort", cancel, { once: true });
     try {
       for (let start = 0; start < total || start === 0; start += perCall) {
-        if (opts.signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
+        if (opts.signal?.aborted)
+          throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
         opts.onProgress?.({ split: set.name, done: Math.min(start, total), total, splitIndex: index, splits });
         // Window i covers tokens [i*T, i*T + T]: a chunk ends one token past its last window.
         const chunk = set.tokens.subarray(start, Math.min(set.tokens.length, start + perCall + 1));
@@ -600,7 +643,8 @@ export class Trainer {
         try {
           r = await this.nt.evaluate(chunk, T);
         } catch (e) {
-          if (opts.signal?.aborted) throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
+          if (opts.signal?.aborted)
+            throw new EvaluationInterrupted(`evaluation was interrupted (trainer at step ${this.step})`);
           throw e;
         }
         lossSum += r.lossSum;
@@ -645,12 +689,12 @@ export class Trainer {
     const tok = this.data.tokenizer;
     const ids = tok.encode(prompt);
     if (ids.length === 0) throw new Error("sample: the prompt encodes to no tokens");
-    const temperature = opts.greedy ? 0 : opts.temperature ?? this.config.sampleTemperature;
+    const temperature = opts.greedy ? 0 : (opts.temperature ?? this.config.sampleTemperature);
     const out = await this.nt.generate(
       ids,
       opts.tokens ?? this.config.sampleTokens,
       temperature,
-      opts.greedy ? 1 : opts.topK ?? this.config.sampleTopK,
+      opts.greedy ? 1 : (opts.topK ?? this.config.sampleTopK),
       opts.seed ?? this.config.seed,
     );
     return tok.decode(out);
@@ -661,7 +705,14 @@ export class Trainer {
     const seed = c.seed + step;
     // Every rank holds the same model: only rank 0 spends the time and writes the sample.
     const text = this.rank === 0 ? await this.sample(c.samplePrompt, { seed }) : "";
-    const rec: SampleRecord = { step, prompt: c.samplePrompt, text, temperature: c.sampleTemperature, topK: c.sampleTopK, seed };
+    const rec: SampleRecord = {
+      step,
+      prompt: c.samplePrompt,
+      text,
+      temperature: c.sampleTemperature,
+      topK: c.sampleTopK,
+      seed,
+    };
     this.store.sample(rec);
     return rec;
   }
@@ -699,7 +750,12 @@ export class Trainer {
     const info = this.layerInfo;
     const l = typeof layer === "number" ? info[layer] : info.find((x) => x.name === layer);
     if (!l) {
-      throw new Error(`unknown layer '${String(layer)}'; e.g. ${info.slice(0, 7).map((x) => x.name).join(", ")}`);
+      throw new Error(
+        `unknown layer '${String(layer)}'; e.g. ${info
+          .slice(0, 7)
+          .map((x) => x.name)
+          .join(", ")}`,
+      );
     }
     return l.cols;
   }
@@ -713,7 +769,11 @@ export class Trainer {
     const last = this.lastStepLayers;
     const cols: LayerColumns = { ...now };
     if (last) for (const k of STEP_LAYER_STATS) (cols as Record<string, ArrayLike<number>>)[k] = last[k];
-    return layerTable(info.map((l) => l.name), cols, { gamma0: this.nt.gamma0() });
+    return layerTable(
+      info.map((l) => l.name),
+      cols,
+      { gamma0: this.nt.gamma0() },
+    );
   }
 
   /** The int8 vote buffer of a layer: one row per weight (row, col, value). */
@@ -780,7 +840,11 @@ export class Trainer {
     const latest = this.store.latestCheckpoint();
     const checkpoint = latest && latest.step === this.step ? latest.path : await this.save();
     const src = { checkpoint, tokenizer: this.config.data.tokenizer, runId: this.store.id };
-    return exportCheckpointGGUF(this.config.name !== undefined ? { ...src, runName: this.config.name } : src, resolve(path), options);
+    return exportCheckpointGGUF(
+      this.config.name !== undefined ? { ...src, runName: this.config.name } : src,
+      resolve(path),
+      options,
+    );
   }
 
   /** Flushes the run and frees the native memory. */
@@ -800,4 +864,3 @@ export class Trainer {
     }
   }
 }
-

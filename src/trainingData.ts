@@ -65,7 +65,12 @@ export async function loadTrainingData(config: TrainerConfig): Promise<DataBundl
     );
   const bundle: DataBundle = { tokenizer, train, corpusName: name };
   if (corpus.validation.length > 0)
-    bundle.validation = evalSet(`${name}/validation`, tok(corpus.validation, "validation"), tokenizer, config.eval.maxTokens);
+    bundle.validation = evalSet(
+      `${name}/validation`,
+      tok(corpus.validation, "validation"),
+      tokenizer,
+      config.eval.maxTokens,
+    );
   const wikiDir = wikiTextDir(config.data.wikitextDir);
   if (wikiDir !== null) {
     const text = loadWikiText(wikiDir, "valid");

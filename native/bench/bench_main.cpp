@@ -29,10 +29,28 @@ using namespace primal;
 
 static ModelConfig preset(const std::string& p) {
   ModelConfig m;
-  if (p == "tiny") { m.vocab = 256; m.dModel = 64; m.layers = 2; m.heads = 4; m.ffn = 192; m.seq = 64; }
-  else if (p == "small") { m.vocab = 256; m.dModel = 256; m.layers = 4; m.heads = 4; m.ffn = 704; m.seq = 128; }
-  else if (p == "ghost-0.1b") { m.vocab = 50257; m.dModel = 768; m.layers = 12; m.heads = 12; m.ffn = 2048; m.seq = 1024; }
-  else throw Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
+  if (p == "tiny") {
+    m.vocab = 256;
+    m.dModel = 64;
+    m.layers = 2;
+    m.heads = 4;
+    m.ffn = 192;
+    m.seq = 64;
+  } else if (p == "small") {
+    m.vocab = 256;
+    m.dModel = 256;
+    m.layers = 4;
+    m.heads = 4;
+    m.ffn = 704;
+    m.seq = 128;
+  } else if (p == "ghost-0.1b") {
+    m.vocab = 50257;
+    m.dModel = 768;
+    m.layers = 12;
+    m.heads = 12;
+    m.ffn = 2048;
+    m.seq = 1024;
+  } else throw Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
   return m;
 }
 
@@ -113,8 +131,8 @@ void printProfileTable(const OpProfileReport& r, double wallMsPerStep, const std
   const double steps = r.steps ? static_cast<double>(r.steps) : 1.0;
   std::fprintf(stderr, "\n== op profile: %s (%llu steps, %s) ==\n", label.c_str(),
                static_cast<unsigned long long>(r.steps), r.clock.c_str());
-  std::fprintf(stderr, "%-20s %9s %10s %7s %10s %9s %9s\n", "op", "calls", "ms/step", "%step",
-               "us/call", "TFLOP/s", "GB/s");
+  std::fprintf(stderr, "%-20s %9s %10s %7s %10s %9s %9s\n", "op", "calls", "ms/step", "%step", "us/call",
+               "TFLOP/s", "GB/s");
   std::vector<OpStat> ops = r.ops;
   std::sort(ops.begin(), ops.end(), [](const OpStat& a, const OpStat& b) { return a.ms > b.ms; });
   for (const OpStat& o : ops) {
@@ -125,8 +143,10 @@ void printProfileTable(const OpProfileReport& r, double wallMsPerStep, const std
                  o.calls ? 1000.0 * o.ms / static_cast<double>(o.calls) : 0.0,
                  sec > 0 ? o.flops / sec / 1e12 : 0.0, sec > 0 ? o.bytes / sec / 1e9 : 0.0);
   }
-  std::fprintf(stderr, "busy %.3f ms/step, span %.3f ms/step, wall %.3f ms/step (busy %.1f%% of wall), "
-               "host syncs %.1f/step\n", r.busyMs / steps, r.spanMs / steps, wallMsPerStep,
+  std::fprintf(stderr,
+               "busy %.3f ms/step, span %.3f ms/step, wall %.3f ms/step (busy %.1f%% of wall), "
+               "host syncs %.1f/step\n",
+               r.busyMs / steps, r.spanMs / steps, wallMsPerStep,
                wallMsPerStep > 0 ? 100.0 * (r.busyMs / steps) / wallMsPerStep : 0.0,
                static_cast<double>(r.hostSyncs) / steps);
 }
@@ -179,7 +199,8 @@ bool runOne(const Options& o, const std::string& commit) {
     Trainer t(c, o.device, o.threads);
     std::vector<int32_t> data(1 << 22);
     for (size_t i = 0; i < data.size(); ++i)
-      data[i] = static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), 0, 0, 7, 3, 4).v[0] % c.model.vocab);
+      data[i] =
+          static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), 0, 0, 7, 3, 4).v[0] % c.model.vocab);
     t.setTrainData(std::move(data));
     ProfilingBackend* prof = profilerOf(t.backend());
     float loss = 0;
@@ -208,23 +229,26 @@ bool runOne(const Options& o, const std::string& commit) {
     const std::string described = t.backend().describe();
     std::string envJson;
     for (const auto& e : o.env)
-      envJson += (envJson.empty() ? "" : ",") + ("\"" + jsonEscape(e.first) + "\":\"" + jsonEscape(e.second) + "\"");
+      envJson +=
+          (envJson.empty() ? "" : ",") + ("\"" + jsonEscape(e.first) + "\":\"" + jsonEscape(e.second) + "\"");
     std::printf(
-        "{\"engine\":\"primal\",\"label\":\"%s\",\"commit\":\"%s\",\"backend\":\"%s\",\"gemm\":\"%s\",\"attention\":\"%s\","
+        "{\"engine\":\"primal\",\"label\":\"%s\",\"commit\":\"%s\",\"backend\":\"%s\",\"gemm\":\"%s\","
+        "\"attention\":\"%s\","
         "\"env\":{%s},\"profiled\":%s,"
         "\"device\":\"%s\",\"preset\":\"%s\",\"quant\":\"%s\",\"batch\":%d,\"accum\":%d,"
-        "\"microBatch\":%d,\"recompute\":\"%s\",\"plannedBytes\":%zu,\"seq\":%d,\"steps\":%d,\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
+        "\"microBatch\":%d,\"recompute\":\"%s\",\"plannedBytes\":%zu,\"seq\":%d,\"steps\":%d,"
+        "\"tokensPerSec\":%.1f,\"stepMs\":%.3f,\"mfu\":%.4f,\"flopsPerToken\":%.4g,"
         "\"peakMemoryBytes\":%zu,\"ternaryStateBytes\":%zu,\"ternaryWeights\":%zu,\"activationBytes\":%zu,"
-        "\"peakRssBytes\":%zu,\"memory\":{\"params\":%zu,\"optimizer\":%zu,\"grads\":%zu,\"ternaryState\":%zu,"
+        "\"peakRssBytes\":%zu,\"memory\":{\"params\":%zu,\"optimizer\":%zu,\"grads\":%zu,\"ternaryState\":%"
+        "zu,"
         "\"activations\":%zu,\"scratch\":%zu},\"paramCount\":%zu,\"finalLoss\":%.4f",
         jsonEscape(label).c_str(), jsonEscape(commit).c_str(), jsonEscape(described).c_str(),
         gemmMode(o.device, described).c_str(), attentionMode(o.device).c_str(), envJson.c_str(),
-        prof ? "true" : "false",
-        t.deviceName().c_str(), o.presetName.c_str(), o.quant.c_str(), c.batch, c.accum,
-        t.config().microBatch, recomputeName(t.config().recompute), t.plannedBytes(), m.seq, o.steps, tps,
-        1000.0 * sec / o.steps, tps * flopsPerToken / (o.peakTflops * 1e12), flopsPerToken, mem.devicePeak,
-        mem.ternaryState, mem.ternaryWeights, mem.activations, rss, mem.params, mem.optimizer, mem.grads,
-        mem.ternaryState, mem.activations, mem.scratch, t.paramCount(), loss);
+        prof ? "true" : "false", t.deviceName().c_str(), o.presetName.c_str(), o.quant.c_str(), c.batch,
+        c.accum, t.config().microBatch, recomputeName(t.config().recompute), t.plannedBytes(), m.seq, o.steps,
+        tps, 1000.0 * sec / o.steps, tps * flopsPerToken / (o.peakTflops * 1e12), flopsPerToken,
+        mem.devicePeak, mem.ternaryState, mem.ternaryWeights, mem.activations, rss, mem.params, mem.optimizer,
+        mem.grads, mem.ternaryState, mem.activations, mem.scratch, t.paramCount(), loss);
     if (prof) {
       std::printf(",\"profile\":%s", prof->reportJson().c_str());
       printProfileTable(prof->report(), 1000.0 * sec / o.steps, label);
@@ -233,9 +257,10 @@ bool runOne(const Options& o, const std::string& commit) {
     std::fflush(stdout);
     return true;
   } catch (const std::exception& e) {
-    std::printf("{\"engine\":\"primal\",\"label\":\"%s\",\"commit\":\"%s\",\"quant\":\"%s\",\"error\":\"%s\"}\n",
-                jsonEscape(label).c_str(), jsonEscape(commit).c_str(), jsonEscape(o.quant).c_str(),
-                jsonEscape(e.what()).c_str());
+    std::printf(
+        "{\"engine\":\"primal\",\"label\":\"%s\",\"commit\":\"%s\",\"quant\":\"%s\",\"error\":\"%s\"}\n",
+        jsonEscape(label).c_str(), jsonEscape(commit).c_str(), jsonEscape(o.quant).c_str(),
+        jsonEscape(e.what()).c_str());
     std::fflush(stdout);
     return false;
   }

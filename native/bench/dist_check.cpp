@@ -20,10 +20,28 @@ using namespace primal;
 
 static ModelConfig preset(const std::string& p) {
   ModelConfig m;
-  if (p == "tiny") { m.vocab = 256; m.dModel = 64; m.layers = 2; m.heads = 4; m.ffn = 192; m.seq = 64; }
-  else if (p == "small") { m.vocab = 256; m.dModel = 256; m.layers = 4; m.heads = 4; m.ffn = 704; m.seq = 128; }
-  else if (p == "ghost-0.1b") { m.vocab = 50257; m.dModel = 768; m.layers = 12; m.heads = 12; m.ffn = 2048; m.seq = 1024; }
-  else throw Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
+  if (p == "tiny") {
+    m.vocab = 256;
+    m.dModel = 64;
+    m.layers = 2;
+    m.heads = 4;
+    m.ffn = 192;
+    m.seq = 64;
+  } else if (p == "small") {
+    m.vocab = 256;
+    m.dModel = 256;
+    m.layers = 4;
+    m.heads = 4;
+    m.ffn = 704;
+    m.seq = 128;
+  } else if (p == "ghost-0.1b") {
+    m.vocab = 50257;
+    m.dModel = 768;
+    m.layers = 12;
+    m.heads = 12;
+    m.ffn = 2048;
+    m.seq = 1024;
+  } else throw Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
   return m;
 }
 
@@ -45,7 +63,8 @@ static Run train(const TrainConfig& c, const std::string& device, const std::str
   if (cm) t.setCommunicator(cm);
   std::vector<int32_t> data(1 << 22);
   for (size_t i = 0; i < data.size(); ++i)
-    data[i] = static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), 0, 0, 7, 3, 4).v[0] % c.model.vocab);
+    data[i] =
+        static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), 0, 0, 7, 3, 4).v[0] % c.model.vocab);
   t.setTrainData(std::move(data));
   Run r;
   r.rank = t.rank();
@@ -74,7 +93,10 @@ int main(int argc, char** argv) {
     else if (k == "--comm") comm = v;
     else if (k == "--steps") steps = std::stoi(v);
     else if (k == "--batch") batch = std::stoi(v);
-    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
   }
   try {
     TrainConfig c;
@@ -91,12 +113,14 @@ int main(int argc, char** argv) {
     const bool ok = lossesEqual && codesEqual && votesEqual;
     if (dist.rank == 0)
       std::printf(
-          "{\"check\":\"distributed\",\"comm\":\"%s\",\"worldSize\":%d,\"device\":\"%s\",\"preset\":\"%s\",\"batch\":%d,"
-          "\"steps\":%d,\"plainMsPerStep\":%.3f,\"distMsPerStep\":%.3f,\"overheadMs\":%.3f,\"lossesEqual\":%s,"
+          "{\"check\":\"distributed\",\"comm\":\"%s\",\"worldSize\":%d,\"device\":\"%s\",\"preset\":\"%s\","
+          "\"batch\":%d,"
+          "\"steps\":%d,\"plainMsPerStep\":%.3f,\"distMsPerStep\":%.3f,\"overheadMs\":%.3f,\"lossesEqual\":%"
+          "s,"
           "\"codesEqual\":%s,\"votesEqual\":%s,\"lastLoss\":%.6f}\n",
-          comm.c_str(), dist.world, device.c_str(), presetName.c_str(), batch, steps, plain.msPerStep, dist.msPerStep,
-          dist.msPerStep - plain.msPerStep, lossesEqual ? "true" : "false", codesEqual ? "true" : "false",
-          votesEqual ? "true" : "false", dist.losses.back());
+          comm.c_str(), dist.world, device.c_str(), presetName.c_str(), batch, steps, plain.msPerStep,
+          dist.msPerStep, dist.msPerStep - plain.msPerStep, lossesEqual ? "true" : "false",
+          codesEqual ? "true" : "false", votesEqual ? "true" : "false", dist.losses.back());
     return dist.world == 1 ? (ok ? 0 : 1) : 0;  // with more ranks the runs differ by design
   } catch (const std::exception& e) {
     std::fprintf(stderr, "primal_dist_check: %s\n", e.what());

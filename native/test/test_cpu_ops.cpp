@@ -61,8 +61,8 @@ void expectClose(const char* what, size_t i, double got, double want, double ato
 
 // Central differences of loss() with respect to every element of x, against `analytic`.
 template <class F>
-void gradCheck(const char* what, std::vector<float>& x, const std::vector<float>& analytic, F loss,
-               float eps, double atol, double rtol) {
+void gradCheck(const char* what, std::vector<float>& x, const std::vector<float>& analytic, F loss, float eps,
+               double atol, double rtol) {
   for (size_t i = 0; i < x.size(); ++i) {
     const float save = x[i];
     x[i] = save + eps;
@@ -91,7 +91,7 @@ struct GemmCase {
 // padded strides, against a double-precision naive product; checks the padding is untouched.
 template <class Gemm>
 void checkGemm(const char* what, Gemm fn) {
-  const GemmCase cases[] = {{1, 1, 1},   {7, 5, 3},   {33, 17, 65}, {70, 130, 300},
+  const GemmCase cases[] = {{1, 1, 1},   {7, 5, 3},    {33, 17, 65}, {70, 130, 300},
                             {5, 300, 9}, {3, 1100, 5}, {100, 3, 2},  {13, 40, 520}};
   const float betas[] = {0.0f, 1.0f, -0.5f};
   uint32_t seed = 1;
@@ -123,16 +123,19 @@ void checkGemm(const char* what, Gemm fn) {
               }
               double acc = 0.0;
               for (int k = 0; k < K; ++k) {
-                const double a = ta ? A[static_cast<size_t>(k) * lda + i] : A[static_cast<size_t>(i) * lda + k];
-                const double b = tb ? B[static_cast<size_t>(j) * ldb + k] : B[static_cast<size_t>(k) * ldb + j];
+                const double a =
+                    ta ? A[static_cast<size_t>(k) * lda + i] : A[static_cast<size_t>(i) * lda + k];
+                const double b =
+                    tb ? B[static_cast<size_t>(j) * ldb + k] : B[static_cast<size_t>(k) * ldb + j];
                 acc += a * b;
               }
               double want = alpha * acc;
               if (beta != 0.0f) want += static_cast<double>(beta) * C0[ci];
               std::ostringstream os;
-              os << what << " M" << M << " N" << N << " K" << K << " ta" << ta << " tb" << tb
-                 << " beta" << beta << " C";
-              expectClose(os.str().c_str(), ci, C[ci], want, 1e-5 * std::sqrt(static_cast<double>(K)) + 1e-5, 1e-5);
+              os << what << " M" << M << " N" << N << " K" << K << " ta" << ta << " tb" << tb << " beta"
+                 << beta << " C";
+              expectClose(os.str().c_str(), ci, C[ci], want, 1e-5 * std::sqrt(static_cast<double>(K)) + 1e-5,
+                          1e-5);
             }
           }
         }
@@ -144,9 +147,8 @@ void checkGemm(const char* what, Gemm fn) {
 PRIMAL_TEST("cpu/gemm backend (BLAS when built) vs naive, all transposes, strides, alpha/beta") {
   auto be = cpu();
   checkGemm("backend", [&](bool ta, bool tb, int M, int N, int K, float al, const float* A, int lda,
-                           const float* B, int ldb, float be_, float* C, int ldc) {
-    be->gemm(ta, tb, M, N, K, al, A, lda, B, ldb, be_, C, ldc);
-  });
+                           const float* B, int ldb, float be_, float* C,
+                           int ldc) { be->gemm(ta, tb, M, N, K, al, A, lda, B, ldb, be_, C, ldc); });
 }
 
 PRIMAL_TEST("cpu/gemm built-in blocked kernels vs naive (generic, AVX2, 1 and 2 threads)") {
@@ -155,10 +157,10 @@ PRIMAL_TEST("cpu/gemm built-in blocked kernels vs naive (generic, AVX2, 1 and 2 
   if (primal::cpu::gemmAvx2Supported()) kernels.push_back(primal::cpu::GemmKernel::Avx2);
   for (auto kern : kernels) {
     for (primal::cpu::ThreadPool* pp : {&pool, static_cast<primal::cpu::ThreadPool*>(nullptr)}) {
-      std::string what = std::string("gemmBlocked/") + primal::cpu::gemmKernelName(kern) +
-                         (pp ? "/pool" : "/serial");
-      checkGemm(what.c_str(), [&](bool ta, bool tb, int M, int N, int K, float al, const float* A,
-                                  int lda, const float* B, int ldb, float be_, float* C, int ldc) {
+      std::string what =
+          std::string("gemmBlocked/") + primal::cpu::gemmKernelName(kern) + (pp ? "/pool" : "/serial");
+      checkGemm(what.c_str(), [&](bool ta, bool tb, int M, int N, int K, float al, const float* A, int lda,
+                                  const float* B, int ldb, float be_, float* C, int ldc) {
         primal::cpu::gemmBlocked(pp, ta, tb, M, N, K, al, A, lda, B, ldb, be_, C, ldc, kern);
       });
     }
@@ -170,7 +172,8 @@ PRIMAL_TEST("cpu/gemm built-in is bit-identical for any thread count; K=0 and ba
   const int M = 150, N = 90, K = 700;
   auto A = randu(static_cast<size_t>(M) * K, 5), B = randu(static_cast<size_t>(K) * N, 6);
   std::vector<float> c1(static_cast<size_t>(M) * N), c2 = c1, c3 = c1;
-  primal::cpu::gemmBlocked(nullptr, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, c1.data(), N);
+  primal::cpu::gemmBlocked(nullptr, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, c1.data(),
+                           N);
   primal::cpu::gemmBlocked(&pool2, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, c2.data(), N);
   primal::cpu::gemmBlocked(&pool3, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, c3.data(), N);
   EXPECT_TRUE(sameBits(c1, c2));
@@ -215,7 +218,8 @@ PRIMAL_TEST("cpu/thread pool: static partition covers the range, nested regions,
   }
   EXPECT_TRUE(threw);
   int calls = 0;
-  pool.parallelFor(10, [&](size_t b, size_t e) { calls += static_cast<int>(e - b); }, 100);
+  pool.parallelFor(
+      10, [&](size_t b, size_t e) { calls += static_cast<int>(e - b); }, 100);
   EXPECT_EQ(calls, 10);  // below the grain: one part on the caller
 }
 
@@ -364,9 +368,8 @@ PRIMAL_TEST("cpu/rope: rotation values, inverse undoes it and is the adjoint") {
 }
 
 // Naive double reference of causal attention for one (b, h).
-void attentionRef(const std::vector<float>& q, const std::vector<float>& k,
-                  const std::vector<float>& v, int B, int T, int H, int D,
-                  std::vector<double>& out, std::vector<double>& lse) {
+void attentionRef(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                  int B, int T, int H, int D, std::vector<double>& out, std::vector<double>& lse) {
   const int C = H * D;
   out.assign(static_cast<size_t>(B) * T * C, 0.0);
   lse.assign(static_cast<size_t>(B) * H * T, 0.0);
@@ -407,8 +410,8 @@ PRIMAL_TEST("cpu/attention forward vs reference, backward dq dk dv (finite diffe
   for (size_t i = 0; i < n; ++i) expectClose("attention out", i, out[i], oref[i], 1e-5, 1e-5);
   for (size_t i = 0; i < lse.size(); ++i) expectClose("attention lse", i, lse[i], lref[i], 1e-5, 1e-5);
   std::vector<float> dq(n, 9.0f), dk(n, 9.0f), dv(n, 9.0f);  // overwritten
-  be->attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(), dq.data(),
-                        dk.data(), dv.data(), B, T, H, D);
+  be->attentionBackward(q.data(), k.data(), v.data(), out.data(), lse.data(), R.data(), dq.data(), dk.data(),
+                        dv.data(), B, T, H, D);
   gradCheck("attention dq", q, dq, loss, 1e-2f, 2e-3, 1e-2);
   gradCheck("attention dk", k, dk, loss, 1e-2f, 2e-3, 1e-2);
   gradCheck("attention dv", v, dv, loss, 1e-2f, 2e-3, 1e-2);
@@ -512,7 +515,8 @@ PRIMAL_TEST("cpu/classifier over many chunks matches the one-shot logits; logits
       for (int c = 0; c < C; ++c) dtRef[static_cast<size_t>(j) * C + c] += p * x[n * C + c];
     }
   }
-  for (size_t i = 0; i < dtable.size(); i += 13) expectClose("chunked dtable", i, dtable[i], dtRef[i], 1e-5, 1e-3);
+  for (size_t i = 0; i < dtable.size(); i += 13)
+    expectClose("chunked dtable", i, dtable[i], dtRef[i], 1e-5, 1e-3);
 }
 
 PRIMAL_TEST("cpu/linear via gemm: dx and dW (finite differences)") {
@@ -541,8 +545,8 @@ PRIMAL_TEST("cpu/actQuant: grid values, absmax preserved, round half to even") {
   const int N = 4, C = 16;
   auto x = randn(static_cast<size_t>(N) * C, 101);
   // Row 2: absmax 127 so the scale is exactly 1 and rounding is visible.
-  const float row2[C] = {127.0f, 2.5f, 3.5f, -2.5f, 0.5f, -0.5f, 1.5f, -1.5f,
-                         0.49f, 126.5f, -127.0f, 0, 0, 0, 0, 0};
+  const float row2[C] = {127.0f, 2.5f,   3.5f,    -2.5f, 0.5f, -0.5f, 1.5f, -1.5f,
+                         0.49f,  126.5f, -127.0f, 0,     0,    0,     0,    0};
   std::memcpy(&x[2 * C], row2, sizeof(row2));
   for (int c = 0; c < C; ++c) x[3 * C + c] = 0.0f;  // all-zero row
   std::vector<float> xq(x.size());
@@ -657,18 +661,26 @@ RefFlip refFlip(std::vector<int8_t> code, std::vector<int8_t> vote, const primal
     r.p[i] = static_cast<float>(p);
     r.st.pSum += p;
     r.st.pMax = std::max(r.st.pMax, static_cast<float>(p));
-    const primal::Philox4 x = primal::philox4x32_10(static_cast<uint32_t>(i), P.layer, P.step, 0, P.seedLo, P.seedHi);
+    const primal::Philox4 x =
+        primal::philox4x32_10(static_cast<uint32_t>(i), P.layer, P.step, 0, P.seedLo, P.seedHi);
     const float u = primal::philox_u24(x.v[0]), u2 = primal::philox_u24(x.v[1]);
     bool flipped = false;
     if (v != 0 && static_cast<double>(u) < p) {
-      const std::vector<int> ladder = P.bridgeOn ? std::vector<int>{-2, -1, 0, 1, 2} : std::vector<int>{-2, 0, 2};
+      const std::vector<int> ladder =
+          P.bridgeOn ? std::vector<int>{-2, -1, 0, 1, 2} : std::vector<int>{-2, 0, 2};
       int target = 99;
       if (v > 0) {
         for (int l : ladder)
-          if (l > c) { target = l; break; }
+          if (l > c) {
+            target = l;
+            break;
+          }
       } else {
         for (auto it = ladder.rbegin(); it != ladder.rend(); ++it)
-          if (*it < c) { target = *it; break; }
+          if (*it < c) {
+            target = *it;
+            break;
+          }
       }
       if (target != 99) {
         code[i] = static_cast<int8_t>(target);
@@ -679,7 +691,8 @@ RefFlip refFlip(std::vector<int8_t> code, std::vector<int8_t> vote, const primal
       }
     }
     if (!flipped) {
-      const double mag = std::floor(static_cast<double>(av) * static_cast<double>(P.voteKeep) + static_cast<double>(u2));
+      const double mag =
+          std::floor(static_cast<double>(av) * static_cast<double>(P.voteKeep) + static_cast<double>(u2));
       vote[i] = static_cast<int8_t>((v > 0 ? 1 : v < 0 ? -1 : 0) * static_cast<int>(mag));
     }
     r.st.occupancy[code[i] + 2]++;
@@ -815,7 +828,8 @@ PRIMAL_TEST("cpu/poltFlip vote decay recomputed with Philox (no flips when pMax 
   EXPECT_TRUE(code == code0);
   EXPECT_EQ(st.flipsUp + st.flipsDown, 0u);
   for (size_t i = 0; i < n; ++i) {
-    const primal::Philox4 r = primal::philox4x32_10(static_cast<uint32_t>(i), 3, 7, 0, 0x1234567u, 0x89abcdefu);
+    const primal::Philox4 r =
+        primal::philox4x32_10(static_cast<uint32_t>(i), 3, 7, 0, 0x1234567u, 0x89abcdefu);
     const double u2 = primal::philox_u24(r.v[1]);
     const int v = vote0[i];
     const int want = (v > 0) - (v < 0);
@@ -929,7 +943,8 @@ PRIMAL_TEST("cpu/determinism: attention and classifier are bit-identical run to 
 PRIMAL_TEST("cpu/rmsnorm, embedding backward and rope are thread-count independent") {
   auto be2 = cpu(2), be1 = cpu(1);
   const int N = 300, C = 96;
-  auto x = randn(static_cast<size_t>(N) * C, 151), w = randu(C, 152), dy = randn(static_cast<size_t>(N) * C, 153);
+  auto x = randn(static_cast<size_t>(N) * C, 151), w = randu(C, 152),
+       dy = randn(static_cast<size_t>(N) * C, 153);
   std::vector<float> y1(x.size()), y2(x.size()), r1(N), r2(N);
   be1->rmsnormForward(x.data(), w.data(), y1.data(), r1.data(), N, C, 1e-5f);
   be2->rmsnormForward(x.data(), w.data(), y2.data(), r2.data(), N, C, 1e-5f);

@@ -68,8 +68,10 @@ std::unique_ptr<Backend> gpuFp32() { return primal::makeCudaBackendWithGemm(0, "
 
 // bf16 GEMM operands with fp32 accumulation (falls back to fp32 before sm_80).
 std::unique_ptr<Backend> gpuBf16() { return primal::makeCudaBackendWithGemm(0, "bf16"); }
-bool isBf16(const Backend& b) { return b.describe().find("BF16 GEMM") != std::string::npos &&
-                                       b.describe().find("needs sm_80") == std::string::npos; }
+bool isBf16(const Backend& b) {
+  return b.describe().find("BF16 GEMM") != std::string::npos &&
+         b.describe().find("needs sm_80") == std::string::npos;
+}
 
 [[noreturn]] void fail(const std::string& msg) { throw Failure{msg}; }
 
@@ -149,16 +151,16 @@ void expectNear(const std::string& what, const std::vector<float>& got, const st
     if (!(std::fabs(g - w) <= atol + rtol * std::fabs(w))) {
       std::ostringstream os;
       os.precision(9);
-      os << what << "[" << i << "]: cuda " << g << " vs cpu " << w << " (atol " << atol << ", rtol "
-         << rtol << ")";
+      os << what << "[" << i << "]: cuda " << g << " vs cpu " << w << " (atol " << atol << ", rtol " << rtol
+         << ")";
       fail(os.str());
     }
   }
 }
 
 // Errors relative to the largest reference magnitude (for gradients whose elements vary widely).
-void expectNearScaled(const std::string& what, const std::vector<float>& got,
-                      const std::vector<float>& want, double rel) {
+void expectNearScaled(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
+                      double rel) {
   const double m = maxAbs(want);
   expectNear(what, got, want, rel * m + 1e-30, rel);
 }
@@ -170,7 +172,8 @@ void expectSame(const std::string& what, const std::vector<T>& got, const std::v
     if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0) {
       std::ostringstream os;
       os.precision(9);
-      os << what << "[" << i << "]: cuda " << +got[i] << " vs cpu " << +want[i] << " (bit-identical expected)";
+      os << what << "[" << i << "]: cuda " << +got[i] << " vs cpu " << +want[i]
+         << " (bit-identical expected)";
       fail(os.str());
     }
   }
@@ -182,8 +185,8 @@ bool sameBits(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------
-void checkGemm(Backend& cpu, Backend& gpu, double relTol, uint32_t seed, int M, int N, int K,
-               bool ta, bool tb, float alpha, float beta, int pad) {
+void checkGemm(Backend& cpu, Backend& gpu, double relTol, uint32_t seed, int M, int N, int K, bool ta,
+               bool tb, float alpha, float beta, int pad) {
   const int aRows = ta ? K : M, aCols = ta ? M : K;
   const int bRows = tb ? N : K, bCols = tb ? K : N;
   const int lda = aCols + pad, ldb = bCols + pad, ldc = N + pad;
@@ -212,7 +215,8 @@ void checkGemm(Backend& cpu, Backend& gpu, double relTol, uint32_t seed, int M, 
         std::ostringstream os;
         os.precision(9);
         os << "gemm M" << M << " N" << N << " K" << K << " ta" << ta << " tb" << tb << " beta" << beta
-           << " C[" << i << "," << j << "]: cuda " << got[ci] << " vs cpu " << want[ci] << " (tol " << tol << ")";
+           << " C[" << i << "," << j << "]: cuda " << got[ci] << " vs cpu " << want[ci] << " (tol " << tol
+           << ")";
         fail(os.str());
       }
     }
@@ -466,8 +470,8 @@ PRIMAL_TEST("cuda/actQuant 8 and 4 bits (one-step differences at rounding ties o
 }
 
 namespace {
-void classifierCase(Backend& cpu, Backend& gpu, int N, int C, int V, int Vp, float lossAtol,
-                    float lossRtol, double gradRel, uint32_t seed, const char* tag) {
+void classifierCase(Backend& cpu, Backend& gpu, int N, int C, int V, int Vp, float lossAtol, float lossRtol,
+                    double gradRel, uint32_t seed, const char* tag) {
   auto tv = randi(N, seed, 0, V - 1);
   for (int i = 0; i < N; i += 7) tv[i] = -1;  // unscored rows
   Dual<int32_t> tgt(cpu, gpu, tv);
@@ -511,7 +515,8 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
   const int N = 5, C = 64, V = 1000;
   const auto xv = randn(static_cast<size_t>(N) * C, 60), tv = randn(static_cast<size_t>(V) * C, 61, 0.1f);
   {
-    Dual<float> x(*P.cpu, *g32, xv), table(*P.cpu, *g32, tv), lg(*P.cpu, *g32, nans(static_cast<size_t>(N) * V));
+    Dual<float> x(*P.cpu, *g32, xv), table(*P.cpu, *g32, tv),
+        lg(*P.cpu, *g32, nans(static_cast<size_t>(N) * V));
     P.cpu->logits(x.c, table.c, lg.c, N, C, V);
     g32->logits(x.g, table.g, lg.g, N, C, V);
     expectNear("logits fp32", lg.gpuHost(), lg.cpuHost(), 1e-5, 1e-5);
@@ -564,8 +569,16 @@ PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
   P.gpu->poltMaterialize(code.g, w.g, n, 0.037f, 2.0f / 3.0f);
   expectSame("poltMaterialize", w.gpuHost(), w.cpuHost());
   primal::FlipParams fp{};
-  fp.seedLo = 1234; fp.seedHi = 99; fp.layer = 3; fp.step = 17;
-  fp.flipRate = 0.013f; fp.pMax = 0.2f; fp.voteKeep = 0.95f; fp.scale = 1.37f; fp.accum = 3; fp.bridgeOn = true;
+  fp.seedLo = 1234;
+  fp.seedHi = 99;
+  fp.layer = 3;
+  fp.step = 17;
+  fp.flipRate = 0.013f;
+  fp.pMax = 0.2f;
+  fp.voteKeep = 0.95f;
+  fp.scale = 1.37f;
+  fp.accum = 3;
+  fp.bridgeOn = true;
   P.cpu->poltProbabilities(vote.c, p.c, n, fp);
   P.gpu->poltProbabilities(vote.g, p.g, n, fp);
   expectSame("poltProbabilities", p.gpuHost(), p.cpuHost());
@@ -609,8 +622,8 @@ PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and o
     for (size_t i = 0; i < n; ++i) {
       if (got[i] == want[i]) continue;
       if (dz > 0.0f && std::fabs(std::fabs(gv[i]) - thr) <= 1e-6 * thr) continue;
-      fail("poltVote vote differs at " + std::to_string(i) + ": cuda " + std::to_string(got[i]) +
-           " cpu " + std::to_string(want[i]));
+      fail("poltVote vote differs at " + std::to_string(i) + ": cuda " + std::to_string(got[i]) + " cpu " +
+           std::to_string(want[i]));
     }
   }
 }
@@ -630,13 +643,21 @@ PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, 
     Dual<float> p(P, nans(n));
     for (uint32_t step = 0; step < 4; ++step) {
       primal::FlipParams fp{};
-      fp.seedLo = 0x9e3779b9u; fp.seedHi = 7; fp.layer = 5; fp.step = step;
-      fp.flipRate = 0.02f; fp.pMax = 0.5f; fp.voteKeep = 0.95f; fp.scale = 1.0f + 0.1f * step;
-      fp.accum = 2; fp.bridgeOn = bridge != 0;
+      fp.seedLo = 0x9e3779b9u;
+      fp.seedHi = 7;
+      fp.layer = 5;
+      fp.step = step;
+      fp.flipRate = 0.02f;
+      fp.pMax = 0.5f;
+      fp.voteKeep = 0.95f;
+      fp.scale = 1.0f + 0.1f * step;
+      fp.accum = 2;
+      fp.bridgeOn = bridge != 0;
       primal::FlipStats sc{}, sg{};
       P.cpu->poltFlip(code.c, vote.c, n, fp, &sc, p.c);
       P.gpu->poltFlip(code.g, vote.g, n, fp, &sg, p.g);
-      const std::string tag = std::string("poltFlip bridge") + (bridge ? "On" : "Off") + " step " + std::to_string(step);
+      const std::string tag =
+          std::string("poltFlip bridge") + (bridge ? "On" : "Off") + " step " + std::to_string(step);
       expectSame(tag + " code", code.gpuHost(), code.cpuHost());
       expectSame(tag + " vote", vote.gpuHost(), vote.cpuHost());
       expectSame(tag + " p", p.gpuHost(), p.cpuHost());
@@ -651,16 +672,25 @@ PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, 
       EXPECT_EQ(sg.pMax, sc.pMax);
       EXPECT_NEAR(sg.pSum, sc.pSum, 0.0, 1e-12);
       EXPECT_TRUE(sg.flipsUp + sg.flipsDown > 1000);
-      if (step == 0) std::printf("     %s: %llu flips, pSum %.6f\n", tag.c_str(),
-                                 static_cast<unsigned long long>(sg.flipsUp + sg.flipsDown), sg.pSum);
+      if (step == 0)
+        std::printf("     %s: %llu flips, pSum %.6f\n", tag.c_str(),
+                    static_cast<unsigned long long>(sg.flipsUp + sg.flipsDown), sg.pSum);
       // New votes between steps (deadzone 0: identical on both backends), without stats/pOut.
       Dual<float> G(P, randn(n, 130 + step, 1e-3f));
       P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, 0.0f);
       P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, 0.0f);
     }
     primal::FlipParams fp{};
-    fp.seedLo = 1; fp.seedHi = 2; fp.layer = 0; fp.step = 9; fp.flipRate = 0.05f; fp.pMax = 0.5f;
-    fp.voteKeep = 0.9f; fp.scale = 1.0f; fp.accum = 1; fp.bridgeOn = bridge != 0;
+    fp.seedLo = 1;
+    fp.seedHi = 2;
+    fp.layer = 0;
+    fp.step = 9;
+    fp.flipRate = 0.05f;
+    fp.pMax = 0.5f;
+    fp.voteKeep = 0.9f;
+    fp.scale = 1.0f;
+    fp.accum = 1;
+    fp.bridgeOn = bridge != 0;
     P.cpu->poltFlip(code.c, vote.c, n, fp, nullptr, nullptr);
     P.gpu->poltFlip(code.g, vote.g, n, fp, nullptr, nullptr);
     expectSame("poltFlip no stats code", code.gpuHost(), code.cpuHost());
@@ -675,7 +705,8 @@ PRIMAL_TEST("cuda/bf16 gemm: 4 transposes, strides, alpha/beta, unaligned rows, 
   auto cpu = primal::makeCpuBackend(1);
   auto gpu = gpuBf16();
   const bool bf16 = isBf16(*gpu);
-  std::printf("     %s%s\n", gpu->describe().c_str(), bf16 ? "" : " (no bf16 on this GPU: checks the fp32 fallback)");
+  std::printf("     %s%s\n", gpu->describe().c_str(),
+              bf16 ? "" : " (no bf16 on this GPU: checks the fp32 fallback)");
   EXPECT_TRUE(bf16 || gpu->describe().find("needs sm_80") != std::string::npos);
   uint32_t seed = 500;
   const int shapes[][3] = {{67, 129, 96}, {1, 300, 64}, {130, 7, 513}, {256, 768, 768}};
@@ -720,7 +751,13 @@ PRIMAL_TEST("cuda/bf16 classifier losses, dx, dtable (odd V tail, chunks), deter
 PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16)") {
   requireGpu();
   primal::ScratchShape sh;
-  sh.B = 3; sh.T = 70; sh.C = 64; sh.H = 4; sh.F = 176; sh.V = 1000; sh.Vp = 1024;
+  sh.B = 3;
+  sh.T = 70;
+  sh.C = 64;
+  sh.H = 4;
+  sh.F = 176;
+  sh.V = 1000;
+  sh.Vp = 1024;
   const int N = sh.B * sh.T, C = sh.C, F = sh.F, H = sh.H, D = C / H, V = sh.V, Vp = sh.Vp;
   for (const char* mode : {"fp32", "tf32", "bf16"}) {
     auto gpu = primal::makeCudaBackendWithGemm(0, mode);
@@ -735,7 +772,8 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
       const size_t nc = static_cast<size_t>(N) * C, nf = static_cast<size_t>(N) * F;
       float *x = buf(nc, 1), *y = buf(nc, 2), *h = buf(nf, 3), *g = buf(nf, 4), *w = buf(C, 5);
       float *rstd = buf(N, 6), *q = buf(nc, 7), *k = buf(nc, 8), *v = buf(nc, 9), *o = buf(nc, 10);
-      float *lse = buf(static_cast<size_t>(N) * H, 11), *dq = buf(nc, 12), *dk = buf(nc, 13), *dv = buf(nc, 14);
+      float *lse = buf(static_cast<size_t>(N) * H, 11), *dq = buf(nc, 12), *dk = buf(nc, 13),
+            *dv = buf(nc, 14);
       float *Wcc = buf(static_cast<size_t>(C) * C, 15), *Wfc = buf(static_cast<size_t>(F) * C, 16);
       float *Gcc = buf(static_cast<size_t>(C) * C, 17), *Gfc = buf(static_cast<size_t>(F) * C, 18);
       float *table = buf(static_cast<size_t>(Vp) * C, 19), *dtable = buf(static_cast<size_t>(Vp) * C, 20);
@@ -744,11 +782,11 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
       int32_t* tok = static_cast<int32_t*>(gpu->alloc(sizeof(int32_t) * N));
       gpu->toDevice(tok, tv.data(), sizeof(int32_t) * N);
       gpu->rmsnormForward(x, w, y, rstd, N, C, 1e-5f);
-      gpu->gemm(false, true, N, C, C, 1.0f, y, C, Wcc, C, 0.0f, q, C);     // q/k/v/o projections
-      gpu->gemm(false, true, N, F, C, 1.0f, y, C, Wfc, C, 0.0f, h, F);     // gate/up
-      gpu->gemm(false, true, N, C, F, 1.0f, h, F, Wfc, F, 0.0f, o, C);     // down (W [C,F])
-      gpu->gemm(false, false, N, C, F, 1.0f, g, F, Wfc, C, 0.0f, o, C);    // gate/up data grads
-      gpu->gemm(true, false, C, C, N, 1.0f, q, C, y, C, 1.0f, Gcc, C);     // weight gradients
+      gpu->gemm(false, true, N, C, C, 1.0f, y, C, Wcc, C, 0.0f, q, C);   // q/k/v/o projections
+      gpu->gemm(false, true, N, F, C, 1.0f, y, C, Wfc, C, 0.0f, h, F);   // gate/up
+      gpu->gemm(false, true, N, C, F, 1.0f, h, F, Wfc, F, 0.0f, o, C);   // down (W [C,F])
+      gpu->gemm(false, false, N, C, F, 1.0f, g, F, Wfc, C, 0.0f, o, C);  // gate/up data grads
+      gpu->gemm(true, false, C, C, N, 1.0f, q, C, y, C, 1.0f, Gcc, C);   // weight gradients
       gpu->gemm(true, false, F, C, N, 1.0f, g, F, y, C, 1.0f, Gfc, C);
       gpu->gemm(true, false, C, F, N, 1.0f, o, C, h, F, 0.0f, Gfc, F);
       gpu->rope(q, sh.B, sh.T, H, D, 10000.0f, false);
@@ -758,13 +796,14 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
       gpu->classifier(y, table, tok, losses, dq, dtable, N, C, V, 1.0f / N);
       gpu->embeddingBackward(tok, y, dtable, N, C);
       gpu->sync();
-      for (void* p : {static_cast<void*>(x), static_cast<void*>(y), static_cast<void*>(h), static_cast<void*>(g),
-                      static_cast<void*>(w), static_cast<void*>(rstd), static_cast<void*>(q), static_cast<void*>(k),
-                      static_cast<void*>(v), static_cast<void*>(o), static_cast<void*>(lse), static_cast<void*>(dq),
-                      static_cast<void*>(dk), static_cast<void*>(dv), static_cast<void*>(Wcc), static_cast<void*>(Wfc),
-                      static_cast<void*>(Gcc), static_cast<void*>(Gfc), static_cast<void*>(table),
-                      static_cast<void*>(dtable), static_cast<void*>(losses), static_cast<void*>(dw),
-                      static_cast<void*>(tok)})
+      for (void* p : {static_cast<void*>(x),     static_cast<void*>(y),      static_cast<void*>(h),
+                      static_cast<void*>(g),     static_cast<void*>(w),      static_cast<void*>(rstd),
+                      static_cast<void*>(q),     static_cast<void*>(k),      static_cast<void*>(v),
+                      static_cast<void*>(o),     static_cast<void*>(lse),    static_cast<void*>(dq),
+                      static_cast<void*>(dk),    static_cast<void*>(dv),     static_cast<void*>(Wcc),
+                      static_cast<void*>(Wfc),   static_cast<void*>(Gcc),    static_cast<void*>(Gfc),
+                      static_cast<void*>(table), static_cast<void*>(dtable), static_cast<void*>(losses),
+                      static_cast<void*>(dw),    static_cast<void*>(tok)})
         gpu->free(p);
     }
     EXPECT_EQ(gpu->bytesInUse(), size_t(0));
@@ -775,7 +814,6 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
     EXPECT_TRUE(own >= (size_t(32) << 20));  // at least the cuBLASLt workspace
   }
 }
-
 
 // ---- tensor-core attention (PRIMAL_CUDA_ATTN=tc, sm_80+) ------------------------------------------
 // The tc kernels round q, k, v, dout (and P, dS as MMA operands) to bf16 (8 significant bits:
@@ -810,8 +848,7 @@ std::vector<float> roundedToBf16(std::vector<float> v) {
   return v;
 }
 
-void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf16Inputs,
-                     bool expectTc) {
+void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf16Inputs, bool expectTc) {
   const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
   std::ostringstream os;
   os << "attention tc B" << B << " T" << T << " H" << H << " D" << D << (bf16Inputs ? " bf16 inputs" : "");
@@ -904,13 +941,14 @@ struct DeviceBuf {
 
 }  // namespace
 
-PRIMAL_TEST("cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32/128/40), causal, deterministic") {
+PRIMAL_TEST(
+    "cuda/attention tc forward + backward vs cpu (T=67/256/1030, D=64/32/128/40), causal, deterministic") {
   requireGpu();
   auto P = backends();
   const bool tc = smOf(*P.gpu) >= 80;
   std::printf("     %s: %s\n", P.gpu->describe().c_str(),
               tc ? "tensor-core kernels" : "below sm_80: checks the fp32 fallback");
-  const int cases[][4] = {{2, 67, 3, 64}, {1, 256, 2, 64}, {2, 1030, 2, 64},
+  const int cases[][4] = {{2, 67, 3, 64},  {1, 256, 2, 64},  {2, 1030, 2, 64},
                           {1, 130, 2, 32}, {2, 100, 2, 128}, {1, 70, 1, 40}};
   uint32_t seed = 900;
   for (const auto& cs : cases) {
@@ -936,8 +974,10 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
   const int B = 8, T = 1024, H = 12, D = 64;
   const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
   DeviceBuf q(*gpu, randn(n, 950)), k(*gpu, randn(n, 951)), v(*gpu, randn(n, 952)), dout(*gpu, randn(n, 953));
-  DeviceBuf outS(*gpu, nans(n)), lseS(*gpu, nans(nl)), dqS(*gpu, nans(n)), dkS(*gpu, nans(n)), dvS(*gpu, nans(n));
-  DeviceBuf outT(*gpu, nans(n)), lseT(*gpu, nans(nl)), dqT(*gpu, nans(n)), dkT(*gpu, nans(n)), dvT(*gpu, nans(n));
+  DeviceBuf outS(*gpu, nans(n)), lseS(*gpu, nans(nl)), dqS(*gpu, nans(n)), dkS(*gpu, nans(n)),
+      dvS(*gpu, nans(n));
+  DeviceBuf outT(*gpu, nans(n)), lseT(*gpu, nans(nl)), dqT(*gpu, nans(n)), dkT(*gpu, nans(n)),
+      dvT(*gpu, nans(n));
   auto timeMs = [&](const std::function<void()>& fn) {
     fn();  // warm-up (and the result)
     gpu->sync();
@@ -962,9 +1002,10 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
       gpu->attentionBackward(q.p, k.p, v.p, outT.p, lseT.p, dout.p, dqT.p, dkT.p, dvT.p, B, T, H, D);
     });
   }
-  std::printf("     %s, B%d T%d H%d D%d: forward simt %.3f ms, tc %.3f ms (x%.2f); backward simt %.3f ms, "
-              "tc %.3f ms (x%.2f)\n", gpu->describe().c_str(), B, T, H, D, fwd[0], fwd[1], fwd[0] / fwd[1],
-              bwd[0], bwd[1], bwd[0] / bwd[1]);
+  std::printf(
+      "     %s, B%d T%d H%d D%d: forward simt %.3f ms, tc %.3f ms (x%.2f); backward simt %.3f ms, "
+      "tc %.3f ms (x%.2f)\n",
+      gpu->describe().c_str(), B, T, H, D, fwd[0], fwd[1], fwd[0] / fwd[1], bwd[0], bwd[1], bwd[0] / bwd[1]);
   const auto gq = dqT.host(), gk = dkT.host(), gv = dvT.host();
   expectNearScaled("ghost shape tc out", outT.host(), outS.host(), 1e-2);
   expectNear("ghost shape tc lse", lseT.host(), lseS.host(), 2e-2, 0.0);

@@ -19,8 +19,7 @@ int main(int argc, char** argv) {
   if (arg < argc) primal_test::filter() = argv[arg];
   int passed = 0, failed = 0, skipped = 0;
   for (auto& c : primal_test::registry()) {
-    if (!primal_test::filter().empty() && c.name.find(primal_test::filter()) == std::string::npos)
-      continue;
+    if (!primal_test::filter().empty() && c.name.find(primal_test::filter()) == std::string::npos) continue;
     if (list) {
       std::printf("%s\n", c.name.c_str());
       continue;

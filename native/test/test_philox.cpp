@@ -47,7 +47,8 @@ PRIMAL_TEST("philox/mulhilo gives both halves of the 64-bit product") {
 
 PRIMAL_TEST("philox/u24 is exact and stays below 1") {
   // u * 2^24 must be the integer r >> 8: the value is representable in fp32, so CPU and GPU agree.
-  const uint32_t samples[] = {0u, 1u, 0xffu, 0x100u, 0x12345678u, 0x80000000u, 0xfffffeffu, 0xffffff00u, 0xffffffffu};
+  const uint32_t samples[] = {0u,          1u,          0xffu,       0x100u,     0x12345678u,
+                              0x80000000u, 0xfffffeffu, 0xffffff00u, 0xffffffffu};
   for (uint32_t r : samples) {
     const float u = philox_u24(r);
     const double scaled = static_cast<double>(u) * 16777216.0;

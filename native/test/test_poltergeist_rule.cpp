@@ -56,7 +56,7 @@ PRIMAL_TEST("poltergeist/flip probability: double formula, pMax clamp") {
 PRIMAL_TEST("poltergeist/vote decay: sign * floor(|v| * keep + u2), clamped to 127") {
   EXPECT_EQ(polt::decayVote(10, 0.5, 0.0f), 5);
   EXPECT_EQ(polt::decayVote(10, 0.5, 0.99f), 5);
-  EXPECT_EQ(polt::decayVote(3, 0.5, 0.5f), 2);   // 1.5 + 0.5 = 2 exactly
+  EXPECT_EQ(polt::decayVote(3, 0.5, 0.5f), 2);  // 1.5 + 0.5 = 2 exactly
   EXPECT_EQ(polt::decayVote(3, 0.5, 0.49f), 1);
   EXPECT_EQ(polt::decayVote(-3, 0.5, 0.5f), -2);
   EXPECT_EQ(polt::decayVote(-127, 1.0, 0.999f), -127);

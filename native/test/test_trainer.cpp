@@ -18,7 +18,8 @@ namespace {
 
 std::vector<int32_t> randomTokens(size_t n, int vocab, uint32_t salt) {
   std::vector<int32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), salt, 0, 9, 1, 2).v[0] % vocab);
+  for (size_t i = 0; i < n; ++i)
+    t[i] = static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), salt, 0, 9, 1, 2).v[0] % vocab);
   return t;
 }
 
@@ -172,7 +173,8 @@ PRIMAL_TEST("trainer/bridge change applies to the very next forward; null resolv
   auto w = t.weights(0);
   const float unit = t.gamma0()[0] * t.scales()[0];
   for (size_t i = 0; i < codes.size(); ++i) {
-    float expect = codes[i] == 0 ? 0.0f : (codes[i] > 0 ? 1.0f : -1.0f) * (std::abs(codes[i]) == 2 ? 1.0f : 2.0f / 3.0f);
+    float expect =
+        codes[i] == 0 ? 0.0f : (codes[i] > 0 ? 1.0f : -1.0f) * (std::abs(codes[i]) == 2 ? 1.0f : 2.0f / 3.0f);
     EXPECT_NEAR(w[i], unit * expect, 1e-7, 1e-6);
   }
   auto in = randomTokens(16, c.model.vocab, 8), tg = randomTokens(16, c.model.vocab, 9);
@@ -286,8 +288,10 @@ PRIMAL_TEST("trainer/corrupt checkpoints give clear errors and leave state intac
     }
     return "";
   };
-  EXPECT_TRUE(tryLoad(std::vector<char>(bytes.begin(), bytes.begin() + bytes.size() / 2)).find("truncated") != std::string::npos);
-  EXPECT_TRUE(tryLoad(std::vector<char>(bytes.begin(), bytes.begin() + 5)).find("truncated") != std::string::npos);
+  EXPECT_TRUE(tryLoad(std::vector<char>(bytes.begin(), bytes.begin() + bytes.size() / 2)).find("truncated") !=
+              std::string::npos);
+  EXPECT_TRUE(tryLoad(std::vector<char>(bytes.begin(), bytes.begin() + 5)).find("truncated") !=
+              std::string::npos);
   auto bad = bytes;
   bad[12] = '#';
   EXPECT_TRUE(!tryLoad(bad).empty());

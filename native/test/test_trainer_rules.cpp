@@ -297,7 +297,8 @@ PRIMAL_TEST("trainer/activation quantization is straight-through in backward") {
   in.pop_back();
   a.forwardBackward(in.data(), tg.data(), B, T);
   b.forwardBackward(in.data(), tg.data(), B, T);
-  for (const char* name : {"wte", "blocks.0.attn_norm", "blocks.0.mlp_norm", "blocks.0.attn.q", "blocks.1.mlp.up"}) {
+  for (const char* name :
+       {"wte", "blocks.0.attn_norm", "blocks.0.mlp_norm", "blocks.0.attn.q", "blocks.1.mlp.up"}) {
     const std::vector<float> ga = a.paramGrad(name), gb = b.paramGrad(name);
     double num = 0, den = 0;
     for (size_t i = 0; i < ga.size(); ++i) {

@@ -67,45 +67,44 @@ class EnvScope {
 
 #define PRIMAL_CAT2(a, b) a##b
 #define PRIMAL_CAT(a, b) PRIMAL_CAT2(a, b)
-#define PRIMAL_TEST(name)                                                              \
-  static void PRIMAL_CAT(primal_test_fn_, __LINE__)();                                 \
-  static ::primal_test::Register PRIMAL_CAT(primal_test_reg_, __LINE__)(               \
-      name, PRIMAL_CAT(primal_test_fn_, __LINE__));                                    \
+#define PRIMAL_TEST(name)                                                \
+  static void PRIMAL_CAT(primal_test_fn_, __LINE__)();                   \
+  static ::primal_test::Register PRIMAL_CAT(primal_test_reg_, __LINE__)( \
+      name, PRIMAL_CAT(primal_test_fn_, __LINE__));                      \
   static void PRIMAL_CAT(primal_test_fn_, __LINE__)()
 
 // Ends the current case as skipped, e.g. PRIMAL_SKIP("no GPU").
-#define PRIMAL_SKIP(reason) throw ::primal_test::Skipped{reason}
+#define PRIMAL_SKIP(reason) \
+  throw ::primal_test::Skipped { reason }
 
-#define EXPECT_TRUE(cond)                                                              \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::ostringstream os_;                                                          \
-      os_ << __FILE__ << ":" << __LINE__ << ": expected " #cond;                       \
-      throw ::primal_test::Failure{os_.str()};                                         \
-    }                                                                                  \
+#define EXPECT_TRUE(cond)                                        \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      std::ostringstream os_;                                    \
+      os_ << __FILE__ << ":" << __LINE__ << ": expected " #cond; \
+      throw ::primal_test::Failure{os_.str()};                   \
+    }                                                            \
   } while (0)
 
-#define EXPECT_EQ(a, b)                                                                \
-  do {                                                                                 \
-    auto va_ = (a);                                                                    \
-    auto vb_ = (b);                                                                    \
-    if (!(va_ == vb_)) {                                                               \
-      std::ostringstream os_;                                                          \
-      os_ << __FILE__ << ":" << __LINE__ << ": " #a " == " #b " failed: " << +va_      \
-          << " vs " << +vb_;                                                           \
-      throw ::primal_test::Failure{os_.str()};                                         \
-    }                                                                                  \
+#define EXPECT_EQ(a, b)                                                                              \
+  do {                                                                                               \
+    auto va_ = (a);                                                                                  \
+    auto vb_ = (b);                                                                                  \
+    if (!(va_ == vb_)) {                                                                             \
+      std::ostringstream os_;                                                                        \
+      os_ << __FILE__ << ":" << __LINE__ << ": " #a " == " #b " failed: " << +va_ << " vs " << +vb_; \
+      throw ::primal_test::Failure{os_.str()};                                                       \
+    }                                                                                                \
   } while (0)
 
 // |a-b| <= atol + rtol*|b|
-#define EXPECT_NEAR(a, b, atol, rtol)                                                  \
-  do {                                                                                 \
-    double va_ = (a), vb_ = (b);                                                       \
-    if (!(std::fabs(va_ - vb_) <= (atol) + (rtol)*std::fabs(vb_))) {                   \
-      std::ostringstream os_;                                                          \
-      os_.precision(9);                                                                \
-      os_ << __FILE__ << ":" << __LINE__ << ": " #a " ~= " #b " failed: " << va_       \
-          << " vs " << vb_;                                                            \
-      throw ::primal_test::Failure{os_.str()};                                         \
-    }                                                                                  \
+#define EXPECT_NEAR(a, b, atol, rtol)                                                              \
+  do {                                                                                             \
+    double va_ = (a), vb_ = (b);                                                                   \
+    if (!(std::fabs(va_ - vb_) <= (atol) + (rtol)*std::fabs(vb_))) {                               \
+      std::ostringstream os_;                                                                      \
+      os_.precision(9);                                                                            \
+      os_ << __FILE__ << ":" << __LINE__ << ": " #a " ~= " #b " failed: " << va_ << " vs " << vb_; \
+      throw ::primal_test::Failure{os_.str()};                                                     \
+    }                                                                                              \
   } while (0)

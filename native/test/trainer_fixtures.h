@@ -39,8 +39,8 @@ inline std::vector<int32_t> patternTokens(size_t n, int vocab) {
 // so two test runs never share a file); the folder goes when the process ends.
 inline std::string scratchFile(const std::string& name) {
   struct Dir {
-    std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                 ("primal-core-test-" + std::to_string(::getpid()));
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("primal-core-test-" + std::to_string(::getpid()));
     Dir() { std::filesystem::create_directories(path); }
     ~Dir() {
       std::error_code ec;

@@ -17,7 +17,8 @@ export function runExport(run: string, flags: ExportFlags): string {
   let step: number | undefined;
   if (flags.step !== undefined) {
     step = Number(flags.step);
-    if (!Number.isInteger(step) || step < 0) throw new Error(`--step must be a non-negative integer, got '${flags.step}'`);
+    if (!Number.isInteger(step) || step < 0)
+      throw new Error(`--step must be a non-negative integer, got '${flags.step}'`);
   }
   const r = exportRunGGUF(run, {
     type: flags.type,
@@ -42,8 +43,15 @@ export function addExportCommand(program: Command, fail: (e: unknown) => never):
     .description("write a run's checkpoint as a GGUF file (llama.cpp, LM Studio, ollama, node-llama-cpp)")
     .option("--step <n>", "checkpoint step (default: the latest)")
     .addOption(new Option("--format <f>", "output format").choices(["gguf"]).makeOptionMandatory())
-    .addOption(new Option("--type <t>", "tensor type of the linear weights").choices([...GGUF_EXPORT_TYPES]).default("auto"))
-    .addOption(new Option("--embed-type <t>", "token embedding / tied head type (default f16; f32 with --type f32)").choices(["f16", "f32"]))
+    .addOption(
+      new Option("--type <t>", "tensor type of the linear weights").choices([...GGUF_EXPORT_TYPES]).default("auto"),
+    )
+    .addOption(
+      new Option("--embed-type <t>", "token embedding / tied head type (default f16; f32 with --type f32)").choices([
+        "f16",
+        "f32",
+      ]),
+    )
     .option("--out <file>", "output file (default <run>/export/<run>-step<N>-<type>.gguf)")
     .option("--force", "replace an existing output file")
     .option("--json", "print the export report as JSON")

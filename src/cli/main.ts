@@ -18,7 +18,10 @@ export type CommandRegistrar = (program: Command) => void;
 
 export async function main(argv: string[], extraCommands: readonly CommandRegistrar[] = []): Promise<void> {
   const program = new Command();
-  program.name("primal").description("Ternary-weight LM training with Poltergeist quantization").version(packageVersion());
+  program
+    .name("primal")
+    .description("Ternary-weight LM training with Poltergeist quantization")
+    .version(packageVersion());
 
   program
     .command("train")
@@ -48,10 +51,10 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--name <name>", "run name")
     .option("--home <dir>", "runs directory (default PRIMAL_HOME or ./runs)")
     .addOption(
-      new Option("--distributed <backend>", "data parallel over the ranks of an mpirun/srun launch (docs/distributed.md)").choices([
-        "mpi",
-        "nccl",
-      ]),
+      new Option(
+        "--distributed <backend>",
+        "data parallel over the ranks of an mpirun/srun launch (docs/distributed.md)",
+      ).choices(["mpi", "nccl"]),
     )
     .action(async (flags: TrainFlags) => {
       try {
@@ -73,29 +76,51 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .requiredOption("--steps <n>", "further steps")
     .addOption(new Option("--device <d>", "compute device").choices(["cpu", "cuda", "auto"]))
     .option("--memory-budget <size>", "device memory to fit on this device, e.g. 10GiB")
-    .addOption(new Option("--distributed <backend>", "data parallel (rank 0 reads the checkpoint, the others receive it)").choices(["mpi", "nccl"]))
+    .addOption(
+      new Option(
+        "--distributed <backend>",
+        "data parallel (rank 0 reads the checkpoint, the others receive it)",
+      ).choices(["mpi", "nccl"]),
+    )
     .option("--json", "print one final JSON line")
     .option("--threads <n>", "CPU threads on this machine (0 = all cores)")
-    .option("--fork", "resume from a checkpoint older than the newest: start a branch (later checkpoints are moved aside)")
-    .action(async (run: string, flags: { steps: string; device?: "cpu" | "cuda" | "auto"; memoryBudget?: string; distributed?: "mpi" | "nccl"; json?: boolean; threads?: string; fork?: boolean }) => {
-      try {
-        const steps = int("steps", flags.steps)!;
-        if (steps < 0) throw new Error("--steps must be a non-negative integer");
-        const threads = int("threads", flags.threads);
-        const trainer = await Trainer.resume(run, {
-          ...(flags.device ? { device: flags.device } : {}),
-          ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
-          ...(flags.distributed ? { distributed: flags.distributed } : {}),
-          ...(threads !== undefined ? { threads } : {}),
-          ...(flags.fork ? { fork: true } : {}),
-        });
-        if (!flags.json && trainer.rank === 0) process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
-        const summary = await runTraining(trainer, steps, !!flags.json);
-        await finish(trainer, summary, !!flags.json);
-      } catch (e) {
-        fail(e);
-      }
-    });
+    .option(
+      "--fork",
+      "resume from a checkpoint older than the newest: start a branch (later checkpoints are moved aside)",
+    )
+    .action(
+      async (
+        run: string,
+        flags: {
+          steps: string;
+          device?: "cpu" | "cuda" | "auto";
+          memoryBudget?: string;
+          distributed?: "mpi" | "nccl";
+          json?: boolean;
+          threads?: string;
+          fork?: boolean;
+        },
+      ) => {
+        try {
+          const steps = int("steps", flags.steps)!;
+          if (steps < 0) throw new Error("--steps must be a non-negative integer");
+          const threads = int("threads", flags.threads);
+          const trainer = await Trainer.resume(run, {
+            ...(flags.device ? { device: flags.device } : {}),
+            ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
+            ...(flags.distributed ? { distributed: flags.distributed } : {}),
+            ...(threads !== undefined ? { threads } : {}),
+            ...(flags.fork ? { fork: true } : {}),
+          });
+          if (!flags.json && trainer.rank === 0)
+            process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
+          const summary = await runTraining(trainer, steps, !!flags.json);
+          await finish(trainer, summary, !!flags.json);
+        } catch (e) {
+          fail(e);
+        }
+      },
+    );
 
   program
     .command("plan")
@@ -113,7 +138,8 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .action((flags: TrainFlags) => {
       try {
         const ranks = Number(flags.ranks ?? "1");
-        if (!Number.isInteger(ranks) || ranks < 1) throw new Error(`--ranks must be a positive integer, got '${flags.ranks}'`);
+        if (!Number.isInteger(ranks) || ranks < 1)
+          throw new Error(`--ranks must be a positive integer, got '${flags.ranks}'`);
         const p = planMemory(configFromFlags({ ...flags, steps: "1" }), { worldSize: ranks });
         process.stdout.write((flags.json ? JSON.stringify(p) : formatPlanning(p)) + "\n");
         if (p.chosen < 0) process.exitCode = 1;

@@ -39,7 +39,10 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
     // A recursive mkdir on a read-only file system reports ENOENT; ask the nearest existing
     // folder for the real reason.
     const code = writeProblem(out) ?? (e as NodeJS.ErrnoException).code ?? String(e);
-    throw new Error(`report: cannot write figures to ${out} (${code}${code === "EROFS" || code === "EACCES" ? ": the folder is read-only" : ""}); pass --out DIR to write them elsewhere`, { cause: e });
+    throw new Error(
+      `report: cannot write figures to ${out} (${code}${code === "EROFS" || code === "EACCES" ? ": the folder is read-only" : ""}); pass --out DIR to write them elsewhere`,
+      { cause: e },
+    );
   }
   const figures: [string, plots.Figure][] = [
     ["loss", plots.loss(run, { smooth: true })],

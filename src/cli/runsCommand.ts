@@ -25,6 +25,10 @@ export function printRuns(home: string | undefined, json: boolean): void {
   ]);
   const head = ["id", "status", "step", "preset/quant", "loss", "best val", "created (UTC)", ""];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd() + "\n";
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd() + "\n";
   process.stdout.write(line(head) + rows.map(line).join(""));
 }

@@ -56,7 +56,8 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   const knobs: Record<string, number | null> = {};
   const lr = num("lr", f.lr);
   if (lr !== undefined) knobs.lr = lr;
-  if (f.bridge !== undefined) knobs.bridge = f.bridge === "null" || f.bridge === "off" ? null : num("bridge", f.bridge)!;
+  if (f.bridge !== undefined)
+    knobs.bridge = f.bridge === "null" || f.bridge === "off" ? null : num("bridge", f.bridge)!;
   const fr = num("flip-rate", f.flipRate);
   if (fr !== undefined) knobs.flipRate = fr;
   const steps = int("steps", f.steps)!;
@@ -89,7 +90,8 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   if (f.recompute !== undefined) cfg.recompute = f.recompute;
   if (f.distributed !== undefined) cfg.distributed = f.distributed;
   // A plain number is bytes; "10GiB" and friends are parsed by the config.
-  if (f.memoryBudget !== undefined) cfg.memoryBudget = /^\d+$/.test(f.memoryBudget) ? Number(f.memoryBudget) : f.memoryBudget;
+  if (f.memoryBudget !== undefined)
+    cfg.memoryBudget = /^\d+$/.test(f.memoryBudget) ? Number(f.memoryBudget) : f.memoryBudget;
   if (steps < 30) cfg.warmup = Math.max(0, Math.floor(steps / 10));
   if (f.name) cfg.name = f.name;
   if (f.home) cfg.home = f.home;
@@ -136,7 +138,8 @@ export async function runTraining(trainer: Trainer, steps: number, json: boolean
       },
       onStep: (m) => progress.update(m),
       onSample: (s) => {
-        if (!json && trainer.rank === 0) process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
+        if (!json && trainer.rank === 0)
+          process.stderr.write(`\n[step ${s.step}] ${JSON.stringify(s.prompt + s.text)}\n`);
       },
     });
   } finally {
@@ -156,7 +159,10 @@ function announceEvaluation(trainer: Trainer, json: boolean): void {
 }
 
 /** The final evaluation when training did not make it (e.g. 0 steps); null when Ctrl-C cancelled it. */
-async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited<ReturnType<Trainer["evaluate"]>> | null> {
+async function finalEvaluation(
+  trainer: Trainer,
+  json: boolean,
+): Promise<Awaited<ReturnType<Trainer["evaluate"]>> | null> {
   if (commandSignal?.aborted) {
     if (!json) process.stderr.write("evaluation interrupted: no validation metrics\n");
     return null;
@@ -164,7 +170,10 @@ async function finalEvaluation(trainer: Trainer, json: boolean): Promise<Awaited
   announceEvaluation(trainer, json);
   const progress = makeEvalProgress(!json && trainer.rank === 0);
   try {
-    return await trainer.evaluate({ ...(commandSignal ? { signal: commandSignal } : {}), onProgress: (p) => progress.update(p) });
+    return await trainer.evaluate({
+      ...(commandSignal ? { signal: commandSignal } : {}),
+      onProgress: (p) => progress.update(p),
+    });
   } catch (e) {
     if (!isInterrupted(e)) throw e;
     process.stderr.write("evaluation interrupted: no validation metrics\n");

@@ -36,7 +36,8 @@ export interface EvalMetrics extends EvalSums {
  * `maxWindows` keeps only the first windows (a quick, still deterministic, partial evaluation).
  */
 export function evalWindows(numTokens: number, T: number, maxWindows?: number): EvalWindow[] {
-  if (!Number.isInteger(numTokens) || numTokens < 0) throw new RangeError(`numTokens must be a non-negative integer, got ${numTokens}`);
+  if (!Number.isInteger(numTokens) || numTokens < 0)
+    throw new RangeError(`numTokens must be a non-negative integer, got ${numTokens}`);
   if (!Number.isInteger(T) || T < 1) throw new RangeError(`T must be a positive integer, got ${T}`);
   const limit = maxWindows ?? Number.POSITIVE_INFINITY;
   const out: EvalWindow[] = [];
@@ -68,8 +69,17 @@ export function scoredBytes(tokenizer: Tokenizer, tokens: ArrayLike<number>, win
 export function evalMetrics(sums: EvalSums): EvalMetrics {
   const { lossSumNats, tokensScored, bytesScored } = sums;
   if (!(tokensScored > 0) || !(bytesScored > 0)) {
-    throw new RangeError(`evalMetrics needs tokensScored > 0 and bytesScored > 0 (got ${tokensScored}, ${bytesScored})`);
+    throw new RangeError(
+      `evalMetrics needs tokensScored > 0 and bytesScored > 0 (got ${tokensScored}, ${bytesScored})`,
+    );
   }
   const loss = lossSumNats / tokensScored;
-  return { lossSumNats, tokensScored, bytesScored, loss, ppl: Math.exp(loss), bpb: lossSumNats / Math.LN2 / bytesScored };
+  return {
+    lossSumNats,
+    tokensScored,
+    bytesScored,
+    loss,
+    ppl: Math.exp(loss),
+    bpb: lossSumNats / Math.LN2 / bytesScored,
+  };
 }

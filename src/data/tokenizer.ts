@@ -69,8 +69,6 @@ export function getTokenizer(name: TokenizerName): Tokenizer {
     case "gpt2":
       return gpt2Tokenizer();
     default:
-      throw new Error(
-        `unknown tokenizer ${JSON.stringify(name)}; expected one of ${TOKENIZER_NAMES.join(", ")}`,
-      );
+      throw new Error(`unknown tokenizer ${JSON.stringify(name)}; expected one of ${TOKENIZER_NAMES.join(", ")}`);
   }
 }

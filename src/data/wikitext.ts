@@ -80,11 +80,7 @@ export function findWikiTextFile(
 }
 
 /** Text of one WikiText-2 split (default "valid"), exactly as stored (strict UTF-8). */
-export function loadWikiText(
-  dir?: string,
-  split: WikiTextSplit = "valid",
-  options: WikiTextOptions = {},
-): string {
+export function loadWikiText(dir?: string, split: WikiTextSplit = "valid", options: WikiTextOptions = {}): string {
   const file = findWikiTextFile(dir, split, options);
   const text = readUtf8File(file.path);
   if (text.trim().length === 0) throw new Error(`WikiText-2 file is empty: ${file.path}`);

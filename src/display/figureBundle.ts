@@ -22,7 +22,10 @@ let mode: DisplayMode | undefined;
 
 /** Sets how figures display from now on; returns the previous mode. */
 export function setDisplay(m: DisplayMode): DisplayMode {
-  if (!DISPLAY_MODES.includes(m)) throw new Error(`setDisplay: mode must be one of ${DISPLAY_MODES.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(m)}`);
+  if (!DISPLAY_MODES.includes(m))
+    throw new Error(
+      `setDisplay: mode must be one of ${DISPLAY_MODES.map((x) => `"${x}"`).join(", ")}, got ${JSON.stringify(m)}`,
+    );
   const before = displayMode();
   mode = m;
   return before;
@@ -58,7 +61,9 @@ export function resetPlotlyInlining(): void {
 }
 
 function traceSummary(fig: Figure): string {
-  const names = fig.data.map((t, i) => `${String(t.type ?? "scatter")}${t.name !== undefined ? ` "${String(t.name)}"` : ` #${i}`}`);
+  const names = fig.data.map(
+    (t, i) => `${String(t.type ?? "scatter")}${t.name !== undefined ? ` "${String(t.name)}"` : ` #${i}`}`,
+  );
   const shown = names.slice(0, 6).join(", ");
   return names.length > 6 ? `${shown}, … (${names.length - 6} more)` : shown;
 }

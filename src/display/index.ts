@@ -19,7 +19,13 @@ export {
   type FigureBundleOptions,
 } from "./figureBundle.js";
 export { isDisplayable, JUPYTER_DISPLAY, withDisplay, type Displayable, type MimeBundle } from "./mime.js";
-export { displayableTable, isArrowTable, tableBundle, type ArrowTableLike, type TableBundleOptions } from "./tableBundle.js";
+export {
+  displayableTable,
+  isArrowTable,
+  tableBundle,
+  type ArrowTableLike,
+  type TableBundleOptions,
+} from "./tableBundle.js";
 
 export type ShowOptions = FigureBundleOptions & TableBundleOptions;
 

@@ -28,6 +28,11 @@ export function isDisplayable(x: unknown): x is Displayable {
  */
 export function withDisplay<T extends object>(value: T, bundle: () => MimeBundle | Promise<MimeBundle>): T {
   if (isDisplayable(value)) return value;
-  Object.defineProperty(value, JUPYTER_DISPLAY, { value: bundle, enumerable: false, configurable: true, writable: true });
+  Object.defineProperty(value, JUPYTER_DISPLAY, {
+    value: bundle,
+    enumerable: false,
+    configurable: true,
+    writable: true,
+  });
   return value;
 }

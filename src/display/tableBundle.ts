@@ -84,7 +84,8 @@ export function isBytesField(f: Field): boolean {
 function cellFormatter(f: Field): (v: unknown) => string {
   if (/^Timestamp/.test(typeName(f.type)))
     return (v) => (typeof v === "number" ? localTime(v) : typeof v === "bigint" ? localTime(Number(v)) : formatCell(v));
-  if (isBytesField(f)) return (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? formatBytes(v) : formatCell(v));
+  if (isBytesField(f))
+    return (v) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? formatBytes(v) : formatCell(v));
   return formatCell;
 }
 
@@ -96,8 +97,16 @@ function formatCell(v: unknown): string {
   if (typeof v === "string") return v.length > 80 ? `${v.slice(0, 77)}…` : v;
   if (typeof v === "boolean") return String(v);
   if (v instanceof Date) return v.toISOString();
-  if (ArrayBuffer.isView(v) || Array.isArray(v) || (typeof v === "object" && typeof (v as { toArray?: unknown }).toArray === "function")) {
-    const arr = Array.from((ArrayBuffer.isView(v) || Array.isArray(v) ? v : (v as { toArray(): ArrayLike<unknown> }).toArray()) as ArrayLike<unknown>);
+  if (
+    ArrayBuffer.isView(v) ||
+    Array.isArray(v) ||
+    (typeof v === "object" && typeof (v as { toArray?: unknown }).toArray === "function")
+  ) {
+    const arr = Array.from(
+      (ArrayBuffer.isView(v) || Array.isArray(v)
+        ? v
+        : (v as { toArray(): ArrayLike<unknown> }).toArray()) as ArrayLike<unknown>,
+    );
     const items = arr.slice(0, 8).map(formatCell).join(", ");
     return `[${items}${arr.length > 8 ? `, … ${arr.length} items` : ""}]`;
   }
@@ -159,10 +168,12 @@ export function tableBundle(table: ArrowTableLike, opts: TableBundleOptions = {}
 
   // HTML: a compact, notebook-styled table; types under the column names.
   const th = fields
-    .map((f) => `<th data-column="${escapeHtml(f.name)}" title="${escapeHtml(typeName(f.type))}">${escapeHtml(f.name)}<br><span style="font-weight:normal;color:#888;font-size:0.85em">${escapeHtml(typeName(f.type))}</span></th>`)
+    .map(
+      (f) =>
+        `<th data-column="${escapeHtml(f.name)}" title="${escapeHtml(typeName(f.type))}">${escapeHtml(f.name)}<br><span style="font-weight:normal;color:#888;font-size:0.85em">${escapeHtml(typeName(f.type))}</span></th>`,
+    )
     .join("");
-  const td = (v: string | null) =>
-    v === null ? `<td style="color:#aaa">null</td>` : `<td>${escapeHtml(v)}</td>`;
+  const td = (v: string | null) => (v === null ? `<td style="color:#aaa">null</td>` : `<td>${escapeHtml(v)}</td>`);
   const tr = (i: number) =>
     `<tr><th style="color:#888;font-weight:normal">${i}</th>${fields.map((_, j) => td(cell(i, j) === null ? null : shownCell(i, j))).join("")}</tr>`;
   const gap = last.length
@@ -176,7 +187,9 @@ export function tableBundle(table: ArrowTableLike, opts: TableBundleOptions = {}
     gap +
     last.map(tr).join("") +
     `</tbody></table>` +
-    (more ? `<div style="font-family:monospace;font-size:0.85em;color:#888;margin-top:2px">${escapeHtml(more)}</div>` : "") +
+    (more
+      ? `<div style="font-family:monospace;font-size:0.85em;color:#888;margin-top:2px">${escapeHtml(more)}</div>`
+      : "") +
     `</div>`;
 
   // Text: aligned columns.
@@ -188,7 +201,11 @@ export function tableBundle(table: ArrowTableLike, opts: TableBundleOptions = {}
   for (const i of last) body.push([String(i), ...fields.map((_, j) => shownCell(i, j))]);
   const all = [header, types, ...body];
   const widths = header.map((_, c) => Math.min(40, Math.max(...all.map((r) => (r[c] ?? "").length))));
-  const line = (r: string[]) => r.map((s, c) => s.slice(0, 40).padStart(widths[c] ?? 0)).join("  ").trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((s, c) => s.slice(0, 40).padStart(widths[c] ?? 0))
+      .join("  ")
+      .trimEnd();
   const text = [`Arrow Table: ${shape}`, ...all.map(line), ...(more ? [more] : [])].join("\n");
 
   // Data resource: the first dataRows rows (JupyterLab / nteract render it as a grid).
@@ -197,7 +214,8 @@ export function tableBundle(table: ArrowTableLike, opts: TableBundleOptions = {}
     const row: Record<string, unknown> = {};
     allFields.forEach((f, j) => {
       const v = allCols[j]?.get(i) ?? null;
-      row[f.name] = /^Timestamp/.test(typeName(f.type)) && typeof v === "number" ? new Date(v).toISOString() : jsonCell(v);
+      row[f.name] =
+        /^Timestamp/.test(typeName(f.type)) && typeof v === "number" ? new Date(v).toISOString() : jsonCell(v);
     });
     data.push(row);
   }

@@ -42,7 +42,13 @@ export class CheckpointFile {
   private readonly entries: Map<string, TensorEntry>;
   private readonly dataStart: number;
 
-  private constructor(path: string, fd: number, meta: CheckpointMeta, entries: Map<string, TensorEntry>, dataStart: number) {
+  private constructor(
+    path: string,
+    fd: number,
+    meta: CheckpointMeta,
+    entries: Map<string, TensorEntry>,
+    dataStart: number,
+  ) {
     this.path = path;
     this.fd = fd;
     this.meta = meta;
@@ -63,13 +69,18 @@ export class CheckpointFile {
       const lenBuf = Buffer.alloc(8);
       if (size < 8 || readSync(fd, lenBuf, 0, 8, 0) !== 8) throw new Error(`${what} is truncated`);
       const hl = Number(lenBuf.readBigUInt64LE(0));
-      if (hl <= 0 || hl > size - 8 || hl > 100 * 1024 * 1024) throw new Error(`${what} has a bad header length: not a checkpoint`);
+      if (hl <= 0 || hl > size - 8 || hl > 100 * 1024 * 1024)
+        throw new Error(`${what} has a bad header length: not a checkpoint`);
       const hb = Buffer.alloc(hl);
       readSync(fd, hb, 0, hl, 8);
       const header = JSON.parse(hb.toString("utf8")) as Record<string, unknown>;
       const md = header.__metadata__ as Record<string, string> | undefined;
       if (!md || md.format !== "primal-checkpoint-1") throw new Error(`${what} is not a primal checkpoint`);
-      const config = JSON.parse(md.config ?? "{}") as { model?: CheckpointModel; quant?: CheckpointMeta["quant"]; actBits?: number };
+      const config = JSON.parse(md.config ?? "{}") as {
+        model?: CheckpointModel;
+        quant?: CheckpointMeta["quant"];
+        actBits?: number;
+      };
       const knobs = JSON.parse(md.knobs ?? "{}") as { bridge?: number; bridgeOn?: boolean };
       if (!config.model || !config.quant) throw new Error(`${what}: metadata lacks the model config`);
       const meta: CheckpointMeta = {
@@ -84,7 +95,8 @@ export class CheckpointFile {
       for (const [k, v] of Object.entries(header)) if (k !== "__metadata__") entries.set(k, v as TensorEntry);
       const dataStart = 8 + hl;
       for (const [k, e] of entries) {
-        if (e.data_offsets[1] + dataStart > size) throw new Error(`${what} is truncated (tensor ${k} ends past the end of the file)`);
+        if (e.data_offsets[1] + dataStart > size)
+          throw new Error(`${what} is truncated (tensor ${k} ends past the end of the file)`);
       }
       return new CheckpointFile(path, fd, meta, entries, dataStart);
     } catch (e) {

@@ -50,7 +50,8 @@ export const TYPE_TRAITS: Record<GGMLType, TypeTraits> = {
 /** Bytes of `n` values of `type` (n a multiple of the block size). */
 export function typeBytes(type: GGMLType, n: number): number {
   const t = TYPE_TRAITS[type];
-  if (n % t.blockSize !== 0) throw new RangeError(`${t.name}: ${n} values are not a whole number of ${t.blockSize}-blocks`);
+  if (n % t.blockSize !== 0)
+    throw new RangeError(`${t.name}: ${n} values are not a whole number of ${t.blockSize}-blocks`);
   return (n / t.blockSize) * t.blockBytes;
 }
 
@@ -74,12 +75,12 @@ export function f32ToF16Bits(x: number): number {
     const half = 1 << (shift - 1);
     const rest = mant & ((1 << shift) - 1);
     let m = mant >>> shift;
-    if (rest > half || (rest === half && (m & 1))) m += 1;
+    if (rest > half || (rest === half && m & 1)) m += 1;
     return sign | m;
   }
   let h = (e << 10) | (mant >>> 13);
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h += 1; // may carry into the exponent: correct
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h += 1; // may carry into the exponent: correct
   return sign | h;
 }
 
@@ -188,7 +189,8 @@ export function packTQ1_0(levels: Int8Array, d: number): Uint8Array {
 export function dequantize(type: GGMLType, data: Uint8Array, n: number): Float32Array {
   const out = new Float32Array(n);
   const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (data.length !== typeBytes(type, n)) throw new RangeError(`dequantize: ${data.length} bytes for ${n} values of ${TYPE_TRAITS[type].name}`);
+  if (data.length !== typeBytes(type, n))
+    throw new RangeError(`dequantize: ${data.length} bytes for ${n} values of ${TYPE_TRAITS[type].name}`);
   switch (type) {
     case GGMLType.F32:
       for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
@@ -224,8 +226,10 @@ export function dequantize(type: GGMLType, data: Uint8Array, n: number): Float32
         const x = b * 256;
         const d = f16BitsToF32(dv.getUint16(o + 52, true));
         for (let m = 0; m < 32; m++) for (let k = 0; k < 5; k++) out[x + m + 32 * k] = trit(data[o + m]!, k) * d;
-        for (let m = 0; m < 16; m++) for (let k = 0; k < 5; k++) out[x + 160 + m + 16 * k] = trit(data[o + 32 + m]!, k) * d;
-        for (let j = 0; j < 4; j++) for (let k = 0; k < 4; k++) out[x + 240 + j + 4 * k] = trit(data[o + 48 + j]!, k) * d;
+        for (let m = 0; m < 16; m++)
+          for (let k = 0; k < 5; k++) out[x + 160 + m + 16 * k] = trit(data[o + 32 + m]!, k) * d;
+        for (let j = 0; j < 4; j++)
+          for (let k = 0; k < 4; k++) out[x + 240 + j + 4 * k] = trit(data[o + 48 + j]!, k) * d;
       }
       return out;
     }

@@ -195,7 +195,8 @@ export function serializeHeader(
     s.string(key);
     s.u32(v.type);
     if (v.type === GGUFValueType.ARRAY) {
-      if (v.itemType === (GGUFValueType.ARRAY as number)) throw new Error(`gguf: ${key}: nested arrays are not supported`);
+      if (v.itemType === (GGUFValueType.ARRAY as number))
+        throw new Error(`gguf: ${key}: nested arrays are not supported`);
       s.u32(v.itemType);
       s.u64(v.value.length);
       for (let i = 0; i < v.value.length; i++) writeScalar(s, v.itemType, v.value[i], `${key}[${i}]`);

@@ -159,11 +159,15 @@ function encodeLayer(lw: LayerWeights, cols: number, want: GGUFExportType, where
     return cols % 32 === 0 ? q4(lw) : dense(lw.values, GGMLType.F16);
   }
   if (lw.kind === "dense")
-    throw new Error(`unsupported combination: ${want} cannot hold the weights of ${how} without rounding them; use --type f16, f32 or auto`);
+    throw new Error(
+      `unsupported combination: ${want} cannot hold the weights of ${how} without rounding them; use --type f16, f32 or auto`,
+    );
   if (want === "q4_0") return q4(lw);
   // tq1_0 / tq2_0
   if (!lw.ternary)
-    throw new Error(`unsupported combination: ${want} holds only ternary weights, and ${where} uses the bridge levels of ${how}; use --type q4_0 or auto`);
+    throw new Error(
+      `unsupported combination: ${want} holds only ternary weights, and ${where} uses the bridge levels of ${how}; use --type q4_0 or auto`,
+    );
   if (cols % 256 !== 0) return q4(lw); // TQ blocks span 256 values of a row; Q4_0 holds ternary exactly too
   return want === "tq1_0"
     ? { type: GGMLType.TQ1_0, data: packTQ1_0(lw.levels, lw.d) }
@@ -205,14 +209,17 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
         ? `poltergeist with bridge ${meta.bridge === null ? "off" : meta.bridge.toFixed(4)}`
         : `a ${meta.quant} run`;
     if (meta.quant === "fp" && (want === "tq1_0" || want === "tq2_0" || want === "q4_0"))
-      throw new Error(`unsupported combination: ${want} for an fp run (its weights are not ternary); use --type f32, f16 or auto`);
+      throw new Error(
+        `unsupported combination: ${want} for an fp run (its weights are not ternary); use --type f32, f16 or auto`,
+      );
     const tensors: GGUFTensor[] = [];
     const reports: GGUFTensorReport[] = [];
     const add = (name: string, dims: number[], values: Float32Array, enc: Encoded) => {
       tensors.push({ name, type: enc.type, dims, data: enc.data });
       reports.push({ name, type: TYPE_TRAITS[enc.type].name, ...maxErr(values, enc) });
     };
-    const embedType = opts.embedType === "f32" || (opts.embedType === undefined && want === "f32") ? GGMLType.F32 : GGMLType.F16;
+    const embedType =
+      opts.embedType === "f32" || (opts.embedType === undefined && want === "f32") ? GGMLType.F32 : GGMLType.F16;
     const wte = ck.f32("param.wte", m.vocab * m.dModel).data; // padded rows beyond vocab are never used
     add("token_embd.weight", [m.dModel, m.vocab], wte, dense(wte, embedType));
     const scales = meta.quant === "poltergeist" ? ck.f32("ghost.scale").data : undefined;
@@ -290,7 +297,10 @@ function describeExactness(reports: GGUFTensorReport[], embedType: GGMLType, met
     ? `linear weights ${types}: PRIMAL's integer levels exactly, one fp16 scale per layer (max relative error ${worst.toExponential(2)})`
     : `linear weights ${types} (max relative error ${worst.toExponential(2)})`;
   const emb = embedType === GGMLType.F32 ? "embedding/head f32 (exact)" : "embedding/head f16 (rounded)";
-  const act = meta.actBits > 0 ? `; PRIMAL's ${meta.actBits}-bit activation quantization is not part of the file (llama.cpp quantizes activations its own way)` : "";
+  const act =
+    meta.actBits > 0
+      ? `; PRIMAL's ${meta.actBits}-bit activation quantization is not part of the file (llama.cpp quantizes activations its own way)`
+      : "";
   return `${lin}; ${emb}; norms f32 (exact)${act}`;
 }
 
@@ -317,7 +327,10 @@ function metadata(
   str("general.primal.run_id", src.runId);
   u32("general.primal.step", meta.step);
   str("general.primal.quantizer", meta.quant);
-  str("general.primal.bridge", meta.quant !== "poltergeist" ? "n/a" : meta.bridge === null ? "off" : String(meta.bridge));
+  str(
+    "general.primal.bridge",
+    meta.quant !== "poltergeist" ? "n/a" : meta.bridge === null ? "off" : String(meta.bridge),
+  );
   u32("general.primal.act_bits", meta.actBits);
   str("general.primal.tensor_type", typeName);
   str("general.primal.exactness", exactness);
@@ -348,10 +361,14 @@ function metadata(
 /** The checkpoint of `step` (default: latest) in a run directory, with clear errors. */
 export function findCheckpoint(runDir: string, step?: number): { step: number; path: string } {
   const all = listCheckpoints(runDir);
-  if (all.length === 0) throw new Error(`run '${runDir}' has no checkpoints (checkpoints/ is empty); train or save first`);
+  if (all.length === 0)
+    throw new Error(`run '${runDir}' has no checkpoints (checkpoints/ is empty); train or save first`);
   if (step === undefined) return all[all.length - 1]!;
   const hit = all.find((c) => c.step === step);
-  if (!hit) throw new Error(`run '${runDir}' has no checkpoint at step ${step} (available: ${all.map((c) => c.step).join(", ")})`);
+  if (!hit)
+    throw new Error(
+      `run '${runDir}' has no checkpoint at step ${step} (available: ${all.map((c) => c.step).join(", ")})`,
+    );
   return hit;
 }
 

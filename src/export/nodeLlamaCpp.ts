@@ -14,13 +14,23 @@ export const NODE_LLAMA_CPP_VERSION = "3.21.1";
 
 export interface NodeLlamaCppLoad {
   /** The node-llama-cpp module (untyped: it is not a dependency), or undefined with the reason. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an optional module without types here
   lib?: any;
   reason?: string;
   from?: string;
 }
 
 export async function loadNodeLlamaCpp(): Promise<NodeLlamaCppLoad> {
-  const cached = join(packageRoot(), ".cache", "test-tools", `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}`, "node_modules", "node-llama-cpp", "dist", "index.js");
+  const cached = join(
+    packageRoot(),
+    ".cache",
+    "test-tools",
+    `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}`,
+    "node_modules",
+    "node-llama-cpp",
+    "dist",
+    "index.js",
+  );
   const tries = existsSync(cached) ? [pathToFileURL(cached).href, "node-llama-cpp"] : ["node-llama-cpp"];
   const errors: string[] = [];
   for (const spec of tries) {

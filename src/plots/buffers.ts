@@ -42,7 +42,13 @@ export function voteHistogram(
   const title =
     `votes${layerName ? ` · ${layerName}` : ""} · n=${compactCount(n)}` +
     (n > 0 ? ` · |vote|≥1 ${pct((n - zero) / n)} · saturated ${pct(saturated / n)}` : "");
-  const layout = baseLayout({ title, xTitle: "vote", yTitle: "weights", logY: opts.logY ?? true, hovermode: "closest" });
+  const layout = baseLayout({
+    title,
+    xTitle: "vote",
+    yTitle: "weights",
+    logY: opts.logY ?? true,
+    hovermode: "closest",
+  });
   // Fitted to the votes present (at least ±8), not to the ±127 the int8 could hold.
   let reach = 8;
   for (let i = 0; i < 255; i++) if ((counts[i] as number) > 0) reach = Math.max(reach, Math.abs(i - 127));

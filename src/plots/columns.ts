@@ -19,7 +19,11 @@ export function getColumn(table: Table, name: string, what = "table"): Vector {
 }
 
 /** Numeric column as float64; `valid` marks non-null rows (null when the column has no nulls). */
-export function readNumbers(table: Table, name: string, what?: string): { values: Float64Array; valid: Uint8Array | null } {
+export function readNumbers(
+  table: Table,
+  name: string,
+  what?: string,
+): { values: Float64Array; valid: Uint8Array | null } {
   const vec = getColumn(table, name, what);
   const n = vec.length;
   const values = new Float64Array(n);
@@ -121,7 +125,8 @@ export function ema(values: ArrayLike<number>, alpha: number): Float64Array {
 export function smoothingFactor(smooth: boolean | number | undefined): number | null {
   if (smooth === undefined || smooth === false) return null;
   const a = smooth === true ? 0.9 : smooth;
-  if (!(a >= 0 && a < 1)) throw new Error(`plots: smooth must be true or an EMA factor in [0, 1), got ${String(smooth)}`);
+  if (!(a >= 0 && a < 1))
+    throw new Error(`plots: smooth must be true or an EMA factor in [0, 1), got ${String(smooth)}`);
   return a === 0 ? null : a;
 }
 

@@ -61,7 +61,9 @@ export function resolveChromium(env: NodeJS.ProcessEnv = process.env): string {
       }
     }
   }
-  throw new ChromiumNotFoundError(`No Chromium found (looked for ${BROWSER_NAMES.join(", ")} on PATH). ${INSTALL_HINT}`);
+  throw new ChromiumNotFoundError(
+    `No Chromium found (looked for ${BROWSER_NAMES.join(", ")} on PATH). ${INSTALL_HINT}`,
+  );
 }
 
 /** Like resolveChromium, but null instead of an error. */
@@ -133,7 +135,8 @@ function imageSize(fig: Figure, opts: ImageOptions): { width: number; height: nu
   const height = opts.height ?? (typeof fig.layout.height === "number" ? fig.layout.height : 500);
   const scale = opts.scale ?? 1;
   for (const [k, v] of Object.entries({ width, height, scale })) {
-    if (!(Number.isFinite(v) && v > 0)) throw new Error(`exportFigure: ${k} must be a positive number, got ${String(v)}`);
+    if (!(Number.isFinite(v) && v > 0))
+      throw new Error(`exportFigure: ${k} must be a positive number, got ${String(v)}`);
   }
   return { width: Math.round(width), height: Math.round(height), scale };
 }
@@ -143,12 +146,22 @@ export function formatOf(path: string): ExportFormat {
   const ext = extname(path).toLowerCase().replace(/^\./, "");
   if (ext === "html" || ext === "htm") return "html";
   if (ext === "svg" || ext === "png" || ext === "pdf") return ext;
-  throw new Error(`exportFigure: cannot tell the format of "${path}": use .html, .svg, .png or .pdf (or pass { format })`);
+  throw new Error(
+    `exportFigure: cannot tell the format of "${path}": use .html, .svg, .png or .pdf (or pass { format })`,
+  );
 }
 
 /** Plain JSON copy of the figure for page.evaluate (typed arrays → arrays). */
-function plainFigure(fig: Figure): { data: unknown[]; layout: Record<string, unknown>; config: Record<string, unknown> } {
-  return JSON.parse(figureJson(fig)) as { data: unknown[]; layout: Record<string, unknown>; config: Record<string, unknown> };
+function plainFigure(fig: Figure): {
+  data: unknown[];
+  layout: Record<string, unknown>;
+  config: Record<string, unknown>;
+} {
+  return JSON.parse(figureJson(fig)) as {
+    data: unknown[];
+    layout: Record<string, unknown>;
+    config: Record<string, unknown>;
+  };
 }
 
 /** Starts headless Chromium with plotly.js loaded. Throws ChromiumNotFoundError when there is no browser. */
@@ -197,7 +210,8 @@ export async function createExporter(opts: ExporterOptions = {}): Promise<Figure
     const p = await page();
     return p.evaluate(
       async ({ f, options }) => {
-        const Plotly = (globalThis as unknown as { Plotly: { toImage(fig: unknown, o: unknown): Promise<string> } }).Plotly;
+        const Plotly = (globalThis as unknown as { Plotly: { toImage(fig: unknown, o: unknown): Promise<string> } })
+          .Plotly;
         return Plotly.toImage(f, options);
       },
       { f: plainFigure(fig), options: { format, width, height, scale, imageDataOnly: true } },
@@ -219,7 +233,7 @@ export async function createExporter(opts: ExporterOptions = {}): Promise<Figure
       const p = await context.newPage();
       try {
         await p.setContent(
-          "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><style>" +
+          '<!DOCTYPE html><html><head><meta charset="utf-8"><style>' +
             `@page{size:${width}px ${height}px;margin:0}html,body{margin:0;padding:0}svg{display:block}` +
             `</style></head><body>${svg}</body></html>`,
           { waitUntil: "load" },
@@ -260,7 +274,10 @@ export async function createExporter(opts: ExporterOptions = {}): Promise<Figure
 }
 
 /** Runs `fn` with one exporter (one browser) and closes it afterwards, also on error. */
-export async function withExporter<T>(fn: (exporter: FigureExporter) => Promise<T>, opts: ExporterOptions = {}): Promise<T> {
+export async function withExporter<T>(
+  fn: (exporter: FigureExporter) => Promise<T>,
+  opts: ExporterOptions = {},
+): Promise<T> {
   const exporter = await createExporter(opts);
   try {
     return await fn(exporter);

@@ -53,8 +53,16 @@ export interface RunData {
 
 /** Categorical palette (for runs, or layers whose names we cannot parse). */
 export const PALETTE: readonly string[] = [
-  "#1f6fb4", "#e8710a", "#2a9d3c", "#c8312f", "#8a5cc2",
-  "#8c564b", "#d45fb4", "#6b6b6b", "#a5a512", "#17a6b8",
+  "#1f6fb4",
+  "#e8710a",
+  "#2a9d3c",
+  "#c8312f",
+  "#8a5cc2",
+  "#8c564b",
+  "#d45fb4",
+  "#6b6b6b",
+  "#a5a512",
+  "#17a6b8",
 ];
 
 /** Fixed colors for the training-loss figure's roles. */
@@ -79,7 +87,13 @@ export function paletteColor(i: number): string {
 // Hue per BitLinear matrix kind, so the 7 matrices of a block are told apart at a glance and
 // the same matrix in different blocks shares a hue (lightness then encodes depth).
 const KIND_HUES: Record<string, number> = {
-  q: 210, k: 250, v: 180, o: 285, gate: 30, up: 0, down: 120,
+  q: 210,
+  k: 250,
+  v: 180,
+  o: 285,
+  gate: 30,
+  up: 0,
+  down: 120,
 };
 
 /** Parses "blocks.3.mlp.up" / "blocks.0.attn.q" into block index and matrix kind. */

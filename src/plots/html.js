@@ -8,35 +8,34 @@ import { figureJson } from "./figure.js";
 let bundleCache = null;
 /** Path of the minified plotly.js bundle installed with the package. */
 export function plotlyBundlePath() {
-    return createRequire(import.meta.url).resolve("plotly.js-dist-min");
+  return createRequire(import.meta.url).resolve("plotly.js-dist-min");
 }
 /** The minified plotly.js source (read once, then cached). */
 export function plotlyBundleSource() {
-    if (bundleCache === null)
-        bundleCache = readFileSync(plotlyBundlePath(), "utf8");
-    return bundleCache;
+  if (bundleCache === null) bundleCache = readFileSync(plotlyBundlePath(), "utf8");
+  return bundleCache;
 }
 /** File name of the shared plotly.js written beside exported pages. */
 export function plotlyFileName() {
-    return `plotly-${plotlyVersion()}.min.js`;
+  return `plotly-${plotlyVersion()}.min.js`;
 }
 /** Version of the bundled plotly.js, e.g. "3.7.0". */
 export function plotlyVersion() {
-    const m = /plotly\.js v(\d+\.\d+\.\d+)/.exec(plotlyBundleSource().slice(0, 200));
-    return m ? m[1] : "unknown";
+  const m = /plotly\.js v(\d+\.\d+\.\d+)/.exec(plotlyBundleSource().slice(0, 200));
+  return m ? m[1] : "unknown";
 }
 /** Text is placed inside a <script> element: a literal "</script" would end it early. */
 function scriptSafe(js) {
-    return js.replace(/<\/(script)/gi, "<\\/$1").replace(/<!--/g, "<\\!--");
+  return js.replace(/<\/(script)/gi, "<\\/$1").replace(/<!--/g, "<\\!--");
 }
 /** JSON literal safe inside <script> (no "<", "&" or line separators that end or break it). */
 function jsonForScript(json) {
-    return json
-        .replace(/</g, "\\u003c")
-        .replace(/>/g, "\\u003e")
-        .replace(/&/g, "\\u0026")
-        .replace(/\u2028/g, "\\u2028")
-        .replace(/\u2029/g, "\\u2029");
+  return json
+    .replace(/</g, "\\u003c")
+    .replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026")
+    .replace(/\u2028/g, "\\u2028")
+    .replace(/\u2029/g, "\\u2029");
 }
 /**
  * plotly.js wrapped so it always defines window.Plotly: `module`, `exports` and `define` are
@@ -44,22 +43,22 @@ function jsonForScript(json) {
  * capture the bundle as a module instead of a global.
  */
 export function plotlyScriptTag() {
-    return ('<script type="text/javascript">(function (module, exports, define) {\n' +
-        scriptSafe(plotlyBundleSource()) +
-        "\n}).call(typeof self !== 'undefined' ? self : this);</script>");
+  return (
+    '<script type="text/javascript">(function (module, exports, define) {\n' +
+    scriptSafe(plotlyBundleSource()) +
+    "\n}).call(typeof self !== 'undefined' ? self : this);</script>"
+  );
 }
 /** Text safe inside HTML elements and quoted attributes. */
 export function escapeHtml(s) {
-    return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 /** The figure's layout title as plain text ("" when it has none). */
 export function figureTitle(fig) {
-    const t = fig.layout.title;
-    if (typeof t === "string")
-        return t;
-    if (t && typeof t === "object" && typeof t.text === "string")
-        return t.text;
-    return "";
+  const t = fig.layout.title;
+  if (typeof t === "string") return t;
+  if (t && typeof t === "object" && typeof t.text === "string") return t.text;
+  return "";
 }
 /**
  * HTML fragment drawing a figure: a <div> and a script calling Plotly.newPlot. Plain script,
@@ -67,23 +66,26 @@ export function figureTitle(fig) {
  * for window.Plotly for up to 10 s and then writes a message in the div.
  */
 export function figureHtml(fig, opts) {
-    const id = opts.divId ?? `primal-plot-${randomUUID()}`;
-    const height = opts.height ?? (typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "450px");
-    const script = "(function () {\n" +
-        `  var fig = ${jsonForScript(figureJson(fig))};\n` +
-        `  var el = document.getElementById(${jsonForScript(JSON.stringify(id))});\n` +
-        "  var tries = 0;\n" +
-        "  function draw() {\n" +
-        "    var P = window.Plotly;\n" +
-        "    if (P && P.newPlot) { P.newPlot(el, fig.data, fig.layout, fig.config); return; }\n" +
-        "    if (++tries > 200) { el.textContent = 'plotly.js is not loaded in this page, so the figure cannot be drawn.'; return; }\n" +
-        "    setTimeout(draw, 50);\n" +
-        "  }\n" +
-        "  draw();\n" +
-        "})();";
-    return ((opts.includePlotlyJs ? plotlyScriptTag() + "\n" : "") +
-        `<div id="${escapeHtml(id)}" class="primal-plot" style="width:100%;height:${escapeHtml(height)};"></div>\n` +
-        `<script type="text/javascript">${scriptSafe(script)}</script>`);
+  const id = opts.divId ?? `primal-plot-${randomUUID()}`;
+  const height = opts.height ?? (typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "450px");
+  const script =
+    "(function () {\n" +
+    `  var fig = ${jsonForScript(figureJson(fig))};\n` +
+    `  var el = document.getElementById(${jsonForScript(JSON.stringify(id))});\n` +
+    "  var tries = 0;\n" +
+    "  function draw() {\n" +
+    "    var P = window.Plotly;\n" +
+    "    if (P && P.newPlot) { P.newPlot(el, fig.data, fig.layout, fig.config); return; }\n" +
+    "    if (++tries > 200) { el.textContent = 'plotly.js is not loaded in this page, so the figure cannot be drawn.'; return; }\n" +
+    "    setTimeout(draw, 50);\n" +
+    "  }\n" +
+    "  draw();\n" +
+    "})();";
+  return (
+    (opts.includePlotlyJs ? plotlyScriptTag() + "\n" : "") +
+    `<div id="${escapeHtml(id)}" class="primal-plot" style="width:100%;height:${escapeHtml(height)};"></div>\n` +
+    `<script type="text/javascript">${scriptSafe(script)}</script>`
+  );
 }
 /**
  * A complete HTML page showing the figure full-window: standalone with plotly.js inlined
@@ -91,15 +93,17 @@ export function figureHtml(fig, opts) {
  * copy beside several pages, see exportFigure's `plotlyJs: "beside"`).
  */
 export function figureDocument(fig, opts = {}) {
-    const title = opts.title ?? (figureTitle(fig) || "figure");
-    const height = typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "calc(100vh - 16px)";
-    return ("<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
-        `<title>${escapeHtml(title)}</title>\n` +
-        "<style>html,body{margin:0;padding:0;background:#fff}body{padding:8px 0}</style>\n" +
-        (opts.plotlySrc !== undefined
-            ? `<script type="text/javascript" src="${escapeHtml(opts.plotlySrc)}"></script>`
-            : plotlyScriptTag()) +
-        "\n</head>\n<body>\n" +
-        figureHtml(fig, { includePlotlyJs: false, divId: "primal-figure", height }) +
-        "\n</body>\n</html>\n");
+  const title = opts.title ?? (figureTitle(fig) || "figure");
+  const height = typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "calc(100vh - 16px)";
+  return (
+    '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n' +
+    `<title>${escapeHtml(title)}</title>\n` +
+    "<style>html,body{margin:0;padding:0;background:#fff}body{padding:8px 0}</style>\n" +
+    (opts.plotlySrc !== undefined
+      ? `<script type="text/javascript" src="${escapeHtml(opts.plotlySrc)}"></script>`
+      : plotlyScriptTag()) +
+    "\n</head>\n<body>\n" +
+    figureHtml(fig, { includePlotlyJs: false, divId: "primal-figure", height }) +
+    "\n</body>\n</html>\n"
+  );
 }

@@ -69,7 +69,8 @@ export function escapeHtml(s: string): string {
 export function figureTitle(fig: Figure): string {
   const t = fig.layout.title;
   if (typeof t === "string") return t;
-  if (t && typeof t === "object" && typeof (t as { text?: unknown }).text === "string") return (t as { text: string }).text;
+  if (t && typeof t === "object" && typeof (t as { text?: unknown }).text === "string")
+    return (t as { text: string }).text;
   return "";
 }
 
@@ -89,8 +90,7 @@ export interface FigureHtmlOptions {
  */
 export function figureHtml(fig: Figure, opts: FigureHtmlOptions): string {
   const id = opts.divId ?? `primal-plot-${randomUUID()}`;
-  const height =
-    opts.height ?? (typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "450px");
+  const height = opts.height ?? (typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "450px");
   const script =
     "(function () {\n" +
     `  var fig = ${jsonForScript(figureJson(fig))};\n` +
@@ -120,7 +120,7 @@ export function figureDocument(fig: Figure, opts: { title?: string; plotlySrc?: 
   const title = opts.title ?? (figureTitle(fig) || "figure");
   const height = typeof fig.layout.height === "number" ? `${fig.layout.height}px` : "calc(100vh - 16px)";
   return (
-    "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n" +
+    '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n' +
     `<title>${escapeHtml(title)}</title>\n` +
     "<style>html,body{margin:0;padding:0;background:#fff}body{padding:8px 0}</style>\n" +
     (opts.plotlySrc !== undefined

@@ -50,10 +50,7 @@ export {
   type LayerMetric,
   type OccupancyOptions,
 } from "./layers.js";
-export {
-  type FlipProbabilityOptions,
-  type VoteHistogramOptions,
-} from "./buffers.js";
+export { type FlipProbabilityOptions, type VoteHistogramOptions } from "./buffers.js";
 export {
   CHROMIUM_ARGS,
   ChromiumNotFoundError,

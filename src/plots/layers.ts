@@ -51,7 +51,8 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
   const S = idx.steps.length;
   // Dense layer × step grid; steps a layer did not report stay NaN (→ gaps).
   const grid = Array.from({ length: L }, () => new Float64Array(S).fill(NaN));
-  for (let i = 0; i < vals.length; i++) (grid[idx.rowLayer[i] as number] as Float64Array)[idx.rowStep[i] as number] = vals[i] as number;
+  for (let i = 0; i < vals.length; i++)
+    (grid[idx.rowLayer[i] as number] as Float64Array)[idx.rowStep[i] as number] = vals[i] as number;
 
   const per = Math.max(1, Math.ceil(S / Math.max(1, Math.floor(opts.maxPoints ?? 2000))));
   const { x, rows } = per === 1 ? { x: idx.steps.slice(), rows: grid } : binColumns(idx.steps, grid, per);
@@ -70,7 +71,13 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
       y: tidyArray(rows[j] as Float64Array),
       line: { color: colors[g ? g.lead : j], width: 1.3, ...(g && g.lead !== j ? { dash: "dash" } : {}) },
       connectgaps: false,
-      ...(g ? { legendgroup: g.label, showlegend: g.lead === j, hovertemplate: `${l.name}<br>step %{x}<br>%{y}<extra></extra>` } : {}),
+      ...(g
+        ? {
+            legendgroup: g.label,
+            showlegend: g.lead === j,
+            hovertemplate: `${l.name}<br>step %{x}<br>%{y}<extra></extra>`,
+          }
+        : {}),
     };
   });
 
@@ -86,7 +93,12 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
     if (!opts.logY) {
       let lo = opts.threshold;
       let hi = opts.threshold;
-      for (const r of rows) for (const v of r) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+      for (const r of rows)
+        for (const v of r)
+          if (Number.isFinite(v)) {
+            lo = Math.min(lo, v);
+            hi = Math.max(hi, v);
+          }
       const pad = 0.06 * (hi - lo || Math.abs(hi) || 1);
       layout.yaxis = { ...(layout.yaxis as Record<string, unknown>), range: [tidy(lo - pad), tidy(hi + pad)] };
     }
@@ -107,7 +119,11 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
 }
 
 /** Means over consecutive groups of `per` columns (NaN ignored); x is each group's mean step. */
-function binColumns(steps: readonly number[], grid: Float64Array[], per: number): { x: number[]; rows: Float64Array[] } {
+function binColumns(
+  steps: readonly number[],
+  grid: Float64Array[],
+  per: number,
+): { x: number[]; rows: Float64Array[] } {
   const C = Math.ceil(steps.length / per);
   const x = Array.from({ length: C }, (_, c) => {
     const group = steps.slice(c * per, (c + 1) * per);
@@ -265,7 +281,9 @@ export function occupancy(run: RunData, opts: OccupancyOptions = {}): Figure {
   const S = idx.steps.length;
   let only: number | null = null;
   if (opts.layer !== undefined) {
-    const pos = idx.layers.findIndex((l) => (typeof opts.layer === "number" ? l.key === opts.layer : l.name === opts.layer));
+    const pos = idx.layers.findIndex((l) =>
+      typeof opts.layer === "number" ? l.key === opts.layer : l.name === opts.layer,
+    );
     if (pos < 0) {
       throw new Error(
         `plots: no layer ${JSON.stringify(opts.layer)} in run ${run.id} (layers: ${idx.layers
@@ -295,7 +313,9 @@ export function occupancy(run: RunData, opts: OccupancyOptions = {}): Figure {
     mode: "lines",
     name: LEVEL_NAMES[k] as string,
     x: idx.steps.slice(),
-    y: Array.from(counts[k] as Float64Array, (c, s) => ((total[s] as number) > 0 ? tidy(c / (total[s] as number)) : null)),
+    y: Array.from(counts[k] as Float64Array, (c, s) =>
+      (total[s] as number) > 0 ? tidy(c / (total[s] as number)) : null,
+    ),
     stackgroup: "occupancy",
     line: { color: LEVEL_COLORS[k], width: 0.5 },
     fillcolor: LEVEL_COLORS[k],

@@ -9,8 +9,8 @@
  * write, so a process killed at any moment leaves at most one partial message at the tail; the
  * reader ignores it and the appender cuts it off when the file is reopened.
  */
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readFileSync, writeSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, readFileSync, writeSync } from "node:fs";
+import { basename, resolve } from "node:path";
 import {
   type Builder,
   Data,
@@ -26,14 +26,21 @@ import {
   makeBuilder,
   makeData,
   tableToIPC,
-} from 'apache-arrow';
-import { RunStoreError, describeError } from './errors.js';
-import { openRunFile, readRunFile } from './files.js';
-import { scanStream, type StreamScan } from './ipcScan.js';
-import { INDEX_SUFFIX, formatIndexLine, messageCrc, parseIndex, verifyIndexed, type IndexEntry } from './streamIndex.js';
+} from "apache-arrow";
+import { RunStoreError, describeError } from "./errors.js";
+import { openRunFile, readRunFile } from "./files.js";
+import { scanStream, type StreamScan } from "./ipcScan.js";
+import {
+  INDEX_SUFFIX,
+  formatIndexLine,
+  messageCrc,
+  parseIndex,
+  verifyIndexed,
+  type IndexEntry,
+} from "./streamIndex.js";
 
-export { scanStream } from './ipcScan.js';
-export type { ScannedMessage, StreamScan } from './ipcScan.js';
+export { scanStream } from "./ipcScan.js";
+export type { ScannedMessage, StreamScan } from "./ipcScan.js";
 
 // ---------------------------------------------------------------------------------------------
 // Columns: apache-arrow builders hold the rows until a flush; the checks keep bad values out
@@ -49,36 +56,39 @@ function columnError(field: Field, what: string): TypeError {
 
 class Column {
   private readonly builder: Builder;
-  private readonly kind: 'number' | 'string';
+  private readonly kind: "number" | "string";
 
   constructor(readonly field: Field) {
     const t = field.type as DataType;
     const numeric =
-      (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) || (DataType.isFloat(t) && (t.precision === 1 || t.precision === 2));
+      (DataType.isInt(t) && t.bitWidth === 32 && t.isSigned) ||
+      (DataType.isFloat(t) && (t.precision === 1 || t.precision === 2));
     if (!numeric && !DataType.isUtf8(t)) {
-      throw new TypeError(`ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`);
+      throw new TypeError(
+        `ArrowAppender: unsupported column type ${String(t)} for "${field.name}" (Int32, Float32, Float64, Utf8 only)`,
+      );
     }
-    this.kind = numeric ? 'number' : 'string';
+    this.kind = numeric ? "number" : "string";
     this.builder = makeBuilder({ type: t, nullValues: [null, undefined] });
   }
 
   /** Throws (before anything is stored) when `v` does not fit this column. */
   check(v: unknown): void {
     if (v === null || v === undefined) {
-      if (!this.field.nullable) throw columnError(this.field, 'value is required');
+      if (!this.field.nullable) throw columnError(this.field, "value is required");
     } else if (typeof v !== this.kind) {
       throw columnError(this.field, `expected a ${this.kind}, got ${typeof v}`);
     }
   }
 
   checkMany(src: ColumnInput | undefined, n: number): void {
-    if (src === null || src === undefined || typeof src === 'number' || typeof src === 'string') {
+    if (src === null || src === undefined || typeof src === "number" || typeof src === "string") {
       this.check(src);
       return;
     }
     if (src.length !== n) throw columnError(this.field, `expected ${n} values, got ${src.length}`);
     // Typed arrays hold numbers by construction.
-    if (!(ArrayBuffer.isView(src) && this.kind === 'number')) for (let i = 0; i < n; i++) this.check(src[i]);
+    if (!(ArrayBuffer.isView(src) && this.kind === "number")) for (let i = 0; i < n; i++) this.check(src[i]);
   }
 
   push(v: unknown): void {
@@ -87,7 +97,7 @@ class Column {
 
   /** `src` was validated by `checkMany` already. */
   pushMany(src: ColumnInput, n: number): void {
-    if (src === null || typeof src === 'number' || typeof src === 'string') {
+    if (src === null || typeof src === "number" || typeof src === "string") {
       for (let i = 0; i < n; i++) this.builder.append(src);
     } else {
       for (let i = 0; i < n; i++) this.builder.append((src as ArrayLike<unknown>)[i]);
@@ -106,22 +116,22 @@ class Column {
 
 /** The schema message alone (no EOS), exactly as apache-arrow's stream writer emits it. */
 export function encodeSchemaMessage(schema: Schema): Uint8Array {
-  const bytes = tableToIPC(new Table(schema), 'stream');
-  const scan = scanStream(bytes, 'apache-arrow writer output');
+  const bytes = tableToIPC(new Table(schema), "stream");
+  const scan = scanStream(bytes, "apache-arrow writer output");
   const first = scan.messages[0];
   if (!first || first.type !== MessageHeader.Schema) {
-    throw new Error('apache-arrow stream writer did not start with a schema message');
+    throw new Error("apache-arrow stream writer did not start with a schema message");
   }
   return bytes.slice(0, first.end);
 }
 
 /** The record-batch message(s) for `batch`, without the schema message and EOS. */
 export function encodeBatchMessages(batch: RecordBatch): Uint8Array {
-  const bytes = tableToIPC(new Table(batch.schema, [batch]), 'stream');
-  const scan = scanStream(bytes, 'apache-arrow writer output');
+  const bytes = tableToIPC(new Table(batch.schema, [batch]), "stream");
+  const scan = scanStream(bytes, "apache-arrow writer output");
   const first = scan.messages[0];
   if (!first || first.type !== MessageHeader.Schema || scan.messages.length < 2) {
-    throw new Error('apache-arrow stream writer produced an unexpected message sequence');
+    throw new Error("apache-arrow stream writer produced an unexpected message sequence");
   }
   return bytes.slice(first.end, scan.validEnd);
 }
@@ -135,7 +145,7 @@ function sameSchema(a: Schema, b: Schema): boolean {
 }
 
 function describeSchema(s: Schema): string {
-  return s.fields.map((f) => `${f.name}:${String(f.type)}${f.nullable ? '?' : ''}`).join(', ');
+  return s.fields.map((f) => `${f.name}:${String(f.type)}${f.nullable ? "?" : ""}`).join(", ");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +173,7 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once('exit', () => {
+  process.once("exit", () => {
     for (const a of liveAppenders) {
       try {
         a.flush();
@@ -209,16 +219,24 @@ function inspectExisting(bytes: Uint8Array, indexText: string | null, label: str
   }
   const scan = scanStream(bytes, label);
   if (scan.validEnd < indexedEnd) {
-    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
-      file: label,
-      offset: scan.validEnd,
-    });
+    throw new RunStoreError(
+      `${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`,
+      {
+        file: label,
+        offset: scan.validEnd,
+      },
+    );
   }
   // Complete messages after the indexed part: the writer died between a message and its index
   // line (or the file predates the index). They parsed, so they are kept and indexed.
   for (const m of scan.messages) {
     if (m.start < indexedEnd) continue;
-    entries.push({ offset: m.start, length: m.end - m.start, rows: m.rows, crc: messageCrc(bytes.subarray(m.start, m.end)) });
+    entries.push({
+      offset: m.start,
+      length: m.end - m.start,
+      rows: m.rows,
+      crc: messageCrc(bytes.subarray(m.start, m.end)),
+    });
     rewriteIndex = true;
   }
   return { scan, entries, rewriteIndex };
@@ -304,7 +322,7 @@ export class ArrowAppender {
       if (size > 0) {
         // An empty index next to a non-empty stream: the stream predates the index (or the
         // writer died before the first index line); its complete messages get indexed now.
-        const existing = inspectExisting(readFileSync(fd), indexSize > 0 ? readFileSync(indexFd, 'utf8') : null, label);
+        const existing = inspectExisting(readFileSync(fd), indexSize > 0 ? readFileSync(indexFd, "utf8") : null, label);
         const scan = existing.scan;
         if (scan.schema !== null) {
           if (!sameSchema(scan.schema, schema)) {
@@ -330,7 +348,7 @@ export class ArrowAppender {
       }
       let indexPosition = indexSize;
       if (rewriteIndex) {
-        const text = entries.map(formatIndexLine).join('');
+        const text = entries.map(formatIndexLine).join("");
         ftruncateSync(indexFd, 0);
         writeFully(indexFd, Buffer.from(text), 0);
         indexPosition = Buffer.byteLength(text);
@@ -408,7 +426,9 @@ export class ArrowAppender {
   /** Writes one queued message and its index line, or restores both files and throws. */
   private writeMessage(q: QueuedMessage): void {
     const fd = this.fd!;
-    const line = Buffer.from(formatIndexLine({ offset: this.position, length: q.bytes.length, rows: q.rows, crc: messageCrc(q.bytes) }));
+    const line = Buffer.from(
+      formatIndexLine({ offset: this.position, length: q.bytes.length, rows: q.rows, crc: messageCrc(q.bytes) }),
+    );
     try {
       writeFully(fd, q.bytes, this.position);
       writeFully(this.indexFd, line, this.indexPosition);
@@ -512,10 +532,10 @@ function checkOffsets(offsets: ArrayLike<number | bigint>, from: number, count: 
  * iterates the table never reads past them. Returns a problem description or null.
  */
 function checkData(d: Data, depth = 0): string | null {
-  if (depth > 64) return 'nesting too deep';
+  if (depth > 64) return "nesting too deep";
   const n = d.offset + d.length;
   const bitmap = d.nullBitmap as Uint8Array | undefined;
-  if (d.nullCount > 0 && bitmap && bitmap.length > 0 && bitmap.length * 8 < n) return 'validity bitmap too short';
+  if (d.nullCount > 0 && bitmap && bitmap.length > 0 && bitmap.length * 8 < n) return "validity bitmap too short";
   const values = d.values as ArrayLike<unknown> | undefined;
   const valuesLen = values?.length ?? 0;
   switch (d.typeId) {
@@ -528,28 +548,30 @@ function checkData(d: Data, depth = 0): string | null {
     case Type.Interval:
     case Type.Decimal:
     case Type.FixedSizeBinary:
-      if (valuesLen < n * d.stride) return 'values buffer too short';
+      if (valuesLen < n * d.stride) return "values buffer too short";
       break;
     case Type.Bool:
-      if (valuesLen * 8 < n) return 'values buffer too short';
+      if (valuesLen * 8 < n) return "values buffer too short";
       break;
     case Type.Utf8:
     case Type.Binary:
     case Type.LargeUtf8:
     case Type.LargeBinary:
-      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, valuesLen)) return 'invalid value offsets';
+      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, valuesLen))
+        return "invalid value offsets";
       break;
     case Type.List:
     case Type.LargeList: {
       const childLen = d.children[0] ? d.children[0].offset + d.children[0].length : 0;
-      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, childLen)) return 'invalid list offsets';
+      if (!checkOffsets(d.valueOffsets as ArrayLike<number | bigint>, d.offset, d.length, childLen))
+        return "invalid list offsets";
       break;
     }
     case Type.Struct:
-      for (const c of d.children) if (c.length < n) return 'struct child too short';
+      for (const c of d.children) if (c.length < n) return "struct child too short";
       break;
     case Type.Dictionary:
-      if (valuesLen < n) return 'dictionary indices too short';
+      if (valuesLen < n) return "dictionary indices too short";
       break;
     default:
       break;
@@ -588,20 +610,23 @@ export interface ReadArrowStreamOptions {
  * Work is bounded by the byte length.
  */
 export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStreamOptions = {}): Table {
-  const label = options.label ?? 'Arrow stream';
+  const label = options.label ?? "Arrow stream";
   // A private, 8-byte aligned copy: typed-array views over the body need aligned offsets.
   const buf = new Uint8Array(bytes.length);
   buf.set(bytes);
   let indexedEnd = 0;
-  if (options.index !== undefined && options.index !== '') {
+  if (options.index !== undefined && options.index !== "") {
     indexedEnd = verifyIndexed(buf, parseIndex(options.index, label).entries, label);
   }
   const scan = scanStream(buf, label, options.trusted ? { trustedEnd: indexedEnd } : {});
   if (scan.validEnd < indexedEnd) {
-    throw new RunStoreError(`${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`, {
-      file: label,
-      offset: scan.validEnd,
-    });
+    throw new RunStoreError(
+      `${label} is damaged: its messages end at byte ${scan.validEnd} but its index covers ${indexedEnd} bytes`,
+      {
+        file: label,
+        offset: scan.validEnd,
+      },
+    );
   }
   if (scan.schema === null) {
     if (options.schema) return new Table(options.schema);
@@ -616,14 +641,20 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
     if (batchStarts.length === 0) batches.length = 0;
   } catch (e) {
     const at = batchStarts[batches.length] ?? 0;
-    throw new RunStoreError(`${label} is corrupt at byte ${at}: ${describeError(e)}`, { file: label, offset: at, cause: e });
+    throw new RunStoreError(`${label} is corrupt at byte ${at}: ${describeError(e)}`, {
+      file: label,
+      offset: at,
+      cause: e,
+    });
   }
   batches.forEach((batch, i) => {
     const at = batchStarts[i] ?? 0;
     const problem =
       batch.data.children.length !== scan.schema!.fields.length
-        ? 'column count differs from the schema'
-        : batch.data.children.map((c) => (c.length < batch.numRows ? 'column shorter than the batch' : checkData(c))).find((p) => p !== null);
+        ? "column count differs from the schema"
+        : batch.data.children
+            .map((c) => (c.length < batch.numRows ? "column shorter than the batch" : checkData(c)))
+            .find((p) => p !== null);
     if (problem) throw new RunStoreError(`${label} is corrupt at byte ${at}: ${problem}`, { file: label, offset: at });
   });
   const schema = scan.schema;
@@ -632,10 +663,13 @@ export function readArrowStreamBytes(bytes: Uint8Array, options: ReadArrowStream
     // apache-arrow marks a field nullable when a batch has nulls in it, so this catches nulls
     // in a non-nullable column as well as any other disagreement with the schema message.
     const at = batchStarts[odd] ?? 0;
-    throw new RunStoreError(`${label} is corrupt at byte ${at}: record batch does not match the schema (nulls in a non-nullable column?)`, {
-      file: label,
-      offset: at,
-    });
+    throw new RunStoreError(
+      `${label} is corrupt at byte ${at}: record batch does not match the schema (nulls in a non-nullable column?)`,
+      {
+        file: label,
+        offset: at,
+      },
+    );
   }
   try {
     return new Table(schema, batches);
@@ -652,7 +686,7 @@ export function readArrowStream(path: string, options: ReadArrowStreamOptions = 
   const label = options.label ?? basename(path);
   // An index line is written after its message, so the index is read first: then it never
   // covers bytes that a concurrent writer appended after we read the stream.
-  const index = options.index ?? readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const index = options.index ?? readRunFile(`${path}${INDEX_SUFFIX}`)?.toString("utf8");
   const bytes = readRunFile(path);
   if (bytes === null) {
     if (options.schema) return new Table(options.schema);
@@ -669,8 +703,8 @@ export function readArrowStream(path: string, options: ReadArrowStreamOptions = 
  */
 export function checkArrowStream(path: string): void {
   const label = basename(path);
-  const index = readRunFile(`${path}${INDEX_SUFFIX}`)?.toString('utf8');
+  const index = readRunFile(`${path}${INDEX_SUFFIX}`)?.toString("utf8");
   const bytes = readRunFile(path);
   if (bytes === null) return;
-  inspectExisting(bytes, index === undefined || index === '' ? null : index, label);
+  inspectExisting(bytes, index === undefined || index === "" ? null : index, label);
 }

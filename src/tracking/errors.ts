@@ -11,7 +11,7 @@ export class RunStoreError extends Error {
 
   constructor(message: string, options: { file?: string; offset?: number; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'RunStoreError';
+    this.name = "RunStoreError";
     this.file = options.file;
     this.offset = options.offset;
   }

@@ -1,17 +1,30 @@
 /** Small file helpers shared by the run store writer and reader. */
-import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { RunStoreError, describeError } from './errors.js';
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { RunStoreError, describeError } from "./errors.js";
 
 /** File names inside a run directory (the data contract). */
 export const RUN_FILES = {
-  meta: 'run.json',
-  metrics: 'metrics.arrows',
-  layers: 'layers.arrows',
-  events: 'events.jsonl',
-  samples: 'samples.jsonl',
-  checkpoints: 'checkpoints',
+  meta: "run.json",
+  metrics: "metrics.arrows",
+  layers: "layers.arrows",
+  events: "events.jsonl",
+  samples: "samples.jsonl",
+  checkpoints: "checkpoints",
 } as const;
 
 const CHECKPOINT_RE = /^step-(\d+)\.safetensors$/;
@@ -40,10 +53,10 @@ export function listCheckpoints(runDir: string): CheckpointInfo[] {
  * next to the target, flush it to disk, then rename over the target (atomic on POSIX).
  */
 export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
   const text = `${JSON.stringify(value, null, 2)}\n`;
   try {
-    const fd = openSync(tmp, 'w', 0o644);
+    const fd = openSync(tmp, "w", 0o644);
     try {
       writeSync(fd, text);
       fsyncSync(fd);
@@ -86,14 +99,20 @@ export function openRunFile(path: string, flags: number, mode = 0o644): number {
     fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') {
-      throw new RunStoreError(`${basename(path)} in ${dirname(path)} is a symbolic link; run files must be regular files`, { file: path, cause: e });
+    if (code === "ELOOP") {
+      throw new RunStoreError(
+        `${basename(path)} in ${dirname(path)} is a symbolic link; run files must be regular files`,
+        { file: path, cause: e },
+      );
     }
     throw e;
   }
   try {
     if (!fstatSync(fd).isFile()) {
-      throw new RunStoreError(`${basename(path)} in ${dirname(path)} is not a regular file (a FIFO, device or directory)`, { file: path });
+      throw new RunStoreError(
+        `${basename(path)} in ${dirname(path)} is not a regular file (a FIFO, device or directory)`,
+        { file: path },
+      );
     }
   } catch (e) {
     closeSync(fd);
@@ -108,9 +127,12 @@ export function readRunFile(path: string): Buffer | null {
   try {
     fd = openRunFile(path, constants.O_RDONLY);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     if (e instanceof RunStoreError) throw e;
-    throw new RunStoreError(`cannot read ${basename(path)} in ${dirname(path)}: ${describeError(e)}`, { file: path, cause: e });
+    throw new RunStoreError(`cannot read ${basename(path)} in ${dirname(path)}: ${describeError(e)}`, {
+      file: path,
+      cause: e,
+    });
   }
   try {
     return readFileSync(fd);
@@ -128,7 +150,10 @@ export function refuseSymlink(path: string): void {
     return;
   }
   if (st.isSymbolicLink()) {
-    throw new RunStoreError(`${path} is a symbolic link; refusing to write through it (run directories may not contain links)`, { file: path });
+    throw new RunStoreError(
+      `${path} is a symbolic link; refusing to write through it (run directories may not contain links)`,
+      { file: path },
+    );
   }
 }
 
@@ -144,12 +169,12 @@ export interface JsonlRead {
 export function readJsonl(path: string, label: string): JsonlRead {
   const bytes = readRunFile(path);
   if (bytes === null) return { records: [], warnings: [] };
-  const text = bytes.toString('utf8');
-  const lines = text.split('\n');
+  const text = bytes.toString("utf8");
+  const lines = text.split("\n");
   const records: Record<string, unknown>[] = [];
   const warnings: string[] = [];
   lines.forEach((line, i) => {
-    if (line.trim() === '') return;
+    if (line.trim() === "") return;
     const isUnterminatedTail = i === lines.length - 1;
     let value: unknown;
     try {
@@ -158,7 +183,7 @@ export function readJsonl(path: string, label: string): JsonlRead {
       if (!isUnterminatedTail) warnings.push(`${label} line ${i + 1} is not valid JSON; skipped`);
       return;
     }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
       warnings.push(`${label} line ${i + 1} is not a JSON object; skipped`);
       return;
     }

@@ -1,5 +1,5 @@
 /** Experiment tracking: the on-disk run store (see docs/run-store.md). */
-export { RunStoreError } from './errors.js';
+export { RunStoreError } from "./errors.js";
 export {
   ArrowAppender,
   encodeBatchMessages,
@@ -12,7 +12,7 @@ export {
   type ReadArrowStreamOptions,
   type ScannedMessage,
   type StreamScan,
-} from './arrowStream.js';
+} from "./arrowStream.js";
 export {
   LAYER_FLOAT_COLUMNS,
   LAYER_INT_COLUMNS,
@@ -26,11 +26,11 @@ export {
   type LayerRow,
   type MetricsInput,
   type MetricsRow,
-} from './schemas.js';
-export { LAYER_STATS, STORED_LAYER_STATS, type LayerStatName, type StoredLayerStat } from './layerStats.js';
-export { RUN_FILES, listCheckpoints, type CheckpointInfo } from './files.js';
-export { LOCK_FILE, RunLock, type LockOwner } from './runLock.js';
-export { INDEX_SUFFIX } from './streamIndex.js';
+} from "./schemas.js";
+export { LAYER_STATS, STORED_LAYER_STATS, type LayerStatName, type StoredLayerStat } from "./layerStats.js";
+export { RUN_FILES, listCheckpoints, type CheckpointInfo } from "./files.js";
+export { LOCK_FILE, RunLock, type LockOwner } from "./runLock.js";
+export { INDEX_SUFFIX } from "./streamIndex.js";
 export {
   RunStore,
   readRunMeta,
@@ -42,7 +42,7 @@ export {
   type RunStatus,
   type RunVersions,
   type SampleInput,
-} from './runStore.js';
+} from "./runStore.js";
 export {
   compareRuns,
   flattenConfig,
@@ -52,4 +52,4 @@ export {
   type MetricsSummary,
   type RunData,
   type RunSummary,
-} from './runReader.js';
+} from "./runReader.js";

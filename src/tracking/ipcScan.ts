@@ -9,8 +9,8 @@
  * decoder will follow (same signed arithmetic as the flatbuffers JS runtime) and rejects anything
  * out of bounds, too deep or too large, so decoding afterwards is bounded by the file length.
  */
-import { Message, MessageHeader, MetadataVersion, type Schema } from 'apache-arrow';
-import { RunStoreError, describeError } from './errors.js';
+import { Message, MessageHeader, MetadataVersion, type Schema } from "apache-arrow";
+import { RunStoreError, describeError } from "./errors.js";
 
 /** One complete message found in a stream. */
 export interface ScannedMessage {
@@ -78,7 +78,7 @@ class MessageVerifier {
 
   private spend(n: number): void {
     this.budget -= n;
-    if (this.budget < 0) this.fail('metadata references too many objects');
+    if (this.budget < 0) this.fail("metadata references too many objects");
   }
 
   private i32(p: number): number {
@@ -100,7 +100,7 @@ class MessageVerifier {
     this.spend(1);
     const vt = pos - this.i32(pos);
     const vtSize = this.i16(vt);
-    if (vtSize < 4 || vtSize % 2 !== 0 || vt + vtSize > this.bytes.length) this.fail('bad vtable');
+    if (vtSize < 4 || vtSize % 2 !== 0 || vt + vtSize > this.bytes.length) this.fail("bad vtable");
     return { pos, vt, vtSize };
   }
 
@@ -109,9 +109,9 @@ class MessageVerifier {
     if (slot >= t.vtSize) return 0;
     const off = this.i16(t.vt + slot);
     if (off === 0) return 0;
-    if (off < 0) this.fail('negative field offset');
+    if (off < 0) this.fail("negative field offset");
     const p = t.pos + off;
-    if (p + size > this.bytes.length) this.fail('field out of bounds');
+    if (p + size > this.bytes.length) this.fail("field out of bounds");
     return p;
   }
 
@@ -120,7 +120,7 @@ class MessageVerifier {
     const p = this.field(t, slot, 4);
     if (p === 0) return 0;
     const target = p + this.i32(p);
-    if (target < 0 || target + 4 > this.bytes.length) this.fail('reference out of bounds');
+    if (target < 0 || target + 4 > this.bytes.length) this.fail("reference out of bounds");
     return target;
   }
 
@@ -134,7 +134,7 @@ class MessageVerifier {
     const r = this.ref(t, slot);
     if (r === 0) return null;
     const n = this.i32(r);
-    if (n < 0 || r + 4 + n * elemSize > this.bytes.length) this.fail('vector out of bounds');
+    if (n < 0 || r + 4 + n * elemSize > this.bytes.length) this.fail("vector out of bounds");
     this.spend(n);
     return { start: r + 4, n };
   }
@@ -164,7 +164,7 @@ class MessageVerifier {
     const header = this.subtable(root, 8);
     this.field(root, 10, 8); // bodyLength
     this.keyValues(root, 12);
-    if (header === null) this.fail('message has no header');
+    if (header === null) this.fail("message has no header");
     switch (headerType) {
       case MessageHeader.Schema:
         this.schema(header);
@@ -175,7 +175,7 @@ class MessageVerifier {
       case MessageHeader.DictionaryBatch: {
         this.field(header, 4, 8); // id
         const data = this.subtable(header, 6);
-        if (data === null) this.fail('dictionary batch has no data');
+        if (data === null) this.fail("dictionary batch has no data");
         this.recordBatch(data);
         this.field(header, 8, 1); // isDelta
         break;
@@ -201,7 +201,7 @@ class MessageVerifier {
   }
 
   private fieldDef(t: FbTable, depth: number): void {
-    if (depth > MAX_FIELD_DEPTH) this.fail('schema nested too deeply');
+    if (depth > MAX_FIELD_DEPTH) this.fail("schema nested too deeply");
     this.vector(t, 4, 1); // name
     this.field(t, 6, 1); // nullable
     const typeType = this.byteField(t, 8);
@@ -308,26 +308,29 @@ export function scanStream(bytes: Uint8Array, label: string, options: { trustedE
     let rows = 0;
     try {
       if (type === MessageHeader.Schema) {
-        if (messages.length > 0) corrupt(pos, 'a second schema message inside the stream');
+        if (messages.length > 0) corrupt(pos, "a second schema message inside the stream");
         schema = msg.header() as Schema;
       } else {
-        if (messages.length === 0) corrupt(pos, 'stream does not start with a schema message');
+        if (messages.length === 0) corrupt(pos, "stream does not start with a schema message");
         const rb =
-          type === MessageHeader.RecordBatch
-            ? (msg.header() as BatchMeta)
-            : (msg.header() as { data: BatchMeta }).data;
+          type === MessageHeader.RecordBatch ? (msg.header() as BatchMeta) : (msg.header() as { data: BatchMeta }).data;
         // Lengths must be plausible for the body size; this also bounds any per-row work later.
         const maxRows = 8 * bodyLength + 64;
         rows = rb.length;
         if (!isSafeCount(rows) || rows > maxRows) corrupt(pos, `implausible row count ${String(rows)}`);
         for (const node of rb.nodes) {
-          if (!isSafeCount(node.length) || node.length > maxRows || !isSafeCount(node.nullCount) || node.nullCount > node.length) {
-            corrupt(pos, 'implausible field node');
+          if (
+            !isSafeCount(node.length) ||
+            node.length > maxRows ||
+            !isSafeCount(node.nullCount) ||
+            node.nullCount > node.length
+          ) {
+            corrupt(pos, "implausible field node");
           }
         }
         for (const buf of rb.buffers) {
           if (!isSafeCount(buf.offset) || !isSafeCount(buf.length) || buf.offset + buf.length > bodyLength) {
-            corrupt(pos, 'buffer outside the message body');
+            corrupt(pos, "buffer outside the message body");
           }
         }
       }
@@ -344,7 +347,7 @@ export function scanStream(bytes: Uint8Array, label: string, options: { trustedE
     // Nothing complete: accept only the start of a continuation-prefixed message (a writer killed
     // while writing the schema); anything else is not an Arrow stream at all.
     for (let i = 0; i < Math.min(4, len); i++) {
-      if (bytes[i] !== 0xff) corrupt(0, 'not an Arrow IPC stream (no continuation marker)');
+      if (bytes[i] !== 0xff) corrupt(0, "not an Arrow IPC stream (no continuation marker)");
     }
   }
   return { schema, messages, validEnd, eos, partialTailBytes: eos ? 0 : len - validEnd };

@@ -5,12 +5,22 @@
  * it is moved aside with an atomic rename (only one of several takers can win that rename) and
  * taken over, and the caller is told. Readers never look at the lock.
  */
-import { closeSync, constants, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { RunStoreError, describeError } from './errors.js';
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { RunStoreError, describeError } from "./errors.js";
 
-export const LOCK_FILE = 'lock';
+export const LOCK_FILE = "lock";
 
 export interface LockOwner {
   pid: number;
@@ -25,14 +35,15 @@ function alive(pid: number): boolean {
     return true;
   } catch (e) {
     // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
 function readOwner(path: string): LockOwner | null {
   try {
-    const v = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockOwner>;
-    if (typeof v.pid === 'number' && typeof v.host === 'string') return { pid: v.pid, host: v.host, since: String(v.since ?? '?') };
+    const v = JSON.parse(readFileSync(path, "utf8")) as Partial<LockOwner>;
+    if (typeof v.pid === "number" && typeof v.host === "string")
+      return { pid: v.pid, host: v.host, since: String(v.since ?? "?") };
   } catch {
     // Unreadable or half-written (the writer died between create and write): treated below.
   }
@@ -55,7 +66,7 @@ export class RunLock {
     if (!exitHook) {
       exitHook = true;
       // A normal exit (including process.exit after SIGINT/SIGTERM handling) frees the run.
-      process.once('exit', () => {
+      process.once("exit", () => {
         for (const l of held) l.release();
       });
     }
@@ -72,7 +83,8 @@ export class RunLock {
         fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') throw new RunStoreError(`cannot lock run ${dir}: ${describeError(e)}`, { file: path, cause: e });
+        if (code !== "EEXIST")
+          throw new RunStoreError(`cannot lock run ${dir}: ${describeError(e)}`, { file: path, cause: e });
         const owner = readOwner(path);
         if (owner && (owner.host !== me.host || alive(owner.pid))) {
           throw new RunStoreError(
@@ -93,7 +105,7 @@ export class RunLock {
         try {
           renameSync(path, aside);
         } catch (r) {
-          if ((r as NodeJS.ErrnoException).code !== 'ENOENT') throw r;
+          if ((r as NodeJS.ErrnoException).code !== "ENOENT") throw r;
           continue;
         }
         const moved = readOwner(aside);
@@ -109,7 +121,7 @@ export class RunLock {
           continue;
         }
         rmSync(aside, { force: true });
-        replaced = owner ?? { pid: -1, host: '?', since: '?' };
+        replaced = owner ?? { pid: -1, host: "?", since: "?" };
         continue;
       }
       try {
@@ -120,7 +132,9 @@ export class RunLock {
       }
       return new RunLock(path, replaced);
     }
-    throw new RunStoreError(`cannot lock run ${dir}: the lock file keeps changing (another writer starting?)`, { file: path });
+    throw new RunStoreError(`cannot lock run ${dir}: the lock file keeps changing (another writer starting?)`, {
+      file: path,
+    });
   }
 
   /** Removes the lock file if it is still ours. Idempotent. */

@@ -2,15 +2,15 @@
  * Reader side of the run store: load one run, list runs, and compare runs as an Arrow table.
  * Everything here is read-only and safe to call while a trainer is still writing the run.
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { Float64, Int32, Table, Utf8, vectorFromArray, type Vector } from 'apache-arrow';
-import { checkArrowStream, readArrowStream } from './arrowStream.js';
-import { RunStoreError, describeError } from './errors.js';
-import { RUN_FILES, listCheckpoints, readJsonl, type CheckpointInfo } from './files.js';
-import { readRunMeta, resolveHome, type RunMeta, type RunStatus } from './runStore.js';
-import { layersSchema, metricsSchema } from './schemas.js';
-import { displayableTable } from '../display/tableBundle.js';
+import { existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Float64, Int32, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
+import { checkArrowStream, readArrowStream } from "./arrowStream.js";
+import { RunStoreError, describeError } from "./errors.js";
+import { RUN_FILES, listCheckpoints, readJsonl, type CheckpointInfo } from "./files.js";
+import { readRunMeta, resolveHome, type RunMeta, type RunStatus } from "./runStore.js";
+import { layersSchema, metricsSchema } from "./schemas.js";
+import { displayableTable } from "../display/tableBundle.js";
 
 export interface RunData {
   /** Absolute run directory. */
@@ -96,10 +96,10 @@ export interface MetricsSummary {
 }
 
 export function summarizeMetrics(metrics: Table): MetricsSummary {
-  const steps = numbers(metrics, 'step');
-  const loss = numbers(metrics, 'loss');
-  const valLoss = numbers(metrics, 'valLoss');
-  const valBpb = numbers(metrics, 'valBpb');
+  const steps = numbers(metrics, "step");
+  const loss = numbers(metrics, "loss");
+  const valLoss = numbers(metrics, "valLoss");
+  const valBpb = numbers(metrics, "valBpb");
   let lastEval = -1;
   for (let i = valLoss.length - 1; i >= 0; i--) {
     if (valLoss[i] !== null) {
@@ -115,7 +115,7 @@ export function summarizeMetrics(metrics: Table): MetricsSummary {
     finalValLoss: lastEval >= 0 ? valLoss[lastEval]! : null,
     bestValLoss: minFinite(valLoss),
     valBpb: lastEval >= 0 ? (valBpb[lastEval] ?? null) : null,
-    medianTokensPerSec: median(numbers(metrics, 'tokensPerSec')),
+    medianTokensPerSec: median(numbers(metrics, "tokensPerSec")),
   };
 }
 
@@ -136,7 +136,7 @@ export interface RunSummary {
 }
 
 function str(v: unknown): string | null {
-  return typeof v === 'string' ? v : null;
+  return typeof v === "string" ? v : null;
 }
 
 /**
@@ -158,7 +158,7 @@ export function listRuns(home?: string): RunSummary[] {
       out.push({
         id: entry.name,
         dir,
-        createdAt: '',
+        createdAt: "",
         preset: null,
         quant: null,
         status: null,
@@ -174,11 +174,11 @@ export function listRuns(home?: string): RunSummary[] {
       id: meta.id,
       dir,
       ...(meta.name !== undefined ? { name: meta.name } : {}),
-      createdAt: meta.createdAt ?? '',
-      preset: str(config['preset']),
-      quant: str(config['quant']),
+      createdAt: meta.createdAt ?? "",
+      preset: str(config["preset"]),
+      quant: str(config["quant"]),
       status: meta.status ?? null,
-      step: typeof meta.step === 'number' ? meta.step : 0,
+      step: typeof meta.step === "number" ? meta.step : 0,
       lastLoss: null,
       bestValLoss: null,
     };
@@ -200,18 +200,24 @@ export function listRuns(home?: string): RunSummary[] {
       if (!(e instanceof RunStoreError)) throw e;
       problems.push(e.message);
     }
-    if (problems.length > 0) summary.error = problems.join('; ');
+    if (problems.length > 0) summary.error = problems.join("; ");
     out.push(summary);
   }
-  return out.sort((a, b) => (a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
+  return out.sort((a, b) =>
+    a.createdAt === b.createdAt ? (a.id < b.id ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1,
+  );
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
+  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 /** Flattens nested objects to dotted keys; arrays and scalars are leaves. */
-export function flattenConfig(obj: Record<string, unknown>, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+export function flattenConfig(
+  obj: Record<string, unknown>,
+  prefix = "",
+  out = new Map<string, unknown>(),
+): Map<string, unknown> {
   for (const [k, v] of Object.entries(obj)) {
     const key = prefix ? `${prefix}.${k}` : k;
     if (isPlainObject(v) && Object.keys(v).length > 0) flattenConfig(v, key, out);
@@ -222,17 +228,17 @@ export function flattenConfig(obj: Record<string, unknown>, prefix = '', out = n
 
 function configText(v: unknown): string | null {
   if (v === undefined) return null;
-  return typeof v === 'string' ? v : JSON.stringify(v);
+  return typeof v === "string" ? v : JSON.stringify(v);
 }
 
 const SUMMARY_COLUMNS = [
-  'finalTrainLoss',
-  'bestTrainLoss',
-  'finalValLoss',
-  'bestValLoss',
-  'valBpb',
-  'tokensPerSec',
-  'steps',
+  "finalTrainLoss",
+  "bestTrainLoss",
+  "finalValLoss",
+  "bestValLoss",
+  "valBpb",
+  "tokensPerSec",
+  "steps",
 ] as const;
 
 /**
@@ -255,7 +261,7 @@ export function compareRuns(dirs: readonly string[]): Table {
     }
   }
   const differing = keys.filter((k) => new Set(flat.map((f) => configText(f.get(k)))).size > 1);
-  const reserved = new Set<string>(['id', ...SUMMARY_COLUMNS]);
+  const reserved = new Set<string>(["id", ...SUMMARY_COLUMNS]);
   const stats = runs.map((r) => summarizeMetrics(r.metrics));
 
   const columns: Record<string, Vector> = {
@@ -271,15 +277,16 @@ export function compareRuns(dirs: readonly string[]): Table {
       new Utf8(),
     );
   }
-  const num = (pick: (s: (typeof stats)[number]) => number | null): Vector => vectorFromArray(stats.map(pick), new Float64());
-  columns['finalTrainLoss'] = num((s) => s.finalTrainLoss);
-  columns['bestTrainLoss'] = num((s) => s.bestTrainLoss);
-  columns['finalValLoss'] = num((s) => s.finalValLoss);
-  columns['bestValLoss'] = num((s) => s.bestValLoss);
-  columns['valBpb'] = num((s) => s.valBpb);
-  columns['tokensPerSec'] = num((s) => s.medianTokensPerSec);
-  columns['steps'] = vectorFromArray(
-    runs.map((r, i) => stats[i]!.lastStep ?? (typeof r.meta.step === 'number' ? r.meta.step : null)),
+  const num = (pick: (s: (typeof stats)[number]) => number | null): Vector =>
+    vectorFromArray(stats.map(pick), new Float64());
+  columns["finalTrainLoss"] = num((s) => s.finalTrainLoss);
+  columns["bestTrainLoss"] = num((s) => s.bestTrainLoss);
+  columns["finalValLoss"] = num((s) => s.finalValLoss);
+  columns["bestValLoss"] = num((s) => s.bestValLoss);
+  columns["valBpb"] = num((s) => s.valBpb);
+  columns["tokensPerSec"] = num((s) => s.medianTokensPerSec);
+  columns["steps"] = vectorFromArray(
+    runs.map((r, i) => stats[i]!.lastStep ?? (typeof r.meta.step === "number" ? r.meta.step : null)),
     new Int32(),
   );
   return displayableTable(new Table(columns));

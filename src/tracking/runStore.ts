@@ -2,17 +2,44 @@
  * Writer side of the run store: one directory per training run (layout in docs/run-store.md).
  * The trainer owns one RunStore per run; notebooks and the CLI read runs with runReader.ts.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
-import { ArrowAppender, type ArrowAppenderOptions } from './arrowStream.js';
-import { RunStoreError, describeError } from './errors.js';
-import { RUN_FILES, fsyncDir, listCheckpoints, openRunFile, readRunFile, refuseSymlink, writeJsonAtomic, type CheckpointInfo } from './files.js';
-import { RunLock } from './runLock.js';
-import { appendLayerColumns, appendMetricsRow, layersSchema, metricsSchema, type LayerColumns, type MetricsInput } from './schemas.js';
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { ArrowAppender, type ArrowAppenderOptions } from "./arrowStream.js";
+import { RunStoreError, describeError } from "./errors.js";
+import {
+  RUN_FILES,
+  fsyncDir,
+  listCheckpoints,
+  openRunFile,
+  readRunFile,
+  refuseSymlink,
+  writeJsonAtomic,
+  type CheckpointInfo,
+} from "./files.js";
+import { RunLock } from "./runLock.js";
+import {
+  appendLayerColumns,
+  appendMetricsRow,
+  layersSchema,
+  metricsSchema,
+  type LayerColumns,
+  type MetricsInput,
+} from "./schemas.js";
 
-export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
-const STATUSES: readonly RunStatus[] = ['running', 'finished', 'stopped', 'failed'];
+export type RunStatus = "running" | "finished" | "stopped" | "failed";
+const STATUSES: readonly RunStatus[] = ["running", "finished", "stopped", "failed"];
 
 export interface RunVersions {
   primal: string;
@@ -40,7 +67,7 @@ export interface RunMeta {
 }
 
 /** Known event kinds; other strings are allowed too. */
-export type EventKind = 'set' | 'start' | 'stop' | 'resume' | 'checkpoint' | 'eval' | 'error';
+export type EventKind = "set" | "start" | "stop" | "resume" | "checkpoint" | "eval" | "error";
 
 export interface SampleInput {
   step?: number;
@@ -59,52 +86,54 @@ export interface CreateRunOptions {
   /** Optional human name; also used in the id instead of "<quant>-<preset>". */
   name?: string;
   config: Record<string, unknown>;
-  versions: Omit<RunVersions, 'node'> & { node?: string };
+  versions: Omit<RunVersions, "node"> & { node?: string };
   device: string;
   seed: number;
   /** Row buffering of the Arrow streams (defaults: 256 rows / 2000 ms). */
-  arrow?: Pick<ArrowAppenderOptions, 'flushRows' | 'flushIntervalMs'>;
+  arrow?: Pick<ArrowAppenderOptions, "flushRows" | "flushIntervalMs">;
 }
 
 export interface OpenRunOptions {
-  arrow?: Pick<ArrowAppenderOptions, 'flushRows' | 'flushIntervalMs'>;
+  arrow?: Pick<ArrowAppenderOptions, "flushRows" | "flushIntervalMs">;
   /** The run's lock, when the caller took it already (Trainer.resume locks before it loads). */
   lock?: RunLock;
 }
 
 /** Resolves the runs home: explicit option, else $PRIMAL_HOME, else ./runs. */
 export function resolveHome(home?: string): string {
-  return resolve(home ?? (process.env['PRIMAL_HOME'] || 'runs'));
+  return resolve(home ?? (process.env["PRIMAL_HOME"] || "runs"));
 }
 
 function slug(text: string): string {
   const s = text
     .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
     .slice(0, 48)
-    .replace(/-+$/g, '');
-  return s || 'run';
+    .replace(/-+$/g, "");
+  return s || "run";
 }
 
 /** `2026-11-26T14-03-12` in UTC: sorts lexically in time order and is a valid file name. */
 function timestampPart(d: Date): string {
-  return d.toISOString().slice(0, 19).replace(/:/g, '-');
+  return d.toISOString().slice(0, 19).replace(/:/g, "-");
 }
 
 function runSlug(name: string | undefined, config: Record<string, unknown>): string {
   if (name) return slug(name);
-  const parts = [config['quant'], config['preset']].filter((p): p is string => typeof p === 'string' && p !== '');
-  return slug(parts.join('-') || 'run');
+  const parts = [config["quant"], config["preset"]].filter((p): p is string => typeof p === "string" && p !== "");
+  return slug(parts.join("-") || "run");
 }
 
 /** Checks the fields every reader relies on, so a hand-edited or damaged run.json is named as such. */
 function metaProblem(m: Record<string, unknown>): string | null {
-  if (typeof m['id'] !== 'string') return 'no "id"';
-  if (m['config'] === null || typeof m['config'] !== 'object' || Array.isArray(m['config'])) return '"config" is not an object';
-  if (typeof m['createdAt'] !== 'string') return '"createdAt" is not a string';
-  if (!STATUSES.includes(m['status'] as RunStatus)) return `"status" is not one of ${STATUSES.join(', ')}`;
-  if (typeof m['step'] !== 'number' || !Number.isSafeInteger(m['step']) || (m['step'] as number) < 0) return '"step" is not a non-negative integer';
+  if (typeof m["id"] !== "string") return 'no "id"';
+  if (m["config"] === null || typeof m["config"] !== "object" || Array.isArray(m["config"]))
+    return '"config" is not an object';
+  if (typeof m["createdAt"] !== "string") return '"createdAt" is not a string';
+  if (!STATUSES.includes(m["status"] as RunStatus)) return `"status" is not one of ${STATUSES.join(", ")}`;
+  if (typeof m["step"] !== "number" || !Number.isSafeInteger(m["step"]) || (m["step"] as number) < 0)
+    return '"step" is not a non-negative integer';
   return null;
 }
 
@@ -113,13 +142,17 @@ function readMeta(dir: string): RunMeta {
   let meta: unknown;
   try {
     const bytes = readRunFile(path);
-    if (bytes === null) throw new Error('no such file');
-    meta = JSON.parse(bytes.toString('utf8'));
+    if (bytes === null) throw new Error("no such file");
+    meta = JSON.parse(bytes.toString("utf8"));
   } catch (e) {
     throw new RunStoreError(`cannot read ${RUN_FILES.meta} in ${dir}: ${describeError(e)}`, { file: path, cause: e });
   }
-  const problem = meta === null || typeof meta !== 'object' || Array.isArray(meta) ? 'not a JSON object' : metaProblem(meta as Record<string, unknown>);
-  if (problem) throw new RunStoreError(`${RUN_FILES.meta} in ${dir} is not a valid run description: ${problem}`, { file: path });
+  const problem =
+    meta === null || typeof meta !== "object" || Array.isArray(meta)
+      ? "not a JSON object"
+      : metaProblem(meta as Record<string, unknown>);
+  if (problem)
+    throw new RunStoreError(`${RUN_FILES.meta} in ${dir} is not a valid run description: ${problem}`, { file: path });
   return meta as RunMeta;
 }
 
@@ -134,15 +167,15 @@ function repairJsonlTail(path: string): void {
   try {
     fd = openRunFile(path, constants.O_RDWR);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
     throw e;
   }
   try {
     const size = fstatSync(fd).size;
     if (size === 0) return;
-    const text = readFileSync(fd, 'utf8');
-    if (text.endsWith('\n')) return;
-    const cut = text.lastIndexOf('\n') + 1;
+    const text = readFileSync(fd, "utf8");
+    if (text.endsWith("\n")) return;
+    const cut = text.lastIndexOf("\n") + 1;
     const tail = text.slice(cut);
     let complete = false;
     try {
@@ -151,8 +184,8 @@ function repairJsonlTail(path: string): void {
     } catch {
       complete = false;
     }
-    if (complete) writeSync(fd, '\n', size);
-    else ftruncateSync(fd, Buffer.byteLength(text.slice(0, cut), 'utf8'));
+    if (complete) writeSync(fd, "\n", size);
+    else ftruncateSync(fd, Buffer.byteLength(text.slice(0, cut), "utf8"));
   } finally {
     closeSync(fd);
   }
@@ -174,7 +207,10 @@ class LineAppender {
       } catch {
         // The reader drops an unterminated last line anyway.
       }
-      throw new RunStoreError(`cannot write to ${basename(this.path)}: ${describeError(e)}`, { file: this.path, cause: e });
+      throw new RunStoreError(`cannot write to ${basename(this.path)}: ${describeError(e)}`, {
+        file: this.path,
+        cause: e,
+      });
     }
   }
   sync(): void {
@@ -198,7 +234,7 @@ export class RunStore {
   private lastStep: number;
   private closed = false;
 
-  private constructor(dir: string, meta: RunMeta, arrow: OpenRunOptions['arrow'], lock: RunLock) {
+  private constructor(dir: string, meta: RunMeta, arrow: OpenRunOptions["arrow"], lock: RunLock) {
     this.dir = dir;
     this.meta = meta;
     this.lastStep = meta.step;
@@ -226,18 +262,18 @@ export class RunStore {
     mkdirSync(home, { recursive: true });
     const now = new Date();
     const base = `${timestampPart(now)}-${runSlug(options.name, options.config)}`;
-    let id = '';
-    let dir = '';
+    let id = "";
+    let dir = "";
     // The random suffix makes ids unique; mkdir without `recursive` fails on an existing
     // directory, which is what makes the claim race-free between processes.
     for (let attempt = 0; ; attempt++) {
-      id = `${base}-${randomBytes(attempt < 16 ? 2 : 4).toString('hex')}`;
+      id = `${base}-${randomBytes(attempt < 16 ? 2 : 4).toString("hex")}`;
       dir = join(home, id);
       try {
         mkdirSync(dir);
         break;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 64) throw e;
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 64) throw e;
       }
     }
     const lock = RunLock.acquire(dir);
@@ -250,7 +286,7 @@ export class RunStore {
       versions: { ...options.versions, node: options.versions.node ?? process.version } as RunVersions,
       device: options.device,
       seed: options.seed,
-      status: 'running',
+      status: "running",
       step: 0,
     };
     try {
@@ -284,7 +320,7 @@ export class RunStore {
   }
 
   /** Set when this store took over the stale lock of a writer that died. */
-  get replacedLock(): RunLock['replaced'] {
+  get replacedLock(): RunLock["replaced"] {
     return this.lock.replaced;
   }
 
@@ -330,8 +366,8 @@ export class RunStore {
     this.ensureOpen();
     const { step, time, ...rest } = fields;
     const line = {
-      step: typeof step === 'number' ? step : this.lastStep,
-      time: typeof time === 'string' ? time : new Date().toISOString(),
+      step: typeof step === "number" ? step : this.lastStep,
+      time: typeof time === "string" ? time : new Date().toISOString(),
       kind,
       ...rest,
     };
@@ -357,7 +393,7 @@ export class RunStore {
   setStatus(status: RunStatus, step: number = this.lastStep, error?: string): void {
     if (!STATUSES.includes(status)) throw new TypeError(`unknown run status "${String(status)}"`);
     const { error: _old, ...rest } = this.meta;
-    this.meta = { ...rest, status, step, ...(status === 'failed' && error !== undefined ? { error } : {}) };
+    this.meta = { ...rest, status, step, ...(status === "failed" && error !== undefined ? { error } : {}) };
     this.seeStep(step);
     writeJsonAtomic(join(this.dir, RUN_FILES.meta), this.meta);
   }
@@ -395,7 +431,9 @@ export class RunStore {
   pruneCheckpoints(keep: number): string[] {
     if (!Number.isSafeInteger(keep) || keep < 0) throw new TypeError(`invalid keep count ${keep}`);
     const all = listCheckpoints(this.dir);
-    const doomed = all.slice(0, Math.max(0, all.length - keep)).filter((c) => !this.protectedCheckpoints.has(resolve(c.path)));
+    const doomed = all
+      .slice(0, Math.max(0, all.length - keep))
+      .filter((c) => !this.protectedCheckpoints.has(resolve(c.path)));
     for (const c of doomed) rmSync(c.path, { force: true });
     return doomed.map((c) => c.path);
   }

@@ -2,9 +2,9 @@
  * Arrow schemas of the run store's two streams (the data contract in docs/run-store.md) and the
  * helpers that append rows to them.
  */
-import { Field, Float32, Float64, Int32, Schema, Utf8, type DataType } from 'apache-arrow';
-import type { ArrowAppender, ColumnInput } from './arrowStream.js';
-import { I32_LAYER_STATS, STORED_LAYER_STATS, type LayerStatI32, type StoredLayerStat } from './layerStats.js';
+import { Field, Float32, Float64, Int32, Schema, Utf8, type DataType } from "apache-arrow";
+import type { ArrowAppender, ColumnInput } from "./arrowStream.js";
+import { I32_LAYER_STATS, STORED_LAYER_STATS, type LayerStatI32, type StoredLayerStat } from "./layerStats.js";
 
 function f(name: string, type: DataType, nullable = false): Field {
   return new Field(name, type, nullable);
@@ -12,17 +12,17 @@ function f(name: string, type: DataType, nullable = false): Field {
 
 /** `metrics.arrows`: one row per optimizer step. */
 export const metricsSchema = new Schema([
-  f('step', new Int32()),
-  f('time', new Float64()),
-  f('loss', new Float32()),
-  f('lr', new Float32()),
-  f('gradNorm', new Float32()),
-  f('tokens', new Float64()),
-  f('tokensPerSec', new Float32()),
-  f('stepMs', new Float32()),
-  f('peakMemoryBytes', new Float64()),
-  f('valLoss', new Float32(), true),
-  f('valBpb', new Float32(), true),
+  f("step", new Int32()),
+  f("time", new Float64()),
+  f("loss", new Float32()),
+  f("lr", new Float32()),
+  f("gradNorm", new Float32()),
+  f("tokens", new Float64()),
+  f("tokensPerSec", new Float32()),
+  f("stepMs", new Float32()),
+  f("peakMemoryBytes", new Float64()),
+  f("valLoss", new Float32(), true),
+  f("valBpb", new Float32(), true),
 ]);
 
 /** Column order of `layers.arrows` after step/layer/name: the stored layer statistics. */
@@ -43,9 +43,9 @@ function isI32(name: string): boolean {
 
 /** `layers.arrows`: long format, one row per BitLinear layer per step. */
 export const layersSchema = new Schema([
-  f('step', new Int32()),
-  f('layer', new Int32()),
-  f('name', new Utf8()),
+  f("step", new Int32()),
+  f("layer", new Int32()),
+  f("name", new Utf8()),
   ...LAYER_ORDER.map((name) => f(name, isI32(name) ? new Int32() : new Float32())),
 ]);
 
@@ -69,14 +69,17 @@ export interface MetricsRow {
 }
 
 /** What callers pass to append a metrics row: `time` defaults to now, val fields to null. */
-export type MetricsInput = Omit<MetricsRow, 'time' | 'valLoss' | 'valBpb'> & {
+export type MetricsInput = Omit<MetricsRow, "time" | "valLoss" | "valBpb"> & {
   time?: number;
   valLoss?: number | null;
   valBpb?: number | null;
 };
 
 /** One row of `layers.arrows`. */
-export type LayerRow = { step: number; layer: number; name: string } & Record<LayerIntColumn | LayerFloatColumn, number>;
+export type LayerRow = { step: number; layer: number; name: string } & Record<
+  LayerIntColumn | LayerFloatColumn,
+  number
+>;
 
 /**
  * The per-layer statistics of one step, column-wise (index i = layer i). Only `step`, `names` and
@@ -88,7 +91,7 @@ export type LayerColumns = {
   /** Layer indices; defaults to 0..names.length-1. */
   layer?: ArrayLike<number>;
   scale: ArrayLike<number>;
-} & Partial<Record<Exclude<LayerIntColumn | LayerFloatColumn, 'scale'>, ArrayLike<number>>>;
+} & Partial<Record<Exclude<LayerIntColumn | LayerFloatColumn, "scale">, ArrayLike<number>>>;
 
 /** Appends one metrics row (validated: every non-val field must be a number). */
 export function appendMetricsRow(appender: ArrowAppender, row: MetricsInput): void {

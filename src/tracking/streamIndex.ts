@@ -10,10 +10,10 @@
  * cut short (or one whole message whose index line was not written yet) and are handled as before.
  * The per-line checksum tells a damaged index line from a damaged message.
  */
-import { crc32 } from 'node:zlib';
-import { RunStoreError } from './errors.js';
+import { crc32 } from "node:zlib";
+import { RunStoreError } from "./errors.js";
 
-export const INDEX_SUFFIX = '.index';
+export const INDEX_SUFFIX = ".index";
 
 export interface IndexEntry {
   offset: number;
@@ -22,7 +22,7 @@ export interface IndexEntry {
   crc: number;
 }
 
-const hex = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
+const hex = (n: number): string => (n >>> 0).toString(16).padStart(8, "0");
 
 export function messageCrc(bytes: Uint8Array): number {
   return crc32(bytes) >>> 0;
@@ -49,25 +49,37 @@ export function parseIndex(text: string, label: string): ParsedIndex {
   let pos = 0;
   let line = 0;
   while (pos < text.length) {
-    const nl = text.indexOf('\n', pos);
+    const nl = text.indexOf("\n", pos);
     if (nl < 0) break; // torn last line
     line++;
     const raw = text.slice(pos, nl);
     const m = /^(\d+) (\d+) (\d+) ([0-9a-f]{8}) ([0-9a-f]{8})$/.exec(raw);
-    const body = m ? `${m[1]} ${m[2]} ${m[3]} ${m[4]}` : '';
+    const body = m ? `${m[1]} ${m[2]} ${m[3]} ${m[4]}` : "";
     if (!m || hex(crc32(body)) !== m[5]) {
-      throw new RunStoreError(`${label}${INDEX_SUFFIX} is damaged at line ${line} (byte ${pos}): the line does not match its checksum`, {
-        file: `${label}${INDEX_SUFFIX}`,
-        offset: pos,
-      });
+      throw new RunStoreError(
+        `${label}${INDEX_SUFFIX} is damaged at line ${line} (byte ${pos}): the line does not match its checksum`,
+        {
+          file: `${label}${INDEX_SUFFIX}`,
+          offset: pos,
+        },
+      );
     }
-    const e: IndexEntry = { offset: Number(m[1]), length: Number(m[2]), rows: Number(m[3]), crc: parseInt(m[4]!, 16) >>> 0 };
-    const expected = entries.length === 0 ? 0 : entries[entries.length - 1]!.offset + entries[entries.length - 1]!.length;
+    const e: IndexEntry = {
+      offset: Number(m[1]),
+      length: Number(m[2]),
+      rows: Number(m[3]),
+      crc: parseInt(m[4]!, 16) >>> 0,
+    };
+    const expected =
+      entries.length === 0 ? 0 : entries[entries.length - 1]!.offset + entries[entries.length - 1]!.length;
     if (e.offset !== expected || e.length <= 0) {
-      throw new RunStoreError(`${label}${INDEX_SUFFIX} is damaged at line ${line}: message offset ${e.offset}, expected ${expected}`, {
-        file: `${label}${INDEX_SUFFIX}`,
-        offset: pos,
-      });
+      throw new RunStoreError(
+        `${label}${INDEX_SUFFIX} is damaged at line ${line}: message offset ${e.offset}, expected ${expected}`,
+        {
+          file: `${label}${INDEX_SUFFIX}`,
+          offset: pos,
+        },
+      );
     }
     entries.push(e);
     pos = nl + 1;

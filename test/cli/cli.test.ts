@@ -23,7 +23,10 @@ interface Result {
   ms: number;
 }
 
-function primal(args: string[], opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Result> {
+function primal(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<Result> {
   const env: Record<string, string | undefined> = { ...process.env, PRIMAL_WIKITEXT_DIR: wikitextDir, ...opts.env };
   delete env.PRIMAL_HOME;
   if (opts.env?.PRIMAL_HOME) env.PRIMAL_HOME = opts.env.PRIMAL_HOME;
@@ -44,7 +47,19 @@ function primal(args: string[], opts: { env?: Record<string, string | undefined>
 }
 
 const lines = (s: string) => s.split("\n").filter((l) => l.trim() !== "");
-const tinyTrain = ["train", "--preset", "tiny", "--device", "cpu", "--threads", "1", "--eval-tokens", "2000", "--home", home];
+const tinyTrain = [
+  "train",
+  "--preset",
+  "tiny",
+  "--device",
+  "cpu",
+  "--threads",
+  "1",
+  "--eval-tokens",
+  "2000",
+  "--home",
+  home,
+];
 let runDir = "";
 
 describe("primal train / runs / resume / report", () => {
@@ -103,7 +118,12 @@ describe("primal train / runs / resume / report", () => {
     const r = await primal(["report", runDir, "--formats", "html"]);
     expect(r.code, r.stderr).toBe(0);
     const files = lines(r.stdout);
-    expect(files.map((f) => f.split("/").at(-1))).toEqual(["loss.html", "ghost-scale.html", "flip-heatmap.html", "occupancy.html"]);
+    expect(files.map((f) => f.split("/").at(-1))).toEqual([
+      "loss.html",
+      "ghost-scale.html",
+      "flip-heatmap.html",
+      "occupancy.html",
+    ]);
     for (const f of files) {
       expect(f.startsWith(join(runDir, "figures"))).toBe(true);
       expect(statSync(f).size).toBeGreaterThan(1000);

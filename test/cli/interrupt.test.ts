@@ -18,7 +18,24 @@ describe("primal train and Ctrl-C", () => {
     delete env.PRIMAL_HOME;
     const child = spawn(
       process.execPath,
-      [join(repoRoot, "bin", "primal.js"), "train", "--preset", "tiny", "--device", "cpu", "--threads", "1", "--steps", "2", "--sample-every", "0", "--eval-tokens", "0", "--home", home],
+      [
+        join(repoRoot, "bin", "primal.js"),
+        "train",
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--steps",
+        "2",
+        "--sample-every",
+        "0",
+        "--eval-tokens",
+        "0",
+        "--home",
+        home,
+      ],
       { cwd: home, env, stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";

@@ -53,9 +53,13 @@ describe("fetchDataset", () => {
 
   it("fails with a clear message when offline", async () => {
     const dest = tempDir();
-    const err = await fetchDataset("wikitext-2", dest, { baseUrl: await closedPortUrl(), timeoutMs: 2000 }).catch((e) => e);
+    const err = await fetchDataset("wikitext-2", dest, { baseUrl: await closedPortUrl(), timeoutMs: 2000 }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(Error);
-    expect(err.message).toMatch(/could not download wikitext-2 file valid\.txt from http:\/\/127\.0\.0\.1:\d+\/valid\.txt/);
+    expect(err.message).toMatch(
+      /could not download wikitext-2 file valid\.txt from http:\/\/127\.0\.0\.1:\d+\/valid\.txt/,
+    );
     expect(err.message).toMatch(/ECONNREFUSED|no answer within/);
     expect(err.message).toMatch(/offline.*PRIMAL_WIKITEXT_DIR/);
     expect(readdirSync(dest)).toEqual([]);
@@ -82,28 +86,35 @@ describe("fetchDataset", () => {
   });
 
   // The checksums are those of the real files, so only the real files can be served here.
-  it.skipIf(!REAL_WIKITEXT_DIR)(`downloads, verifies, and skips files already present ${REAL_WIKITEXT_SKIP}`, async () => {
-    const { url, hits } = await serve((p) => readFileSync(join(REAL_WIKITEXT_DIR!, p.replace("/data/", ""))));
-    const dest = join(tempDir(), "wt2");
-    const logs: string[] = [];
-    const first = await fetchDataset("wikitext-2", dest, { baseUrl: url, timeoutMs: 10_000, log: (m) => logs.push(m) });
-    expect(first.dir).toBe(dest);
-    expect(first.files.map((f) => [f.name, f.bytes, f.downloaded])).toEqual([
-      ["valid.txt", 1121681, true],
-      ["test.txt", 1256449, true],
-    ]);
-    expect(readdirSync(dest).sort()).toEqual(["test.txt", "valid.txt"]); // no temp files left
-    expect(hits).toEqual(["/data/valid.txt", "/data/test.txt"]);
-    expect(logs.some((m) => m.includes("sha256 verified"))).toBe(true);
+  it.skipIf(!REAL_WIKITEXT_DIR)(
+    `downloads, verifies, and skips files already present ${REAL_WIKITEXT_SKIP}`,
+    async () => {
+      const { url, hits } = await serve((p) => readFileSync(join(REAL_WIKITEXT_DIR!, p.replace("/data/", ""))));
+      const dest = join(tempDir(), "wt2");
+      const logs: string[] = [];
+      const first = await fetchDataset("wikitext-2", dest, {
+        baseUrl: url,
+        timeoutMs: 10_000,
+        log: (m) => logs.push(m),
+      });
+      expect(first.dir).toBe(dest);
+      expect(first.files.map((f) => [f.name, f.bytes, f.downloaded])).toEqual([
+        ["valid.txt", 1121681, true],
+        ["test.txt", 1256449, true],
+      ]);
+      expect(readdirSync(dest).sort()).toEqual(["test.txt", "valid.txt"]); // no temp files left
+      expect(hits).toEqual(["/data/valid.txt", "/data/test.txt"]);
+      expect(logs.some((m) => m.includes("sha256 verified"))).toBe(true);
 
-    const second = await fetchDataset("wikitext-2", dest, { baseUrl: url });
-    expect(second.files.every((f) => !f.downloaded)).toBe(true);
-    expect(hits).toHaveLength(2);
+      const second = await fetchDataset("wikitext-2", dest, { baseUrl: url });
+      expect(second.files.every((f) => !f.downloaded)).toBe(true);
+      expect(hits).toHaveLength(2);
 
-    // A damaged local copy is replaced.
-    writeFileSync(join(dest, "test.txt"), "damaged");
-    const third = await fetchDataset("wikitext-2", dest, { baseUrl: url });
-    expect(third.files.map((f) => f.downloaded)).toEqual([false, true]);
-    expect(existsSync(join(dest, "test.txt")) && readFileSync(join(dest, "test.txt")).length).toBe(1256449);
-  });
+      // A damaged local copy is replaced.
+      writeFileSync(join(dest, "test.txt"), "damaged");
+      const third = await fetchDataset("wikitext-2", dest, { baseUrl: url });
+      expect(third.files.map((f) => f.downloaded)).toEqual([false, true]);
+      expect(existsSync(join(dest, "test.txt")) && readFileSync(join(dest, "test.txt")).length).toBe(1256449);
+    },
+  );
 });

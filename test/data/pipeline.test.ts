@@ -30,7 +30,6 @@ const base = {
 
 // ---- recomputing the engine's window choice independently (Philox stream 1) ----------------
 
-
 /** Window starts of micro-batch `micro` at optimizer step `step` (docs/poltergeist.md: stream 1). */
 function windowStarts(seed: number, step: number, micro: number, B: number, span: number): number[] {
   const key = [seed % 2 ** 32, Math.floor(seed / 2 ** 32)];
@@ -74,7 +73,9 @@ async function firstLoss(seed: number): Promise<number> {
 
 describe("window sampler", () => {
   it("is deterministic for a seed: same first-step loss, another seed another loss", async () => {
-    const a = await firstLoss(5), b = await firstLoss(5), c = await firstLoss(6);
+    const a = await firstLoss(5),
+      b = await firstLoss(5),
+      c = await firstLoss(6);
     expect(b).toBe(a);
     expect(c).not.toBe(a);
   });
@@ -83,9 +84,12 @@ describe("window sampler", () => {
     const seed = 2 ** 33 + 77; // both key words in use
     const nt = nativeTiny(seed, 2);
     try {
-      const B = 4, T = 64, span = trainBytes.length - T;
+      const B = 4,
+        T = 64,
+        span = trainBytes.length - T;
       const batch = (starts: number[]) => {
-        const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
+        const inputs = new Int32Array(B * T),
+          targets = new Int32Array(B * T);
         starts.forEach((s, b) => {
           inputs.set(trainBytes.subarray(s, s + T), b * T);
           targets.set(trainBytes.subarray(s + 1, s + 1 + T), b * T);
@@ -157,7 +161,18 @@ describe("evaluation", () => {
     const nt = nativeTiny(3);
     try {
       const seq = 64;
-      for (const [N, T] of [[0, 64], [1, 64], [2, 64], [64, 64], [65, 64], [66, 64], [129, 64], [1000, 64], [1000, 17], [300, 1]] as const) {
+      for (const [N, T] of [
+        [0, 64],
+        [1, 64],
+        [2, 64],
+        [64, 64],
+        [65, 64],
+        [66, 64],
+        [129, 64],
+        [1000, 64],
+        [1000, 17],
+        [300, 1],
+      ] as const) {
         const tokens = trainBytes.subarray(1000, 1000 + N);
         const r = await nt.evaluate(tokens, T);
         const windows = evalWindows(N, T);
@@ -187,7 +202,9 @@ describe("evaluation", () => {
       expect(before.loss).toBeGreaterThan(Math.log(256) - 0.3); // an untrained model is near uniform
       await t.train(30);
       const ev = (await t.evaluate()).validation!;
-      console.log(`[pipeline] tiny, 30 steps: val loss ${before.loss.toFixed(3)} -> ${ev.loss.toFixed(3)} nats/byte, bpb ${ev.bpb.toFixed(3)}`);
+      console.log(
+        `[pipeline] tiny, 30 steps: val loss ${before.loss.toFixed(3)} -> ${ev.loss.toFixed(3)} nats/byte, bpb ${ev.bpb.toFixed(3)}`,
+      );
       expect(ev.tokens).toBe(base.eval.maxTokens - 1);
       expect(ev.loss).toBeLessThan(Math.log(256));
       expect(ev.bpb).toBeLessThan(8);

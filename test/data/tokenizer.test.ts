@@ -140,7 +140,9 @@ describe.skipIf(!REAL_WIKITEXT_DIR)(`tokenizers on WikiText-2 valid ${REAL_WIKIT
   it("bytes: one token per byte", () => {
     const t0 = performance.now();
     const tokens = byteTokenizer().encode(text);
-    console.log(`bytes encode of WikiText-2 valid: ${tokens.length} tokens in ${(performance.now() - t0).toFixed(0)} ms`);
+    console.log(
+      `bytes encode of WikiText-2 valid: ${tokens.length} tokens in ${(performance.now() - t0).toFixed(0)} ms`,
+    );
     expect(tokens.length).toBe(1121681);
   });
 });

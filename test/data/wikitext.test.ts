@@ -9,7 +9,10 @@ afterAll(cleanupTempDirs);
 
 const savedEnv = { wiki: process.env[WIKITEXT_DIR_ENV], cache: process.env[CACHE_DIR_ENV] };
 afterEach(() => {
-  for (const [key, value] of [[WIKITEXT_DIR_ENV, savedEnv.wiki], [CACHE_DIR_ENV, savedEnv.cache]] as const) {
+  for (const [key, value] of [
+    [WIKITEXT_DIR_ENV, savedEnv.wiki],
+    [CACHE_DIR_ENV, savedEnv.cache],
+  ] as const) {
     if (value === undefined) delete process.env[key];
     else process.env[key] = value;
   }
@@ -67,7 +70,9 @@ describe("WikiText-2 layouts", () => {
 
   it("explains a missing directory and how to set it", () => {
     const missing = join(tempDir(), "nowhere");
-    expect(() => loadWikiText(missing)).toThrow(/WikiText-2 directory not found: .*nowhere \(from the directory argument\)/);
+    expect(() => loadWikiText(missing)).toThrow(
+      /WikiText-2 directory not found: .*nowhere \(from the directory argument\)/,
+    );
     process.env[WIKITEXT_DIR_ENV] = missing;
     expect(() => loadWikiText()).toThrow(/from \$PRIMAL_WIKITEXT_DIR.*fetchDataset/);
     delete process.env[WIKITEXT_DIR_ENV];

@@ -38,7 +38,11 @@ function mpirun(ranks: number, args: string[]) {
     ["-n", String(ranks), "--oversubscribe", "--allow-run-as-root", process.execPath, script, ...args],
     // Containers often forbid the cross-process memory copy Open MPI's shared-memory transport
     // tries first; plain copies work everywhere.
-    { encoding: "utf8", timeout: KILL_AFTER_MS, env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: "none" } },
+    {
+      encoding: "utf8",
+      timeout: KILL_AFTER_MS,
+      env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: "none" },
+    },
   );
 }
 
@@ -125,36 +129,74 @@ describe.skipIf(!!skipReason)("data parallel over MPI", () => {
 describe.skipIf(!!skipReason)("the CLI over MPI", () => {
   const bin = join(import.meta.dirname, "..", "..", "bin", "primal.js");
 
-  it("mpirun -n 2 primal train --distributed mpi: rank 0 alone writes one run that records 2 ranks", { timeout: 600_000 }, () => {
-    const home = join(dir, "cli-home");
-    const r = spawnSync(
-      "mpirun",
-      ["-n", "2", "--oversubscribe", "--allow-run-as-root", process.execPath, bin, "train", "--preset", "tiny",
-        "--steps", "2", "--device", "cpu", "--threads", "1", "--distributed", "mpi", "--eval-tokens", "2000",
-        "--json", "--home", home],
-      { encoding: "utf8", timeout: 540_000 },
-    );
-    expect(r.error).toBeUndefined();
-    expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split("\n").filter((l) => l.startsWith("{"));
-    expect(lines).toHaveLength(1); // rank 1 prints nothing
-    const out = JSON.parse(lines[0]!) as { worldSize: number; distributed: string; runDir: string; step: number };
-    expect([out.worldSize, out.distributed, out.step]).toEqual([2, "mpi", 2]);
-    expect(readdirSync(home)).toHaveLength(1);
-    const run = JSON.parse(readFileSync(join(out.runDir, "run.json"), "utf8")) as { config: Record<string, unknown> };
-    expect([run.config.worldSize, run.config.distributed]).toEqual([2, "mpi"]);
-    expect(existsSync(join(out.runDir, "checkpoints", "step-2.safetensors"))).toBe(true);
-  });
+  it(
+    "mpirun -n 2 primal train --distributed mpi: rank 0 alone writes one run that records 2 ranks",
+    { timeout: 600_000 },
+    () => {
+      const home = join(dir, "cli-home");
+      const r = spawnSync(
+        "mpirun",
+        [
+          "-n",
+          "2",
+          "--oversubscribe",
+          "--allow-run-as-root",
+          process.execPath,
+          bin,
+          "train",
+          "--preset",
+          "tiny",
+          "--steps",
+          "2",
+          "--device",
+          "cpu",
+          "--threads",
+          "1",
+          "--distributed",
+          "mpi",
+          "--eval-tokens",
+          "2000",
+          "--json",
+          "--home",
+          home,
+        ],
+        { encoding: "utf8", timeout: 540_000 },
+      );
+      expect(r.error).toBeUndefined();
+      expect(r.status, r.stderr).toBe(0);
+      const lines = r.stdout
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("{"));
+      expect(lines).toHaveLength(1); // rank 1 prints nothing
+      const out = JSON.parse(lines[0]!) as { worldSize: number; distributed: string; runDir: string; step: number };
+      expect([out.worldSize, out.distributed, out.step]).toEqual([2, "mpi", 2]);
+      expect(readdirSync(home)).toHaveLength(1);
+      const run = JSON.parse(readFileSync(join(out.runDir, "run.json"), "utf8")) as { config: Record<string, unknown> };
+      expect([run.config.worldSize, run.config.distributed]).toEqual([2, "mpi"]);
+      expect(existsSync(join(out.runDir, "checkpoints", "step-2.safetensors"))).toBe(true);
+    },
+  );
 
   it("primal plan --ranks reports the bytes each rank all-reduces per step", () => {
-    const r = spawnSync(process.execPath, [bin, "plan", "--preset", "tiny", "--device", "cpu", "--ranks", "200", "--json"], {
-      encoding: "utf8",
-    });
+    const r = spawnSync(
+      process.execPath,
+      [bin, "plan", "--preset", "tiny", "--device", "cpu", "--ranks", "200", "--json"],
+      {
+        encoding: "utf8",
+      },
+    );
     expect(r.status, r.stderr).toBe(0);
     const wire = (JSON.parse(r.stdout) as { wire: Record<string, unknown> }).wire;
     // tiny: 16,704 fp parameters (float32) and 106,496 ternary weights (int32 votes: 200 ranks > 127).
-    expect(wire).toEqual({ worldSize: 200, grads: 16704 * 4, scalars: (5 + 14) * 8, votes: 106496 * 4, voteType: "int32",
-      total: 16704 * 4 + 19 * 8 + 106496 * 4 });
+    expect(wire).toEqual({
+      worldSize: 200,
+      grads: 16704 * 4,
+      scalars: (5 + 14) * 8,
+      votes: 106496 * 4,
+      voteType: "int32",
+      total: 16704 * 4 + 19 * 8 + 106496 * 4,
+    });
   });
 });
 
@@ -165,8 +207,17 @@ describe("without MPI", () => {
       () =>
         new NativeTrainer({
           model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 32 },
-          quant: "poltergeist", actBits: 8, batch: 2, accum: 1, seed: 1, warmup: 1, totalSteps: 2,
-          knobs: {}, device: "cpu", threads: 1, distributed: "mpi",
+          quant: "poltergeist",
+          actBits: 8,
+          batch: 2,
+          accum: 1,
+          seed: 1,
+          warmup: 1,
+          totalSteps: 2,
+          knobs: {},
+          device: "cpu",
+          threads: 1,
+          distributed: "mpi",
         } as never),
     ).toThrow(/no MPI.*libopenmpi-dev/);
   });
@@ -177,8 +228,17 @@ describe("without MPI", () => {
       () =>
         new NativeTrainer({
           model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 32 },
-          quant: "poltergeist", actBits: 8, batch: 2, accum: 1, seed: 1, warmup: 1, totalSteps: 2,
-          knobs: {}, device: "cpu", threads: 1, distributed: "nccl",
+          quant: "poltergeist",
+          actBits: 8,
+          batch: 2,
+          accum: 1,
+          seed: 1,
+          warmup: 1,
+          totalSteps: 2,
+          knobs: {},
+          device: "cpu",
+          threads: 1,
+          distributed: "nccl",
         } as never),
     ).toThrow(/no NCCL|works on CUDA device memory/);
   });

@@ -52,7 +52,10 @@ if (load !== undefined) {
 if (flags.has("edge"))
   info.layers.forEach((_, l) => {
     const n = nt.votes(l).length;
-    nt.setVotes(l, Int8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 126 : i % 3 === 1 ? -126 : 0)));
+    nt.setVotes(
+      l,
+      Int8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 126 : i % 3 === 1 ? -126 : 0)),
+    );
   });
 const losses = [];
 const flips = [];
@@ -71,10 +74,26 @@ for (let s = 0; s < steps; s++) {
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
 const save = flagValue("save");
 if (save !== undefined && info.rank === 0) await nt.save(save, "{}");
-const hash = (a) => createHash("sha256").update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+const hash = (a) =>
+  createHash("sha256")
+    .update(Buffer.from(a.buffer, a.byteOffset, a.byteLength))
+    .digest("hex");
 const layers = info.layers.map((_, l) => ({ codes: hash(nt.codes(l)), votes: hash(nt.votes(l)) }));
 const votes = Array.from(nt.votes(0).subarray(0, 64));
 if (info.rank === 0)
-  writeFileSync(out, JSON.stringify({ worldSize: info.worldSize, distributed: info.distributed, losses, flips,
-    scales: Array.from(nt.scales()), layers, votes, step: nt.info().step, tokens: nt.info().tokens, seconds }));
+  writeFileSync(
+    out,
+    JSON.stringify({
+      worldSize: info.worldSize,
+      distributed: info.distributed,
+      losses,
+      flips,
+      scales: Array.from(nt.scales()),
+      layers,
+      votes,
+      step: nt.info().step,
+      tokens: nt.info().tokens,
+      seconds,
+    }),
+  );
 nt.dispose();

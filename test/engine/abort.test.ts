@@ -56,7 +56,9 @@ describe("AbortSignal", () => {
     for (let i = 1; i < val.length; i++) expect(val[i]!.done).toBeGreaterThanOrEqual(val[i - 1]!.done);
 
     const ac = new AbortController();
-    await expect(t.evaluate({ signal: ac.signal, onProgress: (p) => p.done > 0 && ac.abort() })).rejects.toThrow(EvaluationInterrupted);
+    await expect(t.evaluate({ signal: ac.signal, onProgress: (p) => p.done > 0 && ac.abort() })).rejects.toThrow(
+      EvaluationInterrupted,
+    );
     // Nothing is left running: the trainer trains and evaluates again at once.
     await t.train(1);
     const after = await t.evaluate();

@@ -76,7 +76,10 @@ describe("config defaults and fields", () => {
     const differing = Object.entries(sent)
       .filter(([k]) => !PER_PRESET.includes(k) && k !== "knobs")
       .filter(([k, v]) => !same(v, (core as unknown as Record<string, unknown>)[k]))
-      .map(([k, v]) => `${k}: ts ${JSON.stringify(v)}, core ${JSON.stringify((core as unknown as Record<string, unknown>)[k])}`);
+      .map(
+        ([k, v]) =>
+          `${k}: ts ${JSON.stringify(v)}, core ${JSON.stringify((core as unknown as Record<string, unknown>)[k])}`,
+      );
     expect(differing).toEqual([]);
     // Every core field is sent by the facade or is one of the core-only ones.
     const sentKeys = new Set(Object.keys(sent));
@@ -88,7 +91,8 @@ describe("config defaults and fields", () => {
   it("the knobs: same names, and the defaults are the core's (as fp32)", () => {
     expect(Object.keys(core.knobs).sort()).toEqual(Object.keys(knobsSchema.shape).sort());
     expect(Object.keys(DEFAULT_KNOBS).sort()).toEqual(Object.keys(core.knobs).sort());
-    for (const [k, v] of Object.entries(DEFAULT_KNOBS)) expect([k, same(v, core.knobs[k as keyof typeof core.knobs])]).toEqual([k, true]);
+    for (const [k, v] of Object.entries(DEFAULT_KNOBS))
+      expect([k, same(v, core.knobs[k as keyof typeof core.knobs])]).toEqual([k, true]);
   });
 
   it("wrong types in any listed field are a JavaScript exception naming it", () => {
@@ -96,14 +100,26 @@ describe("config defaults and fields", () => {
     for (const k of Object.keys(core).filter((k) => !["model", "knobs"].includes(k)))
       expect(() => make({ ...BASE, [k]: {} }), k).toThrow(new RegExp(`config\\.${k}`));
     for (const k of Object.keys(core.model))
-      expect(() => make({ ...BASE, model: { ...BASE.model, [k]: "x" } }), k).toThrow(new RegExp(`config\\.model\\.${k}`));
+      expect(() => make({ ...BASE, model: { ...BASE.model, [k]: "x" } }), k).toThrow(
+        new RegExp(`config\\.model\\.${k}`),
+      );
     for (const k of Object.keys(core.knobs))
       expect(() => make({ ...BASE, knobs: { [k]: "x" } }), k).toThrow(new RegExp(`knob ${k} must be a number`));
   });
 
   it("a saved config resolves to itself (what resume rebuilds from)", () => {
-    const config = resolveConfig({ preset: "tiny", quant: "ste", steps: 7, knobs: { lr: 1e-3 }, microBatch: 2, batch: 4 });
-    const saved = JSON.parse(JSON.stringify({ ...config, backend: "cpu", plan: { microBatch: 2 } })) as Record<string, unknown>;
+    const config = resolveConfig({
+      preset: "tiny",
+      quant: "ste",
+      steps: 7,
+      knobs: { lr: 1e-3 },
+      microBatch: 2,
+      batch: 4,
+    });
+    const saved = JSON.parse(JSON.stringify({ ...config, backend: "cpu", plan: { microBatch: 2 } })) as Record<
+      string,
+      unknown
+    >;
     expect(resolveConfig(savedConfigInput(saved))).toEqual(config);
   });
 

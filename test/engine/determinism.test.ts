@@ -4,7 +4,9 @@ import { describe, expect, it } from "vitest";
 import { native, type NativeTrainer, type QuantName } from "../../src/native.js";
 
 const text = Buffer.from(
-  "It is a truth universally acknowledged, that a ghost in possession of a good vote must be in want of a flip. ".repeat(60),
+  "It is a truth universally acknowledged, that a ghost in possession of a good vote must be in want of a flip. ".repeat(
+    60,
+  ),
   "latin1",
 );
 const data = Int32Array.from(text);
@@ -46,9 +48,13 @@ function allCodes(nt: NativeTrainer): Int8Array[] {
 describe("determinism", () => {
   for (const quant of ["fp", "ste", "poltergeist"] as QuantName[]) {
     it(`${quant}: same seed is bit-identical, another seed differs`, async () => {
-      const a = make(quant, 11), b = make(quant, 11), c = make(quant, 12);
+      const a = make(quant, 11),
+        b = make(quant, 11),
+        c = make(quant, 12);
       try {
-        const la = await run(a, 8), lb = await run(b, 8), lc = await run(c, 8);
+        const la = await run(a, 8),
+          lb = await run(b, 8),
+          lc = await run(c, 8);
         expect(la).toHaveLength(8);
         expect(lb).toEqual(la); // toEqual on numbers is exact (Object.is)
         expect(lc).not.toEqual(la);
@@ -79,7 +85,8 @@ describe("determinism", () => {
 
   it("splitting train() into several calls does not change the run", async () => {
     // The state after N steps depends only on (seed, config, data), not on how steps were chunked.
-    const a = make("poltergeist", 21), b = make("poltergeist", 21);
+    const a = make("poltergeist", 21),
+      b = make("poltergeist", 21);
     try {
       const la = await run(a, 6);
       const lb = [...(await run(b, 2)), ...(await run(b, 1)), ...(await run(b, 3))];

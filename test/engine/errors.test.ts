@@ -35,7 +35,11 @@ describe("bad configs throw clear errors", () => {
     ["negative", { ...BASE, model: { ...MODEL, layers: -1 } }, /model\.layers: must be an integer in \[1, /],
     ["zero", { ...BASE, model: { ...MODEL, seq: 0 } }, /model\.seq: must be an integer/],
     ["NaN", { ...BASE, model: { ...MODEL, heads: NaN } }, /config\.model\.heads must be finite/],
-    ["heads not dividing dModel", { ...BASE, model: { ...MODEL, heads: 5 } }, /model\.heads: dModel \(64\) must be divisible by heads \(5\)/],
+    [
+      "heads not dividing dModel",
+      { ...BASE, model: { ...MODEL, heads: 5 } },
+      /model\.heads: dModel \(64\) must be divisible by heads \(5\)/,
+    ],
     ["odd head dimension", { ...BASE, model: { ...MODEL, dModel: 36, heads: 4 } }, /head dimension .* must be even/],
     ["unknown quant", { ...BASE, quant: "int4" }, /unknown quantizer 'int4' \(allowed: fp, ste, poltergeist\)/],
     ["quant not a string", { ...BASE, quant: 3 }, /config\.quant must be one of/],
@@ -51,12 +55,28 @@ describe("bad configs throw clear errors", () => {
     ["bridge out of range", { ...BASE, knobs: { bridge: 1 } }, /bridge: must be a number in \(0, 1\) or null/],
     ["knobs not an object", { ...BASE, knobs: 3 }, /config\.knobs must be an object/],
     ["unknown device", { ...BASE, device: "tpu" }, /unknown device 'tpu'/],
-    ["microBatch not dividing batch", { ...BASE, batch: 4, microBatch: 3 }, /microBatch: must divide batch \(4\), or be 0\/auto, got 3/],
+    [
+      "microBatch not dividing batch",
+      { ...BASE, batch: 4, microBatch: 3 },
+      /microBatch: must divide batch \(4\), or be 0\/auto, got 3/,
+    ],
     ["microBatch above batch", { ...BASE, batch: 4, microBatch: 8 }, /microBatch: must divide batch/],
-    ["unknown recompute", { ...BASE, recompute: "most" }, /recompute: unknown mode 'most' \(allowed: none, block, auto\)/],
+    [
+      "unknown recompute",
+      { ...BASE, recompute: "most" },
+      /recompute: unknown mode 'most' \(allowed: none, block, auto\)/,
+    ],
     ["recompute not a string", { ...BASE, recompute: 1 }, /config\.recompute must be 'none', 'block' or 'auto'/],
-    ["negative memoryBudget", { ...BASE, memoryBudget: -1 }, /config\.memoryBudget must be a whole number of bytes >= 0/],
-    ["memoryBudget too small", { ...BASE, memoryBudget: 1000 }, /memoryBudget .* is too small: the leanest plan \(microBatch 1, recompute block\) needs/],
+    [
+      "negative memoryBudget",
+      { ...BASE, memoryBudget: -1 },
+      /config\.memoryBudget must be a whole number of bytes >= 0/,
+    ],
+    [
+      "memoryBudget too small",
+      { ...BASE, memoryBudget: 1000 },
+      /memoryBudget .* is too small: the leanest plan \(microBatch 1, recompute block\) needs/,
+    ],
   ];
   for (const [name, cfg, msg] of cases) {
     it(name, () => {
@@ -91,12 +111,16 @@ describe("bad calls on a live trainer", () => {
   });
 
   it("layers by unknown name or bad index", () => {
-    expect(() => nt.codes("blocks.9.mlp.up")).toThrow(/unknown layer 'blocks\.9\.mlp\.up'; layers are named blocks\.<0\.\.1>/);
+    expect(() => nt.codes("blocks.9.mlp.up")).toThrow(
+      /unknown layer 'blocks\.9\.mlp\.up'; layers are named blocks\.<0\.\.1>/,
+    );
     expect(() => nt.votes("mlp")).toThrow(/unknown layer 'mlp'/);
     expect(() => nt.codes(14)).toThrow(/layer index out of range \[0, 14\)/);
     expect(() => nt.weights(-1)).toThrow(/out of range/);
     expect(() => nt.flipProbabilities(1.5)).toThrow(/layer index must be an integer/);
-    expect(() => nt.codes({} as unknown as number)).toThrow(/layer must be a name like 'blocks\.0\.mlp\.up' or an index/);
+    expect(() => nt.codes({} as unknown as number)).toThrow(
+      /layer must be a name like 'blocks\.0\.mlp\.up' or an index/,
+    );
     expect(() => (nt.codes as () => Int8Array)()).toThrow(/layer name or index required/);
     expect(nt.codes("blocks.1.mlp.down")).toHaveLength(64 * 192);
   });
@@ -130,8 +154,12 @@ describe("bad calls on a live trainer", () => {
 
   it("knobs: unknown names and out-of-range values", () => {
     const k = nt.getKnobs();
-    expect(() => nt.setKnobs({ ghostly: 1 } as never)).toThrow(/unknown knob 'ghostly' \(allowed: bridge, flipRate, pMax, voteKeep, deadzone, lr, scaleLr\)/);
-    expect(() => nt.setKnobs({ bridge: 1.5 })).toThrow(/bridge: must be a number in \(0, 1\) or null \(off\), got 1\.5/);
+    expect(() => nt.setKnobs({ ghostly: 1 } as never)).toThrow(
+      /unknown knob 'ghostly' \(allowed: bridge, flipRate, pMax, voteKeep, deadzone, lr, scaleLr\)/,
+    );
+    expect(() => nt.setKnobs({ bridge: 1.5 })).toThrow(
+      /bridge: must be a number in \(0, 1\) or null \(off\), got 1\.5/,
+    );
     expect(() => nt.setKnobs({ bridge: 0 })).toThrow(/bridge/);
     expect(() => nt.setKnobs({ bridge: "2/3" as never })).toThrow(/knob bridge must be a number in \(0, 1\) or null/);
     expect(() => nt.setKnobs({ pMax: 2 })).toThrow(/pMax: must be in \[0, 1\]/);
@@ -154,7 +182,9 @@ describe("bad calls on a live trainer", () => {
 
     expect(() => nt.evaluate([1, 2, 3] as unknown as Int32Array)).toThrow(/tokens must be an Int32Array/);
     expect(() => (nt.evaluate as () => unknown)()).toThrow(/requires tokens/);
-    await expect(nt.evaluate(Int32Array.from([1, 999]))).rejects.toThrow(/evaluation tokens: token id 999 at position 1 is outside the vocabulary/);
+    await expect(nt.evaluate(Int32Array.from([1, 999]))).rejects.toThrow(
+      /evaluation tokens: token id 999 at position 1 is outside the vocabulary/,
+    );
     await expect(nt.evaluate(tokens(100), 33)).rejects.toThrow(/evaluate: window must be <= seq \(32\)/);
     await expect(nt.evaluate(new Int32Array(0))).resolves.toEqual({ lossSum: 0, count: 0 });
 
@@ -166,14 +196,22 @@ describe("bad calls on a live trainer", () => {
     expect(() => nt.generate(prompt, 3, 1, 0, 0.5)).toThrow(/seed must be a non-negative integer/);
     await expect(nt.generate(new Int32Array(0), 3)).rejects.toThrow(/the prompt must contain at least one token/);
     expect(() => nt.generate(prompt, -1)).toThrow(/generate: n must be a non-negative integer/);
-    await expect(nt.generate(Int32Array.from([300]), 2)).rejects.toThrow(/prompt: token id 300 at position 0 is outside the vocabulary/);
+    await expect(nt.generate(Int32Array.from([300]), 2)).rejects.toThrow(
+      /prompt: token id 300 at position 0 is outside the vocabulary/,
+    );
     await expect(nt.generate(prompt, 0)).resolves.toHaveLength(0);
 
     const four = tokens(4);
-    expect(() => nt.batchLoss(four, four, -2, -2)).toThrow(/batchLoss: B must be in \[1, 4\] \(the micro-batch\) and T in \[1, 32\]/);
+    expect(() => nt.batchLoss(four, four, -2, -2)).toThrow(
+      /batchLoss: B must be in \[1, 4\] \(the micro-batch\) and T in \[1, 32\]/,
+    );
     expect(() => nt.batchLoss(four, four, 2, 3)).toThrow(/must both hold B\*T tokens/);
-    expect(() => nt.batchLoss(tokens(5 * 32), tokens(5 * 32), 5, 32)).toThrow(/B must be in \[1, 4\] \(the micro-batch\)/);
-    expect(() => nt.batchLoss(Int32Array.from([1, 2]), Int32Array.from([1, 400]), 1, 2)).toThrow(/targets: token id 400/);
+    expect(() => nt.batchLoss(tokens(5 * 32), tokens(5 * 32), 5, 32)).toThrow(
+      /B must be in \[1, 4\] \(the micro-batch\)/,
+    );
+    expect(() => nt.batchLoss(Int32Array.from([1, 2]), Int32Array.from([1, 400]), 1, 2)).toThrow(
+      /targets: token id 400/,
+    );
     expect(() => nt.batchLoss(four, four as unknown as Int32Array, 1, 4)).not.toThrow();
   });
 

@@ -39,46 +39,42 @@ describe("learning on the State of the Union (small preset)", () => {
   });
 
   for (const quant of ["fp", "ste", "poltergeist"] as QuantName[]) {
-    it(
-      `${quant} goes well below the unigram entropy in ${STEPS} steps`,
-      async () => {
-        const t = await Trainer.create({
-          preset: "small",
-          quant,
-          device: "cpu",
-          threads: 2,
-          batch: 8,
-          steps: STEPS,
-          warmup: 10,
-          knobs: { lr: 3e-3 },
-          seed: 1,
-          home,
-          sampleEvery: 0,
-          checkpointEvery: 0,
-          eval: { every: 0, maxTokens: MAX_EVAL_TOKENS },
-          data: { corpus: "sotu" },
-        });
-        try {
-          const t0 = performance.now();
-          const first: number[] = [];
-          const s = await t.train(STEPS, { onStep: (m) => first.length < 1 && first.push(m.loss) });
-          const ev = await t.evaluate();
-          const v = ev.validation!;
-          const secs = (performance.now() - t0) / 1000;
-          console.log(
-            `[learning] ${quant}: train loss ${first[0]!.toFixed(3)} -> ${s.loss!.toFixed(3)}, ` +
-              `val loss ${v.loss.toFixed(3)} nats/byte (bpb ${v.bpb.toFixed(3)}) over ${v.tokens} bytes; ` +
-              `unigram ${entropy.toFixed(3)}; ratio ${(v.loss / entropy).toFixed(3)}; ${secs.toFixed(1)} s`,
-          );
-          expect(s.steps).toBe(STEPS);
-          expect(v.tokens).toBe(scored.length);
-          expect(v.loss).toBeLessThan(0.8 * entropy);
-          expect(v.bpb).toBeCloseTo(v.loss / Math.LN2, 6);
-        } finally {
-          t.dispose();
-        }
-      },
-      600_000,
-    );
+    it(`${quant} goes well below the unigram entropy in ${STEPS} steps`, async () => {
+      const t = await Trainer.create({
+        preset: "small",
+        quant,
+        device: "cpu",
+        threads: 2,
+        batch: 8,
+        steps: STEPS,
+        warmup: 10,
+        knobs: { lr: 3e-3 },
+        seed: 1,
+        home,
+        sampleEvery: 0,
+        checkpointEvery: 0,
+        eval: { every: 0, maxTokens: MAX_EVAL_TOKENS },
+        data: { corpus: "sotu" },
+      });
+      try {
+        const t0 = performance.now();
+        const first: number[] = [];
+        const s = await t.train(STEPS, { onStep: (m) => first.length < 1 && first.push(m.loss) });
+        const ev = await t.evaluate();
+        const v = ev.validation!;
+        const secs = (performance.now() - t0) / 1000;
+        console.log(
+          `[learning] ${quant}: train loss ${first[0]!.toFixed(3)} -> ${s.loss!.toFixed(3)}, ` +
+            `val loss ${v.loss.toFixed(3)} nats/byte (bpb ${v.bpb.toFixed(3)}) over ${v.tokens} bytes; ` +
+            `unigram ${entropy.toFixed(3)}; ratio ${(v.loss / entropy).toFixed(3)}; ${secs.toFixed(1)} s`,
+        );
+        expect(s.steps).toBe(STEPS);
+        expect(v.tokens).toBe(scored.length);
+        expect(v.loss).toBeLessThan(0.8 * entropy);
+        expect(v.bpb).toBeCloseTo(v.loss / Math.LN2, 6);
+      } finally {
+        t.dispose();
+      }
+    }, 600_000);
   }
 });

@@ -3,7 +3,10 @@
 
 /** 32x32 -> 64-bit product as [lo, hi], exact in doubles. */
 export function mulhilo(a: number, b: number): [number, number] {
-  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
+  const al = a & 0xffff,
+    ah = a >>> 16,
+    bl = b & 0xffff,
+    bh = b >>> 16;
   const ll = al * bl;
   const mid = ah * bl + al * bh + (ll >>> 16); // < 2^34: exact
   const hi = (ah * bh + Math.floor(mid / 65536)) >>> 0;
@@ -13,7 +16,8 @@ export function mulhilo(a: number, b: number): [number, number] {
 /** Counter c (4 words), key (2 words) -> 4 words. */
 export function philox(c: readonly number[], key: readonly number[]): number[] {
   let [c0, c1, c2, c3] = c.map((x) => x >>> 0) as [number, number, number, number];
-  let k0 = key[0]! >>> 0, k1 = key[1]! >>> 0;
+  let k0 = key[0]! >>> 0,
+    k1 = key[1]! >>> 0;
   for (let r = 0; r < 10; r++) {
     const [lo0, hi0] = mulhilo(0xd2511f53, c0);
     const [lo1, hi1] = mulhilo(0xcd9e8d57, c2);

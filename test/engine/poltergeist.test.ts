@@ -79,9 +79,20 @@ function nextRung(code: number, dir: number, bridgeOn: boolean): number | undefi
 function predictStep(
   code: Int8Array,
   vote: Int8Array,
-  o: { layer: number; step: number; seed: number; s: number; K: number; flipRate: number; pMax: number; voteKeep: number; bridgeOn: boolean },
+  o: {
+    layer: number;
+    step: number;
+    seed: number;
+    s: number;
+    K: number;
+    flipRate: number;
+    pMax: number;
+    voteKeep: number;
+    bridgeOn: boolean;
+  },
 ): { code: Int8Array; vote: Int8Array; flips: number } {
-  const nc = Int8Array.from(code), nv = Int8Array.from(vote);
+  const nc = Int8Array.from(code),
+    nv = Int8Array.from(vote);
   const key = seedKey(o.seed);
   const rate = Math.fround(o.flipRate) * Math.fround(o.s);
   let flips = 0;
@@ -155,7 +166,8 @@ describe("Poltergeist through the binding", () => {
     const step = nt.applyStep();
     let changed = 0;
     for (let l = 0; l < L; l++) {
-      const c = nt.codes(l), v = nt.votes(l);
+      const c = nt.codes(l),
+        v = nt.votes(l);
       let layerFlips = 0;
       const bad: string[] = [];
       for (let i = 0; i < c.length; i++) {
@@ -277,8 +289,15 @@ describe("Poltergeist through the binding", () => {
     expect(k.bridge).toBeNull();
     nt.applyStep();
     const want = predictStep(code, votePattern(n, 1), {
-      layer: 1, step: 0, seed, s: nt.scales()[1]!, K: 1,
-      flipRate: k.flipRate, pMax: k.pMax, voteKeep: k.voteKeep, bridgeOn: false,
+      layer: 1,
+      step: 0,
+      seed,
+      s: nt.scales()[1]!,
+      K: 1,
+      flipRate: k.flipRate,
+      pMax: k.pMax,
+      voteKeep: k.voteKeep,
+      bridgeOn: false,
     });
     const got = nt.codes(1);
     expect(got).toEqual(want.code);
@@ -299,8 +318,15 @@ describe("Poltergeist through the binding", () => {
     const k = nt.getKnobs();
     const r = nt.applyStep();
     const want = predictStep(code, vote, {
-      layer: l, step: 0, seed, s: nt.scales()[l]!, K: 1,
-      flipRate: k.flipRate, pMax: k.pMax, voteKeep: k.voteKeep, bridgeOn: false,
+      layer: l,
+      step: 0,
+      seed,
+      s: nt.scales()[l]!,
+      K: 1,
+      flipRate: k.flipRate,
+      pMax: k.pMax,
+      voteKeep: k.voteKeep,
+      bridgeOn: false,
     });
     const got = nt.codes(l);
     expect(got).toEqual(want.code);
@@ -327,7 +353,9 @@ describe("Poltergeist through the binding", () => {
     });
     ext.forEach((v, l) => nt.setVotes(l, v));
     nt.accumulate();
-    let heldAtEdge = 0, movedIn = 0, other = 0;
+    let heldAtEdge = 0,
+      movedIn = 0,
+      other = 0;
     for (let l = 0; l < L; l++) {
       const v = nt.votes(l);
       for (let i = 0; i < v.length; i++) {
@@ -344,11 +372,13 @@ describe("Poltergeist through the binding", () => {
     // And from zero, the 135 backward passes of one step saturate consistent votes.
     const nt2 = make({ model: { ...TINY, seq: 16 }, batch: 1, accum: 135 });
     const tokens = Int32Array.from(Buffer.from("ghost ghost ghost ghost ", "latin1"));
-    const inputs = tokens.subarray(0, 16), targets = tokens.subarray(1, 17);
+    const inputs = tokens.subarray(0, 16),
+      targets = tokens.subarray(1, 17);
     for (let i = 0; i < 3; i++) nt2.batchLoss(inputs, targets, 1, 16); // forward only: no votes
     expect(nt2.votes(0).every((x) => x === 0)).toBe(true);
     for (let i = 0; i < 135; i++) nt2.accumulate();
-    let sat = 0, wrapped = 0;
+    let sat = 0,
+      wrapped = 0;
     for (let l = 0; l < L; l++)
       for (const x of nt2.votes(l)) {
         if (x === -128) wrapped++;
@@ -373,7 +403,8 @@ describe("Poltergeist through the binding", () => {
     check(nt.weights(l), codes, Math.fround(2 / 3));
     expect(codes.some((c) => Math.abs(c) === 1)).toBe(true);
     const text = Int32Array.from(Buffer.from("Ghosts flip ternary weights at night, quietly.", "latin1"));
-    const inputs = text.subarray(0, 32), targets = text.subarray(1, 33);
+    const inputs = text.subarray(0, 32),
+      targets = text.subarray(1, 33);
     const before = nt.batchLoss(inputs, targets, 1, 32);
     nt.setKnobs({ bridge: 0.8 });
     check(nt.weights(l), codes, Math.fround(0.8));

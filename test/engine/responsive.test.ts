@@ -106,7 +106,10 @@ describe("event loop responsiveness", () => {
   it("an idle stop() does not cancel the next evaluate()", async () => {
     const nt = make();
     nt.stop();
-    const r = await nt.evaluate(Int32Array.from({ length: 200 }, (_, i) => i % 256), 64);
+    const r = await nt.evaluate(
+      Int32Array.from({ length: 200 }, (_, i) => i % 256),
+      64,
+    );
     expect(r.count).toBe(199);
   });
 

@@ -16,7 +16,11 @@ import { LlamaCppModel, logSoftmax, nativeFromCheckpoint } from "./compare.js";
 
 const run = process.env.PRIMAL_EXPORT_MEASURE_RUN;
 const wikitext = process.env.PRIMAL_WIKITEXT_DIR;
-const why = !run ? "set PRIMAL_EXPORT_MEASURE_RUN to a run directory" : !wikitext ? "set PRIMAL_WIKITEXT_DIR" : ensureNodeLlamaCpp().reason;
+const why = !run
+  ? "set PRIMAL_EXPORT_MEASURE_RUN to a run directory"
+  : !wikitext
+    ? "set PRIMAL_WIKITEXT_DIR"
+    : ensureNodeLlamaCpp().reason;
 const out = mkdtempSync(join(tmpdir(), "primal-gguf-measure-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -26,8 +30,15 @@ describe.skipIf(!!why)(`8-bit activation cost on WikiText-2${why ? ` (skipped: $
     const meta = readRunMeta(run!);
     const saved = meta.config as Record<string, unknown>;
     const config: TrainerConfig = resolveConfig({
-      preset: saved.preset, model: saved.model, quant: saved.quant, actBits: saved.actBits, batch: saved.batch,
-      knobs: saved.knobs, data: saved.data, device: "cpu", threads: 2,
+      preset: saved.preset,
+      model: saved.model,
+      quant: saved.quant,
+      actBits: saved.actBits,
+      batch: saved.batch,
+      knobs: saved.knobs,
+      data: saved.data,
+      device: "cpu",
+      threads: 2,
     } as never);
     const ck = findCheckpoint(run!);
     const tok = getTokenizer(config.data.tokenizer);
@@ -39,16 +50,28 @@ describe.skipIf(!!why)(`8-bit activation cost on WikiText-2${why ? ` (skipped: $
     const withAct = await nativeFromCheckpoint(config, ck.path, config.actBits);
     const noAct = await nativeFromCheckpoint(config, ck.path, null);
     const lib = await importNodeLlamaCpp();
-    const results: Record<string, unknown> = { run: meta.id, step: ck.step, validTokens: ids.length, windows: WINDOWS, tokensPerWindow: T };
+    const results: Record<string, unknown> = {
+      run: meta.id,
+      step: ck.step,
+      validTokens: ids.length,
+      windows: WINDOWS,
+      tokensPerWindow: T,
+    };
     // Whole valid split, PRIMAL only.
-    for (const [name, nt] of [["primalAct8", withAct], ["primalNoAct", noAct]] as const) {
+    for (const [name, nt] of [
+      ["primalAct8", withAct],
+      ["primalNoAct", noAct],
+    ] as const) {
       const e = await nt.evaluate(ids, T);
       results[`${name}ValidLoss`] = e.lossSum / e.count;
     }
     for (const type of ["auto", "f32"] as const) {
       const r = exportRunGGUF(run!, { type, out: join(out, `${type}.gguf`), force: true });
       const m = await LlamaCppModel.load(lib, r.path, 2 * T);
-      let sumAct = 0, sumNo = 0, sumLlama = 0, n = 0;
+      let sumAct = 0,
+        sumNo = 0,
+        sumLlama = 0,
+        n = 0;
       for (let w = 0; w < WINDOWS; w++) {
         const win = ids.subarray(w * T, w * T + T);
         const a = logSoftmax(withAct.logits(win), V);
@@ -63,7 +86,13 @@ describe.skipIf(!!why)(`8-bit activation cost on WikiText-2${why ? ` (skipped: $
         }
       }
       await m.dispose();
-      results[type] = { fileType: r.type, bytes: r.bytes, lossPrimalAct8: sumAct / n, lossPrimalNoAct: sumNo / n, lossLlama: sumLlama / n };
+      results[type] = {
+        fileType: r.type,
+        bytes: r.bytes,
+        lossPrimalAct8: sumAct / n,
+        lossPrimalNoAct: sumNo / n,
+        lossLlama: sumLlama / n,
+      };
     }
     withAct.dispose();
     noAct.dispose();

@@ -18,7 +18,11 @@ export function logSoftmax(logits: Float32Array, V: number): Float64Array {
 }
 
 /** A native trainer holding a checkpoint, optionally with activation quantization switched off. */
-export function nativeFromCheckpoint(config: TrainerConfig, checkpoint: string, actBits: number | null): Promise<NativeTrainer> {
+export function nativeFromCheckpoint(
+  config: TrainerConfig,
+  checkpoint: string,
+  actBits: number | null,
+): Promise<NativeTrainer> {
   const nt = new (native().NativeTrainer)(nativeConfig({ ...config, actBits }, "cpu"));
   return nt.load(checkpoint, { otherActBits: true }).then(() => nt);
 }
@@ -73,6 +77,7 @@ export class LlamaCppModel {
    * contextSize should exceed the window: node-llama-cpp frees room in a full context before the
    * last token, which changes that position's distribution.
    */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- node-llama-cpp is installed on demand, untyped here
   static async load(lib: any, path: string, contextSize: number): Promise<LlamaCppModel> {
     const llama = await lib.getLlama({ gpu: false, build: "never", logLevel: "error", progressLogs: false });
     const model = (await llama.loadModel({ modelPath: path, gpuLayers: 0 })) as LlamaModelLike;
@@ -87,7 +92,9 @@ export class LlamaCppModel {
   /** log p(next | prefix) at every position of the window, [T, V]. */
   async logProbs(window: Int32Array, V: number): Promise<Float64Array> {
     await this.seq.clearHistory();
-    const res = await this.seq.controlledEvaluate(Array.from(window, (t) => [t, { generateNext: { probabilities: true } }]));
+    const res = await this.seq.controlledEvaluate(
+      Array.from(window, (t) => [t, { generateNext: { probabilities: true } }]),
+    );
     const out = new Float64Array(window.length * V).fill(-Infinity);
     for (let t = 0; t < window.length; t++) {
       const probs = res[t]?.next?.probabilities;

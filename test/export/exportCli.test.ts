@@ -39,7 +39,10 @@ let fp = "";
 let empty = "";
 beforeAll(async () => {
   ensureDist();
-  for (const [quant, name] of [["poltergeist", "polt"], ["fp", "fp"]] as const) {
+  for (const [quant, name] of [
+    ["poltergeist", "polt"],
+    ["fp", "fp"],
+  ] as const) {
     const t = await Trainer.create(cfg(quant, name));
     await t.train(3);
     if (quant === "poltergeist") polt = t.runDir;
@@ -115,7 +118,9 @@ describe("primal export", () => {
     // ulimit -f (KiB) stops the file at 64 KiB, as a full disk would: the write fails with EFBIG.
     const r = primal(["export", fp, "--format", "gguf", "--type", "f32", "--out", out], "ulimit -f 64; ");
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/writing .*full\.gguf' failed: file size limit reached after \d+ bytes; nothing was written under that name/);
+    expect(r.stderr).toMatch(
+      /writing .*full\.gguf' failed: file size limit reached after \d+ bytes; nothing was written under that name/,
+    );
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(work).filter((f) => f.includes("full.gguf"))).toEqual([]);
     const ok = primal(["export", fp, "--format", "gguf", "--type", "f32", "--out", out]);

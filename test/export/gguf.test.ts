@@ -33,16 +33,26 @@ function readGGUF(buf: Buffer) {
   };
   const scalar = (t: number): unknown => {
     switch (t) {
-      case 0: return buf.readUInt8(o++);
-      case 1: return buf.readInt8(o++);
-      case 4: return u32();
-      case 5: return ((o += 4), buf.readInt32LE(o - 4));
-      case 6: return ((o += 4), buf.readFloatLE(o - 4));
-      case 7: return buf.readUInt8(o++) === 1;
-      case 8: return str();
-      case 10: return u64();
-      case 12: return ((o += 8), buf.readDoubleLE(o - 8));
-      default: throw new Error(`type ${t} not handled by this reader`);
+      case 0:
+        return buf.readUInt8(o++);
+      case 1:
+        return buf.readInt8(o++);
+      case 4:
+        return u32();
+      case 5:
+        return ((o += 4), buf.readInt32LE(o - 4));
+      case 6:
+        return ((o += 4), buf.readFloatLE(o - 4));
+      case 7:
+        return buf.readUInt8(o++) === 1;
+      case 8:
+        return str();
+      case 10:
+        return u64();
+      case 12:
+        return ((o += 8), buf.readDoubleLE(o - 8));
+      default:
+        throw new Error(`type ${t} not handled by this reader`);
     }
   };
   const magic = buf.toString("ascii", 0, 4);
@@ -85,7 +95,8 @@ describe("fp16", () => {
     expect(f32ToF16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie -> even
     expect(f32ToF16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie -> even (up)
     expect(f16BitsToF32(0x3555)).toBeCloseTo(0.333251953125, 12);
-    for (const x of [0.1, 1 / 3, 1e-4, 123.456, -7.25e-3]) expect(Math.abs(roundToF16(x) - x) / Math.abs(x)).toBeLessThanOrEqual(2 ** -11);
+    for (const x of [0.1, 1 / 3, 1e-4, 123.456, -7.25e-3])
+      expect(Math.abs(roundToF16(x) - x) / Math.abs(x)).toBeLessThanOrEqual(2 ** -11);
   });
 });
 
@@ -132,7 +143,12 @@ describe("ggml blocks", () => {
     const t = rnd(512, -1, 1, 5);
     const back2 = dequantize(GGMLType.TQ2_0, packTQ2_0(t, 3.5), 512);
     for (let i = 0; i < 512; i++) expect(back2[i]).toBe(t[i]! * 3.5);
-    expect(() => packTQ2_0(Int8Array.from({ length: 256 }, () => 2), 1)).toThrow(/outside/);
+    expect(() =>
+      packTQ2_0(
+        Int8Array.from({ length: 256 }, () => 2),
+        1,
+      ),
+    ).toThrow(/outside/);
   });
 });
 

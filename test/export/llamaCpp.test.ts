@@ -25,7 +25,10 @@ afterAll(() => {
   if (results.length === 0) return;
   const dir = join(import.meta.dirname, "..", "artifacts");
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "gguf-llama-cpp.json"), JSON.stringify({ nodeLlamaCpp: NODE_LLAMA_CPP_VERSION, results }, null, 1) + "\n");
+  writeFileSync(
+    join(dir, "gguf-llama-cpp.json"),
+    JSON.stringify({ nodeLlamaCpp: NODE_LLAMA_CPP_VERSION, results }, null, 1) + "\n",
+  );
 });
 
 const HELD_OUT =
@@ -64,13 +67,27 @@ const base = (extra: TrainerConfigInput): TrainerConfigInput => ({
 });
 
 const cases: Case[] = [
-  { name: "small, poltergeist, bridge off", config: base({ preset: "small", knobs: { bridge: null } }), types: ["auto", "tq1_0", "q4_0", "f32"] },
-  { name: "small, poltergeist, bridge 2/3", config: base({ preset: "small" }), types: ["auto", "f16"], refused: ["tq2_0"] },
+  {
+    name: "small, poltergeist, bridge off",
+    config: base({ preset: "small", knobs: { bridge: null } }),
+    types: ["auto", "tq1_0", "q4_0", "f32"],
+  },
+  {
+    name: "small, poltergeist, bridge 2/3",
+    config: base({ preset: "small" }),
+    types: ["auto", "f16"],
+    refused: ["tq2_0"],
+  },
   { name: "tiny, ste", config: base({ preset: "tiny", quant: "ste" }), types: ["auto"] },
   { name: "tiny, fp", config: base({ preset: "tiny", quant: "fp" }), types: ["auto", "f16"], refused: ["q4_0"] },
   {
     name: "tiny, gpt2 tokenizer, poltergeist, bridge off",
-    config: base({ preset: "tiny", model: { vocab: 50257 }, data: { corpus: "sotu", tokenizer: "gpt2" }, knobs: { bridge: null } }),
+    config: base({
+      preset: "tiny",
+      model: { vocab: 50257 },
+      data: { corpus: "sotu", tokenizer: "gpt2" },
+      knobs: { bridge: null },
+    }),
     types: ["auto"],
   },
 ];
@@ -94,7 +111,9 @@ describe.skipIf(!!tool.reason)(`GGUF in llama.cpp${tool.reason ? ` (skipped: ${t
         const prompt = window.subarray(0, 16);
         const primalGreedy = Array.from(await exact.generate(prompt, 32, 0));
         for (const type of c.refused ?? []) {
-          await expect(t.exportGGUF(join(home, `refused-${type}.gguf`), { type })).rejects.toThrow(/unsupported combination/);
+          await expect(t.exportGGUF(join(home, `refused-${type}.gguf`), { type })).rejects.toThrow(
+            /unsupported combination/,
+          );
         }
         for (const type of c.types) {
           const file = join(home, `${c.name.replace(/[^a-z0-9]+/gi, "-")}-${type}.gguf`);
@@ -107,7 +126,17 @@ describe.skipIf(!!tool.reason)(`GGUF in llama.cpp${tool.reason ? ` (skipped: ${t
             const vsExact: Comparison = compareLogProbs(reference, llama, window, V);
             const vsTrained: Comparison = compareLogProbs(trained, llama, window, V);
             const greedy = await m.greedy(prompt, 32);
-            results.push({ case: c.name, type, fileType: r.type, bytes: r.bytes, params: r.params, bytesPerParam: r.bytesPerParam, vsExact, vsTrained, greedySame: greedy.join() === primalGreedy.join() });
+            results.push({
+              case: c.name,
+              type,
+              fileType: r.type,
+              bytes: r.bytes,
+              params: r.params,
+              bytesPerParam: r.bytesPerParam,
+              vsExact,
+              vsTrained,
+              greedySame: greedy.join() === primalGreedy.join(),
+            });
             console.log(JSON.stringify(results.at(-1)));
             expect(vsExact.maxAbsLogProb).toBeLessThan(TOLERANCE[r.type]!);
             expect(Math.abs(vsExact.lossLlama - vsExact.lossPrimal)).toBeLessThan(TOLERANCE[r.type]! / 5);
@@ -117,7 +146,10 @@ describe.skipIf(!!tool.reason)(`GGUF in llama.cpp${tool.reason ? ` (skipped: ${t
           }
         }
         // The metadata llama.cpp reads, through node-llama-cpp's own GGUF parser.
-        const info = await lib.readGgufFileInfo(join(home, `${c.name.replace(/[^a-z0-9]+/gi, "-")}-${c.types[0]}.gguf`), { readTensorInfo: true });
+        const info = await lib.readGgufFileInfo(
+          join(home, `${c.name.replace(/[^a-z0-9]+/gi, "-")}-${c.types[0]}.gguf`),
+          { readTensorInfo: true },
+        );
         const md = info.metadata;
         expect(md.general.architecture).toBe("llama");
         expect(md.llama.context_length).toBe(seq);

@@ -11,7 +11,17 @@ const home = mkdtempSync(join(tmpdir(), "primal-logits-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 it("logits(tokens) matches batchLoss and rejects bad windows", async () => {
-  const t = await Trainer.create({ preset: "tiny", device: "cpu", threads: 1, home, steps: 3, warmup: 1, sampleEvery: 0, checkpointEvery: 0, eval: { every: 0, maxTokens: 200 } });
+  const t = await Trainer.create({
+    preset: "tiny",
+    device: "cpu",
+    threads: 1,
+    home,
+    steps: 3,
+    warmup: 1,
+    sampleEvery: 0,
+    checkpointEvery: 0,
+    eval: { every: 0, maxTokens: 200 },
+  });
   await t.train(3);
   const T = 40;
   const V = t.config.model.vocab;

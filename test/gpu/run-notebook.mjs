@@ -16,7 +16,9 @@ if (!nbPath) {
 const root = join(import.meta.dirname, "..", "..");
 const dist = pathToFileURL(join(root, "dist", "src", "index.js")).href;
 const nb = JSON.parse(readFileSync(resolve(nbPath), "utf8"));
-const cells = nb.cells.filter((c) => c.cell_type === "code").map((c) => (Array.isArray(c.source) ? c.source.join("") : c.source));
+const cells = nb.cells
+  .filter((c) => c.cell_type === "code")
+  .map((c) => (Array.isArray(c.source) ? c.source.join("") : c.source));
 
 const imports = [];
 const bodies = cells.map((src, i) => {
@@ -40,7 +42,17 @@ const bodies = cells.map((src, i) => {
 // Cells share their top-level names (t, ev, ...): hoist each cell's const/let declarations.
 const shared = new Set();
 for (const src of cells) for (const m of src.matchAll(/^(?:const|let)\s+([A-Za-z_$][\w$]*)\s*=/gm)) shared.add(m[1]);
-const names = [...new Set(imports.flatMap((s) => s.replace(/[{}]/g, "").split(",").map((x) => x.trim()).filter(Boolean)))];
+const names = [
+  ...new Set(
+    imports.flatMap((s) =>
+      s
+        .replace(/[{}]/g, "")
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+    ),
+  ),
+];
 const module = [
   `import { ${names.join(", ")} } from ${JSON.stringify(dist)};`,
   `let __last;${shared.size ? ` let ${[...shared].join(", ")};` : ""}`,

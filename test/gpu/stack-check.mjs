@@ -23,7 +23,14 @@ async function check(name, fn) {
     console.log(JSON.stringify({ check: name, ok: true, seconds: (performance.now() - t0) / 1000, ...info }));
   } catch (e) {
     failed++;
-    console.log(JSON.stringify({ check: name, ok: false, seconds: (performance.now() - t0) / 1000, error: String(e?.stack ?? e).slice(0, 1500) }));
+    console.log(
+      JSON.stringify({
+        check: name,
+        ok: false,
+        seconds: (performance.now() - t0) / 1000,
+        error: String(e?.stack ?? e).slice(0, 1500),
+      }),
+    );
   }
 }
 
@@ -68,7 +75,13 @@ await check("create, train, layers and votes tables, set bridge", async () => {
     assert.ok(Number.isFinite(s2.loss));
     t.set({ bridge: 2 / 3 });
     const ev = await t.evaluate();
-    return { device: t.device, loss: s.loss, tokensPerSec: s.tokensPerSec, layers: layers.numRows, evalLoss: ev.validation?.loss };
+    return {
+      device: t.device,
+      loss: s.loss,
+      tokensPerSec: s.tokensPerSec,
+      layers: layers.numRows,
+      evalLoss: ev.validation?.loss,
+    };
   } finally {
     t.dispose();
   }
@@ -118,27 +131,34 @@ await check("checkpoint and resume continue bit-identically", async () => {
 });
 
 // On the CPU this would take the host's memory: GPU only.
-if (device === "cuda") await check("out of device memory is an exception, and the addon still works after it", async () => {
-  let err;
-  let t;
-  try {
-    t = await Trainer.create({ ...base({ name: "stack-oom" }), preset: "ghost-0.1b", batch: 2048, microBatch: 2048, recompute: "none" });
-    await t.train(1);
-  } catch (e) {
-    err = e;
-  } finally {
-    t?.dispose();
-  }
-  assert.ok(err instanceof Error, "no error for a batch far beyond the GPU's memory");
-  const again = await Trainer.create(base({ name: "stack-after-oom" }));
-  try {
-    const s = await again.train(2);
-    assert.ok(Number.isFinite(s.loss));
-  } finally {
-    again.dispose();
-  }
-  return { message: String(err.message).slice(0, 300) };
-});
+if (device === "cuda")
+  await check("out of device memory is an exception, and the addon still works after it", async () => {
+    let err;
+    let t;
+    try {
+      t = await Trainer.create({
+        ...base({ name: "stack-oom" }),
+        preset: "ghost-0.1b",
+        batch: 2048,
+        microBatch: 2048,
+        recompute: "none",
+      });
+      await t.train(1);
+    } catch (e) {
+      err = e;
+    } finally {
+      t?.dispose();
+    }
+    assert.ok(err instanceof Error, "no error for a batch far beyond the GPU's memory");
+    const again = await Trainer.create(base({ name: "stack-after-oom" }));
+    try {
+      const s = await again.train(2);
+      assert.ok(Number.isFinite(s.loss));
+    } finally {
+      again.dispose();
+    }
+    return { message: String(err.message).slice(0, 300) };
+  });
 
 rmSync(home, { recursive: true, force: true });
 console.log(JSON.stringify({ check: "summary", ok: failed === 0, failed }));

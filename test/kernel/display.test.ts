@@ -21,7 +21,15 @@ const PLOTLY_MIME = "application/vnd.plotly.v1+json";
 function lineFigure(n = 5): Figure {
   return {
     // Builders may put typed arrays into traces; bundles must turn them into JSON arrays.
-    data: [{ type: "scatter", mode: "lines", name: "train loss", x: Float64Array.from({ length: n }, (_, i) => i + 1) as unknown as number[], y: Array.from({ length: n }, (_, i) => 5 - i * 0.1) }],
+    data: [
+      {
+        type: "scatter",
+        mode: "lines",
+        name: "train loss",
+        x: Float64Array.from({ length: n }, (_, i) => i + 1) as unknown as number[],
+        y: Array.from({ length: n }, (_, i) => 5 - i * 0.1),
+      },
+    ],
     layout: { title: { text: "loss · demo" } },
     config: { responsive: true },
   };
@@ -105,7 +113,10 @@ describe("tableBundle", () => {
 
   it("adds a data resource with Table Schema types", () => {
     const b = tableBundle(table, { dataRows: 10 });
-    const res = b["application/vnd.dataresource+json"] as { schema: { fields: { name: string; type: string }[] }; data: Record<string, unknown>[] };
+    const res = b["application/vnd.dataresource+json"] as {
+      schema: { fields: { name: string; type: string }[] };
+      data: Record<string, unknown>[];
+    };
     expect(res.schema.fields).toEqual([
       { name: "step", type: "integer" },
       { name: "loss", type: "number" },
@@ -166,7 +177,9 @@ describe("progressBundle", () => {
   });
 
   it("becomes a summary when finished or interrupted", () => {
-    expect(progressBundle({ ...base, status: "finished", done: 10, step: 20 })["text/plain"]).toContain("trained 10 steps: step 10 → 20");
+    expect(progressBundle({ ...base, status: "finished", done: 10, step: 20 })["text/plain"]).toContain(
+      "trained 10 steps: step 10 → 20",
+    );
     const stopped = progressBundle({ ...base, status: "stopped", interrupted: true });
     expect(stopped["text/plain"]).toContain("interrupted at step 15 after 5 of 20 steps");
     expect(stopped["text/plain"]).toContain("/runs/run-1");
@@ -187,7 +200,9 @@ describe("the Jupyter.display protocol", () => {
     expect(Object.keys({ ...fig })).toEqual(Object.keys(fig));
     expect(JSON.parse(JSON.stringify(fig))).not.toHaveProperty("Symbol(Jupyter.display)");
     const table = weightTable(Int8Array.from([1, 0, -1, 1]), 2);
-    const tb = (table as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")]!.call(table);
+    const tb = (table as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")]!.call(
+      table,
+    );
     expect(tb["text/plain"]).toMatch(/^Arrow Table: 4 rows × 3 columns/);
   });
 
@@ -201,10 +216,17 @@ describe("tables in human units", () => {
   it("shows timestamps as local time and bytes in GiB/MiB while the data stays exact", async () => {
     const { withUnits } = await import("../../src/tables.js");
     const ms = 1796004704818;
-    const table = withUnits(tableFromArrays({ time: Float64Array.from([ms]), peakMemoryBytes: Float64Array.from([16862658884]), weights: Float64Array.from([3 * 2 ** 20]) }), {
-      timestamps: ["time"],
-      bytes: ["weights"],
-    });
+    const table = withUnits(
+      tableFromArrays({
+        time: Float64Array.from([ms]),
+        peakMemoryBytes: Float64Array.from([16862658884]),
+        weights: Float64Array.from([3 * 2 ** 20]),
+      }),
+      {
+        timestamps: ["time"],
+        bytes: ["weights"],
+      },
+    );
     expect(String(table.schema.fields[0]?.type)).toBe("Timestamp<MILLISECOND>");
     expect(table.getChild("time")?.get(0)).toBe(ms);
     expect(table.getChild("peakMemoryBytes")?.get(0)).toBe(16862658884);
@@ -216,7 +238,11 @@ describe("tables in human units", () => {
     expect(b["text/html"]).toContain("<td>15.70 GiB</td>");
     expect(b["text/html"]).toContain("<td>3.0 MiB</td>");
     const resource = b["application/vnd.dataresource+json"] as { data: Record<string, unknown>[] };
-    expect(resource.data[0]).toEqual({ time: new Date(ms).toISOString(), peakMemoryBytes: 16862658884, weights: 3 * 2 ** 20 });
+    expect(resource.data[0]).toEqual({
+      time: new Date(ms).toISOString(),
+      peakMemoryBytes: 16862658884,
+      weights: 3 * 2 ** 20,
+    });
   });
 
   it("shows the first 10 columns of a wide table and names the rest; all columns on request", () => {
@@ -228,7 +254,9 @@ describe("tables in human units", () => {
     expect(b["text/plain"]).toContain('4 more columns: c10, c11, c12, c13 (show(table, { columns: "all" })');
     expect(b["text/plain"]).toMatch(/^Arrow Table: 1 row × 14 columns/);
     expect((tableBundle(table, { columns: "all" })["text/html"] as string).match(/data-column=/g)).toHaveLength(14);
-    expect((tableBundle(table, { columns: ["c3", "c1"] })["text/html"] as string).match(/data-column="(c\d+)"/g)).toEqual(['data-column="c3"', 'data-column="c1"']);
+    expect(
+      (tableBundle(table, { columns: ["c3", "c1"] })["text/html"] as string).match(/data-column="(c\d+)"/g),
+    ).toEqual(['data-column="c3"', 'data-column="c1"']);
     const resource = b["application/vnd.dataresource+json"] as { schema: { fields: unknown[] } };
     expect(resource.schema.fields).toHaveLength(14);
   });
@@ -247,17 +275,29 @@ describe("display modes", () => {
     expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"]);
     expect(JSON.stringify(b).length).toBeLessThan(20_000);
     setDisplay("inline");
-    expect(Object.keys(richBundle(fig) as Record<string, unknown>).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"]);
+    expect(Object.keys(richBundle(fig) as Record<string, unknown>).sort()).toEqual([
+      PLOTLY_MIME,
+      "text/html",
+      "text/plain",
+    ]);
     expect(() => setDisplay("svg" as never)).toThrow(/"inline", "mime", "static"/);
   });
 
-  it.skipIf(!findChromium())("static adds a PNG rendered by headless Chromium (skipped: no Chromium)", async () => {
-    const plots = await import("../../src/plots/index.js");
-    setDisplay("static");
-    const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));
-    expect(pending).toBeInstanceOf(Promise);
-    const b = (await pending) as Record<string, string>;
-    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "image/png", "text/plain"]);
-    expect(Buffer.from(b["image/png"] as string, "base64").subarray(1, 4).toString()).toBe("PNG");
-  }, 120_000);
+  it.skipIf(!findChromium())(
+    "static adds a PNG rendered by headless Chromium (skipped: no Chromium)",
+    async () => {
+      const plots = await import("../../src/plots/index.js");
+      setDisplay("static");
+      const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));
+      expect(pending).toBeInstanceOf(Promise);
+      const b = (await pending) as Record<string, string>;
+      expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "image/png", "text/plain"]);
+      expect(
+        Buffer.from(b["image/png"] as string, "base64")
+          .subarray(1, 4)
+          .toString(),
+      ).toBe("PNG");
+    },
+    120_000,
+  );
 });

@@ -1,6 +1,15 @@
 // The kernelspec installer: files, locations, module resolution from any directory, removal.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -78,41 +87,55 @@ describe("installKernel / uninstallKernel", () => {
     expect(realpathSync(link)).toBe(realpathSync(root));
   });
 
-  it.skipIf(!existsSync(launcher))("lets `require(\"primal\")` work from any directory through NODE_PATH", async () => {
-    const prefix = join(tmp, "env-require");
-    await installKernel({ prefix });
-    const spec = JSON.parse(readFileSync(join(prefix, "share", "jupyter", "kernels", "primal", "kernel.json"), "utf8")) as {
-      argv: string[];
-      env: Record<string, string>;
-    };
-    const cwd = mkdtempSync(join(tmpdir(), "primal-anywhere-"));
-    try {
-      const out = execFileSync(
-        spec.argv[0] as string,
-        [
-          "--disable-warning=ExperimentalWarning",
-          "-e",
-          'const p = require("primal"); const k = require("primal/kernel"); const a = require("apache-arrow"); console.log(typeof p.Trainer, typeof p.plots.loss, typeof k.show, typeof a.tableFromArrays)',
-        ],
-        { cwd, env: { ...process.env, ...spec.env }, encoding: "utf8" },
-      );
-      expect(out.trim()).toBe("function function function function");
-    } finally {
-      rmSync(cwd, { recursive: true, force: true });
-    }
-  }, 60_000);
+  it.skipIf(!existsSync(launcher))(
+    'lets `require("primal")` work from any directory through NODE_PATH',
+    async () => {
+      const prefix = join(tmp, "env-require");
+      await installKernel({ prefix });
+      const spec = JSON.parse(
+        readFileSync(join(prefix, "share", "jupyter", "kernels", "primal", "kernel.json"), "utf8"),
+      ) as {
+        argv: string[];
+        env: Record<string, string>;
+      };
+      const cwd = mkdtempSync(join(tmpdir(), "primal-anywhere-"));
+      try {
+        const out = execFileSync(
+          spec.argv[0] as string,
+          [
+            "--disable-warning=ExperimentalWarning",
+            "-e",
+            'const p = require("primal"); const k = require("primal/kernel"); const a = require("apache-arrow"); console.log(typeof p.Trainer, typeof p.plots.loss, typeof k.show, typeof a.tableFromArrays)',
+          ],
+          { cwd, env: { ...process.env, ...spec.env }, encoding: "utf8" },
+        );
+        expect(out.trim()).toBe("function function function function");
+      } finally {
+        rmSync(cwd, { recursive: true, force: true });
+      }
+    },
+    60_000,
+  );
 
-  it.skipIf(!existsSync(launcher) || !jupyterAvailable())("is listed by `jupyter kernelspec list` with JUPYTER_PATH", async () => {
-    const prefix = join(tmp, "env-list");
-    await installKernel({ prefix });
-    const out = execFileSync("jupyter", ["kernelspec", "list", "--json"], {
-      env: { ...process.env, JUPYTER_PATH: join(prefix, "share", "jupyter"), PYDEVD_DISABLE_FILE_VALIDATION: "1" },
-      encoding: "utf8",
-    });
-    const specs = (JSON.parse(out) as { kernelspecs: Record<string, { resource_dir: string; spec: { display_name: string } }> }).kernelspecs;
-    expect(specs.primal?.spec.display_name).toBe("PRIMAL (TypeScript)");
-    expect(realpathSync(specs.primal?.resource_dir as string)).toBe(realpathSync(join(prefix, "share", "jupyter", "kernels", "primal")));
-  }, 60_000);
+  it.skipIf(!existsSync(launcher) || !jupyterAvailable())(
+    "is listed by `jupyter kernelspec list` with JUPYTER_PATH",
+    async () => {
+      const prefix = join(tmp, "env-list");
+      await installKernel({ prefix });
+      const out = execFileSync("jupyter", ["kernelspec", "list", "--json"], {
+        env: { ...process.env, JUPYTER_PATH: join(prefix, "share", "jupyter"), PYDEVD_DISABLE_FILE_VALIDATION: "1" },
+        encoding: "utf8",
+      });
+      const specs = (
+        JSON.parse(out) as { kernelspecs: Record<string, { resource_dir: string; spec: { display_name: string } }> }
+      ).kernelspecs;
+      expect(specs.primal?.spec.display_name).toBe("PRIMAL (TypeScript)");
+      expect(realpathSync(specs.primal?.resource_dir as string)).toBe(
+        realpathSync(join(prefix, "share", "jupyter", "kernels", "primal")),
+      );
+    },
+    60_000,
+  );
 
   it.skipIf(!existsSync(launcher))("removes the spec but never the package behind the link", async () => {
     const prefix = join(tmp, "env-remove");
@@ -129,7 +152,10 @@ describe("installKernel / uninstallKernel", () => {
     const prefix = join(tmp, "env-foreign");
     const dir = join(prefix, "share", "jupyter", "kernels", "primal");
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "kernel.json"), JSON.stringify({ argv: ["python3"], display_name: "Other", language: "python" }));
+    writeFileSync(
+      join(dir, "kernel.json"),
+      JSON.stringify({ argv: ["python3"], display_name: "Other", language: "python" }),
+    );
     await expect(uninstallKernel({ prefix })).rejects.toThrow(/not a PRIMAL kernelspec/);
     expect(existsSync(join(dir, "kernel.json"))).toBe(true);
   });

@@ -16,7 +16,6 @@ const CLIENT = fileURLToPath(new URL("../notebooks/kernel_client.py", import.met
 const launcher = join(packageRoot(), "dist", "kernel", "launch.js");
 const ARTIFACTS = join(packageRoot(), "test", "artifacts");
 
-
 interface Output {
   type: string;
   t: number;
@@ -57,29 +56,46 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
           timeout: 120,
         },
         // Interrupt once the live output shows training under way.
-        { code: "await t.train(1000000)", timeout: 120, interrupt_after: 2, interrupt_when: 'data-status=\\"running\\" data-step=\\"' },
+        {
+          code: "await t.train(1000000)",
+          timeout: 120,
+          interrupt_after: 2,
+          interrupt_when: 'data-status=\\"running\\" data-step=\\"',
+        },
         {
           code: [
             "const before = t.step;",
             "const s2 = await t.train(2);",
             "const m = t.run.metrics;",
-            "JSON.stringify({ before, after: s2.step, stopped: s2.stopped, rows: m.numRows, lastStep: m.getChild(\"step\")!.get(m.numRows - 1), events: t.run.events.map((e) => e.kind) })",
+            'JSON.stringify({ before, after: s2.step, stopped: s2.stopped, rows: m.numRows, lastStep: m.getChild("step")!.get(m.numRows - 1), events: t.run.events.map((e) => e.kind) })',
           ].join("\n"),
           timeout: 120,
         },
         { code: "plots.loss(t.run)", timeout: 60 },
-        { code: 'import { tableFromArrays } from "apache-arrow";\nconst layers = t.layers();\nconst extra = tableFromArrays({ x: Int32Array.from([1, 2, 3]) });\nshow(extra);\nlayers', timeout: 60 },
+        {
+          code: 'import { tableFromArrays } from "apache-arrow";\nconst layers = t.layers();\nconst extra = tableFromArrays({ x: Int32Array.from([1, 2, 3]) });\nshow(extra);\nlayers',
+          timeout: 60,
+        },
         { code: 'const wrong: number = "still runs";\nwrong', timeout: 60 },
         // Nothing training: the interrupt abandons the await, as in tslab.
         { code: "await new Promise((r) => setTimeout(r, 60000))", timeout: 60, interrupt_after: 1.5 },
         // The whole validation split (about 1M tokens): interrupted once its progress shows.
         // tslab aborts requests that arrive within 200 ms of an error (stop-on-error): wait a bit.
-        { code: "await t.evaluate()", timeout: 120, delay: 0.5, interrupt_after: 0.5, interrupt_when: 'class=\\"primal-eval\\" data-status=\\"running\\"' },
+        {
+          code: "await t.evaluate()",
+          timeout: 120,
+          delay: 0.5,
+          interrupt_after: 0.5,
+          interrupt_when: 'class=\\"primal-eval\\" data-status=\\"running\\"',
+        },
         { code: "const s3 = await t.train(3);\ns3.steps", timeout: 60, delay: 0.5 },
         // A loop of train() calls updates one output.
         { code: "for (let i = 0; i < 3; i++) await t.train(2);\nt.step", timeout: 60 },
         // A user error: its message and the cell's own frames, not the kernel's.
-        { code: "function check(x: number) {\n  if (x > 1) throw new RangeError(`x is too big: ${x}`);\n}\ncheck(5)", timeout: 60 },
+        {
+          code: "function check(x: number) {\n  if (x > 1) throw new RangeError(`x is too big: ${x}`);\n}\ncheck(5)",
+          timeout: 60,
+        },
         { code: "t.dispose();\n'disposed'", timeout: 60, delay: 0.5 },
         // An object shorthand naming a variable of an earlier cell.
         { code: "JSON.stringify({ wrong })", timeout: 60 },
@@ -113,8 +129,12 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
   });
 
   const text = (r: CellResult, stream = "stdout") =>
-    r.outputs.filter((o) => o.type === "stream" && o.content.name === stream).map((o) => o.content.text).join("");
-  const displays = (r: CellResult) => r.outputs.filter((o) => o.type === "display_data" || o.type === "update_display_data");
+    r.outputs
+      .filter((o) => o.type === "stream" && o.content.name === stream)
+      .map((o) => o.content.text)
+      .join("");
+  const displays = (r: CellResult) =>
+    r.outputs.filter((o) => o.type === "display_data" || o.type === "update_display_data");
 
   it("imports primal and primal/kernel from a directory outside the package", () => {
     const r = results[0] as CellResult;
@@ -142,7 +162,14 @@ describe.skipIf(!python)("PRIMAL kernel under jupyter_client", () => {
   it("continues training in the next cell with nothing lost", () => {
     const r = results[2] as CellResult;
     expect(r.status).toBe("ok");
-    const v = JSON.parse(text(r).trim()) as { before: number; after: number; stopped: boolean; rows: number; lastStep: number; events: string[] };
+    const v = JSON.parse(text(r).trim()) as {
+      before: number;
+      after: number;
+      stopped: boolean;
+      rows: number;
+      lastStep: number;
+      events: string[];
+    };
     expect(v.before).toBeGreaterThan(0);
     expect(v.after).toBe(v.before + 2);
     expect(v.stopped).toBe(false);

@@ -3,7 +3,15 @@ import { createRequire } from "node:module";
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
 import { dependencyDirs, mountVirtualModules, virtualModules, type FileSystemHost } from "../../kernel/modules.js";
-import { expandShorthands, hasTopLevelAwait, insertTsIgnore, softenTypeErrors, type Converter, type ConvertResult, type TsApi } from "../../kernel/typecheck.js";
+import {
+  expandShorthands,
+  hasTopLevelAwait,
+  insertTsIgnore,
+  softenTypeErrors,
+  type Converter,
+  type ConvertResult,
+  type TsApi,
+} from "../../kernel/typecheck.js";
 
 const require = createRequire(import.meta.url);
 const tslabMain = require.resolve("tslab");
@@ -26,7 +34,9 @@ describe("hasTopLevelAwait", () => {
 
 describe("expandShorthands", () => {
   it("spells out object shorthands, keeping lines", () => {
-    expect(expandShorthands(ts, "f({ layer, n: 2 });\nconst o = { a, b };")).toBe("f({ layer: layer, n: 2 });\nconst o = { a: a, b: b };");
+    expect(expandShorthands(ts, "f({ layer, n: 2 });\nconst o = { a, b };")).toBe(
+      "f({ layer: layer, n: 2 });\nconst o = { a: a, b: b };",
+    );
   });
 
   it("leaves destructuring patterns, defaults and plain code alone", () => {
@@ -68,7 +78,12 @@ function fakeConverter(results: ((src: string) => ConvertResult)[]): Converter &
   };
 }
 
-const diag = (line: number, code: number, messageText = "Type 'string' is not assignable to type 'number'.", fileName?: string) => ({
+const diag = (
+  line: number,
+  code: number,
+  messageText = "Type 'string' is not assignable to type 'number'.",
+  fileName?: string,
+) => ({
   start: { offset: 0, line, character: 6 },
   messageText,
   code,
@@ -85,10 +100,12 @@ describe("softenTypeErrors", () => {
     const soft = softenTypeErrors(conv, ts, { warn: (t) => warnings.push(t) });
     const r = soft.convert("", "const x: number = await f();");
     expect(r.output).toBe("js");
-    // @ts-ignore hid tslab's top-level-await signal; the source says there is one.
+    // The ts-ignore comment hid tslab's top-level-await signal; the source says there is one.
     expect(r.hasToplevelAwait).toBe(true);
     expect(conv.calls[1]).toBe("// @ts-ignore\nconst x: number = await f();");
-    expect(warnings.join("")).toContain("type warning 1:7 - Type 'string' is not assignable to type 'number'. (TS2322)");
+    expect(warnings.join("")).toContain(
+      "type warning 1:7 - Type 'string' is not assignable to type 'number'. (TS2322)",
+    );
     expect(warnings.join("")).toContain("PRIMAL_STRICT_TYPES");
   });
 
@@ -119,7 +136,12 @@ describe("softenTypeErrors", () => {
 });
 
 describe("virtual node_modules", () => {
-  const real = new Set(["/deps/node_modules/apache-arrow", "/deps/node_modules/@types", "/deps/node_modules/@types/node", "/home/me/notes/node_modules/zod"]);
+  const real = new Set([
+    "/deps/node_modules/apache-arrow",
+    "/deps/node_modules/@types",
+    "/deps/node_modules/@types/node",
+    "/home/me/notes/node_modules/zod",
+  ]);
   const vm = virtualModules({
     cwd: "/home/me/notes",
     packages: { primal: "/opt/primal" },
@@ -131,9 +153,13 @@ describe("virtual node_modules", () => {
   it("maps primal onto its root and other packages onto the search dirs", () => {
     expect(vm.map("/home/me/notes/node_modules/primal/package.json")).toBe("/opt/primal/package.json");
     expect(vm.map("/home/me/notes/node_modules/primal")).toBe("/opt/primal");
-    expect(vm.map("/home/me/notes/node_modules/apache-arrow/Arrow.node.d.ts")).toBe("/deps/node_modules/apache-arrow/Arrow.node.d.ts");
+    expect(vm.map("/home/me/notes/node_modules/apache-arrow/Arrow.node.d.ts")).toBe(
+      "/deps/node_modules/apache-arrow/Arrow.node.d.ts",
+    );
     expect(vm.map("/home/me/notes/node_modules/@types")).toBe("/deps/node_modules/@types");
-    expect(vm.map("/home/me/notes/node_modules/@types/node/index.d.ts")).toBe("/deps/node_modules/@types/node/index.d.ts");
+    expect(vm.map("/home/me/notes/node_modules/@types/node/index.d.ts")).toBe(
+      "/deps/node_modules/@types/node/index.d.ts",
+    );
     expect(vm.isVirtual("/home/me/notes/node_modules/missing/index.d.ts")).toBe(false);
     expect(vm.map("/elsewhere/node_modules/primal/package.json")).toBe("/elsewhere/node_modules/primal/package.json");
   });
@@ -143,7 +169,9 @@ describe("virtual node_modules", () => {
   });
 
   it("hides the package's nested node_modules so dependencies get portable names", () => {
-    expect(vm.map("/home/me/notes/node_modules/primal/node_modules/apache-arrow/package.json")).toContain(".primal-kernel-hidden");
+    expect(vm.map("/home/me/notes/node_modules/primal/node_modules/apache-arrow/package.json")).toContain(
+      ".primal-kernel-hidden",
+    );
   });
 
   it("serves synthetic files", () => {
@@ -161,19 +189,28 @@ describe("virtual node_modules", () => {
       getDirectories: () => [],
       realpath: (p: string) => `/real${p}`,
     };
-    mountVirtualModules(sys, { packages: { primal: "/opt/primal" }, searchDirs: [], files: { "primal/kernel.d.ts": "x" } });
+    mountVirtualModules(sys, {
+      packages: { primal: "/opt/primal" },
+      searchDirs: [],
+      files: { "primal/kernel.d.ts": "x" },
+    });
     expect(sys.fileExists("/nonexistent-notebook-dir/node_modules/primal/package.json")).toBe(true);
     expect(sys.readFile("/nonexistent-notebook-dir/node_modules/primal/package.json")).toBe("{}");
     expect(seen).toEqual(["/opt/primal/package.json"]);
     expect(sys.readFile("/nonexistent-notebook-dir/node_modules/primal/kernel.d.ts")).toBe("x");
     expect(sys.fileExists("/nonexistent-notebook-dir/node_modules/primal/kernel.d.ts")).toBe(true);
     // Virtual packages are not symlinks to TypeScript.
-    expect(sys.realpath?.("/nonexistent-notebook-dir/node_modules/primal/package.json")).toBe("/nonexistent-notebook-dir/node_modules/primal/package.json");
+    expect(sys.realpath?.("/nonexistent-notebook-dir/node_modules/primal/package.json")).toBe(
+      "/nonexistent-notebook-dir/node_modules/primal/package.json",
+    );
     expect(sys.realpath?.("/tmp/x")).toBe("/real/tmp/x");
   });
 
   it("lists the node_modules directories of a package root and its ancestors", () => {
     const dirs = new Set(["/p/node_modules", "/p/node_modules/primal/node_modules"]);
-    expect(dependencyDirs("/p/node_modules/primal", (d) => dirs.has(d))).toEqual(["/p/node_modules/primal/node_modules", "/p/node_modules"]);
+    expect(dependencyDirs("/p/node_modules/primal", (d) => dirs.has(d))).toEqual([
+      "/p/node_modules/primal/node_modules",
+      "/p/node_modules",
+    ]);
   });
 });

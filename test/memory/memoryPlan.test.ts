@@ -37,7 +37,9 @@ describe("sizes", () => {
     expect(parseByteSize("8GB")).toBe(8e9);
     expect(parseByteSize("1.5kib")).toBe(1536);
     expect(parseByteSize("1e9")).toBe(1e9);
-    expect(() => parseByteSize("ten gigs", "config.memoryBudget")).toThrow(/config\.memoryBudget: 'ten gigs' is not a size/);
+    expect(() => parseByteSize("ten gigs", "config.memoryBudget")).toThrow(
+      /config\.memoryBudget: 'ten gigs' is not a size/,
+    );
     expect(() => parseByteSize("10 GiBs")).toThrow(/not a size/);
     expect(() => parseByteSize(-1)).toThrow(/>= 0/);
     expect(formatBytes(10 * 2 ** 30)).toBe("10.00 GiB");
@@ -46,8 +48,12 @@ describe("sizes", () => {
 
 describe("config", () => {
   it("validates microBatch, recompute and memoryBudget", () => {
-    expect(() => resolveConfig({ preset: "tiny", batch: 8, microBatch: 3 })).toThrow(/config\.microBatch: must divide batch \(8\), got 3/);
-    expect(() => resolveConfig({ recompute: "some" as never })).toThrow(/config\.recompute: must be one of "none", "block", "auto"/);
+    expect(() => resolveConfig({ preset: "tiny", batch: 8, microBatch: 3 })).toThrow(
+      /config\.microBatch: must divide batch \(8\), got 3/,
+    );
+    expect(() => resolveConfig({ recompute: "some" as never })).toThrow(
+      /config\.recompute: must be one of "none", "block", "auto"/,
+    );
     expect(() => resolveConfig({ memoryBudget: "lots" })).toThrow(ConfigError);
     const c = resolveConfig({ memoryBudget: "2GiB" });
     expect(c.memoryBudget).toBe(2 * 2 ** 30);
@@ -60,7 +66,14 @@ describe("planner", () => {
   it("lists candidates largest micro-batch first and picks the first that fits", () => {
     const all = planMemory({ ...base, batch: 8, memoryBudget: "1TiB" });
     expect(all.candidates.map((c) => `${c.microBatch}/${c.recompute}`)).toEqual([
-      "8/none", "8/block", "4/none", "4/block", "2/none", "2/block", "1/none", "1/block",
+      "8/none",
+      "8/block",
+      "4/none",
+      "4/block",
+      "2/none",
+      "2/block",
+      "1/none",
+      "1/block",
     ]);
     expect(all.chosen).toBe(0);
     // Each step down the list needs less activation memory.
@@ -102,7 +115,10 @@ describe("Trainer under a budget", () => {
     const dir = t.runDir;
     t.dispose();
     const run = readRun(dir);
-    expect(run.meta.config).toMatchObject({ memoryBudget: budget, plan: { microBatch: c.microBatch, recompute: c.recompute } });
+    expect(run.meta.config).toMatchObject({
+      memoryBudget: budget,
+      plan: { microBatch: c.microBatch, recompute: c.recompute },
+    });
     const start = run.events.find((e) => e.kind === "start") as unknown as { plan: { plannedBytes: number } };
     expect(start.plan.plannedBytes).toBe(c.totalBytes);
   });
@@ -132,18 +148,28 @@ describe("Trainer under a budget", () => {
 describe("primal plan", () => {
   const bin = join(repoRoot, "bin", "primal.js");
   it("prints the candidates and marks the chosen one", () => {
-    const r = spawnSync(process.execPath, [bin, "plan", "--preset", "ghost-0.1b", "--batch", "32", "--device", "cpu", "--memory-budget", "10GiB"], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [bin, "plan", "--preset", "ghost-0.1b", "--batch", "32", "--device", "cpu", "--memory-budget", "10GiB"],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/budget 10\.00 GiB/);
     expect(r.stdout).toMatch(/→\s+32\s+block/);
-    const j = spawnSync(process.execPath, [bin, "plan", "--preset", "tiny", "--device", "cpu", "--json"], { encoding: "utf8" });
+    const j = spawnSync(process.execPath, [bin, "plan", "--preset", "tiny", "--device", "cpu", "--json"], {
+      encoding: "utf8",
+    });
     expect(j.status).toBe(0);
     const p = JSON.parse(j.stdout) as { chosen: number; candidates: unknown[] };
     expect(p.chosen).toBe(0);
     expect(p.candidates).toHaveLength(1);
   });
   it("exits 1 with a hint when nothing fits, and 1 with a message on a bad size", () => {
-    const r = spawnSync(process.execPath, [bin, "plan", "--preset", "tiny", "--device", "cpu", "--memory-budget", "1KiB"], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [bin, "plan", "--preset", "tiny", "--device", "cpu", "--memory-budget", "1KiB"],
+      { encoding: "utf8" },
+    );
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/nothing fits the budget/);
     const bad = spawnSync(process.execPath, [bin, "plan", "--memory-budget", "huge"], { encoding: "utf8" });
@@ -153,8 +179,27 @@ describe("primal plan", () => {
   it("train --memory-budget reports the plan in its JSON line", () => {
     const r = spawnSync(
       process.execPath,
-      [bin, "train", "--preset", "tiny", "--steps", "3", "--device", "cpu", "--json", "--recompute", "block", "--micro-batch", "4",
-        "--eval-tokens", "500", "--sample-every", "0", "--home", join(home, "cli")],
+      [
+        bin,
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+        "--recompute",
+        "block",
+        "--micro-batch",
+        "4",
+        "--eval-tokens",
+        "500",
+        "--sample-every",
+        "0",
+        "--home",
+        join(home, "cli"),
+      ],
       { encoding: "utf8", env: { ...process.env, PRIMAL_WIKITEXT_DIR: wikitextDir } },
     );
     expect(r.status, r.stderr).toBe(0);

@@ -53,7 +53,7 @@ function runGroup(group: string): GroupRun {
   const lines = output.split("\n");
   const results = new Map<string, CaseResult>();
   lines.forEach((line, i) => {
-    const m = /^(ok  |FAIL|skip) (.+)$/.exec(line);
+    const m = /^(ok {2}|FAIL|skip) (.+)$/.exec(line);
     if (!m) return;
     const status = m[1]!.trim() as CaseResult["status"];
     results.set(m[2]!, { status, detail: status === "ok" ? "" : (lines[i + 1] ?? "").trim() });
@@ -75,13 +75,17 @@ describe("native core test executable", () => {
   for (const group of groups) {
     describe(group, () => {
       for (const name of names.filter((n) => groupOf(n) === group)) {
-        it(name, (ctx) => {
-          const run = runGroup(group);
-          const res = run.results.get(name);
-          expect(res, `no result for this case (exit code ${run.exitCode}):\n${run.output}`).toBeDefined();
-          if (res!.status === "skip") ctx.skip(res!.detail || "skipped by the executable");
-          expect(res!.status, `${res!.detail}\n\n${run.output}`).toBe("ok");
-        }, TIMEOUT);
+        it(
+          name,
+          (ctx) => {
+            const run = runGroup(group);
+            const res = run.results.get(name);
+            expect(res, `no result for this case (exit code ${run.exitCode}):\n${run.output}`).toBeDefined();
+            if (res!.status === "skip") ctx.skip(res!.detail || "skipped by the executable");
+            expect(res!.status, `${res!.detail}\n\n${run.output}`).toBe("ok");
+          },
+          TIMEOUT,
+        );
       }
     });
   }

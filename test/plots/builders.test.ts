@@ -21,7 +21,10 @@ function metricsTable(steps: number, offset = 0): Table {
     stepMs: vectorFromArray(Float32Array.from(step, () => 200)),
     peakMemoryBytes: vectorFromArray(Float64Array.from(step, () => 1e8)),
     valLoss: vectorFromArray(val, new Float32()),
-    valBpb: vectorFromArray(val.map((v) => (v === null ? null : v / Math.LN2)), new Float32()),
+    valBpb: vectorFromArray(
+      val.map((v) => (v === null ? null : v / Math.LN2)),
+      new Float32(),
+    ),
   });
 }
 
@@ -191,11 +194,18 @@ describe("layer figures", () => {
     const q = fig.data[0] as Record<string, unknown>;
     const k = fig.data[1] as Record<string, unknown>;
     expect(q.name).toBe("blocks.0 q·k");
-    expect([q.legendgroup, q.showlegend, k.legendgroup, k.showlegend]).toEqual(["blocks.0 q·k", true, "blocks.0 q·k", false]);
+    expect([q.legendgroup, q.showlegend, k.legendgroup, k.showlegend]).toEqual([
+      "blocks.0 q·k",
+      true,
+      "blocks.0 q·k",
+      false,
+    ]);
     expect((k.line as { dash?: string; color: string }).dash).toBe("dash");
     expect((k.line as { color: string }).color).toBe((q.line as { color: string }).color);
     expect(fig.data[13]!.name).toBe("blocks.1 up·down");
-    expect(fig.data.filter((t) => (t as { showlegend?: boolean }).showlegend !== false).map((t) => t.name)).toContain("blocks.1.mlp.gate");
+    expect(fig.data.filter((t) => (t as { showlegend?: boolean }).showlegend !== false).map((t) => t.name)).toContain(
+      "blocks.1.mlp.gate",
+    );
     // The 0.4 line lies inside the fitted y range.
     const range = (fig.layout.yaxis as { range: [number, number] }).range;
     expect(range[0]).toBeLessThan(0.4);
@@ -277,9 +287,15 @@ describe("buffer histograms", () => {
     const y = plots.voteHistogram(table, "x").data[0]!.y as number[];
     expect(y[130]).toBe(2);
     expect(y[125]).toBe(1);
-    expect(() => plots.voteHistogram(tableFromArrays({ a: new Int8Array(1), b: new Int8Array(1) }), "x")).toThrow(/vote/);
+    expect(() => plots.voteHistogram(tableFromArrays({ a: new Int8Array(1), b: new Int8Array(1) }), "x")).toThrow(
+      /vote/,
+    );
     // The trainer's buffer tables: one row per weight with its matrix coordinates.
-    const buffer = tableFromArrays({ row: new Int32Array([0, 0, 1]), col: new Int32Array([0, 1, 0]), value: new Int8Array([-127, 0, 0]) });
+    const buffer = tableFromArrays({
+      row: new Int32Array([0, 0, 1]),
+      col: new Int32Array([0, 1, 0]),
+      value: new Int8Array([-127, 0, 0]),
+    });
     const yb = plots.voteHistogram(buffer, "x").data[0]!.y as number[];
     expect(yb[0]).toBe(1);
     expect(yb[127]).toBe(2);

@@ -61,9 +61,13 @@ describe("chromium discovery", () => {
       writeFileSync(join(d, name), "#!/bin/sh\n");
       chmodSync(join(d, name), 0o755);
     }
-    expect(plots.resolveChromium({ PATH: [join(dir, "empty"), bin, other].join(delimiter) })).toBe(join(bin, "chromium-browser"));
+    expect(plots.resolveChromium({ PATH: [join(dir, "empty"), bin, other].join(delimiter) })).toBe(
+      join(bin, "chromium-browser"),
+    );
     expect(plots.resolveChromium({ PATH: other })).toBe(join(other, "google-chrome"));
-    expect(plots.resolveChromium({ PATH: bin, PRIMAL_CHROMIUM: join(other, "google-chrome") })).toBe(join(other, "google-chrome"));
+    expect(plots.resolveChromium({ PATH: bin, PRIMAL_CHROMIUM: join(other, "google-chrome") })).toBe(
+      join(other, "google-chrome"),
+    );
     expect(() => plots.resolveChromium({ PATH: join(dir, "empty") })).toThrow(/No Chromium found/);
   });
 
@@ -71,6 +75,8 @@ describe("chromium discovery", () => {
     const fake = join(dir, "fake-chromium");
     writeFileSync(fake, "#!/bin/sh\nexit 3\n");
     chmodSync(fake, 0o755);
-    await expect(plots.createExporter({ chromiumPath: fake, timeoutMs: 15_000 })).rejects.toThrow(/could not start Chromium at/);
+    await expect(plots.createExporter({ chromiumPath: fake, timeoutMs: 15_000 })).rejects.toThrow(
+      /could not start Chromium at/,
+    );
   }, 30_000);
 });

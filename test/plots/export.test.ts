@@ -13,7 +13,10 @@ function lossFigure(): plots.Figure {
   const metrics = new Table({
     step: vectorFromArray(step),
     loss: vectorFromArray(Float32Array.from(step, (s) => 5.5 - Math.log(s))),
-    valLoss: vectorFromArray(Array.from(step, (s) => (s % 10 === 0 ? 4.5 - Math.log(s) : null)), new Float32()),
+    valLoss: vectorFromArray(
+      Array.from(step, (s) => (s % 10 === 0 ? 4.5 - Math.log(s) : null)),
+      new Float32(),
+    ),
   });
   return plots.loss({
     id: "export-test",
@@ -76,7 +79,9 @@ describe("html export (no browser needed)", () => {
   });
 
   it("rejects unknown extensions", async () => {
-    await expect(plots.exportFigure(lossFigure(), join(dir, "x.jpeg"))).rejects.toThrow(/\.html, \.svg, \.png or \.pdf/);
+    await expect(plots.exportFigure(lossFigure(), join(dir, "x.jpeg"))).rejects.toThrow(
+      /\.html, \.svg, \.png or \.pdf/,
+    );
   });
 });
 
@@ -131,7 +136,15 @@ describe.runIf(chromium !== null)("static export with Chromium", () => {
 
   it("exports other figures and takes the format from options", async () => {
     const heat: plots.Figure = {
-      data: [{ type: "heatmap", z: [[1, 2], [3, 4]] }],
+      data: [
+        {
+          type: "heatmap",
+          z: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+      ],
       layout: { width: 300, height: 200 },
     };
     const png = await ex.toPng(heat);

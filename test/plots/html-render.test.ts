@@ -57,7 +57,9 @@ describe.runIf(chromiumPath !== null)("html outputs render in Chromium", () => {
       "window.define.amd = {}; window.module = { exports: {} }; window.exports = window.module.exports;</script>";
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
-    await page.setContent(`<!DOCTYPE html><html><head><meta charset="utf-8">${loader}</head><body>${waiting}${inlining}</body></html>`);
+    await page.setContent(
+      `<!DOCTYPE html><html><head><meta charset="utf-8">${loader}</head><body>${waiting}${inlining}</body></html>`,
+    );
     await page.waitForSelector("#first .main-svg", { timeout: 60_000 });
     await page.waitForSelector("#second .main-svg", { timeout: 10_000 });
     expect(await page.evaluate(() => typeof (globalThis as unknown as { Plotly?: unknown }).Plotly)).toBe("object");

@@ -79,7 +79,16 @@ async function expectRejected(path: string, pattern: RegExp) {
 describe("checkpoint errors", () => {
   it("truncated files name the truncation", async () => {
     const p = parseSafetensors(goodBytes);
-    const cuts = [0, 4, 7, 8 + (p.headerLength >> 1), 8 + p.headerLength, 8 + p.headerLength + 100, goodBytes.length >> 1, goodBytes.length - 1];
+    const cuts = [
+      0,
+      4,
+      7,
+      8 + (p.headerLength >> 1),
+      8 + p.headerLength,
+      8 + p.headerLength + 100,
+      goodBytes.length >> 1,
+      goodBytes.length - 1,
+    ];
     for (const cut of cuts) await expectRejected(bad(`cut-${cut}`, goodBytes.subarray(0, cut)), /truncated/);
     await expectRejected(bad("text", "hello"), /truncated/);
   });
@@ -99,7 +108,11 @@ describe("checkpoint errors", () => {
     }
     // Valid JSON that is not an object, and an object cut short.
     await expectRejected(bad("array", buildSafetensors([1, 2, 3], Buffer.alloc(0))), /header is not a JSON object/);
-    const cutJson = Buffer.concat([goodBytes.subarray(0, 8), Buffer.from("{\"__metadata__\":{".padEnd(p.headerLength, " ")), p.data]);
+    const cutJson = Buffer.concat([
+      goodBytes.subarray(0, 8),
+      Buffer.from('{"__metadata__":{'.padEnd(p.headerLength, " ")),
+      p.data,
+    ]);
     await expectRejected(bad("open-object", cutJson), /header: invalid JSON/);
   });
 
@@ -112,7 +125,10 @@ describe("checkpoint errors", () => {
     expect(at).toBeGreaterThan(0);
     const header = text.slice(0, at) + text.slice(at).replace('"dtype":"F32"', '"dtype":"F16"');
     const b = Buffer.concat([goodBytes.subarray(0, 8), Buffer.from(header, "utf8"), p.data]);
-    await expectRejected(bad("f16", b), new RegExp(`tensor '${name.replace(/\./g, "\\.")}' has dtype F16, expected F32`));
+    await expectRejected(
+      bad("f16", b),
+      new RegExp(`tensor '${name.replace(/\./g, "\\.")}' has dtype F16, expected F32`),
+    );
     // The same for an int8 code tensor.
     const codeEntry = tensors(p).find(([k]) => k.startsWith("code."))!;
     const h2 = structuredClone(p.header) as Record<string, { dtype: string }>;
@@ -121,7 +137,10 @@ describe("checkpoint errors", () => {
   });
 
   it("shapes and models that do not match are named", async () => {
-    await expectRejected(bad("narrow", readFileSync(otherModel)), /is for a different model \(vocab 256, dModel 32.*this trainer has vocab 256, dModel 64/);
+    await expectRejected(
+      bad("narrow", readFileSync(otherModel)),
+      /is for a different model \(vocab 256, dModel 32.*this trainer has vocab 256, dModel 64/,
+    );
     await expectRejected(bad("fp", readFileSync(otherQuant)), /is for a different model .*quant fp.*quant poltergeist/);
     // One tensor's shape changed in an otherwise consistent file.
     const p = parseSafetensors(goodBytes);
@@ -140,11 +159,17 @@ describe("checkpoint errors", () => {
     // A missing tensor and codes outside the five levels.
     const h5 = structuredClone(p.header) as Record<string, unknown>;
     delete h5[name];
-    await expectRejected(bad("missing", buildSafetensors(h5, p.data)), new RegExp(`lacks tensor '${name.replace(/\./g, "\\.")}'`));
+    await expectRejected(
+      bad("missing", buildSafetensors(h5, p.data)),
+      new RegExp(`lacks tensor '${name.replace(/\./g, "\\.")}'`),
+    );
     const [codeName, code] = tensors(p).find(([k]) => k.startsWith("code."))!;
     const data = Buffer.from(p.data);
     data[code.data_offsets[0] + 3] = 5;
-    await expectRejected(bad("code5", buildSafetensors(p.header, data)), new RegExp(`'${codeName.replace(/\./g, "\\.")}' holds values outside \\[-2, 2\\]`));
+    await expectRejected(
+      bad("code5", buildSafetensors(p.header, data)),
+      new RegExp(`'${codeName.replace(/\./g, "\\.")}' holds values outside \\[-2, 2\\]`),
+    );
   });
 
   it("foreign safetensors files are not primal checkpoints", async () => {
@@ -177,7 +202,11 @@ describe("checkpoint errors", () => {
     const aside = readdirSync(join(dir, "checkpoints")).filter((n) => n.startsWith("damaged-"));
     expect(aside).toHaveLength(1);
     expect(readdirSync(join(dir, "checkpoints", aside[0]!))).toEqual(["step-99.safetensors"]);
-    const resume = readFileSync(join(dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.kind === "resume");
+    const resume = readFileSync(join(dir, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .find((e) => e.kind === "resume");
     expect(resume.skippedDamaged[0].error).toMatch(/step-99\.safetensors.*truncated/);
   });
 
@@ -187,9 +216,17 @@ describe("checkpoint errors", () => {
     const dir = r.runDir;
     r.dispose();
     writeFileSync(join(dir, "checkpoints", "step-10.safetensors"), goodBytes.subarray(0, 5000));
-    const before = Object.fromEntries(readdirSync(dir).filter((n) => n !== "checkpoints").map((n) => [n, readFileSync(join(dir, n))]));
+    const before = Object.fromEntries(
+      readdirSync(dir)
+        .filter((n) => n !== "checkpoints")
+        .map((n) => [n, readFileSync(join(dir, n))]),
+    );
     await expect(Trainer.resume(dir)).rejects.toThrow(/step-10\.safetensors.*truncated/);
-    const after = Object.fromEntries(readdirSync(dir).filter((n) => n !== "checkpoints").map((n) => [n, readFileSync(join(dir, n))]));
+    const after = Object.fromEntries(
+      readdirSync(dir)
+        .filter((n) => n !== "checkpoints")
+        .map((n) => [n, readFileSync(join(dir, n))]),
+    );
     expect(after).toEqual(before);
   });
 

@@ -22,12 +22,24 @@ afterAll(() => fs?.unmount());
 /** Fills the file system up to `leave` free bytes with one filler file; returns its path. */
 function fill(dir: string, leave: number): string {
   const path = join(dir, "filler");
-  const free = Number(execFileSync("df", ["--output=avail", "-B1", dir], { encoding: "utf8" }).trim().split("\n").at(-1));
+  const free = Number(
+    execFileSync("df", ["--output=avail", "-B1", dir], { encoding: "utf8" }).trim().split("\n").at(-1),
+  );
   writeFileSync(path, Buffer.alloc(Math.max(0, free - leave)));
   return path;
 }
 
-const row = (step: number) => ({ step, time: 0, loss: 3, lr: 1e-3, gradNorm: 1, tokens: step, tokensPerSec: 1, stepMs: 1, peakMemoryBytes: 0 });
+const row = (step: number) => ({
+  step,
+  time: 0,
+  loss: 3,
+  lr: 1e-3,
+  gradNorm: 1,
+  tokens: step,
+  tokensPerSec: 1,
+  stepMs: 1,
+  peakMemoryBytes: 0,
+});
 
 describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
   it("a flush that hits ENOSPC leaves the stream whole, keeps its rows and writes them once there is space", () => {
@@ -42,7 +54,9 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     expect(() => a.flush()).toThrow(/cannot write 390 rows to metrics\.arrows: .*ENOSPC.*390 rows stay buffered/);
     expect(a.bufferedRows).toBe(390);
     // What is on disk is exactly the first batch, and it reads.
-    expect(Array.from(readArrowStream(path).getChild("step")!.toArray() as Int32Array)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+    expect(Array.from(readArrowStream(path).getChild("step")!.toArray() as Int32Array)).toEqual(
+      Array.from({ length: 10 }, (_, i) => i + 1),
+    );
     // A retry while still full fails the same way and changes nothing.
     a.append(row(401));
     expect(() => a.flush()).toThrow(/ENOSPC/);
@@ -50,12 +64,16 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     rmSync(filler);
     expect(a.flush()).toBe(391);
     a.close();
-    expect(Array.from(readArrowStream(path).getChild("step")!.toArray() as Int32Array)).toEqual(Array.from({ length: 401 }, (_, i) => i + 1));
+    expect(Array.from(readArrowStream(path).getChild("step")!.toArray() as Int32Array)).toEqual(
+      Array.from({ length: 401 }, (_, i) => i + 1),
+    );
   });
 
   it("training into a full disk fails with the reason in run.json, loses nothing on disk, and resumes once there is space", async () => {
     const home = join(fs!.dir, "runs");
-    const t = await Trainer.create(tinyConfig(home, { name: "full", checkpointEvery: 5, keepCheckpoints: 2, steps: 100000 }) as never);
+    const t = await Trainer.create(
+      tinyConfig(home, { name: "full", checkpointEvery: 5, keepCheckpoints: 2, steps: 100000 }) as never,
+    );
     const dir = t.runDir;
     const filler = fill(fs!.dir, 1_200_000);
     const err = await t.train(100000).then(
@@ -70,7 +88,9 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     expect(steps).toEqual(Array.from({ length: steps.length }, (_, i) => i + 1));
     const layerSteps = Array.from(run.layers.getChild("step")!.toArray() as Int32Array);
     expect(layerSteps.length % 14).toBe(0);
-    expect(layerSteps.filter((_, i) => i % 14 === 0)).toEqual(Array.from({ length: layerSteps.length / 14 }, (_, i) => i + 1));
+    expect(layerSteps.filter((_, i) => i % 14 === 0)).toEqual(
+      Array.from({ length: layerSteps.length / 14 }, (_, i) => i + 1),
+    );
     // Every row up to the newest checkpoint is there (a resume continues after it).
     const newest = run.checkpoints.at(-1)!.step;
     expect(steps.length).toBeGreaterThanOrEqual(newest);
@@ -85,7 +105,11 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     r.dispose();
     const after = readRun(dir);
     expect(after.meta.status).toBe("finished");
-    expect(Array.from(after.metrics.getChild("step")!.toArray() as Int32Array).slice(-3)).toEqual([newest + 1, newest + 2, newest + 3]);
+    expect(Array.from(after.metrics.getChild("step")!.toArray() as Int32Array).slice(-3)).toEqual([
+      newest + 1,
+      newest + 2,
+      newest + 3,
+    ]);
   });
 
   it("report on a read-only run folder says so", async () => {
@@ -97,7 +121,9 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     t.dispose();
     ro.remount("ro");
     try {
-      await expect(writeReport(t.runDir, undefined, ["html"])).rejects.toThrow(/report: cannot write figures to .*figures \(EROFS: the folder is read-only\); pass --out DIR/);
+      await expect(writeReport(t.runDir, undefined, ["html"])).rejects.toThrow(
+        /report: cannot write figures to .*figures \(EROFS: the folder is read-only\); pass --out DIR/,
+      );
       // Reading still works on a read-only folder (readers never take the lock).
       expect(readRun(t.runDir).metrics.numRows).toBe(3);
       expect(JSON.parse(readFileSync(join(t.runDir, "run.json"), "utf8")).status).toBe("finished");

@@ -70,11 +70,30 @@ function randomJson(r: Rng, depth = 0): string {
   if (r.next() < 0.3 + depth * 0.15) return leaf();
   if (r.next() < 0.5) {
     const n = r.int(5);
-    return "[" + Array.from({ length: n }, () => randomJson(r, depth + 1)).join(r.pick([",", ",", ", ", ""])) + r.pick(["]", "]", ""]);
+    return (
+      "[" +
+      Array.from({ length: n }, () => randomJson(r, depth + 1)).join(r.pick([",", ",", ", ", ""])) +
+      r.pick(["]", "]", ""])
+    );
   }
-  const keys = ["__metadata__", "format", "config", "knobs", "step", "dtype", "shape", "data_offsets", "param.tok_emb", "x"];
+  const keys = [
+    "__metadata__",
+    "format",
+    "config",
+    "knobs",
+    "step",
+    "dtype",
+    "shape",
+    "data_offsets",
+    "param.tok_emb",
+    "x",
+  ];
   const n = r.int(5);
-  return "{" + Array.from({ length: n }, () => `${JSON.stringify(r.pick(keys))}:${randomJson(r, depth + 1)}`).join(",") + r.pick(["}", "}", ""]);
+  return (
+    "{" +
+    Array.from({ length: n }, () => `${JSON.stringify(r.pick(keys))}:${randomJson(r, depth + 1)}`).join(",") +
+    r.pick(["}", "}", ""])
+  );
 }
 
 /** 300 files that were never checkpoints. */
@@ -123,7 +142,13 @@ function mutate(r: Rng, i: number): Buffer {
     case 3: {
       // a wrong header length
       const b = Buffer.from(goodBytes);
-      const len = r.pick([0n, 1n, BigInt(p.headerLength - 1 - r.int(16)), BigInt(p.headerLength + 1 + r.int(4096)), BigInt(r.int(2 ** 31)) << BigInt(r.int(33))]);
+      const len = r.pick([
+        0n,
+        1n,
+        BigInt(p.headerLength - 1 - r.int(16)),
+        BigInt(p.headerLength + 1 + r.int(4096)),
+        BigInt(r.int(2 ** 31)) << BigInt(r.int(33)),
+      ]);
       b.writeBigUInt64LE(BigInt.asUintN(64, len), 0);
       return b;
     }
@@ -156,14 +181,27 @@ function mutate(r: Rng, i: number): Buffer {
           h[name]!.data_offsets = r.pick([[odd(), odd()], [0], [0, 1, 2], "0,1", null, [-4, 4092]]);
           break;
         case 3:
-          meta[r.pick(["step", "tokens", "seed"])] = r.pick(["-1", "abc", "", "99999999999999999999", "1e9", "0x10", " 5", "18446744073709551616"]);
+          meta[r.pick(["step", "tokens", "seed"])] = r.pick([
+            "-1",
+            "abc",
+            "",
+            "99999999999999999999",
+            "1e9",
+            "0x10",
+            " 5",
+            "18446744073709551616",
+          ]);
           break;
         case 4: {
           // the embedded config/knobs JSON strings, edited
           const key = r.pick(["config", "knobs"]);
           const s = String(meta[key]);
           const at = r.int(s.length);
-          meta[key] = r.pick([s.slice(0, at), s.slice(0, at) + r.pick(['"', "}", "null", "1e999", "-"]) + s.slice(at + 1), s.replace(/[0-9.]+/, r.pick(["-5", "1e39", "0", "null"]))]);
+          meta[key] = r.pick([
+            s.slice(0, at),
+            s.slice(0, at) + r.pick(['"', "}", "null", "1e999", "-"]) + s.slice(at + 1),
+            s.replace(/[0-9.]+/, r.pick(["-5", "1e39", "0", "null"])),
+          ]);
           break;
         }
         default:

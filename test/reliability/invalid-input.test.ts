@@ -24,11 +24,15 @@ afterAll(() => {
 
 describe("Trainer.create with a bad config", () => {
   it("names the field and the allowed values", async () => {
-    await expect(create({ preset: "huge" })).rejects.toThrow(/config\.preset: must be one of "tiny", "small", "ghost-0\.1b"/);
+    await expect(create({ preset: "huge" })).rejects.toThrow(
+      /config\.preset: must be one of "tiny", "small", "ghost-0\.1b"/,
+    );
     await expect(create({ preset: "huge" })).rejects.toBeInstanceOf(ConfigError);
     await expect(create({ quant: "int4" })).rejects.toThrow(/config\.quant: must be one of "fp", "ste", "poltergeist"/);
     await expect(create({ knobs: { bridge: 2 } })).rejects.toThrow(/config\.knobs\.bridge/);
-    await expect(create({ knobs: { flipRate: -1, nope: 3 } })).rejects.toThrow(/config\.knobs\.flipRate[\s\S]*unknown field\(s\) nope/);
+    await expect(create({ knobs: { flipRate: -1, nope: 3 } })).rejects.toThrow(
+      /config\.knobs\.flipRate[\s\S]*unknown field\(s\) nope/,
+    );
     await expect(create({ knobs: { lr: Number.NaN } })).rejects.toThrow(/config\.knobs\.lr/);
     await expect(create({ steps: 0 })).rejects.toThrow(/config\.steps/);
     await expect(create({ device: "tpu" })).rejects.toThrow(/config\.device: must be one of "cpu", "cuda", "auto"/);
@@ -40,12 +44,16 @@ describe("Trainer.create with a bad config", () => {
     const cuda = native().cudaInfo();
     if (cuda.built && cuda.devices > 0) return; // a GPU machine: nothing to refuse
     await expect(create({ device: "cuda" })).rejects.toThrow(/cuda/i);
-    await expect(create({ device: "cuda" })).rejects.toThrow(cuda.built ? /no CUDA GPU is visible/ : /no CUDA backend.*use device 'cpu'/);
+    await expect(create({ device: "cuda" })).rejects.toThrow(
+      cuda.built ? /no CUDA GPU is visible/ : /no CUDA backend.*use device 'cpu'/,
+    );
   });
 
   it("missing, empty and too small corpora are named", async () => {
     const missing = join(home, "no-such-corpus.txt");
-    await expect(create({ data: { corpus: missing } })).rejects.toThrow(new RegExp(`corpus path not found: .*no-such-corpus\\.txt`));
+    await expect(create({ data: { corpus: missing } })).rejects.toThrow(
+      new RegExp(`corpus path not found: .*no-such-corpus\\.txt`),
+    );
     const empty = join(home, "empty.txt");
     writeFileSync(empty, "");
     await expect(create({ data: { corpus: empty } })).rejects.toThrow(/corpus file is empty/);
@@ -56,7 +64,9 @@ describe("Trainer.create with a bad config", () => {
     const short = join(home, "short.txt");
     writeFileSync(short, "a tiny corpus\nwith two lines\nand a third\n");
     await expect(create({ data: { corpus: short } })).rejects.toThrow(/has \d+ tokens; seq 64 needs at least 66/);
-    await expect(create({ data: { wikitextDir: join(home, "no-wikitext") } })).rejects.toThrow(/WikiText-2 directory not found/);
+    await expect(create({ data: { wikitextDir: join(home, "no-wikitext") } })).rejects.toThrow(
+      /WikiText-2 directory not found/,
+    );
   });
 });
 
@@ -72,7 +82,9 @@ describe("bad calls on a live trainer", () => {
     expect(() => t.native.setTrainData(new Int32Array([999999]))).toThrow(/need at least seq \+ 2 = 66 tokens, got 1/);
     const data = new Int32Array(200).fill(65);
     data[100] = 999999;
-    expect(() => t.native.setTrainData(data)).toThrow(/token id 999999 at position 100 is outside the vocabulary \[0, 256\)/);
+    expect(() => t.native.setTrainData(data)).toThrow(
+      /token id 999999 at position 100 is outside the vocabulary \[0, 256\)/,
+    );
     data[100] = -1;
     expect(() => t.native.setTrainData(data)).toThrow(/token id -1 .* outside the vocabulary/);
     expect(() => t.native.setTrainData([1, 2, 3] as never)).toThrow(/Int32Array/);

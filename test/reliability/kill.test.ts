@@ -23,7 +23,12 @@ interface ChildResult {
 }
 
 /** Runs the fixture and SIGKILLs it once `killWhen(step)` says so (or after `killAfterMs`). */
-function trainAndKill(config: object, blockAt: number, killWhen: (step: number) => boolean, killAfterMs = 0): Promise<ChildResult> {
+function trainAndKill(
+  config: object,
+  blockAt: number,
+  killWhen: (step: number) => boolean,
+  killAfterMs = 0,
+): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [fixture, JSON.stringify(config), String(blockAt)], {
       stdio: ["ignore", "pipe", "pipe"],

@@ -36,12 +36,17 @@ describe("non-finite loss", () => {
       const run = t.run;
       const errors = run.events.filter((e) => e.kind === "error");
       expect(errors).toHaveLength(1);
-      expect(errors[0]).toMatchObject({ step: t.step, message: expect.stringMatching(new RegExp(`non-finite .* at step ${failedAt}`)) });
+      expect(errors[0]).toMatchObject({
+        step: t.step,
+        message: expect.stringMatching(new RegExp(`non-finite .* at step ${failedAt}`)),
+      });
       expect(run.meta.status).toBe("failed");
       expect(run.meta.step).toBe(t.step);
       expect(run.checkpoints.map((c) => c.step)).toEqual([4, 8]);
       // Every step that did complete is recorded, including the one right before the failure.
-      expect(Array.from(run.metrics.getChild("step")!.toArray())).toEqual(Array.from({ length: t.step }, (_, i) => i + 1));
+      expect(Array.from(run.metrics.getChild("step")!.toArray())).toEqual(
+        Array.from({ length: t.step }, (_, i) => i + 1),
+      );
       expect(t.isTraining).toBe(false);
 
       // The failed trainer is still usable: reload the good state and train on.
@@ -62,7 +67,10 @@ describe("non-finite loss", () => {
       r.dispose();
       expect(resumed.every(Number.isFinite)).toBe(true);
       expect(resumed.slice(0, 3)).toEqual(reloaded);
-      const events = readFileSync(join(r.runDir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      const events = readFileSync(join(r.runDir, "events.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
       expect(events.filter((e) => e.kind === "resume").map((e) => e.step)).toEqual([8]);
       expect(readRun(r.runDir).meta.step).toBe(13);
     });

@@ -4,7 +4,6 @@
 // before the fix it names (issue: "a run directory survives … bit rot").
 import { execFileSync } from "node:child_process";
 import {
-  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -30,14 +29,18 @@ const home = mkdtempSync(join(tmpdir(), "primal-rundir-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 /** A finished tiny run: `steps` steps, a checkpoint every `every`. */
-async function makeRun(name: string, steps: number, every: number, extra: Record<string, unknown> = {}): Promise<string> {
+async function makeRun(
+  name: string,
+  steps: number,
+  every: number,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
   const t = await Trainer.create(tinyConfig(home, { name, checkpointEvery: every, ...extra }) as never);
   await t.train(steps);
   t.dispose();
   return t.runDir;
 }
 
-const stepsOf = (dir: string) => Array.from(readRun(dir).metrics.getChild("step")!.toArray() as Int32Array);
 const events = (dir: string) =>
   readFileSync(join(dir, "events.jsonl"), "utf8")
     .trim()
@@ -74,7 +77,9 @@ describe("bit flips", () => {
     flipBit(path, first.start + 7, 6); // high byte of the metadata length: points past the end
     const damaged = readFileSync(path);
     expect(() => readRun(dir)).toThrow(RunStoreError);
-    expect(() => readRun(dir)).toThrow(/metrics\.arrows is damaged at byte \d+: message 1 .* does not match its checksum/);
+    expect(() => readRun(dir)).toThrow(
+      /metrics\.arrows is damaged at byte \d+: message 1 .* does not match its checksum/,
+    );
     expect(() => RunStore.open(dir)).toThrow(/metrics\.arrows is damaged/);
     // Nothing was cut: the history is still there for a repair.
     expect(readFileSync(path)).toEqual(damaged);
@@ -99,7 +104,9 @@ describe("bit flips", () => {
           read = readRun(dir);
         } catch (e) {
           expect(e, `${file} byte ${at}`).toBeInstanceOf(RunStoreError);
-          expect((e as Error).message, `${file} byte ${at}`).toMatch(new RegExp(file.replace(".index", "").replace(".", "\\.")));
+          expect((e as Error).message, `${file} byte ${at}`).toMatch(
+            new RegExp(file.replace(".index", "").replace(".", "\\.")),
+          );
           detected++;
         }
         // What reads, reads whole: a flip never silently drops rows.
@@ -130,7 +137,7 @@ describe("bit flips", () => {
       for (let i = 0; i < 16; i++) {
         const at = headerEnd + Math.floor(((i + 0.5) * (good.length - headerEnd)) / 16);
         const b = Buffer.from(good);
-        b[at]! ^= 1 << i % 8;
+        b[at]! ^= 1 << (i % 8);
         const p = join(dir, "checkpoints", `flip-${i}.safetensors`);
         writeFileSync(p, b);
         await expect(t.native.load(p), `byte ${at}`).rejects.toThrow(
@@ -161,7 +168,9 @@ describe("rolling back to an older checkpoint", () => {
     const dir = await makeRun("rollback", 30, 10, { keepCheckpoints: 2 });
     expect(readRun(dir).checkpoints.map((c) => c.step)).toEqual([20, 30]);
     const from = join(dir, "checkpoints", "step-20.safetensors");
-    await expect(Trainer.resume(from)).rejects.toThrow(/step-20 is older than the run's newest checkpoint step-30.*--fork/);
+    await expect(Trainer.resume(from)).rejects.toThrow(
+      /step-20 is older than the run's newest checkpoint step-30.*--fork/,
+    );
     const t = await Trainer.resume(from, { fork: true });
     expect(t.step).toBe(20);
     await t.train(3); // checkpoints 23; keep 2 would have pruned 20 before
@@ -289,7 +298,9 @@ describe("checkpoint metadata that lies", () => {
       ['{"knobs":{"bridge":7}}', /primal\.extra' has invalid knobs/],
     ] as const) {
       const path = edited((m) => (m["primal.extra"] = extra));
-      await expect(Trainer.resume(path)).rejects.toThrow(new RegExp(`checkpoint '.*step-12\\.safetensors': metadata '${why.source}`));
+      await expect(Trainer.resume(path)).rejects.toThrow(
+        new RegExp(`checkpoint '.*step-12\\.safetensors': metadata '${why.source}`),
+      );
     }
   });
 
@@ -305,12 +316,16 @@ describe("checkpoint metadata that lies", () => {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(big));
     writeFileSync(path, Buffer.concat([len, Buffer.alloc(big, 0x20), Buffer.alloc(64)]));
-    await expect(Trainer.resume(path)).rejects.toThrow(/has a 25165824-byte header; a checkpoint of this model has at most \d+/);
+    await expect(Trainer.resume(path)).rejects.toThrow(
+      /has a 25165824-byte header; a checkpoint of this model has at most \d+/,
+    );
   });
 });
 
 describe("config values with no bound", () => {
   it("a thread count above the cores is refused", async () => {
-    await expect(Trainer.create(tinyConfig(home, { threads: 1000 }) as never)).rejects.toThrow(/config\.threads: at most \d+ \(the cores of this machine/);
+    await expect(Trainer.create(tinyConfig(home, { threads: 1000 }) as never)).rejects.toThrow(
+      /config\.threads: at most \d+ \(the cores of this machine/,
+    );
   });
 });

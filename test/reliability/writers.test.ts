@@ -47,7 +47,8 @@ function primal(args: string[], onStderr?: (text: string, kill: (s: NodeJS.Signa
   });
 }
 
-const stepsOf = (t: { getChild(n: string): { toArray(): ArrayLike<number> } | null }) => Array.from(t.getChild("step")!.toArray());
+const stepsOf = (t: { getChild(n: string): { toArray(): ArrayLike<number> } | null }) =>
+  Array.from(t.getChild("step")!.toArray());
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 async function tinyRun(name: string, steps: number): Promise<string> {
@@ -64,7 +65,9 @@ describe("two writers on one run", () => {
     try {
       const r = await primal(["resume", dir, "--steps", "5"]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`primal: run .* is being written by pid ${process.pid} on .* \\(lock file .*lock\\)`));
+      expect(r.stderr).toMatch(
+        new RegExp(`primal: run .* is being written by pid ${process.pid} on .* \\(lock file .*lock\\)`),
+      );
       await holder.train(5);
     } finally {
       holder.dispose();
@@ -76,7 +79,10 @@ describe("two writers on one run", () => {
 
   it("two resumes started together: one trains, the other is refused, and the history stays readable", async () => {
     const dir = await tinyRun("race", 10);
-    const [a, b] = await Promise.all([primal(["resume", dir, "--steps", "60", "--json"]), primal(["resume", dir, "--steps", "40", "--json"])]);
+    const [a, b] = await Promise.all([
+      primal(["resume", dir, "--steps", "60", "--json"]),
+      primal(["resume", dir, "--steps", "40", "--json"]),
+    ]);
     const results = [a, b];
     for (const r of results) {
       if (r.code !== 0) expect(r.stderr).toMatch(/is being written by pid \d+/);
@@ -98,7 +104,9 @@ describe("kill -9 at the checkpoint rename", () => {
     for (const at of [10, 20, 30]) {
       const config = tinyConfig(home, { name: `rename-${at}`, checkpointEvery: 10, steps: 500 });
       const dir = await new Promise<string>((resolve, reject) => {
-        const child = spawn(process.execPath, [fixture, JSON.stringify(config), "0"], { stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(process.execPath, [fixture, JSON.stringify(config), "0"], {
+          stdio: ["ignore", "pipe", "pipe"],
+        });
         let out = "";
         let runDir = "";
         let err = "";
@@ -148,7 +156,25 @@ describe("SIGTERM", () => {
     const h = join(home, "sigterm");
     let sent = false;
     const r = await primal(
-      ["train", "--preset", "tiny", "--device", "cpu", "--threads", "1", "--steps", "100000", "--eval-tokens", "500", "--checkpoint-every", "0", "--home", h, "--name", "term"],
+      [
+        "train",
+        "--preset",
+        "tiny",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--steps",
+        "100000",
+        "--eval-tokens",
+        "500",
+        "--checkpoint-every",
+        "0",
+        "--home",
+        h,
+        "--name",
+        "term",
+      ],
       (text, kill) => {
         // "training … run <dir>" comes right before train() starts; let it run a few steps.
         if (!sent && /^training .* run /m.test(text)) {

@@ -44,17 +44,34 @@ export function ensureNodeLlamaCpp({ quiet = true } = {}) {
   if (process.env.PRIMAL_NO_TOOL_INSTALL === "1")
     return { reason: "node-llama-cpp is not installed and PRIMAL_NO_TOOL_INSTALL=1 forbids installing it" };
   mkdirSync(toolDir, { recursive: true });
-  writeFileSync(join(toolDir, "package.json"), JSON.stringify({ private: true, description: "test tool cache (git-ignored)" }) + "\n");
+  writeFileSync(
+    join(toolDir, "package.json"),
+    JSON.stringify({ private: true, description: "test tool cache (git-ignored)" }) + "\n",
+  );
   const npm = process.platform === "win32" ? "npm.cmd" : "npm";
   const args = [
-    "install", "--no-save", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error",
-    `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, `${bin}@${NODE_LLAMA_CPP_VERSION}`,
+    "install",
+    "--no-save",
+    "--omit=optional",
+    "--ignore-scripts",
+    "--no-audit",
+    "--no-fund",
+    "--loglevel=error",
+    `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`,
+    `${bin}@${NODE_LLAMA_CPP_VERSION}`,
   ];
   const t0 = Date.now();
-  const r = spawnSync(npm, args, { cwd: toolDir, encoding: "utf8", stdio: quiet ? "pipe" : "inherit", timeout: 600_000 });
+  const r = spawnSync(npm, args, {
+    cwd: toolDir,
+    encoding: "utf8",
+    stdio: quiet ? "pipe" : "inherit",
+    timeout: 600_000,
+  });
   if (r.status !== 0 || !existsSync(entry)) {
     const tail = `${r.stderr ?? ""}${r.error ? String(r.error) : ""}`.trim().split("\n").slice(-3).join(" | ");
-    return { reason: `could not install node-llama-cpp@${NODE_LLAMA_CPP_VERSION} from the npm registry (offline?): ${tail || `exit ${r.status}`}` };
+    return {
+      reason: `could not install node-llama-cpp@${NODE_LLAMA_CPP_VERSION} from the npm registry (offline?): ${tail || `exit ${r.status}`}`,
+    };
   }
   return { entry, installed: true, seconds: (Date.now() - t0) / 1000 };
 }
@@ -70,5 +87,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     console.error(r.reason);
     process.exit(1);
   }
-  console.log(`node-llama-cpp@${NODE_LLAMA_CPP_VERSION}: ${toolDir}${r.installed ? ` (installed in ${r.seconds.toFixed(1)} s)` : " (already installed)"}`);
+  console.log(
+    `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}: ${toolDir}${r.installed ? ` (installed in ${r.seconds.toFixed(1)} s)` : " (already installed)"}`,
+  );
 }

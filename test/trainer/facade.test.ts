@@ -27,8 +27,12 @@ const base = {
 
 describe("config validation", () => {
   it("names the field and the allowed values", () => {
-    expect(() => resolveConfig({ preset: "huge" as never })).toThrow(/config\.preset: must be one of "tiny", "small", "ghost-0\.1b"/);
-    expect(() => resolveConfig({ quant: "int4" as never })).toThrow(/config\.quant: must be one of "fp", "ste", "poltergeist"/);
+    expect(() => resolveConfig({ preset: "huge" as never })).toThrow(
+      /config\.preset: must be one of "tiny", "small", "ghost-0\.1b"/,
+    );
+    expect(() => resolveConfig({ quant: "int4" as never })).toThrow(
+      /config\.quant: must be one of "fp", "ste", "poltergeist"/,
+    );
     expect(() => resolveConfig({ knobs: { bridge: 1.5 } })).toThrow(/config\.knobs\.bridge/);
     expect(() => resolveConfig({ bogus: 1 } as never)).toThrow(/unknown field\(s\) bogus/);
     expect(() => resolveConfig({ preset: "tiny", model: { heads: 3 } })).toThrow(ConfigError);
@@ -54,7 +58,9 @@ describe("Trainer", () => {
     expect(t.knobs().bridge).toBe(0.8);
     const layers = t.layers();
     expect(layers.numRows).toBe(14);
-    expect(layers.schema.fields.map((f) => f.name)).toEqual(expect.arrayContaining(["name", "scale", "flips", "pMean", "voteActive"]));
+    expect(layers.schema.fields.map((f) => f.name)).toEqual(
+      expect.arrayContaining(["name", "scale", "flips", "pMean", "voteActive"]),
+    );
     const votes = t.votes("blocks.1.mlp.up", { limit: 100 });
     expect(votes.numRows).toBe(100);
     expect(t.flipProbabilities(0).numRows).toBe(64 * 64);
@@ -73,7 +79,10 @@ describe("Trainer", () => {
     expect(hist.getChild("valLoss")!.get(20)).toBeCloseTo(ev.wikitext!.loss, 5);
     t.dispose();
 
-    const events = readFileSync(join(runDir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const events = readFileSync(join(runDir, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const sets = events.filter((e) => e.kind === "set");
     expect(sets).toEqual(
       expect.arrayContaining([
@@ -100,7 +109,8 @@ describe("Trainer", () => {
     const b = await Trainer.create({ ...base, seed: 5, quant: "poltergeist" });
     await a.train(3);
     expect(b.step).toBe(0);
-    const la: number[] = [], lb: number[] = [];
+    const la: number[] = [],
+      lb: number[] = [];
     await Promise.all([a.train(3, { onStep: (m) => la.push(m.loss) }), b.train(3, { onStep: (m) => lb.push(m.loss) })]);
     expect(a.step).toBe(6);
     expect(b.step).toBe(3);

@@ -27,14 +27,10 @@ constexpr NumField<S> floatMember(const char* name, float S::*m) {
 }
 
 inline constexpr NumField<ModelConfig> kModelFields[] = {
-    intMember("vocab", &ModelConfig::vocab, true),
-    intMember("dModel", &ModelConfig::dModel, true),
-    intMember("layers", &ModelConfig::layers, true),
-    intMember("heads", &ModelConfig::heads, true),
-    intMember("ffn", &ModelConfig::ffn, true),
-    intMember("seq", &ModelConfig::seq, true),
-    floatMember("ropeTheta", &ModelConfig::ropeTheta),
-    floatMember("normEps", &ModelConfig::normEps),
+    intMember("vocab", &ModelConfig::vocab, true),     intMember("dModel", &ModelConfig::dModel, true),
+    intMember("layers", &ModelConfig::layers, true),   intMember("heads", &ModelConfig::heads, true),
+    intMember("ffn", &ModelConfig::ffn, true),         intMember("seq", &ModelConfig::seq, true),
+    floatMember("ropeTheta", &ModelConfig::ropeTheta), floatMember("normEps", &ModelConfig::normEps),
     floatMember("initStd", &ModelConfig::initStd),
 };
 

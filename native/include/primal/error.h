@@ -16,9 +16,9 @@ class OutOfMemory : public Error {
   explicit OutOfMemory(const std::string& msg) : Error(msg) {}
 };
 
-#define PRIMAL_CHECK(cond, msg)                                   \
-  do {                                                            \
-    if (!(cond)) throw ::primal::Error(std::string() + msg);      \
+#define PRIMAL_CHECK(cond, msg)                              \
+  do {                                                       \
+    if (!(cond)) throw ::primal::Error(std::string() + msg); \
   } while (0)
 
 }  // namespace primal

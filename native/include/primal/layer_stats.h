@@ -37,46 +37,73 @@ constexpr LayerStatDef i32(const char* name, int32_t (*get)(const LayerStep&)) {
 inline constexpr LayerStatDef kLayerStats[] = {
     layer_stat_detail::f32("scale", [](const LayerStep& l) { return l.scale; }),
     layer_stat_detail::f32("dscale", [](const LayerStep& l) { return l.dscale; }),
-    layer_stat_detail::f32("weights", [](const LayerStep& l) { return static_cast<float>(static_cast<double>(l.weights)); }),
-    layer_stat_detail::i32("flips", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsUp + l.flips.flipsDown); }),
-    layer_stat_detail::f32("flipFrac", [](const LayerStep& l) {
-      return static_cast<float>(layer_stat_detail::perWeight(l, l.flips.flipsUp + l.flips.flipsDown));
-    }),
-    layer_stat_detail::i32("flipsUp", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsUp); }),
-    layer_stat_detail::i32("flipsDown", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsDown); }),
-    layer_stat_detail::i32("zeroToBridge", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 2, 1) + layer_stat_detail::tr(l, 2, 3));
-    }),
-    layer_stat_detail::i32("bridgeToOne", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 1, 0) + layer_stat_detail::tr(l, 3, 4));
-    }),
-    layer_stat_detail::i32("oneToBridge", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 0, 1) + layer_stat_detail::tr(l, 4, 3));
-    }),
-    layer_stat_detail::i32("bridgeToZero", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 1, 2) + layer_stat_detail::tr(l, 3, 2));
-    }),
-    layer_stat_detail::i32("zeroToOne", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 2, 0) + layer_stat_detail::tr(l, 2, 4));
-    }),
-    layer_stat_detail::i32("oneToZero", [](const LayerStep& l) {
-      return static_cast<int32_t>(layer_stat_detail::tr(l, 0, 2) + layer_stat_detail::tr(l, 4, 2));
-    }),
-    layer_stat_detail::f32("pMean", [](const LayerStep& l) {
-      return static_cast<float>(l.weights ? l.flips.pSum / l.weights : 0.0);
-    }),
+    layer_stat_detail::f32(
+        "weights", [](const LayerStep& l) { return static_cast<float>(static_cast<double>(l.weights)); }),
+    layer_stat_detail::i32(
+        "flips",
+        [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsUp + l.flips.flipsDown); }),
+    layer_stat_detail::f32("flipFrac",
+                           [](const LayerStep& l) {
+                             return static_cast<float>(
+                                 layer_stat_detail::perWeight(l, l.flips.flipsUp + l.flips.flipsDown));
+                           }),
+    layer_stat_detail::i32("flipsUp",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsUp); }),
+    layer_stat_detail::i32("flipsDown",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.flipsDown); }),
+    layer_stat_detail::i32("zeroToBridge",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 2, 1) +
+                                                         layer_stat_detail::tr(l, 2, 3));
+                           }),
+    layer_stat_detail::i32("bridgeToOne",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 1, 0) +
+                                                         layer_stat_detail::tr(l, 3, 4));
+                           }),
+    layer_stat_detail::i32("oneToBridge",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 0, 1) +
+                                                         layer_stat_detail::tr(l, 4, 3));
+                           }),
+    layer_stat_detail::i32("bridgeToZero",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 1, 2) +
+                                                         layer_stat_detail::tr(l, 3, 2));
+                           }),
+    layer_stat_detail::i32("zeroToOne",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 2, 0) +
+                                                         layer_stat_detail::tr(l, 2, 4));
+                           }),
+    layer_stat_detail::i32("oneToZero",
+                           [](const LayerStep& l) {
+                             return static_cast<int32_t>(layer_stat_detail::tr(l, 0, 2) +
+                                                         layer_stat_detail::tr(l, 4, 2));
+                           }),
+    layer_stat_detail::f32(
+        "pMean",
+        [](const LayerStep& l) { return static_cast<float>(l.weights ? l.flips.pSum / l.weights : 0.0); }),
     layer_stat_detail::f32("pMax", [](const LayerStep& l) { return l.flips.pMax; }),
-    layer_stat_detail::i32("occM2", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[0]); }),
-    layer_stat_detail::i32("occM1", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[1]); }),
-    layer_stat_detail::i32("occ0", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[2]); }),
-    layer_stat_detail::i32("occP1", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[3]); }),
-    layer_stat_detail::i32("occP2", [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[4]); }),
-    layer_stat_detail::f32("voteActive", [](const LayerStep& l) {
-      return static_cast<float>(layer_stat_detail::perWeight(l, l.flips.votesNonZero));
-    }),
-    layer_stat_detail::f32("voteSaturated", [](const LayerStep& l) {
-      return static_cast<float>(layer_stat_detail::perWeight(l, l.flips.votesSaturated));
-    }),
+    layer_stat_detail::i32("occM2",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[0]); }),
+    layer_stat_detail::i32("occM1",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[1]); }),
+    layer_stat_detail::i32("occ0",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[2]); }),
+    layer_stat_detail::i32("occP1",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[3]); }),
+    layer_stat_detail::i32("occP2",
+                           [](const LayerStep& l) { return static_cast<int32_t>(l.flips.occupancy[4]); }),
+    layer_stat_detail::f32("voteActive",
+                           [](const LayerStep& l) {
+                             return static_cast<float>(layer_stat_detail::perWeight(l, l.flips.votesNonZero));
+                           }),
+    layer_stat_detail::f32("voteSaturated",
+                           [](const LayerStep& l) {
+                             return static_cast<float>(
+                                 layer_stat_detail::perWeight(l, l.flips.votesSaturated));
+                           }),
 };
 
 inline const char* layerStatTypeName(LayerStatType t) { return t == LayerStatType::F32 ? "f32" : "i32"; }

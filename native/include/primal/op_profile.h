@@ -55,19 +55,19 @@ class SteadyOpClock final : public OpClock {
 struct OpStat {
   std::string name;
   uint64_t calls = 0;
-  double ms = 0;      // device time inside the op (end - begin timestamps)
-  double flops = 0;   // arithmetic the op's shape implies (0 for data movement)
-  double bytes = 0;   // fewest bytes it must move (each input read, each output written once)
+  double ms = 0;     // device time inside the op (end - begin timestamps)
+  double flops = 0;  // arithmetic the op's shape implies (0 for data movement)
+  double bytes = 0;  // fewest bytes it must move (each input read, each output written once)
 };
 
 struct OpProfileReport {
-  std::string clock;            // OpClock::kind()
-  uint64_t steps = 0;           // endStep() calls since the reset
-  double busyMs = 0;            // sum of op times (ops run one after another on one queue)
-  double spanMs = 0;            // first op begin to last op end, summed over resolved batches
-  uint64_t hostSyncs = 0;       // synchronous entry points called (see ProfilingBackend)
-  uint64_t resolves = 0;        // clock resolutions (one per step, more when the pool ran out)
-  std::vector<OpStat> ops;      // in the order the ops first ran
+  std::string clock;        // OpClock::kind()
+  uint64_t steps = 0;       // endStep() calls since the reset
+  double busyMs = 0;        // sum of op times (ops run one after another on one queue)
+  double spanMs = 0;        // first op begin to last op end, summed over resolved batches
+  uint64_t hostSyncs = 0;   // synchronous entry points called (see ProfilingBackend)
+  uint64_t resolves = 0;    // clock resolutions (one per step, more when the pool ran out)
+  std::vector<OpStat> ops;  // in the order the ops first ran
   std::vector<std::pair<std::string, uint64_t>> syncsByOp;  // which entry points synchronised
 };
 
@@ -112,20 +112,20 @@ class ProfilingBackend final : public Backend {
   void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
                        float* dw, int N, int C) override;
   void rope(float* x, int B, int T, int H, int D, float theta, bool inverse) override;
-  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
-                        int B, int T, int H, int D) override;
-  void attentionBackward(const float* q, const float* k, const float* v, const float* out,
-                         const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                         int B, int T, int H, int D) override;
+  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse, int B, int T,
+                        int H, int D) override;
+  void attentionBackward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                         const float* dout, float* dq, float* dk, float* dv, int B, int T, int H,
+                         int D) override;
   void swigluForward(const float* gate, const float* up, float* h, size_t n) override;
   void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
                       size_t n) override;
   void actQuant(const float* x, float* xq, int N, int C, int bits) override;
-  void classifier(const float* x, const float* table, const int32_t* targets, float* losses,
-                  float* dx, float* dtable, int N, int C, int V, float gradScale) override;
+  void classifier(const float* x, const float* table, const int32_t* targets, float* losses, float* dx,
+                  float* dtable, int N, int C, int V, float gradScale) override;
   void logits(const float* x, const float* table, float* logits, int N, int C, int V) override;
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-             float eps, float wd, int t, float gradScale) override;
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
+             float wd, int t, float gradScale) override;
   float steQuantize(const float* W, float* Wq, size_t n) override;
   void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override;
   double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,

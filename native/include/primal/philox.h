@@ -35,12 +35,18 @@ PRIMAL_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t 
     uint32_t n1 = lo1;
     uint32_t n2 = hi0 ^ c3 ^ k1;
     uint32_t n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += W0;
     k1 += W1;
   }
   Philox4 out;
-  out.v[0] = c0; out.v[1] = c1; out.v[2] = c2; out.v[3] = c3;
+  out.v[0] = c0;
+  out.v[1] = c1;
+  out.v[2] = c2;
+  out.v[3] = c3;
   return out;
 }
 
@@ -50,9 +56,9 @@ PRIMAL_HD float philox_u24(uint32_t r) { return static_cast<float>(r >> 8) * (1.
 // Counter word 3 selects the stream. 0 is reserved for the Poltergeist flip step (DESIGN §4).
 enum PhiloxStream : uint32_t {
   kStreamFlip = 0,
-  kStreamData = 1,     // train window sampling: ctr = (window index, micro, step, 1)
-  kStreamInit = 2,     // parameter init: ctr = (element/4, param id, 0, 2)
-  kStreamSample = 3,   // text generation: ctr = (position, 0, 0, 3) with a caller-given key
+  kStreamData = 1,    // train window sampling: ctr = (window index, micro, step, 1)
+  kStreamInit = 2,    // parameter init: ctr = (element/4, param id, 0, 2)
+  kStreamSample = 3,  // text generation: ctr = (position, 0, 0, 3) with a caller-given key
 };
 
 }  // namespace primal

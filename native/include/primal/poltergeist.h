@@ -181,8 +181,7 @@ PRIMAL_HD int decayVote(int vote, double keep, float u2) {
 // The random words of weight i of layer `layer` at step `step`: counter (i, layer, step, 0) of the
 // flip stream, key (seed lo, seed hi). u = philox_u24(v[0]) decides the flip, u2 = philox_u24(v[1])
 // rounds the decay.
-PRIMAL_HD Philox4 flipRandom(uint32_t i, uint32_t layer, uint32_t step, uint32_t seedLo,
-                             uint32_t seedHi) {
+PRIMAL_HD Philox4 flipRandom(uint32_t i, uint32_t layer, uint32_t step, uint32_t seedLo, uint32_t seedHi) {
   return philox4x32_10(i, layer, step, kStreamFlip, seedLo, seedHi);
 }
 
@@ -194,8 +193,7 @@ struct FlipOutcome {
 
 // One weight's flip step, given its p (flipProbability) and its two uniforms u, u2. A zero vote can
 // neither flip nor decay.
-PRIMAL_HD FlipOutcome flipWeight(int code, int vote, double p, float u, float u2,
-                                 const FlipRule& r) {
+PRIMAL_HD FlipOutcome flipWeight(int code, int vote, double p, float u, float u2, const FlipRule& r) {
   FlipOutcome o{code, vote, false};
   if (vote == 0) return o;
   const int dir = vote > 0 ? 1 : -1;

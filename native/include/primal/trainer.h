@@ -90,13 +90,13 @@ struct LayerStep {
 };
 
 struct StepResult {
-  int step = 0;           // the step just completed (1-based count of applied steps)
-  float loss = 0;         // mean train loss over the step's micro-batches (nats/token)
+  int step = 0;    // the step just completed (1-based count of applied steps)
+  float loss = 0;  // mean train loss over the step's micro-batches (nats/token)
   float lr = 0;
-  float gradNorm = 0;     // global norm of the fp-parameter gradient before clipping
-  double tokens = 0;      // cumulative tokens trained
+  float gradNorm = 0;  // global norm of the fp-parameter gradient before clipping
+  double tokens = 0;   // cumulative tokens trained
   float stepMs = 0;
-  size_t peakBytes = 0;   // device high-water mark
+  size_t peakBytes = 0;  // device high-water mark
   std::vector<LayerStep> layers;
 };
 
@@ -106,8 +106,8 @@ struct MemoryReport {
   size_t grads = 0;         // fp gradients
   size_t ternaryState = 0;  // codes + votes + per-layer scale state (poltergeist)
   size_t ternaryWeights = 0;
-  size_t activations = 0;   // kept for backward
-  size_t scratch = 0;       // workspaces (weight materialization, G, classifier chunks)
+  size_t activations = 0;  // kept for backward
+  size_t scratch = 0;      // workspaces (weight materialization, G, classifier chunks)
   size_t deviceInUse = 0;
   size_t devicePeak = 0;
 };
@@ -116,10 +116,10 @@ struct MemoryReport {
 struct MemoryPlan {
   int microBatch = 0;
   Recompute recompute = Recompute::None;
-  MemoryReport estimate;   // params .. scratch filled in; device fields unused
+  MemoryReport estimate;      // params .. scratch filled in; device fields unused
   size_t backendScratch = 0;  // the backend's own workspaces (Backend::scratchBytes)
-  size_t totalBytes = 0;   // predicted peakBytes of a training step
-  bool fits = true;        // totalBytes <= budget (always true without a budget)
+  size_t totalBytes = 0;      // predicted peakBytes of a training step
+  bool fits = true;           // totalBytes <= budget (always true without a budget)
 };
 
 // Every candidate (micro-batch sizes dividing `batch`, largest first; no recompute before block
@@ -146,7 +146,7 @@ class Communicator;
 struct Model;  // the transformer itself (weights, buffers, passes); internal to the core
 
 struct LayerInfo {
-  std::string name;  // "blocks.3.mlp.up"
+  std::string name;        // "blocks.3.mlp.up"
   int rows = 0, cols = 0;  // out, in
 };
 
@@ -213,25 +213,25 @@ class Trainer {
 
   // Text generation (the salad test): continues `prompt` by n tokens. temperature <= 0 or
   // topK == 1: greedy. Uses its own Philox key (seed) and never touches the training streams.
-  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int n, float temperature,
-                                int topK, uint64_t seed);
+  std::vector<int32_t> generate(const std::vector<int32_t>& prompt, int n, float temperature, int topK,
+                                uint64_t seed);
 
   // Introspection.
   const std::vector<LayerInfo>& layers() const { return layerInfo_; }
   int layerIndex(const std::string& name) const;  // throws Error listing valid names
   std::vector<int8_t> codes(int layer);
   std::vector<int8_t> votes(int layer);
-  std::vector<float> flipProbabilities(int layer);  // p with the current votes and knobs
-  std::vector<float> weights(int layer);            // effective weights as used in forward
+  std::vector<float> flipProbabilities(int layer);         // p with the current votes and knobs
+  std::vector<float> weights(int layer);                   // effective weights as used in forward
   void setCodes(int layer, const std::vector<int8_t>& c);  // validated (-2..2)
   void setVotes(int layer, const std::vector<int8_t>& v);  // validated (-127..127)
-  std::vector<float> scales() const;       // Ghost Scales s (poltergeist), gamma (ste), rms (fp)
-  std::vector<float> scaleGrads() const;   // accumulated dL/ds since the last step
+  std::vector<float> scales() const;      // Ghost Scales s (poltergeist), gamma (ste), rms (fp)
+  std::vector<float> scaleGrads() const;  // accumulated dL/ds since the last step
   void setScale(int layer, float s);
   std::vector<float> gamma0() const;
-  std::vector<LayerStep> layerStats();     // current occupancy/votes/p without stepping
+  std::vector<LayerStep> layerStats();  // current occupancy/votes/p without stepping
   MemoryReport memory() const;
-  size_t paramCount() const;               // model parameters (tied embedding counted once)
+  size_t paramCount() const;  // model parameters (tied embedding counted once)
 
   // Whole-state checkpoint as safetensors (DESIGN §6). `extraMeta` is stored as a JSON string
   // under "__metadata__"."primal.extra". load() validates everything before touching state.
@@ -270,9 +270,9 @@ class Trainer {
   double chunkForwardBackward(const std::vector<int32_t>& targets, int B, int T, float gradScale);
   std::shared_ptr<Communicator> comm_;
   bool consistencyChecked_ = false;
-  double stepTokens_ = 0;     // this rank's scored targets in the step so far
-  std::string rankFailure_;   // distributed: why this rank's chunk was refused (told at applyStep)
-  uint32_t digest_ = 0;       // distributed: 20 bits of the last step's result, compared across ranks
+  double stepTokens_ = 0;    // this rank's scored targets in the step so far
+  std::string rankFailure_;  // distributed: why this rank's chunk was refused (told at applyStep)
+  uint32_t digest_ = 0;      // distributed: 20 bits of the last step's result, compared across ranks
   void checkRanksAgree();
   // All-reduce / broadcast of backend memory (device = true) or host memory, staged through the
   // memory the communicator works on when that differs. type: a CommType.

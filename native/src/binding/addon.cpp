@@ -32,9 +32,7 @@ struct Shared {
   std::atomic<int> inflight{0};
 };
 
-[[noreturn]] void throwJs(Napi::Env env, const std::string& msg) {
-  throw Napi::Error::New(env, msg);
-}
+[[noreturn]] void throwJs(Napi::Env env, const std::string& msg) { throw Napi::Error::New(env, msg); }
 
 double numField(const Napi::Object& o, const char* key, double def, bool required = false,
                 const char* prefix = "config.") {
@@ -145,7 +143,8 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
   else if (!mb.IsUndefined() && !mb.IsNull()) c.microBatch = intField(o, "microBatch", 0);
   Napi::Value rc = o.Get("recompute");
   if (rc.IsString()) c.recompute = primal::parseRecompute(rc.As<Napi::String>().Utf8Value());
-  else if (!rc.IsUndefined() && !rc.IsNull()) throwJs(env, "config.recompute must be 'none', 'block' or 'auto'");
+  else if (!rc.IsUndefined() && !rc.IsNull())
+    throwJs(env, "config.recompute must be 'none', 'block' or 'auto'");
   Napi::Value mbud = o.Get("memoryBudget");
   if (!mbud.IsUndefined() && !mbud.IsNull()) {
     const double b = numField(o, "memoryBudget", 0);
@@ -387,9 +386,14 @@ class EvalWorker : public LockedWorker {
 
 class GenerateWorker : public LockedWorker {
  public:
-  GenerateWorker(Napi::Env env, std::shared_ptr<Shared> s, std::vector<int32_t> prompt, int n,
-                 float temp, int topK, uint64_t seed)
-      : LockedWorker(env, std::move(s)), prompt_(std::move(prompt)), n_(n), temp_(temp), topK_(topK), seed_(seed) {}
+  GenerateWorker(Napi::Env env, std::shared_ptr<Shared> s, std::vector<int32_t> prompt, int n, float temp,
+                 int topK, uint64_t seed)
+      : LockedWorker(env, std::move(s)),
+        prompt_(std::move(prompt)),
+        n_(n),
+        temp_(temp),
+        topK_(topK),
+        seed_(seed) {}
   void Run(Trainer& t) override { out_ = t.generate(prompt_, n_, temp_, topK_, seed_); }
   Napi::Value Result(Napi::Env env) override {
     Napi::Int32Array a = Napi::Int32Array::New(env, out_.size());
@@ -431,43 +435,43 @@ class LoadWorker : public LockedWorker {
 class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(
-        env, "NativeTrainer",
-        {InstanceMethod("setTrainData", &NativeTrainer::SetTrainData),
-         InstanceMethod("train", &NativeTrainer::Train),
-         InstanceMethod("stop", &NativeTrainer::Stop),
-         InstanceMethod("isTraining", &NativeTrainer::IsTraining),
-         InstanceMethod("setKnobs", &NativeTrainer::SetKnobs),
-         InstanceMethod("getKnobs", &NativeTrainer::GetKnobs),
-         InstanceMethod("info", &NativeTrainer::Info),
-         InstanceMethod("layerStats", &NativeTrainer::LayerStats),
-         InstanceMethod("codes", &NativeTrainer::Codes),
-         InstanceMethod("votes", &NativeTrainer::Votes),
-         InstanceMethod("flipProbabilities", &NativeTrainer::FlipProbabilities),
-         InstanceMethod("weights", &NativeTrainer::Weights),
-         InstanceMethod("setCodes", &NativeTrainer::SetCodes),
-         InstanceMethod("setVotes", &NativeTrainer::SetVotes),
-         InstanceMethod("scales", &NativeTrainer::Scales),
-         InstanceMethod("scaleGrads", &NativeTrainer::ScaleGrads),
-         InstanceMethod("setScale", &NativeTrainer::SetScale),
-         InstanceMethod("gamma0", &NativeTrainer::Gamma0),
-         InstanceMethod("memory", &NativeTrainer::Memory),
-         InstanceMethod("accumulate", &NativeTrainer::Accumulate),
-         InstanceMethod("applyStep", &NativeTrainer::ApplyStep),
-         InstanceMethod("batchLoss", &NativeTrainer::BatchLoss),
-         InstanceMethod("evaluate", &NativeTrainer::Evaluate),
-         InstanceMethod("generate", &NativeTrainer::Generate),
-         InstanceMethod("save", &NativeTrainer::Save),
-         InstanceMethod("load", &NativeTrainer::Load),
-         InstanceMethod("broadcastState", &NativeTrainer::BroadcastState),
-         InstanceMethod("dispose", &NativeTrainer::Dispose),
-         InstanceMethod("logits", &NativeTrainer::Logits)});
+    return DefineClass(env, "NativeTrainer",
+                       {InstanceMethod("setTrainData", &NativeTrainer::SetTrainData),
+                        InstanceMethod("train", &NativeTrainer::Train),
+                        InstanceMethod("stop", &NativeTrainer::Stop),
+                        InstanceMethod("isTraining", &NativeTrainer::IsTraining),
+                        InstanceMethod("setKnobs", &NativeTrainer::SetKnobs),
+                        InstanceMethod("getKnobs", &NativeTrainer::GetKnobs),
+                        InstanceMethod("info", &NativeTrainer::Info),
+                        InstanceMethod("layerStats", &NativeTrainer::LayerStats),
+                        InstanceMethod("codes", &NativeTrainer::Codes),
+                        InstanceMethod("votes", &NativeTrainer::Votes),
+                        InstanceMethod("flipProbabilities", &NativeTrainer::FlipProbabilities),
+                        InstanceMethod("weights", &NativeTrainer::Weights),
+                        InstanceMethod("setCodes", &NativeTrainer::SetCodes),
+                        InstanceMethod("setVotes", &NativeTrainer::SetVotes),
+                        InstanceMethod("scales", &NativeTrainer::Scales),
+                        InstanceMethod("scaleGrads", &NativeTrainer::ScaleGrads),
+                        InstanceMethod("setScale", &NativeTrainer::SetScale),
+                        InstanceMethod("gamma0", &NativeTrainer::Gamma0),
+                        InstanceMethod("memory", &NativeTrainer::Memory),
+                        InstanceMethod("accumulate", &NativeTrainer::Accumulate),
+                        InstanceMethod("applyStep", &NativeTrainer::ApplyStep),
+                        InstanceMethod("batchLoss", &NativeTrainer::BatchLoss),
+                        InstanceMethod("evaluate", &NativeTrainer::Evaluate),
+                        InstanceMethod("generate", &NativeTrainer::Generate),
+                        InstanceMethod("save", &NativeTrainer::Save),
+                        InstanceMethod("load", &NativeTrainer::Load),
+                        InstanceMethod("broadcastState", &NativeTrainer::BroadcastState),
+                        InstanceMethod("dispose", &NativeTrainer::Dispose),
+                        InstanceMethod("logits", &NativeTrainer::Logits)});
   }
 
   explicit NativeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTrainer>(info) {
     Napi::Env env = info.Env();
     s_ = std::make_shared<Shared>();
-    if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "NativeTrainer(config): config object required");
+    if (info.Length() < 1 || !info[0].IsObject())
+      throwJs(env, "NativeTrainer(config): config object required");
     Napi::Object o = info[0].As<Napi::Object>();
     std::string device = readDevice(o);
     int threads = intField(o, "threads", 0);
@@ -549,7 +553,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     if (s_->training.exchange(true)) throwJs(env, "train: this trainer is already training");
     s_->stop = false;
     Napi::Function noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
-    auto* w = new TrainWorker(env, noop, s_, static_cast<int>(n), info.Length() > 1 ? info[1] : env.Undefined());
+    auto* w =
+        new TrainWorker(env, noop, s_, static_cast<int>(n), info.Length() > 1 ? info[1] : env.Undefined());
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
@@ -605,8 +610,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       o.Set("plannedBytes", static_cast<double>(t.plannedBytes()));
       o.Set("rank", t.rank());
       o.Set("worldSize", t.worldSize());
-      o.Set("distributed", t.communicator() ? Napi::Value(Napi::String::New(env, t.communicator()->backend()))
-                                            : env.Null());
+      o.Set("distributed",
+            t.communicator() ? Napi::Value(Napi::String::New(env, t.communicator()->backend())) : env.Null());
       Napi::Array ls = Napi::Array::New(env, t.layers().size());
       for (size_t i = 0; i < t.layers().size(); ++i) {
         Napi::Object l = Napi::Object::New(env);
@@ -633,10 +638,14 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
   }
 
   Napi::Value Codes(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.codes(LayerArg(info, t))); });
+    return Locked(info.Env(), [&](Trainer& t) {
+      return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.codes(LayerArg(info, t)));
+    });
   }
   Napi::Value Votes(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.votes(LayerArg(info, t))); });
+    return Locked(info.Env(), [&](Trainer& t) {
+      return ToTyped<int8_t, Napi::Int8Array>(info.Env(), t.votes(LayerArg(info, t)));
+    });
   }
   Napi::Value FlipProbabilities(const Napi::CallbackInfo& info) {
     return Locked(info.Env(), [&](Trainer& t) {
@@ -644,7 +653,9 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     });
   }
   Napi::Value Weights(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.weights(LayerArg(info, t))); });
+    return Locked(info.Env(), [&](Trainer& t) {
+      return ToTyped<float, Napi::Float32Array>(info.Env(), t.weights(LayerArg(info, t)));
+    });
   }
 
   static std::vector<int8_t> Int8Arg(const Napi::CallbackInfo& info, size_t idx, const char* what) {
@@ -668,13 +679,16 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return info.Env().Undefined();
   }
   Napi::Value Scales(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scales()); });
+    return Locked(info.Env(),
+                  [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scales()); });
   }
   Napi::Value ScaleGrads(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scaleGrads()); });
+    return Locked(info.Env(),
+                  [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.scaleGrads()); });
   }
   Napi::Value Gamma0(const Napi::CallbackInfo& info) {
-    return Locked(info.Env(), [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.gamma0()); });
+    return Locked(info.Env(),
+                  [&](Trainer& t) { return ToTyped<float, Napi::Float32Array>(info.Env(), t.gamma0()); });
   }
   Napi::Value SetScale(const Napi::CallbackInfo& info) {
     RejectIfTraining(info.Env(), "setScale");
@@ -705,7 +719,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
 
   Napi::Value Accumulate(const Napi::CallbackInfo& info) {
     RejectIfTraining(info.Env(), "accumulate");
-    return Locked(info.Env(), [&](Trainer& t) { return Napi::Value(Napi::Number::New(info.Env(), t.accumulate())); });
+    return Locked(info.Env(),
+                  [&](Trainer& t) { return Napi::Value(Napi::Number::New(info.Env(), t.accumulate())); });
   }
   Napi::Value ApplyStep(const Napi::CallbackInfo& info) {
     RejectIfTraining(info.Env(), "applyStep");
@@ -762,7 +777,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     double tempD = 1.0;
     if (info.Length() > 2 && !info[2].IsUndefined()) {
       tempD = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
-      if (!(tempD >= 0) || !std::isfinite(tempD)) throwJs(env, "generate: temperature must be a finite number >= 0");
+      if (!(tempD >= 0) || !std::isfinite(tempD))
+        throwJs(env, "generate: temperature must be a finite number >= 0");
     }
     float temp = static_cast<float>(tempD);
     int topK = static_cast<int>(intArg(3, "topK", 0));
@@ -778,7 +794,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     Napi::Env env = info.Env();
     if (!s_->trainer) throwJs(env, "the trainer has been disposed");
     if (info.Length() < 1 || !info[0].IsString()) throwJs(env, "save(path, extraJson?) requires a path");
-    std::string extra = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
+    std::string extra =
+        info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "{}";
     auto* w = new SaveWorker(env, s_, info[0].As<Napi::String>().Utf8Value(), extra);
     Napi::Promise p = w->Promise();
     w->Queue();

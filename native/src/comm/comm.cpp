@@ -14,10 +14,14 @@ std::unique_ptr<Communicator> makeNcclCommunicator(int cudaDevice);
 
 size_t commTypeBytes(CommType t) {
   switch (t) {
-    case CommType::Int8: return 1;
-    case CommType::Int32: return 4;
-    case CommType::Float: return 4;
-    case CommType::Double: return 8;
+    case CommType::Int8:
+      return 1;
+    case CommType::Int32:
+      return 4;
+    case CommType::Float:
+      return 4;
+    case CommType::Double:
+      return 8;
   }
   return 0;
 }
@@ -43,17 +47,19 @@ std::unique_ptr<Communicator> makeCommunicator(const std::string& backend, int c
     return makeMpiCommunicator();
 #else
     (void)cudaDevice;
-    throw Error("distributed 'mpi': this build of the PRIMAL native core has no MPI. Install an MPI "
-                "implementation with its headers (Debian: apt-get install libopenmpi-dev openmpi-bin) "
-                "and rebuild (npx cmake-js compile --out build)");
+    throw Error(
+        "distributed 'mpi': this build of the PRIMAL native core has no MPI. Install an MPI "
+        "implementation with its headers (Debian: apt-get install libopenmpi-dev openmpi-bin) "
+        "and rebuild (npx cmake-js compile --out build)");
 #endif
   }
   if (backend == "nccl") {
 #ifdef PRIMAL_HAVE_NCCL
     return makeNcclCommunicator(cudaDevice);
 #else
-    throw Error("distributed 'nccl': this build of the PRIMAL native core has no NCCL. It needs the "
-                "CUDA backend and NCCL's headers and library (libnccl-dev) found by CMake at build time");
+    throw Error(
+        "distributed 'nccl': this build of the PRIMAL native core has no NCCL. It needs the "
+        "CUDA backend and NCCL's headers and library (libnccl-dev) found by CMake at build time");
 #endif
   }
   throw Error("distributed: unknown backend '" + backend + "' (expected 'mpi' or 'nccl')");

@@ -35,10 +35,14 @@ void finalizeAtExit() {
 
 MPI_Datatype mpiType(CommType t) {
   switch (t) {
-    case CommType::Int8: return MPI_INT8_T;
-    case CommType::Int32: return MPI_INT32_T;
-    case CommType::Float: return MPI_FLOAT;
-    case CommType::Double: return MPI_DOUBLE;
+    case CommType::Int8:
+      return MPI_INT8_T;
+    case CommType::Int32:
+      return MPI_INT32_T;
+    case CommType::Float:
+      return MPI_FLOAT;
+    case CommType::Double:
+      return MPI_DOUBLE;
   }
   return MPI_DATATYPE_NULL;
 }
@@ -95,7 +99,8 @@ class MpiCommunicator final : public Communicator {
     // MPI counts are int: large buffers go in pieces.
     for (size_t off = 0; off < count; off += kPiece) {
       const size_t n = std::min(kPiece, count - off);
-      check(MPI_Allreduce(MPI_IN_PLACE, p + off * esz, static_cast<int>(n), mpiType(type), MPI_SUM, MPI_COMM_WORLD),
+      check(MPI_Allreduce(MPI_IN_PLACE, p + off * esz, static_cast<int>(n), mpiType(type), MPI_SUM,
+                          MPI_COMM_WORLD),
             "MPI_Allreduce");
     }
   }
@@ -108,8 +113,8 @@ class MpiCommunicator final : public Communicator {
       for (size_t off = 0; off < b.count; off += kPiece) {
         const size_t n = std::min(kPiece, b.count - off);
         reqs.emplace_back();
-        const int rc = MPI_Iallreduce(MPI_IN_PLACE, p + off * esz, static_cast<int>(n), mpiType(b.type), MPI_SUM,
-                                      MPI_COMM_WORLD, &reqs.back());
+        const int rc = MPI_Iallreduce(MPI_IN_PLACE, p + off * esz, static_cast<int>(n), mpiType(b.type),
+                                      MPI_SUM, MPI_COMM_WORLD, &reqs.back());
         if (rc != MPI_SUCCESS) {
           reqs.pop_back();
           if (!reqs.empty()) MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE);
@@ -118,11 +123,13 @@ class MpiCommunicator final : public Communicator {
       }
     }
     if (!reqs.empty())
-      check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE), "MPI_Waitall (all-reduce)");
+      check(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE),
+            "MPI_Waitall (all-reduce)");
   }
 
   void broadcast(void* buf, size_t bytes, int root) override {
-    if (root < 0 || root >= size_) throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
+    if (root < 0 || root >= size_)
+      throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
     auto* p = static_cast<char*>(buf);
     for (size_t off = 0; off < bytes; off += kPiece) {
       const size_t n = std::min(kPiece, bytes - off);

@@ -19,10 +19,14 @@ namespace {
 
 ncclDataType_t ncclType(CommType t) {
   switch (t) {
-    case CommType::Int8: return ncclInt8;
-    case CommType::Int32: return ncclInt32;
-    case CommType::Float: return ncclFloat32;
-    case CommType::Double: return ncclFloat64;
+    case CommType::Int8:
+      return ncclInt8;
+    case CommType::Int32:
+      return ncclInt32;
+    case CommType::Float:
+      return ncclFloat32;
+    case CommType::Double:
+      return ncclFloat64;
   }
   return ncclInt8;
 }
@@ -67,7 +71,8 @@ class NcclCommunicator final : public Communicator {
     live("allReduceSumMany");
     ncclCheck(ncclGroupStart(), "ncclGroupStart");
     for (const CommBuffer& b : bufs) {
-      const ncclResult_t rc = ncclAllReduce(b.data, b.data, b.count, ncclType(b.type), ncclSum, comm_, stream_);
+      const ncclResult_t rc =
+          ncclAllReduce(b.data, b.data, b.count, ncclType(b.type), ncclSum, comm_, stream_);
       if (rc != ncclSuccess) {
         (void)ncclGroupEnd();
         ncclCheck(rc, "ncclAllReduce");
@@ -78,7 +83,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   void broadcast(void* buf, size_t bytes, int root) override {
-    if (root < 0 || root >= worldSize()) throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
+    if (root < 0 || root >= worldSize())
+      throw Error(where("broadcast root " + std::to_string(root) + " out of range"));
     live("broadcast");
     ncclCheck(ncclBroadcast(buf, buf, bytes, ncclInt8, root, comm_, stream_), "ncclBroadcast");
     wait("ncclBroadcast");
@@ -123,7 +129,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   void live(const char* what) const {
-    if (!comm_) throw Error(where(std::string(what) + ": the communicator was aborted after an earlier failure"));
+    if (!comm_)
+      throw Error(where(std::string(what) + ": the communicator was aborted after an earlier failure"));
   }
   void ncclCheck(ncclResult_t rc, const char* what) const {
     if (rc != ncclSuccess) throw Error(where(std::string(what) + " failed: " + ncclGetErrorString(rc)));

@@ -246,8 +246,9 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   const uint64_t tensorCount = 3 * mm.params.size() + 2 * mm.lin.size() + 4;
   const uint64_t maxHeader = 1024 * 1024 + 1024 * tensorCount;
   if (hl > maxHeader && hl <= fileSize - 8)
-    throw Error(what + " has a " + std::to_string(hl) + "-byte header; a checkpoint of this model has at most " +
-                std::to_string(maxHeader) + " (not a primal checkpoint, or damaged)");
+    throw Error(what + " has a " + std::to_string(hl) +
+                "-byte header; a checkpoint of this model has at most " + std::to_string(maxHeader) +
+                " (not a primal checkpoint, or damaged)");
   if (hl == 0 || hl > fileSize - 8)
     throw Error(what + " has a bad header length (" + std::to_string(hl) + " bytes for a file of " +
                 std::to_string(fileSize) + "): not a safetensors file, or truncated");
@@ -270,7 +271,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   const json::Value& mj = cj.at("model");
   const ModelConfig& mc = cfg_.model;
   auto num = [&](const json::Value& o, const char* k) {
-    if (!o.has(k) || o.at(k).kind != json::Value::Number) throw Error(what + ": config field '" + k + "' missing");
+    if (!o.has(k) || o.at(k).kind != json::Value::Number)
+      throw Error(what + ": config field '" + k + "' missing");
     return o.at(k).num;
   };
   std::ostringstream want, got;
@@ -292,7 +294,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   for (const auto& [field, mine] : sameRun)
     if (num(cj, field) != mine && !(otherActBits && std::string(field) == "actBits"))
       throw Error(what + " was trained with " + field + " " + json::number(num(cj, field)) +
-                  "; this trainer has " + json::number(mine) + " (the model or its data stream would change)");
+                  "; this trainer has " + json::number(mine) +
+                  " (the model or its data stream would change)");
 
   Model& m = *m_;
   const uint64_t dataStart = 8 + hl, dataLen = fileSize - dataStart;
@@ -303,7 +306,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
     if (!t.has("dtype") || t.at("dtype").str != dtype)
       throw Error(what + ": tensor '" + name + "' has dtype " +
                   (t.has("dtype") ? t.at("dtype").str : std::string("?")) + ", expected " + dtype);
-    if (!t.has("shape") || t.at("shape").kind != json::Value::Array || t.at("shape").arr.size() != shape.size())
+    if (!t.has("shape") || t.at("shape").kind != json::Value::Array ||
+        t.at("shape").arr.size() != shape.size())
       throw Error(what + ": tensor '" + name + "' has the wrong rank, expected shape " + shapeJson(shape));
     for (size_t i = 0; i < shape.size(); ++i)
       if (t.at("shape").arr[i].num != static_cast<double>(shape[i]))
@@ -331,7 +335,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
     if (cfg_.quant == Quant::Poltergeist)
       for (const char* pre : {"code.", "vote."})
         readTensor(pre + layerInfo_[i].name, "I8", {m.lin[i].rows, m.lin[i].cols});
-  for (const char* n : {"ghost.scale", "ghost.scale_m", "ghost.scale_v", "ghost.gamma0"}) readTensor(n, "F32", {nl});
+  for (const char* n : {"ghost.scale", "ghost.scale_m", "ghost.scale_v", "ghost.gamma0"})
+    readTensor(n, "F32", {nl});
   {
     std::vector<float> sc(nl), scm(nl), scv(nl), g0(nl);
     std::memcpy(sc.data(), data["ghost.scale"].data(), sizeof(float) * nl);
@@ -348,7 +353,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   }
   for (int i = 0; i < nl && cfg_.quant == Quant::Poltergeist; ++i) {
     for (char c : data["code." + layerInfo_[i].name])
-      if (c < -2 || c > 2) throw Error(what + ": tensor 'code." + layerInfo_[i].name + "' holds values outside [-2, 2]");
+      if (c < -2 || c > 2)
+        throw Error(what + ": tensor 'code." + layerInfo_[i].name + "' holds values outside [-2, 2]");
     for (char v : data["vote." + layerInfo_[i].name])
       if (static_cast<signed char>(v) < -127) throw Error(what + ": votes outside [-127, 127]");
   }
@@ -404,7 +410,8 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
       crc = crc32Update(crc, sp.second->data(), sp.second->size());
     }
     if (!contiguous || expectedAt != dataLen || hex8(crc) != metaStr("dataCrc32"))
-      throw Error(what + " is damaged: its tensor data does not match the checksum in its header (dataCrc32 " +
+      throw Error(what +
+                  " is damaged: its tensor data does not match the checksum in its header (dataCrc32 " +
                   metaStr("dataCrc32") + ", data has " + hex8(crc) + ")");
   }
 

@@ -9,9 +9,12 @@ namespace primal {
 
 const char* quantName(Quant q) {
   switch (q) {
-    case Quant::FP: return "fp";
-    case Quant::STE: return "ste";
-    case Quant::Poltergeist: return "poltergeist";
+    case Quant::FP:
+      return "fp";
+    case Quant::STE:
+      return "ste";
+    case Quant::Poltergeist:
+      return "poltergeist";
   }
   return "?";
 }
@@ -25,9 +28,12 @@ Quant parseQuant(const std::string& s) {
 
 const char* recomputeName(Recompute r) {
   switch (r) {
-    case Recompute::None: return "none";
-    case Recompute::Block: return "block";
-    case Recompute::Auto: return "auto";
+    case Recompute::None:
+      return "none";
+    case Recompute::Block:
+      return "block";
+    case Recompute::Auto:
+      return "auto";
   }
   return "?";
 }
@@ -41,8 +47,8 @@ Recompute parseRecompute(const std::string& s) {
 
 static void positive(const char* field, long long v, long long max) {
   if (v <= 0 || v > max)
-    throw Error(std::string(field) + ": must be an integer in [1, " + std::to_string(max) +
-                "], got " + std::to_string(v));
+    throw Error(std::string(field) + ": must be an integer in [1, " + std::to_string(max) + "], got " +
+                std::to_string(v));
 }
 
 void ModelConfig::validate() const {
@@ -99,8 +105,7 @@ void TrainConfig::validate() const {
   if (warmup < 0) throw Error("warmup: must be >= 0");
   positive("totalSteps", totalSteps, 1 << 30);
   if (!(minLrRatio >= 0 && minLrRatio <= 1)) throw Error("minLrRatio: must be in [0, 1]");
-  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
-    throw Error("beta1/beta2: must be in [0, 1)");
+  if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw Error("beta1/beta2: must be in [0, 1)");
   if (!(adamEps > 0)) throw Error("adamEps: must be > 0");
   if (!(weightDecay >= 0)) throw Error("weightDecay: must be >= 0");
   if (!std::isfinite(gradClip)) throw Error("gradClip: must be finite (<= 0 turns clipping off)");

@@ -30,16 +30,18 @@ std::unique_ptr<Backend> makeCudaBackend(int deviceIndex) {
 #ifdef PRIMAL_HAVE_CUDA
   int n = cudaDeviceCountImpl();
   if (n <= 0)
-    throw Error("device 'cuda' requested, but no CUDA GPU is visible (check the driver and "
-                "CUDA_VISIBLE_DEVICES); use device 'cpu'");
+    throw Error(
+        "device 'cuda' requested, but no CUDA GPU is visible (check the driver and "
+        "CUDA_VISIBLE_DEVICES); use device 'cpu'");
   if (deviceIndex < 0 || deviceIndex >= n)
-    throw Error("CUDA device index " + std::to_string(deviceIndex) + " out of range (" +
-                std::to_string(n) + " devices)");
+    throw Error("CUDA device index " + std::to_string(deviceIndex) + " out of range (" + std::to_string(n) +
+                " devices)");
   return makeCudaBackendImpl(deviceIndex);
 #else
   (void)deviceIndex;
-  throw Error("device 'cuda' requested, but this build of primal has no CUDA backend (it is built "
-              "when CMake finds the CUDA toolkit with cuBLAS at install time); use device 'cpu'");
+  throw Error(
+      "device 'cuda' requested, but this build of primal has no CUDA backend (it is built "
+      "when CMake finds the CUDA toolkit with cuBLAS at install time); use device 'cpu'");
 #endif
 }
 
@@ -48,7 +50,8 @@ std::unique_ptr<Backend> makeBackend(const std::string& name, int threads) {
   if (name == "cpu") return maybeProfile(makeCpuBackend(threads));
   if (name == "cuda") return maybeProfile(makeCudaBackend(0));
   // "cuda:N": device N (data-parallel ranks pick theirs from the local rank).
-  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.find_first_not_of("0123456789", 5) == std::string::npos)
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos)
     return maybeProfile(makeCudaBackend(std::stoi(name.substr(5))));
   if (name == "auto")
     return maybeProfile(cudaDeviceCount() > 0 ? makeCudaBackend(0) : makeCpuBackend(threads));

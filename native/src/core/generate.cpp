@@ -24,9 +24,8 @@ int sampleToken(const std::vector<float>& lg, std::vector<int>& idx, float tempe
     return static_cast<int>(std::max_element(lg.begin(), lg.end()) - lg.begin());
   std::iota(idx.begin(), idx.end(), 0);
   const int k = (topK > 0 && topK < V) ? topK : V;
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
-    return lg[a] > lg[b] || (lg[a] == lg[b] && a < b);
-  });
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int a, int b) { return lg[a] > lg[b] || (lg[a] == lg[b] && a < b); });
   double mx = lg[idx[0]], z = 0;
   std::vector<double> pr(k);
   for (int j = 0; j < k; ++j) {
@@ -44,8 +43,8 @@ int sampleToken(const std::vector<float>& lg, std::vector<int>& idx, float tempe
 
 }  // namespace
 
-std::vector<int32_t> Trainer::generate(const std::vector<int32_t>& prompt, int n, float temperature,
-                                       int topK, uint64_t seed) {
+std::vector<int32_t> Trainer::generate(const std::vector<int32_t>& prompt, int n, float temperature, int topK,
+                                       uint64_t seed) {
   Model& m = *m_;
   if (prompt.empty()) throw Error("generate: the prompt must contain at least one token");
   if (n < 0 || n > 100000) throw Error("generate: n must be in [0, 100000]");

@@ -69,10 +69,18 @@ Model::Model(Backend& backend, const TrainConfig& c) : be(&backend), cfg(c) {
   for (const WeightSpec& w : weightTable(cfg.model)) {
     const std::vector<int> shape = w.cols ? std::vector<int>{w.rows, w.cols} : std::vector<int>{w.rows};
     switch (w.role) {
-      case WeightSpec::Embedding: pWte = addParam(w.name, shape, true); break;
-      case WeightSpec::AttnNorm: pNorm1.push_back(addParam(w.name, shape, false)); break;
-      case WeightSpec::MlpNorm: pNorm2.push_back(addParam(w.name, shape, false)); break;
-      case WeightSpec::FinalNorm: pNormF = addParam(w.name, shape, false); break;
+      case WeightSpec::Embedding:
+        pWte = addParam(w.name, shape, true);
+        break;
+      case WeightSpec::AttnNorm:
+        pNorm1.push_back(addParam(w.name, shape, false));
+        break;
+      case WeightSpec::MlpNorm:
+        pNorm2.push_back(addParam(w.name, shape, false));
+        break;
+      case WeightSpec::FinalNorm:
+        pNormF = addParam(w.name, shape, false);
+        break;
       case WeightSpec::Linear: {
         BitLayer l;
         l.rows = w.rows;
@@ -161,8 +169,7 @@ MemoryReport Model::plannedMemory(const TrainConfig& cfg, size_t* deviceBytes) {
   PRIMAL_MODEL_BUFFERS(PRIMAL_PLAN_ONE, PRIMAL_PLAN_MANY)
 #undef PRIMAL_PLAN_ONE
 #undef PRIMAL_PLAN_MANY
-  if (deviceBytes)
-    *deviceBytes = r.params + r.grads + r.optimizer + codeVote + r.activations + r.scratch;
+  if (deviceBytes) *deviceBytes = r.params + r.grads + r.optimizer + codeVote + r.activations + r.scratch;
   return r;
 }
 

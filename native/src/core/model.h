@@ -66,12 +66,12 @@ class DBuf {
 struct ModelDims {
   explicit ModelDims(const TrainConfig& cfg);
   size_t B, T, N, C, F, H, V, L;
-  size_t S;     // activation sets: L, or 1 under block recompute
-  size_t maxW;  // elements of the largest BitLinear weight
-  size_t maxCF; // max(C, F): the widest activation a BitLinear reads
-  size_t bitW;  // elements of all BitLinear weights together (7 per block)
-  size_t fpW;   // elements of all fp parameters together (their gradients)
-  size_t chunks;  // micro-batch chunks per step: accum * batch / microBatch
+  size_t S;                        // activation sets: L, or 1 under block recompute
+  size_t maxW;                     // elements of the largest BitLinear weight
+  size_t maxCF;                    // max(C, F): the widest activation a BitLinear reads
+  size_t bitW;                     // elements of all BitLinear weights together (7 per block)
+  size_t fpW;                      // elements of all fp parameters together (their gradients)
+  size_t chunks;                   // micro-batch chunks per step: accum * batch / microBatch
   bool actQuant, quantized, polt;  // actBits > 0; quant != fp; quant == poltergeist
 };
 
@@ -82,47 +82,49 @@ struct ModelDims {
 // freeing, Model::memory() and the memory planner all walk this table: adding a buffer is adding
 // a row. Norm outputs, the SwiGLU product, quantized activations and materialized BitLinear
 // weights are not kept but recomputed on use (bit-identically) into the shared scratch rows.
-#define PRIMAL_MODEL_BUFFERS(ONE, MANY)                                                                 \
-  /* Kept for backward, per activation set. */                                                         \
-  MANY(resMid, float, activations, d.S, d.N * d.C)   /* (B,T,C)   residual after attention */           \
-  MANY(q, float, activations, d.S, d.N * d.C)        /* (B,T,H,D) queries, RoPE applied */              \
-  MANY(k, float, activations, d.S, d.N * d.C)        /* (B,T,H,D) keys, RoPE applied */                 \
-  MANY(v, float, activations, d.S, d.N * d.C)        /* (B,T,H,D) values */                             \
-  MANY(att, float, activations, d.S, d.N * d.C)      /* (B,T,H,D) attention output, before o */         \
-  MANY(gate, float, activations, d.S, d.N * d.F)     /* (B,T,F)   gate projection */                    \
-  MANY(up, float, activations, d.S, d.N * d.F)       /* (B,T,F)   up projection */                      \
-  MANY(rstd1, float, activations, d.S, d.N)          /* (B,T)     1/rms of the block input */           \
-  MANY(rstd2, float, activations, d.S, d.N)          /* (B,T)     1/rms of resMid */                    \
-  MANY(lse, float, activations, d.S, d.B * d.H * d.T) /* (B,H,T)  attention log-sum-exp per query */    \
-  /* Kept for backward: the residual streams and the final norm. */                                    \
-  MANY(res, float, activations, d.L + 1, d.N * d.C)  /* (B,T,C)   input of block l; res[L]: of norm_f */ \
-  ONE(lnf, float, activations, d.N * d.C)            /* (B,T,C)   final norm output */                  \
-  ONE(rstdf, float, activations, d.N)                /* (B,T)     its 1/rms */                          \
-  /* Gradients of activations, shared by all blocks. */                                                \
-  ONE(dlnf, float, scratch, d.N * d.C)               /* (B,T,C)   dL/dlnf, from the classifier */       \
-  ONE(dres, float, scratch, d.N * d.C)               /* (B,T,C)   dL/d(residual stream) */              \
-  ONE(dln, float, scratch, d.N * d.C)                /* (B,T,C)   dL/d(norm output) */                  \
-  ONE(dq, float, scratch, d.N * d.C)                 /* (B,T,H,D) */                                    \
-  ONE(dk, float, scratch, d.N * d.C)                 /* (B,T,H,D) */                                    \
-  ONE(dv, float, scratch, d.N * d.C)                 /* (B,T,H,D) */                                    \
-  ONE(datt, float, scratch, d.N * d.C)               /* (B,T,H,D) */                                    \
-  ONE(lnS, float, scratch, d.N * d.C)                /* (B,T,C)   norm output of the block at hand */   \
-  ONE(dgate, float, scratch, d.N * d.F)              /* (B,T,F) */                                      \
-  ONE(dup, float, scratch, d.N * d.F)                /* (B,T,F) */                                      \
-  ONE(dh, float, scratch, d.N * d.F)                 /* (B,T,F)   dL/d(SwiGLU product) */               \
-  ONE(hS, float, scratch, d.N * d.F)                 /* (B,T,F)   SwiGLU product of the block at hand */ \
-  /* Workspaces. */                                                                                    \
-  ONE(losses, float, scratch, d.N)                   /* (B,T)     per-token loss (nats) */              \
-  ONE(qscratch, float, scratch, d.actQuant ? d.N * d.maxCF : 0) /* (B,T,C|F) quantized activation */ \
-  ONE(wscratch, float, scratch, d.quantized ? d.maxW : 0) /* (rows,cols) materialized BitLinear weight */ \
-  ONE(gscratch, float, scratch, d.polt ? d.maxW : 0) /* (rows,cols) BitLinear weight gradient, voted */ \
-  ONE(logitsBuf, float, scratch, d.V)                /* (V)       one row of logits (generation) */     \
-  ONE(voteUndo, int8_t, scratch, d.polt ? d.bitW : 0) /* (all BitLinears) votes before the step, restored \
-                                                         if the step fails */                          \
-  ONE(gradSum, float, grads, d.chunks > 1 ? d.fpW : 0) /* (all fp params) the step's gradient sum while \
-                                                         a later chunk computes its own from zero */    \
-  ONE(inTok, int32_t, scratch, d.N)                  /* (B,T)     input token ids */                    \
-  ONE(tgtTok, int32_t, scratch, d.N)                 /* (B,T)     target ids, < 0 unscored */
+// clang-format off (the table stays aligned)
+#define PRIMAL_MODEL_BUFFERS(ONE, MANY)                                                                      \
+  /* Kept for backward, per activation set. */                                                               \
+  MANY(resMid, float, activations, d.S, d.N* d.C)   /* (B,T,C)   residual after attention */                 \
+  MANY(q, float, activations, d.S, d.N* d.C)        /* (B,T,H,D) queries, RoPE applied */                    \
+  MANY(k, float, activations, d.S, d.N* d.C)        /* (B,T,H,D) keys, RoPE applied */                       \
+  MANY(v, float, activations, d.S, d.N* d.C)        /* (B,T,H,D) values */                                   \
+  MANY(att, float, activations, d.S, d.N* d.C)      /* (B,T,H,D) attention output, before o */               \
+  MANY(gate, float, activations, d.S, d.N* d.F)     /* (B,T,F)   gate projection */                          \
+  MANY(up, float, activations, d.S, d.N* d.F)       /* (B,T,F)   up projection */                            \
+  MANY(rstd1, float, activations, d.S, d.N)         /* (B,T)     1/rms of the block input */                 \
+  MANY(rstd2, float, activations, d.S, d.N)         /* (B,T)     1/rms of resMid */                          \
+  MANY(lse, float, activations, d.S, d.B* d.H* d.T) /* (B,H,T)  attention log-sum-exp per query */           \
+  /* Kept for backward: the residual streams and the final norm. */                                          \
+  MANY(res, float, activations, d.L + 1, d.N * d.C) /* (B,T,C)   input of block l; res[L]: of norm_f */      \
+  ONE(lnf, float, activations, d.N* d.C)            /* (B,T,C)   final norm output */                        \
+  ONE(rstdf, float, activations, d.N)               /* (B,T)     its 1/rms */                                \
+  /* Gradients of activations, shared by all blocks. */                                                      \
+  ONE(dlnf, float, scratch, d.N* d.C)  /* (B,T,C)   dL/dlnf, from the classifier */                          \
+  ONE(dres, float, scratch, d.N* d.C)  /* (B,T,C)   dL/d(residual stream) */                                 \
+  ONE(dln, float, scratch, d.N* d.C)   /* (B,T,C)   dL/d(norm output) */                                     \
+  ONE(dq, float, scratch, d.N* d.C)    /* (B,T,H,D) */                                                       \
+  ONE(dk, float, scratch, d.N* d.C)    /* (B,T,H,D) */                                                       \
+  ONE(dv, float, scratch, d.N* d.C)    /* (B,T,H,D) */                                                       \
+  ONE(datt, float, scratch, d.N* d.C)  /* (B,T,H,D) */                                                       \
+  ONE(lnS, float, scratch, d.N* d.C)   /* (B,T,C)   norm output of the block at hand */                      \
+  ONE(dgate, float, scratch, d.N* d.F) /* (B,T,F) */                                                         \
+  ONE(dup, float, scratch, d.N* d.F)   /* (B,T,F) */                                                         \
+  ONE(dh, float, scratch, d.N* d.F)    /* (B,T,F)   dL/d(SwiGLU product) */                                  \
+  ONE(hS, float, scratch, d.N* d.F)    /* (B,T,F)   SwiGLU product of the block at hand */                   \
+  /* Workspaces. */                                                                                          \
+  ONE(losses, float, scratch, d.N)                             /* (B,T)     per-token loss (nats) */         \
+  ONE(qscratch, float, scratch, d.actQuant ? d.N* d.maxCF : 0) /* (B,T,C|F) quantized activation */          \
+  ONE(wscratch, float, scratch, d.quantized ? d.maxW : 0) /* (rows,cols) materialized BitLinear weight */    \
+  ONE(gscratch, float, scratch, d.polt ? d.maxW : 0)      /* (rows,cols) BitLinear weight gradient, voted */ \
+  ONE(logitsBuf, float, scratch, d.V)                     /* (V)       one row of logits (generation) */     \
+  ONE(voteUndo, int8_t, scratch, d.polt ? d.bitW : 0)  /* (all BitLinears) votes before the step, restored   \
+                                                          if the step fails */                               \
+  ONE(gradSum, float, grads, d.chunks > 1 ? d.fpW : 0) /* (all fp params) the step's gradient sum while      \
+                                                         a later chunk computes its own from zero */         \
+  ONE(inTok, int32_t, scratch, d.N)                    /* (B,T)     input token ids */                       \
+  ONE(tgtTok, int32_t, scratch, d.N)                   /* (B,T)     target ids, < 0 unscored */
+// clang-format on
 
 // An fp32 weight with its gradient and AdamW moments (all of `shape`).
 struct FpParam {
@@ -139,14 +141,14 @@ struct FpParam {
 struct BitLayer {
   int rows = 0, cols = 0;
   size_t n = 0;
-  int param = -1;               // fp/ste: index of its latent weight in params
-  DBuf<int8_t> code, vote;      // poltergeist: (rows,cols) each
+  int param = -1;           // fp/ste: index of its latent weight in params
+  DBuf<int8_t> code, vote;  // poltergeist: (rows,cols) each
   float s = 1.0f, sM = 0.0f, sV = 0.0f, gamma0 = 1.0f;
-  double ds = 0.0;              // dL/ds accumulated since the last step
+  double ds = 0.0;  // dL/ds accumulated since the last step
 };
 
 // Names of the seven BitLinears of a block, in layer order.
-inline const char* const kLinearNames[7] = {"attn.q", "attn.k", "attn.v", "attn.o",
+inline const char* const kLinearNames[7] = {"attn.q",   "attn.k", "attn.v",  "attn.o",
                                             "mlp.gate", "mlp.up", "mlp.down"};
 
 struct Model {
@@ -188,9 +190,9 @@ struct Model {
   // Weights, in Philox init order and checkpoint order: wte, per block attn_norm, mlp_norm and
   // seven BitLinears (latent fp weights in params for fp/ste), norm_f.
   std::vector<FpParam> params;
-  int pWte = 0, pNormF = 0;          // wte: (Vp,C) tied embedding; norm_f: (C)
-  std::vector<int> pNorm1, pNorm2;   // per block: attn_norm, mlp_norm (C)
-  std::vector<BitLayer> lin;         // 7 per block: q, k, v, o (C,C); gate, up (F,C); down (C,F)
+  int pWte = 0, pNormF = 0;         // wte: (Vp,C) tied embedding; norm_f: (C)
+  std::vector<int> pNorm1, pNorm2;  // per block: attn_norm, mlp_norm (C)
+  std::vector<BitLayer> lin;        // 7 per block: q, k, v, o (C,C); gate, up (F,C); down (C,F)
 
 #define PRIMAL_DECLARE_ONE(name, T, field, elems) DBuf<T> name;
 #define PRIMAL_DECLARE_MANY(name, T, field, copies, elems) std::vector<DBuf<T>> name;

@@ -125,9 +125,8 @@ std::string ProfilingBackend::reportJson() const {
   std::snprintf(buf, sizeof buf,
                 "{\"clock\":\"%s\",\"steps\":%llu,\"busyMsPerStep\":%.4f,\"spanMsPerStep\":%.4f,"
                 "\"hostSyncsPerStep\":%.2f,\"resolves\":%llu,\"ops\":[",
-                r.clock.c_str(), static_cast<unsigned long long>(r.steps), r.busyMs / steps,
-                r.spanMs / steps, static_cast<double>(r.hostSyncs) / steps,
-                static_cast<unsigned long long>(r.resolves));
+                r.clock.c_str(), static_cast<unsigned long long>(r.steps), r.busyMs / steps, r.spanMs / steps,
+                static_cast<double>(r.hostSyncs) / steps, static_cast<unsigned long long>(r.resolves));
   s += buf;
   for (size_t i = 0; i < r.ops.size(); ++i) {
     const OpStat& o = r.ops[i];
@@ -176,9 +175,8 @@ void ProfilingBackend::sync() {
   noteSync("sync");
   inner_->sync();
 }
-void ProfilingBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha,
-                            const float* A, int lda, const float* B, int ldb, float beta, float* C,
-                            int ldc) {
+void ProfilingBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
+                            int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   const double m = M, n = N, k = K;
   Scope s(*this, "gemm", 2.0 * m * n * k, kF * (m * k + k * n + m * n * (beta != 0.0f ? 2.0 : 1.0)));
   inner_->gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -201,26 +199,25 @@ bool ProfilingBackend::allFinite(const float* x, size_t n) {
   Scope s(*this, "allFinite", 0, kF * static_cast<double>(n));
   return inner_->allFinite(x, n);
 }
-void ProfilingBackend::embeddingForward(const int32_t* tokens, const float* table, float* out, int N,
-                                        int C) {
+void ProfilingBackend::embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) {
   const double nc = static_cast<double>(N) * C;
   Scope s(*this, "embeddingForward", 0, 2.0 * kF * nc + 4.0 * N);
   inner_->embeddingForward(tokens, table, out, N, C);
 }
-void ProfilingBackend::embeddingBackward(const int32_t* tokens, const float* dout, float* dtable,
-                                         int N, int C) {
+void ProfilingBackend::embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N,
+                                         int C) {
   const double nc = static_cast<double>(N) * C;
   Scope s(*this, "embeddingBackward", nc, 3.0 * kF * nc + 4.0 * N);
   inner_->embeddingBackward(tokens, dout, dtable, N, C);
 }
-void ProfilingBackend::rmsnormForward(const float* x, const float* w, float* y, float* rstd, int N,
-                                      int C, float eps) {
+void ProfilingBackend::rmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
+                                      float eps) {
   const double nc = static_cast<double>(N) * C;
   Scope s(*this, "rmsnormForward", 4.0 * nc, kF * (2.0 * nc + C + N));
   inner_->rmsnormForward(x, w, y, rstd, N, C, eps);
 }
-void ProfilingBackend::rmsnormBackward(const float* x, const float* w, const float* rstd,
-                                       const float* dy, float* dx, float* dw, int N, int C) {
+void ProfilingBackend::rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
+                                       float* dx, float* dw, int N, int C) {
   const double nc = static_cast<double>(N) * C;
   Scope s(*this, "rmsnormBackward", 8.0 * nc, kF * (4.0 * nc + 2.0 * C + N));
   inner_->rmsnormBackward(x, w, rstd, dy, dx, dw, N, C);
@@ -237,9 +234,9 @@ void ProfilingBackend::attentionForward(const float* q, const float* k, const fl
   Scope s(*this, "attentionForward", 2.0 * bh * t * t * d, kF * (4.0 * bh * t * d + bh * t));
   inner_->attentionForward(q, k, v, out, lse, B, T, H, D);
 }
-void ProfilingBackend::attentionBackward(const float* q, const float* k, const float* v,
-                                         const float* out, const float* lse, const float* dout,
-                                         float* dq, float* dk, float* dv, int B, int T, int H, int D) {
+void ProfilingBackend::attentionBackward(const float* q, const float* k, const float* v, const float* out,
+                                         const float* lse, const float* dout, float* dq, float* dk, float* dv,
+                                         int B, int T, int H, int D) {
   // Recomputed scores plus dV, dP, dQ, dK: five causal T x T x D products.
   const double bh = static_cast<double>(B) * H, t = T, d = D;
   Scope s(*this, "attentionBackward", 5.0 * bh * t * t * d, kF * (8.0 * bh * t * d + bh * t));
@@ -249,8 +246,8 @@ void ProfilingBackend::swigluForward(const float* gate, const float* up, float* 
   Scope s(*this, "swigluForward", 6.0 * static_cast<double>(n), 3.0 * kF * static_cast<double>(n));
   inner_->swigluForward(gate, up, h, n);
 }
-void ProfilingBackend::swigluBackward(const float* gate, const float* up, const float* dh,
-                                      float* dgate, float* dup, size_t n) {
+void ProfilingBackend::swigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
+                                      float* dup, size_t n) {
   Scope s(*this, "swigluBackward", 10.0 * static_cast<double>(n), 5.0 * kF * static_cast<double>(n));
   inner_->swigluBackward(gate, up, dh, dgate, dup, n);
 }
@@ -259,9 +256,8 @@ void ProfilingBackend::actQuant(const float* x, float* xq, int N, int C, int bit
   Scope s(*this, "actQuant", 4.0 * nc, 2.0 * kF * nc);
   inner_->actQuant(x, xq, N, C, bits);
 }
-void ProfilingBackend::classifier(const float* x, const float* table, const int32_t* targets,
-                                  float* losses, float* dx, float* dtable, int N, int C, int V,
-                                  float gradScale) {
+void ProfilingBackend::classifier(const float* x, const float* table, const int32_t* targets, float* losses,
+                                  float* dx, float* dtable, int N, int C, int V, float gradScale) {
   // Logits (2NCV), then dx and dtable (2NCV each) when training.
   const double ncv = static_cast<double>(N) * C * V;
   const double io = kF * (static_cast<double>(N) * C * (dx ? 2.0 : 1.0) +
@@ -271,12 +267,12 @@ void ProfilingBackend::classifier(const float* x, const float* table, const int3
 }
 void ProfilingBackend::logits(const float* x, const float* table, float* out, int N, int C, int V) {
   const double ncv = static_cast<double>(N) * C * V;
-  Scope s(*this, "logits", 2.0 * ncv, kF * (static_cast<double>(N) * C + static_cast<double>(V) * C +
-                                            static_cast<double>(N) * V));
+  Scope s(*this, "logits", 2.0 * ncv,
+          kF * (static_cast<double>(N) * C + static_cast<double>(V) * C + static_cast<double>(N) * V));
   inner_->logits(x, table, out, N, C, V);
 }
-void ProfilingBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr,
-                             float b1, float b2, float eps, float wd, int t, float gradScale) {
+void ProfilingBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
+                             float b2, float eps, float wd, int t, float gradScale) {
   Scope s(*this, "adamw", 12.0 * static_cast<double>(n), 7.0 * kF * static_cast<double>(n));
   inner_->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t, gradScale);
 }
@@ -285,13 +281,12 @@ float ProfilingBackend::steQuantize(const float* W, float* Wq, size_t n) {
   Scope s(*this, "steQuantize", 3.0 * static_cast<double>(n), 3.0 * kF * static_cast<double>(n));
   return inner_->steQuantize(W, Wq, n);
 }
-void ProfilingBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale,
-                                       float bridge) {
+void ProfilingBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) {
   Scope s(*this, "poltMaterialize", static_cast<double>(n), (1.0 + kF) * static_cast<double>(n));
   inner_->poltMaterialize(code, W, n, scale, bridge);
 }
-double ProfilingBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
-                                  float bridge, float deadzone) {
+double ProfilingBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                                  float deadzone) {
   noteSync("poltVote");
   Scope s(*this, "poltVote", 4.0 * static_cast<double>(n), (kF + 3.0) * static_cast<double>(n));
   return inner_->poltVote(G, code, vote, n, bridge, deadzone);

@@ -38,7 +38,6 @@ void normalInit(std::vector<float>& out, float stdv, uint32_t paramId, uint64_t 
 
 }  // namespace
 
-
 // ----------------------------------------------------------------------------------------------
 
 Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads) : cfg_(cfg) {
@@ -236,9 +235,9 @@ double Trainer::chunkForwardBackward(const std::vector<int32_t>& tg, int B, int 
   const auto ls = m.classify(tg, B * T, true, gradScale);
   const double loss = ls.second > 0 ? ls.first / ls.second : 0.0;
   if (!std::isfinite(loss)) {
-    const std::string why = "non-finite training loss (" + std::to_string(loss) + ") at step " +
-                            std::to_string(step_ + 1) +
-                            "; the step was not applied and its votes were undone. Lower lr or check the data.";
+    const std::string why =
+        "non-finite training loss (" + std::to_string(loss) + ") at step " + std::to_string(step_ + 1) +
+        "; the step was not applied and its votes were undone. Lower lr or check the data.";
     // A rank alone must not leave the step: the others would wait in the all-reduce. It casts no
     // votes, finishes the step's chunks and every rank refuses the step together in applyStep().
     if (worldSize() == 1) failStep(why);
@@ -275,8 +274,7 @@ float Trainer::accumulate() {
   m.upload(in, tg);
   // Every target is scored; the gradient is that of the step's mean loss over all its chunks (of
   // every rank).
-  const float gradScale =
-      1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep() * worldSize()));
+  const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep() * worldSize()));
   return static_cast<float>(chunkForwardBackward(tg, B, T, gradScale));
 }
 
@@ -321,7 +319,8 @@ StepResult Trainer::applyStep() {
   if (accumulated_ == 0) throw Error("applyStep: no micro-batch accumulated since the last step");
   if (!explicitStep_ && accumulated_ != chunksPerStep())
     throw Error("applyStep: " + std::to_string(accumulated_) + " of the step's " +
-                std::to_string(chunksPerStep()) + " micro-batch chunk(s) accumulated; call accumulate() again");
+                std::to_string(chunksPerStep()) +
+                " micro-batch chunk(s) accumulated; call accumulate() again");
   Model& m = *m_;
   StepResult r;
   // Data parallel: every rank holds the sums over all ranks from here on (the same on each).
@@ -359,8 +358,8 @@ StepResult Trainer::applyStep() {
       BitLayer& l = m.lin[i];
       LayerStep& ls = r.layers[i];
       ls.dscale = ghostScaleAdamW(l, cfg_, t, slr);
-      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, K),
-                    &ls.flips, nullptr);
+      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, K), &ls.flips,
+                    nullptr);
       ls.scale = l.s;
       ls.weights = l.n;
       l.ds = 0;
@@ -447,7 +446,8 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
   if (accumulated_ > 0 && !explicitStep_)
     throw Error("forwardBackward: the step already holds accumulate() chunks; call applyStep() first");
   if (worldSize() > 1)
-    throw Error("forwardBackward: explicit batches are not summed over data-parallel ranks; use accumulate()");
+    throw Error(
+        "forwardBackward: explicit batches are not summed over data-parallel ranks; use accumulate()");
   auto tg = explicitBatch(m, cfg_, "forwardBackward", inputs, targets, B, T);
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
@@ -467,7 +467,8 @@ Trainer::EvalResult Trainer::evaluate(const int32_t* tokens, size_t n, int windo
                                       std::atomic<bool>* cancel) {
   Model& m = *m_;
   const int T = window <= 0 ? cfg_.model.seq : window;
-  if (T > cfg_.model.seq) throw Error("evaluate: window must be <= seq (" + std::to_string(cfg_.model.seq) + ")");
+  if (T > cfg_.model.seq)
+    throw Error("evaluate: window must be <= seq (" + std::to_string(cfg_.model.seq) + ")");
   m.checkTokens(tokens, n, false, "evaluation tokens");
   EvalResult res;
   if (n < 2) return res;
@@ -504,7 +505,8 @@ int Trainer::layerIndex(const std::string& name) const {
   std::string list;
   for (size_t i = 0; i < layerInfo_.size() && i < 7; ++i) list += (i ? ", " : "") + layerInfo_[i].name;
   throw Error("unknown layer '" + name + "'; layers are named blocks.<0.." +
-              std::to_string(cfg_.model.layers - 1) + ">.<attn.q|attn.k|attn.v|attn.o|mlp.gate|mlp.up|mlp.down>, e.g. " + list);
+              std::to_string(cfg_.model.layers - 1) +
+              ">.<attn.q|attn.k|attn.v|attn.o|mlp.gate|mlp.up|mlp.down>, e.g. " + list);
 }
 
 static void checkLayer(int layer, size_t count) {
@@ -541,7 +543,6 @@ std::vector<int8_t> Trainer::votes(int layer) {
   return out;
 }
 
-
 std::vector<float> Trainer::flipProbabilities(int layer) {
   checkLayer(layer, m_->lin.size());
   requirePolt(cfg_.quant, "flip probabilities");
@@ -556,8 +557,9 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
     be_->poltMergeVotes(merged, m_->voteUndo.data() + undoOffset(*m_, layer), l.n);
     vote = merged;
   }
-  be_->poltProbabilities(vote, p, l.n,
-                         flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
+  be_->poltProbabilities(
+      vote, p, l.n,
+      flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
   be_->toHost(out.data(), p, sizeof(float) * l.n);
   return out;
 }
@@ -575,7 +577,8 @@ void Trainer::setCodes(int layer, const std::vector<int8_t>& c) {
   checkLayer(layer, m_->lin.size());
   requirePolt(cfg_.quant, "codes");
   auto& l = m_->lin[layer];
-  if (c.size() != l.n) throw Error("setCodes: expected " + std::to_string(l.n) + " codes, got " + std::to_string(c.size()));
+  if (c.size() != l.n)
+    throw Error("setCodes: expected " + std::to_string(l.n) + " codes, got " + std::to_string(c.size()));
   for (int8_t x : c)
     if (x < -2 || x > 2) throw Error("setCodes: codes must be in [-2, 2]");
   be_->toDevice(l.code, c.data(), l.n);
@@ -585,7 +588,8 @@ void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
   checkLayer(layer, m_->lin.size());
   requirePolt(cfg_.quant, "votes");
   auto& l = m_->lin[layer];
-  if (v.size() != l.n) throw Error("setVotes: expected " + std::to_string(l.n) + " votes, got " + std::to_string(v.size()));
+  if (v.size() != l.n)
+    throw Error("setVotes: expected " + std::to_string(l.n) + " votes, got " + std::to_string(v.size()));
   for (int8_t x : v)
     if (x < -127) throw Error("setVotes: votes must be in [-127, 127]");
   if (accumulated_ > 0) {  // mid-step: these become the kept votes, with no change yet
@@ -601,7 +605,8 @@ std::vector<float> Trainer::scales() const {
   for (size_t i = 0; i < m_->lin.size(); ++i) {
     const BitLayer& l = m_->lin[i];
     if (cfg_.quant == Quant::Poltergeist) out.push_back(l.s);
-    else if (cfg_.quant == Quant::STE) out.push_back(be_->steQuantize(m_->params[l.param].w, m_->wscratch, l.n));
+    else if (cfg_.quant == Quant::STE)
+      out.push_back(be_->steQuantize(m_->params[l.param].w, m_->wscratch, l.n));
     else out.push_back(static_cast<float>(std::sqrt(be_->sumSquares(m_->params[l.param].w, l.n) / l.n)));
   }
   return out;
@@ -778,32 +783,42 @@ void Trainer::checkRanksAgree() {
   }
   const ModelConfig& mc = cfg_.model;
   const std::vector<std::pair<const char*, int64_t>> mine = {
-      {"seed", static_cast<int64_t>(cfg_.seed)}, {"batch", cfg_.batch}, {"accum", cfg_.accum},
-      {"microBatch", cfg_.microBatch}, {"quant", static_cast<int64_t>(cfg_.quant)},
-      {"vocab", mc.vocab}, {"dModel", mc.dModel}, {"layers", mc.layers}, {"heads", mc.heads},
-      {"ffn", mc.ffn}, {"seq", mc.seq}, {"training tokens", static_cast<int64_t>(train_.size())},
-      {"training data (hash)", static_cast<int64_t>(hash)}, {"step", step_}};
+      {"seed", static_cast<int64_t>(cfg_.seed)},
+      {"batch", cfg_.batch},
+      {"accum", cfg_.accum},
+      {"microBatch", cfg_.microBatch},
+      {"quant", static_cast<int64_t>(cfg_.quant)},
+      {"vocab", mc.vocab},
+      {"dModel", mc.dModel},
+      {"layers", mc.layers},
+      {"heads", mc.heads},
+      {"ffn", mc.ffn},
+      {"seq", mc.seq},
+      {"training tokens", static_cast<int64_t>(train_.size())},
+      {"training data (hash)", static_cast<int64_t>(hash)},
+      {"step", step_}};
   std::vector<int64_t> root(mine.size());
   for (size_t i = 0; i < mine.size(); ++i) root[i] = mine[i].second;
   bcast(root.data(), sizeof(int64_t) * root.size(), 0, false);
   std::string differ;
   for (size_t i = 0; i < mine.size(); ++i)
     if (root[i] != mine[i].second)
-      differ += std::string(differ.empty() ? "" : ", ") + mine[i].first + " (rank 0: " + std::to_string(root[i]) +
-                ", rank " + std::to_string(rank()) + ": " + std::to_string(mine[i].second) + ")";
+      differ += std::string(differ.empty() ? "" : ", ") + mine[i].first +
+                " (rank 0: " + std::to_string(root[i]) + ", rank " + std::to_string(rank()) + ": " +
+                std::to_string(mine[i].second) + ")";
   int32_t bad = differ.empty() ? 0 : 1;
   reduce(&bad, 1, static_cast<int>(CommType::Int32), false);
   if (bad > 0)
     throw Error(comm_->backend() + " rank " + std::to_string(rank()) + " of " + std::to_string(worldSize()) +
-                ": the ranks do not train the same run (" + std::to_string(bad) + " rank(s) differ from rank 0" +
-                (differ.empty() ? "" : ": " + differ) +
+                ": the ranks do not train the same run (" + std::to_string(bad) +
+                " rank(s) differ from rank 0" + (differ.empty() ? "" : ": " + differ) +
                 "); every rank needs the same config, seed, data and checkpoint");
   consistencyChecked_ = true;
 }
 
 // The step's sums over all ranks: loss, tokens, refusals and the state digest with the Ghost
-// Scale gradients (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each rank's
-// change lies in [-K, K] — else int32, merged here on the host).
+// Scale gradients (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each
+// rank's change lies in [-K, K] — else int32, merged here on the host).
 bool Trainer::reduceStep() {
   Model& m = *m_;
   be_->sync();
@@ -825,7 +840,8 @@ bool Trainer::reduceStep() {
     const std::string mine = rankFailure_;
     rankFailure_.clear();
     failStep(std::to_string(static_cast<int>(sc[2])) + " of " + std::to_string(R) + " ranks refused step " +
-             std::to_string(step_ + 1) + (mine.empty() ? " (rank " + std::to_string(rank()) + " was fine)" : ": " + mine));
+             std::to_string(step_ + 1) +
+             (mine.empty() ? " (rank " + std::to_string(rank()) + " was fine)" : ": " + mine));
   }
   accLoss_ = sc[0];
   for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[5 + i];

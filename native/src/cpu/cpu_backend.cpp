@@ -21,8 +21,8 @@ namespace primal {
 namespace cpu {
 
 namespace {
-constexpr size_t kAlign = 64;          // cache line; also enough for any SIMD load
-constexpr size_t kElemGrain = 1 << 14; // smaller element-wise ops run on the calling thread
+constexpr size_t kAlign = 64;           // cache line; also enough for any SIMD load
+constexpr size_t kElemGrain = 1 << 14;  // smaller element-wise ops run on the calling thread
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) : pool_(threads) {
@@ -111,8 +111,8 @@ void CpuBackend::resetPeak() {
 
 // ---- GEMM ----------------------------------------------------------------------------------
 
-void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
-                      int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, float beta, float* C, int ldc) {
 #if defined(PRIMAL_HAVE_BLAS)
   gemmCheckArgs(transA, transB, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
@@ -126,31 +126,35 @@ void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha
   const bool byRows = M >= N;
   const size_t extent = static_cast<size_t>(byRows ? M : N);
   const size_t parts = std::max<size_t>(1, std::min<size_t>(pool_.size(), extent / 16));
-  pool_.parallelFor(parts, [&](size_t pb, size_t pe) {
-    for (size_t p = pb; p < pe; ++p) {
-      const int s0 = static_cast<int>(extent * p / parts), s1 = static_cast<int>(extent * (p + 1) / parts);
-      if (s1 <= s0) continue;
-      const float* a = A;
-      const float* b = B;
-      float* c = C;
-      int m = M, n = N;
-      if (byRows) {
-        a = transA ? A + s0 : A + static_cast<size_t>(s0) * lda;
-        c = C + static_cast<size_t>(s0) * ldc;
-        m = s1 - s0;
-      } else {
-        b = transB ? B + static_cast<size_t>(s0) * ldb : B + s0;
-        c = C + s0;
-        n = s1 - s0;
-      }
-      if (beta == 0.0f) {
-        // Make "beta = 0 overwrites" independent of how the BLAS treats NaN/Inf already in C.
-        for (int i = 0; i < m; ++i) std::memset(c + static_cast<size_t>(i) * ldc, 0, sizeof(float) * n);
-      }
-      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m,
-                  n, K, alpha, a, lda, b, ldb, beta, c, ldc);
-    }
-  }, 1);
+  pool_.parallelFor(
+      parts,
+      [&](size_t pb, size_t pe) {
+        for (size_t p = pb; p < pe; ++p) {
+          const int s0 = static_cast<int>(extent * p / parts),
+                    s1 = static_cast<int>(extent * (p + 1) / parts);
+          if (s1 <= s0) continue;
+          const float* a = A;
+          const float* b = B;
+          float* c = C;
+          int m = M, n = N;
+          if (byRows) {
+            a = transA ? A + s0 : A + static_cast<size_t>(s0) * lda;
+            c = C + static_cast<size_t>(s0) * ldc;
+            m = s1 - s0;
+          } else {
+            b = transB ? B + static_cast<size_t>(s0) * ldb : B + s0;
+            c = C + s0;
+            n = s1 - s0;
+          }
+          if (beta == 0.0f) {
+            // Make "beta = 0 overwrites" independent of how the BLAS treats NaN/Inf already in C.
+            for (int i = 0; i < m; ++i) std::memset(c + static_cast<size_t>(i) * ldc, 0, sizeof(float) * n);
+          }
+          cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                      m, n, K, alpha, a, lda, b, ldb, beta, c, ldc);
+        }
+      },
+      1);
 #else
   gemmBlocked(&pool_, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
@@ -159,15 +163,21 @@ void CpuBackend::gemm(bool transA, bool transB, int M, int N, int K, float alpha
 // ---- element-wise / reductions -------------------------------------------------------------
 
 void CpuBackend::add(float* y, const float* x, size_t n) {
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) y[i] += x[i];
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) y[i] += x[i];
+      },
+      kElemGrain);
 }
 
 void CpuBackend::scale(float* x, float a, size_t n) {
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) x[i] *= a;
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) x[i] *= a;
+      },
+      kElemGrain);
 }
 
 double CpuBackend::sumSquares(const float* x, size_t n) {
@@ -204,31 +214,32 @@ bool CpuBackend::allFinite(const float* x, size_t n) {
 
 // ---- AdamW ---------------------------------------------------------------------------------
 
-void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
-                       float b2, float eps, float wd, int t, float gradScale) {
+void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
+                       float eps, float wd, int t, float gradScale) {
   PRIMAL_CHECK(t >= 1, "adamw: step t must be >= 1, got " + std::to_string(t));
   // Bias corrections once per tensor, in double, then used as fp32 factors.
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
   const float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const float gi = g[i] * gradScale;
-      const float mi = b1 * m[i] + ob1 * gi;
-      const float vi = b2 * v[i] + ob2 * (gi * gi);
-      m[i] = mi;
-      v[i] = vi;
-      const float mhat = mi / bc1;
-      const float vhat = vi / bc2;
-      p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
-    }
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) {
+          const float gi = g[i] * gradScale;
+          const float mi = b1 * m[i] + ob1 * gi;
+          const float vi = b2 * v[i] + ob2 * (gi * gi);
+          m[i] = mi;
+          v[i] = vi;
+          const float mhat = mi / bc1;
+          const float vhat = vi / bc2;
+          p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
+        }
+      },
+      kElemGrain);
 }
 
 }  // namespace cpu
 
-std::unique_ptr<Backend> makeCpuBackend(int threads) {
-  return std::make_unique<cpu::CpuBackend>(threads);
-}
+std::unique_ptr<Backend> makeCpuBackend(int threads) { return std::make_unique<cpu::CpuBackend>(threads); }
 
 }  // namespace primal

@@ -52,41 +52,37 @@ class CpuBackend final : public Backend {
   double sumSquares(const float* x, size_t n) override;
   bool allFinite(const float* x, size_t n) override;
 
-  void embeddingForward(const int32_t* tokens, const float* table, float* out, int N,
-                        int C) override;
-  void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N,
-                         int C) override;
+  void embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) override;
+  void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C) override;
   void rmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
                       float eps) override;
-  void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
-                       float* dx, float* dw, int N, int C) override;
+  void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                       float* dw, int N, int C) override;
   void rope(float* x, int B, int T, int H, int D, float theta, bool inverse) override;
-  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
-                        int B, int T, int H, int D) override;
-  void attentionBackward(const float* q, const float* k, const float* v, const float* out,
-                         const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                         int B, int T, int H, int D) override;
+  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse, int B, int T,
+                        int H, int D) override;
+  void attentionBackward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                         const float* dout, float* dq, float* dk, float* dv, int B, int T, int H,
+                         int D) override;
   void swigluForward(const float* gate, const float* up, float* h, size_t n) override;
-  void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
-                      float* dup, size_t n) override;
+  void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
+                      size_t n) override;
   void actQuant(const float* x, float* xq, int N, int C, int bits) override;
-  void classifier(const float* x, const float* table, const int32_t* targets, float* losses,
-                  float* dx, float* dtable, int N, int C, int V, float gradScale) override;
+  void classifier(const float* x, const float* table, const int32_t* targets, float* losses, float* dx,
+                  float* dtable, int N, int C, int V, float gradScale) override;
   void logits(const float* x, const float* table, float* logits, int N, int C, int V) override;
 
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-             float eps, float wd, int t, float gradScale) override;
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
+             float wd, int t, float gradScale) override;
 
   float steQuantize(const float* W, float* Wq, size_t n) override;
-  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale,
-                       float bridge) override;
+  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override;
   double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
                   float deadzone) override;
   void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override;
   void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
                 float* pOut) override;
-  void poltProbabilities(const int8_t* vote, float* pOut, size_t n,
-                         const FlipParams& params) override;
+  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) override;
 
  private:
   // Sum over fixed chunks of kReduceChunk elements: part(begin, end) -> double per chunk (run in

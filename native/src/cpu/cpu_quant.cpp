@@ -45,41 +45,48 @@ float CpuBackend::steQuantize(const float* W, float* Wq, size_t n) {
   });
   const float mean = n ? static_cast<float>(sumAbs / static_cast<double>(n)) : 0.0f;
   const float gamma = std::max(mean, 1e-8f);
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    // Round, clamp (a select) and scale in separate passes so each vectorizes. roundHalfEven is
-    // exact rintf below 2^22, and anything larger keeps its sign and clamps to +-1 anyway.
-    for (size_t i = b; i < e; ++i) {
-      float r = roundHalfEven(W[i] / gamma);
-      r = r < -1.0f ? -1.0f : r;
-      r = 1.0f < r ? 1.0f : r;
-      Wq[i] = r;
-    }
-    for (size_t i = b; i < e; ++i) Wq[i] = gamma * Wq[i];
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        // Round, clamp (a select) and scale in separate passes so each vectorizes. roundHalfEven is
+        // exact rintf below 2^22, and anything larger keeps its sign and clamps to +-1 anyway.
+        for (size_t i = b; i < e; ++i) {
+          float r = roundHalfEven(W[i] / gamma);
+          r = r < -1.0f ? -1.0f : r;
+          r = 1.0f < r ? 1.0f : r;
+          Wq[i] = r;
+        }
+        for (size_t i = b; i < e; ++i) Wq[i] = gamma * Wq[i];
+      },
+      kElemGrain);
   return gamma;
 }
 
 // ---- Poltergeist ---------------------------------------------------------------------------
 
-void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale,
-                                 float bridge) {
+void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) {
   const CodeLut lut(bridge, scale);
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) W[i] = lut(code[i]);
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) W[i] = lut(code[i]);
+      },
+      kElemGrain);
 }
 
 void CpuBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) {
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) vote[i] = static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) vote[i] = static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
+      },
+      kElemGrain);
 }
 
-double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n,
-                            float bridge, float deadzone) {
+double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                            float deadzone) {
   double thr = 0.0;
-  if (deadzone > 0.0f && n > 0)
-    thr = polt::voteThreshold(deadzone, sumSquares(G, n), static_cast<double>(n));
+  if (deadzone > 0.0f && n > 0) thr = polt::voteThreshold(deadzone, sumSquares(G, n), static_cast<double>(n));
   const CodeLut lut(bridge);
   return chunkedSum(n, [&](size_t b, size_t e) {
     double s = 0.0;
@@ -97,8 +104,8 @@ static polt::FlipRule ruleOf(const FlipParams& P) {
   return polt::flipRuleFor(P.flipRate, P.scale, P.accum, P.pMax, P.voteKeep, P.bridgeOn);
 }
 
-void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& P,
-                          FlipStats* stats, float* pOut) {
+void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& P, FlipStats* stats,
+                          float* pOut) {
   PRIMAL_CHECK(P.accum >= 1, "poltFlip: accum must be >= 1, got " + std::to_string(P.accum));
   PRIMAL_CHECK(std::isfinite(P.voteKeep) && std::isfinite(P.flipRate) && std::isfinite(P.scale),
                "poltFlip: voteKeep, flipRate and scale must be finite");
@@ -123,8 +130,8 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
         uint32_t rw0[kFlipBlock], rw1[kFlipBlock];
         if (anyVote) {
           for (int l = 0; l < m; ++l) {
-            const Philox4 r = polt::flipRandom(static_cast<uint32_t>(i0 + l), P.layer, P.step,
-                                               P.seedLo, P.seedHi);
+            const Philox4 r =
+                polt::flipRandom(static_cast<uint32_t>(i0 + l), P.layer, P.step, P.seedLo, P.seedHi);
             rw0[l] = r.v[0];
             rw1[l] = r.v[1];
           }
@@ -141,10 +148,8 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
             if (o.flipped) {
               code[i] = static_cast<int8_t>(o.code);
               ++st.transitions[code0 + 2][o.code + 2];
-              if (o.code > code0)
-                ++st.flipsUp;
-              else
-                ++st.flipsDown;
+              if (o.code > code0) ++st.flipsUp;
+              else ++st.flipsDown;
             }
             vote[i] = static_cast<int8_t>(o.vote);
           }
@@ -179,16 +184,18 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
   *stats = total;
 }
 
-void CpuBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n,
-                                   const FlipParams& P) {
+void CpuBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& P) {
   PRIMAL_CHECK(P.accum >= 1, "poltProbabilities: accum must be >= 1, got " + std::to_string(P.accum));
   const polt::FlipRule rule = ruleOf(P);
-  pool_.parallelFor(n, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      const int v = vote[i];
-      pOut[i] = static_cast<float>(polt::flipProbability(v < 0 ? -v : v, rule));
-    }
-  }, kElemGrain);
+  pool_.parallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) {
+          const int v = vote[i];
+          pOut[i] = static_cast<float>(polt::flipProbability(v < 0 ? -v : v, rule));
+        }
+      },
+      kElemGrain);
 }
 
 }  // namespace cpu

@@ -32,8 +32,7 @@ constexpr int KC = 256;  // depth of one packed block (A panel + B panel fit L1/
 // op(B)[pc:pc+kc, jc + p*NR : +NR] for panels [p0, p1) into Bp (panel p at Bp + p*kc*NR),
 // zero-padded past nc.
 template <int NR>
-void packB(const float* B, int ldb, bool transB, int pc, int jc, int kc, int nc, int p0, int p1,
-           float* Bp) {
+void packB(const float* B, int ldb, bool transB, int pc, int jc, int kc, int nc, int p0, int p1, float* Bp) {
   for (int p = p0; p < p1; ++p) {
     float* dst = Bp + static_cast<size_t>(p) * kc * NR;
     const int j0 = jc + p * NR;
@@ -51,8 +50,7 @@ void packB(const float* B, int ldb, bool transB, int pc, int jc, int kc, int nc,
     } else {
       // Gather NR rows of B at a time so the writes stay sequential (NR read streams).
       const float* rows[NR];
-      for (int j = 0; j < NR; ++j)
-        rows[j] = B + static_cast<size_t>(j0 + (j < nr ? j : 0)) * ldb + pc;
+      for (int j = 0; j < NR; ++j) rows[j] = B + static_cast<size_t>(j0 + (j < nr ? j : 0)) * ldb + pc;
       for (int k = 0; k < kc; ++k) {
         float* d = dst + static_cast<size_t>(k) * NR;
         for (int j = 0; j < NR; ++j) d[j] = rows[j][k];
@@ -74,8 +72,7 @@ void packA(const float* A, int lda, bool transA, int ic, int pc, int mc, int kc,
     if (!transA) {
       // Gather MR rows at a time so the writes stay sequential (MR read streams).
       const float* rows[MR];
-      for (int i = 0; i < MR; ++i)
-        rows[i] = A + static_cast<size_t>(i0 + (i < mr ? i : 0)) * lda + pc;
+      for (int i = 0; i < MR; ++i) rows[i] = A + static_cast<size_t>(i0 + (i < mr ? i : 0)) * lda + pc;
       for (int k = 0; k < kc; ++k) {
         float* d = dst + static_cast<size_t>(k) * MR;
         for (int i = 0; i < MR; ++i) d[i] = rows[i][k];
@@ -146,16 +143,14 @@ void scaleRows(ThreadPool* pool, int M, int N, float beta, float* C, int ldc) {
     }
   };
   if (beta == 1.0f) return;
-  if (pool)
-    pool->parallelFor(static_cast<size_t>(M), body, 16);
-  else
-    body(0, static_cast<size_t>(M));
+  if (pool) pool->parallelFor(static_cast<size_t>(M), body, 16);
+  else body(0, static_cast<size_t>(M));
 }
 
 template <int MR, int NR>
-void gemmDriver(void (*macro)(const MacroArgs&), ThreadPool* pool, bool transA, bool transB, int M,
-                int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                float beta, float* C, int ldc) {
+void gemmDriver(void (*macro)(const MacroArgs&), ThreadPool* pool, bool transA, bool transB, int M, int N,
+                int K, float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C,
+                int ldc) {
   constexpr int MC = MR * 16;   // A block per thread: MC x KC (L2)
   constexpr int NC = NR * 128;  // B block shared: KC x NC (L2/L3)
   const int threads = pool ? pool->size() : 1;
@@ -177,8 +172,7 @@ void gemmDriver(void (*macro)(const MacroArgs&), ThreadPool* pool, bool transA, 
       };
       if (pool && static_cast<size_t>(kc) * nc >= 16384)
         pool->parallelFor(static_cast<size_t>(bPanels), packBody, 2);
-      else
-        packBody(0, static_cast<size_t>(bPanels));
+      else packBody(0, static_cast<size_t>(bPanels));
 
       const int aPanelsTotal = (M + MR - 1) / MR;
       // Split rows of C across threads when there are enough of them, else columns (panels of B).
@@ -191,8 +185,8 @@ void gemmDriver(void (*macro)(const MacroArgs&), ThreadPool* pool, bool transA, 
         for (int ic = mp0 * MR; ic < rowEnd; ic += MC) {
           const int mc = std::min(MC, rowEnd - ic);
           packA<MR>(A, lda, transA, ic, pc, mc, kc, aPack.data());
-          MacroArgs m{kc,    mc,   nc,    bp0,  bp1, aPack.data(), Bp,
-                      C + static_cast<size_t>(ic) * ldc + jc, ldc, alpha, beta, first};
+          MacroArgs m{kc,  mc,    nc,   bp0,  bp1, aPack.data(), Bp, C + static_cast<size_t>(ic) * ldc + jc,
+                      ldc, alpha, beta, first};
           macro(m);
         }
       };
@@ -216,14 +210,11 @@ void gemmDriver(void (*macro)(const MacroArgs&), ThreadPool* pool, bool transA, 
 
 void gemmCheckArgs(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc) {
   PRIMAL_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm: negative size M=" + std::to_string(M) +
-                                                " N=" + std::to_string(N) + " K=" + std::to_string(K));
+                                               " N=" + std::to_string(N) + " K=" + std::to_string(K));
   const int aCols = transA ? M : K, bCols = transB ? K : N;
-  PRIMAL_CHECK(lda >= std::max(1, aCols), "gemm: lda=" + std::to_string(lda) + " < " +
-                                              std::to_string(aCols));
-  PRIMAL_CHECK(ldb >= std::max(1, bCols), "gemm: ldb=" + std::to_string(ldb) + " < " +
-                                              std::to_string(bCols));
-  PRIMAL_CHECK(ldc >= std::max(1, N),
-               "gemm: ldc=" + std::to_string(ldc) + " < " + std::to_string(N));
+  PRIMAL_CHECK(lda >= std::max(1, aCols), "gemm: lda=" + std::to_string(lda) + " < " + std::to_string(aCols));
+  PRIMAL_CHECK(ldb >= std::max(1, bCols), "gemm: ldb=" + std::to_string(ldb) + " < " + std::to_string(bCols));
+  PRIMAL_CHECK(ldc >= std::max(1, N), "gemm: ldc=" + std::to_string(ldc) + " < " + std::to_string(N));
 }
 
 bool gemmAvx2Supported() {
@@ -240,9 +231,8 @@ const char* gemmKernelName(GemmKernel kernel) {
   return kernel == GemmKernel::Avx2 ? "avx2" : "generic";
 }
 
-void gemmBlocked(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha,
-                 const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,
-                 GemmKernel kernel) {
+void gemmBlocked(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc, GemmKernel kernel) {
   gemmCheckArgs(transA, transB, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) {
@@ -254,14 +244,14 @@ void gemmBlocked(ThreadPool* pool, bool transA, bool transB, int M, int N, int K
   if (kernel == GemmKernel::Avx2) {
     PRIMAL_CHECK(gemmAvx2Supported(), "gemm: this CPU has no AVX2/FMA");
     gemmDriver<kavx2::MR, kavx2::NR>(&kavx2::macro, pool, transA, transB, M, N, K, alpha, A, lda, B, ldb,
-                               beta, C, ldc);
+                                     beta, C, ldc);
     return;
   }
 #else
   PRIMAL_CHECK(kernel != GemmKernel::Avx2, "gemm: AVX2 kernel not built on this platform");
 #endif
-  gemmDriver<kgeneric::MR, kgeneric::NR>(&kgeneric::macro, pool, transA, transB, M, N, K, alpha, A, lda, B, ldb,
-                             beta, C, ldc);
+  gemmDriver<kgeneric::MR, kgeneric::NR>(&kgeneric::macro, pool, transA, transB, M, N, K, alpha, A, lda, B,
+                                         ldb, beta, C, ldc);
 }
 
 }  // namespace cpu

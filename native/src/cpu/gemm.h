@@ -17,8 +17,8 @@ enum class GemmKernel {
 
 // Cache-blocked, packed, multi-threaded over `pool` (nullptr: the calling thread only). The
 // result is bit-identical for any thread count (each C element sums over K in the same order).
-void gemmBlocked(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha,
-                 const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc,
+void gemmBlocked(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
+                 int lda, const float* B, int ldb, float beta, float* C, int ldc,
                  GemmKernel kernel = GemmKernel::Auto);
 
 bool gemmAvx2Supported();

@@ -8,9 +8,8 @@
 // which is a broadcast-multiply-add per row of the tile.
 template <int MR, int NR, int VL>
 inline __attribute__((always_inline)) void microKernel(int kc, const float* __restrict a,
-                                                       const float* __restrict b,
-                                                       float* __restrict c, int ldc, int mr,
-                                                       int nr, float alpha, float beta,
+                                                       const float* __restrict b, float* __restrict c,
+                                                       int ldc, int mr, int nr, float alpha, float beta,
                                                        bool first) {
   typedef float Vec __attribute__((vector_size(VL * sizeof(float))));
   // Unaligned, aliasing view for loads from the packed panel.
@@ -47,12 +46,9 @@ inline __attribute__((always_inline)) void microKernel(int kc, const float* __re
     for (int i = 0; i < mr; ++i) {
       float* ci = c + static_cast<size_t>(i) * ldc;
       for (int j = 0; j < nr; ++j) {
-        if (!first)
-          ci[j] += alpha * tile[i][j];
-        else if (beta == 0.0f)
-          ci[j] = alpha * tile[i][j];
-        else
-          ci[j] = beta * ci[j] + alpha * tile[i][j];
+        if (!first) ci[j] += alpha * tile[i][j];
+        else if (beta == 0.0f) ci[j] = alpha * tile[i][j];
+        else ci[j] = beta * ci[j] + alpha * tile[i][j];
       }
     }
   }

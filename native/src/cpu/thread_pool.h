@@ -31,7 +31,8 @@ class ThreadPool {
   template <class F>
   void runParts(int parts, F&& fn) {
     using Fn = typename std::remove_reference<F>::type;
-    run(parts, [](void* ctx, int tid) { (*static_cast<Fn*>(ctx))(tid); }, (void*)&fn);
+    run(
+        parts, [](void* ctx, int tid) { (*static_cast<Fn*>(ctx))(tid); }, (void*)&fn);
   }
 
   // Static partition of [0, n) into at most size() contiguous ranges of >= grain items each;

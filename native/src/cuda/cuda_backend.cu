@@ -35,17 +35,28 @@ const char* baseName(const char* path) {
 
 const char* cublasStatusName(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
-    default: return "unknown cuBLAS status";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR:
+      return "CUBLAS_STATUS_LICENSE_ERROR";
+    default:
+      return "unknown cuBLAS status";
   }
 }
 }  // namespace
@@ -61,21 +72,20 @@ const char* cublasStatusName(cublasStatus_t s) {
 [[noreturn]] void throwCublasError(cublasStatus_t s, const char* what, const char* file, int line) {
   (void)cudaGetLastError();
   throw Error(std::string("cuBLASLt error: ") + what + " failed: " + cublasStatusName(s) + " (" +
-              std::to_string(static_cast<int>(s)) + ") at " + baseName(file) + ":" +
-              std::to_string(line));
+              std::to_string(static_cast<int>(s)) + ") at " + baseName(file) + ":" + std::to_string(line));
 }
 
-#define PRIMAL_CUBLAS_CHECK(call)                                                    \
-  do {                                                                               \
-    cublasStatus_t primal_st_ = (call);                                              \
-    if (primal_st_ != CUBLAS_STATUS_SUCCESS)                                         \
-      ::primal::cuda::throwCublasError(primal_st_, #call, __FILE__, __LINE__);       \
+#define PRIMAL_CUBLAS_CHECK(call)                                              \
+  do {                                                                         \
+    cublasStatus_t primal_st_ = (call);                                        \
+    if (primal_st_ != CUBLAS_STATUS_SUCCESS)                                   \
+      ::primal::cuda::throwCublasError(primal_st_, #call, __FILE__, __LINE__); \
   } while (0)
 
 namespace {
 
-constexpr size_t kWorkspaceBytes = 32u << 20;   // cuBLASLt workspace (recommended for Hopper)
-constexpr size_t kStageBytes = 1u << 20;        // pinned staging slot for small uploads
+constexpr size_t kWorkspaceBytes = 32u << 20;  // cuBLASLt workspace (recommended for Hopper)
+constexpr size_t kStageBytes = 1u << 20;       // pinned staging slot for small uploads
 constexpr int kStageSlots = 4;
 // Logits chunk budget of the fused classifier: 1/32 of the GPU's memory, within [128 MiB, 1 GiB]
 // (larger chunks amortize the dtable update, which rewrites the whole table once per chunk).
@@ -123,9 +133,12 @@ enum class GemmMode { FP32 = 0, TF32 = 1, BF16 = 2 };
 
 const char* gemmModeName(GemmMode m) {
   switch (m) {
-    case GemmMode::FP32: return "fp32";
-    case GemmMode::TF32: return "tf32";
-    case GemmMode::BF16: return "bf16";
+    case GemmMode::FP32:
+      return "fp32";
+    case GemmMode::TF32:
+      return "tf32";
+    case GemmMode::BF16:
+      return "bf16";
   }
   return "?";
 }
@@ -138,9 +151,8 @@ struct GemmKey {
   int mode;  // GemmMode: operand types and compute type of the plan
   int M, N, K, lda, ldb, ldc, alA, alB, alC;
   bool operator==(const GemmKey& o) const {
-    return ta == o.ta && tb == o.tb && mode == o.mode && M == o.M && N == o.N && K == o.K &&
-           lda == o.lda && ldb == o.ldb && ldc == o.ldc && alA == o.alA && alB == o.alB &&
-           alC == o.alC;
+    return ta == o.ta && tb == o.tb && mode == o.mode && M == o.M && N == o.N && K == o.K && lda == o.lda &&
+           ldb == o.ldb && ldc == o.ldc && alA == o.alA && alB == o.alB && alC == o.alC;
   }
 };
 struct GemmKeyHash {
@@ -355,13 +367,11 @@ class CudaBackend final : public Backend {
   }
 
   // ---- model ops ---------------------------------------------------------------------------
-  void embeddingForward(const int32_t* tokens, const float* table, float* out, int N,
-                        int C) override {
+  void embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) override {
     DeviceGuard g(dev_);
     launchEmbeddingForward(tokens, table, out, N, C, st_);
   }
-  void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N,
-                         int C) override {
+  void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C) override {
     if (N <= 0 || C <= 0) return;
     DeviceGuard g(dev_);
     const size_t bytes = embeddingBackwardScratchBytes(N);
@@ -373,8 +383,8 @@ class CudaBackend final : public Backend {
     DeviceGuard g(dev_);
     launchRmsnormForward(x, w, y, rstd, N, C, eps, st_);
   }
-  void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
-                       float* dx, float* dw, int N, int C) override {
+  void rmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                       float* dw, int N, int C) override {
     if (N <= 0 || C <= 0) return;
     DeviceGuard g(dev_);
     float* s = static_cast<float*>(ensure(normScratch_, rmsnormBackwardScratchBytes(N, C)));
@@ -387,7 +397,8 @@ class CudaBackend final : public Backend {
     // The (cos, sin) table depends only on (D, theta) per position; rebuilt when those change
     // or more positions are needed.
     if (ropeD_ != D || ropeTheta_ != theta || ropeT_ < T) {
-      float2* t = static_cast<float2*>(ensure(ropeScratch_, sizeof(float2) * static_cast<size_t>(T) * (D / 2)));
+      float2* t =
+          static_cast<float2*>(ensure(ropeScratch_, sizeof(float2) * static_cast<size_t>(T) * (D / 2)));
       launchRopeTable(t, T, D, theta, st_);
       ropeD_ = D;
       ropeT_ = T;
@@ -395,14 +406,14 @@ class CudaBackend final : public Backend {
     }
     launchRope(x, static_cast<const float2*>(ropeScratch_.p), B, T, H, D, inverse, st_);
   }
-  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
-                        int B, int T, int H, int D) override {
+  void attentionForward(const float* q, const float* k, const float* v, float* out, float* lse, int B, int T,
+                        int H, int D) override {
     DeviceGuard g(dev_);
     launchAttentionForward(q, k, v, out, lse, B, T, H, D, smemOptin_, st_);
   }
-  void attentionBackward(const float* q, const float* k, const float* v, const float* out,
-                         const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                         int B, int T, int H, int D) override {
+  void attentionBackward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                         const float* dout, float* dq, float* dk, float* dv, int B, int T, int H,
+                         int D) override {
     if (B <= 0 || T <= 0 || H <= 0) return;
     DeviceGuard g(dev_);
     float* s = static_cast<float*>(ensure(attnScratch_, attentionBackwardScratchBytes(B, T, H)));
@@ -412,8 +423,8 @@ class CudaBackend final : public Backend {
     DeviceGuard g(dev_);
     launchSwigluForward(gate, up, h, n, st_);
   }
-  void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
-                      float* dup, size_t n) override {
+  void swigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
+                      size_t n) override {
     DeviceGuard g(dev_);
     launchSwigluBackward(gate, up, dh, dgate, dup, n, st_);
   }
@@ -422,8 +433,8 @@ class CudaBackend final : public Backend {
     launchActQuant(x, xq, N, C, bits, st_);
   }
 
-  void classifier(const float* x, const float* table, const int32_t* targets, float* losses,
-                  float* dx, float* dtable, int N, int C, int V, float gradScale) override {
+  void classifier(const float* x, const float* table, const int32_t* targets, float* losses, float* dx,
+                  float* dtable, int N, int C, int V, float gradScale) override {
     if (N <= 0) return;
     if (V <= 0 || C <= 0) throw Error("classifier (cuda): V and C must be positive");
     DeviceGuard g(dev_);
@@ -451,7 +462,8 @@ class CudaBackend final : public Backend {
         // (into bfA_, which the GEMMs then leave alone: they convert only their B operand).
         Operand Lh{L, ldL, false}, Lt{L + V0, ldL, false};
         if (bf16) {
-          uint16_t* Lb = static_cast<uint16_t*>(ensure(bfA_, sizeof(uint16_t) * static_cast<size_t>(rows) * ldL));
+          uint16_t* Lb =
+              static_cast<uint16_t*>(ensure(bfA_, sizeof(uint16_t) * static_cast<size_t>(rows) * ldL));
           launchFloatToBf16(L, ldL, Lb, ldL, rows, V, st_);
           Lh = Operand{Lb, ldL, true};
           Lt = Operand{Lb + V0, ldL, true};
@@ -469,12 +481,13 @@ class CudaBackend final : public Backend {
     DeviceGuard g(dev_);
     const int V0 = V >= 64 ? V - V % 64 : V, Vt = V - V0;  // see classifier()
     gemmImpl(false, true, N, V0, C, 1.0f, x, C, table, C, 0.0f, out, V);
-    if (Vt) gemmImpl(false, true, N, Vt, C, 1.0f, x, C, table + static_cast<size_t>(V0) * C, C, 0.0f, out + V0, V);
+    if (Vt)
+      gemmImpl(false, true, N, Vt, C, 1.0f, x, C, table + static_cast<size_t>(V0) * C, C, 0.0f, out + V0, V);
   }
 
   // ---- optimizers / quantizers -------------------------------------------------------------
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-             float eps, float wd, int t, float gradScale) override {
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
+             float wd, int t, float gradScale) override {
     if (t < 1) throw Error("adamw (cuda): step t must be >= 1, got " + std::to_string(t));
     DeviceGuard gd(dev_);
     const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
@@ -529,7 +542,8 @@ class CudaBackend final : public Backend {
     static_assert(offsetof(DevSmall, pMax) - offsetof(DevSmall, counters) ==
                       offsetof(HostSmall, pMax) - offsetof(HostSmall, counters),
                   "layout of the flip results");
-    fetch(hs_->counters, ds_->counters, offsetof(DevSmall, pMax) + sizeof(float) - offsetof(DevSmall, counters));
+    fetch(hs_->counters, ds_->counters,
+          offsetof(DevSmall, pMax) + sizeof(float) - offsetof(DevSmall, counters));
     if (!stats) return;
     FlipStats s{};
     const unsigned long long* c = hs_->counters;
@@ -573,7 +587,8 @@ class CudaBackend final : public Backend {
   static size_t classifierRowBytes(int V) { return sizeof(float) * static_cast<size_t>(classifierLd(V)); }
   int classifierRows(int N, int V) const {
     const size_t rowBytes = classifierRowBytes(V);
-    int R = static_cast<int>(std::min<size_t>(static_cast<size_t>(N), std::max<size_t>(1, clsBudget_ / rowBytes)));
+    int R = static_cast<int>(
+        std::min<size_t>(static_cast<size_t>(N), std::max<size_t>(1, clsBudget_ / rowBytes)));
     if (R >= 64 && R < N) R -= R % 64;
     return R;
   }
@@ -582,8 +597,8 @@ class CudaBackend final : public Backend {
     int count = 0;
     PRIMAL_CUDA_CHECK(cudaGetDeviceCount(&count));
     if (dev_ < 0 || dev_ >= count)
-      throw Error("CUDA device index " + std::to_string(dev_) + " out of range (" +
-                  std::to_string(count) + " devices)");
+      throw Error("CUDA device index " + std::to_string(dev_) + " out of range (" + std::to_string(count) +
+                  " devices)");
     PRIMAL_CUDA_CHECK(cudaSetDevice(dev_));
     cudaDeviceProp prop;
     PRIMAL_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev_));
@@ -616,8 +631,8 @@ class CudaBackend final : public Backend {
     computeType_ = mode_ == GemmMode::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const char* modeNote = mode_ == GemmMode::TF32 ? ", TF32" : mode_ == GemmMode::BF16 ? ", BF16 GEMM" : "";
     describe_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
-                ", CUDA " + std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10) +
-                modeNote + gemmNote + ")";
+                ", CUDA " + std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10) + modeNote +
+                gemmNote + ")";
     PRIMAL_CUDA_CHECK(cudaStreamCreateWithFlags(&st_, cudaStreamNonBlocking));
     PRIMAL_CUBLAS_CHECK(cublasLtCreate(&lt_));
     {
@@ -710,8 +725,8 @@ class CudaBackend final : public Backend {
       auto mib = [](size_t b) { return std::to_string(b >> 20) + " MiB"; };
       throw OutOfMemory("CUDA out of memory: requested " + std::to_string(requested) + " bytes (" +
                         mib(requested) + "); the GPU has " + mib(freeB) + " free of " + mib(totalB) +
-                        "; this backend holds " + mib(inUse_) + " in live buffers and " +
-                        mib(scratchInUse_) + " of scratch");
+                        "; this backend holds " + mib(inUse_) + " in live buffers and " + mib(scratchInUse_) +
+                        " of scratch");
     }
     if (e != cudaSuccess) throwCudaError(e, "cudaMalloc", __FILE__, __LINE__);
     return p;
@@ -762,10 +777,14 @@ class CudaBackend final : public Backend {
       const uint32_t alA = static_cast<uint32_t>(k.alB), alB = static_cast<uint32_t>(k.alA),
                      alC = static_cast<uint32_t>(k.alC);
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alA, sizeof(alA));
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alB, sizeof(alB));
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alC, sizeof(alC));
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof(alC));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alA,
+                                           sizeof(alA));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alB,
+                                           sizeof(alB));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alC,
+                                           sizeof(alC));
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC,
+                                           sizeof(alC));
       hs = cublasLtMatmulAlgoGetHeuristic(lt_, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
     }
     cublasLtMatmulPreferenceDestroy(pref);
@@ -775,12 +794,11 @@ class CudaBackend final : public Backend {
       cublasLtMatrixLayoutDestroy(p.b);
       cublasLtMatrixLayoutDestroy(p.c);
       (void)cudaGetLastError();
-      throw Error("gemm (cuda): cuBLASLt found no algorithm for M=" + std::to_string(k.M) +
-                  " N=" + std::to_string(k.N) + " K=" + std::to_string(k.K) + " transA=" +
-                  std::to_string(k.ta) + " transB=" + std::to_string(k.tb) + " lda=" +
-                  std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) + " ldc=" +
-                  std::to_string(k.ldc) + " mode=" + gemmModeName(static_cast<GemmMode>(k.mode)) +
-                  " (" + cublasStatusName(hs) + ")");
+      throw Error("gemm (cuda): cuBLASLt found no algorithm for M=" + std::to_string(k.M) + " N=" +
+                  std::to_string(k.N) + " K=" + std::to_string(k.K) + " transA=" + std::to_string(k.ta) +
+                  " transB=" + std::to_string(k.tb) + " lda=" + std::to_string(k.lda) +
+                  " ldb=" + std::to_string(k.ldb) + " ldc=" + std::to_string(k.ldc) +
+                  " mode=" + gemmModeName(static_cast<GemmMode>(k.mode)) + " (" + cublasStatusName(hs) + ")");
     }
     p.algo = res[0].algo;
     return plans_.emplace(k, p).first->second;
@@ -801,8 +819,8 @@ class CudaBackend final : public Backend {
 
   // C = alpha op(A) op(B) + beta C. In bf16 mode fp32 operands are converted first (A into bfA_,
   // B into bfB_); operands already in bf16 are used as they are.
-  void gemmOp(bool transA, bool transB, int M, int N, int K, float alpha, Operand A, Operand B,
-              float beta, float* C, int ldc) {
+  void gemmOp(bool transA, bool transB, int M, int N, int K, float alpha, Operand A, Operand B, float beta,
+              float* C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
       launchScaleMatrix(C, M, N, ldc, beta, st_);
@@ -820,11 +838,11 @@ class CudaBackend final : public Backend {
     } else if (A.bf16 || B.bf16) {
       throw Error("gemm (cuda): internal error: bf16 operand outside bf16 mode");
     }
-    GemmKey key{transA, transB, static_cast<int>(mode_), M, N, K, A.ld, B.ld, ldc,
-                alignOf(A.p), alignOf(B.p), alignOf(C)};
+    GemmKey key{transA,       transB,    static_cast<int>(mode_), M, N, K, A.ld, B.ld, ldc, alignOf(A.p),
+                alignOf(B.p), alignOf(C)};
     const GemmPlan& p = plan(key);
-    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B.p, p.a, A.p, p.b, &beta, C, p.c, C, p.c,
-                                       &p.algo, workspace_, kWorkspaceBytes, st_));
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B.p, p.a, A.p, p.b, &beta, C, p.c, C, p.c, &p.algo,
+                                       workspace_, kWorkspaceBytes, st_));
   }
 
   int dev_;

@@ -15,18 +15,17 @@ namespace cuda {
 // backend stays usable, and throws primal::Error (OutOfMemory for allocation failures).
 [[noreturn]] void throwCudaError(cudaError_t err, const char* what, const char* file, int line);
 
-#define PRIMAL_CUDA_CHECK(call)                                                       \
-  do {                                                                                \
-    cudaError_t primal_err_ = (call);                                                 \
-    if (primal_err_ != cudaSuccess)                                                   \
-      ::primal::cuda::throwCudaError(primal_err_, #call, __FILE__, __LINE__);         \
+#define PRIMAL_CUDA_CHECK(call)                                                                             \
+  do {                                                                                                      \
+    cudaError_t primal_err_ = (call);                                                                       \
+    if (primal_err_ != cudaSuccess) ::primal::cuda::throwCudaError(primal_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: launch-configuration errors surface here, not at the next sync.
-#define PRIMAL_KERNEL_CHECK(name)                                                     \
-  do {                                                                                \
-    cudaError_t primal_err_ = cudaGetLastError();                                     \
-    if (primal_err_ != cudaSuccess)                                                   \
+#define PRIMAL_KERNEL_CHECK(name)                                                      \
+  do {                                                                                 \
+    cudaError_t primal_err_ = cudaGetLastError();                                      \
+    if (primal_err_ != cudaSuccess)                                                    \
       ::primal::cuda::throwCudaError(primal_err_, "kernel " name, __FILE__, __LINE__); \
   } while (0)
 
@@ -47,8 +46,7 @@ inline unsigned blocksFor(size_t work, unsigned perBlock, unsigned cap = 65535u 
 // chunk-to-thread assignment is the same on both paths, so a per-thread accumulation sees the
 // same elements in the same order whichever path runs.
 template <class ChunkOp, class ElemOp>
-__device__ __forceinline__ void forEachChunk4(size_t n, bool vec, ChunkOp&& chunkOp,
-                                              ElemOp&& elemOp) {
+__device__ __forceinline__ void forEachChunk4(size_t n, bool vec, ChunkOp&& chunkOp, ElemOp&& elemOp) {
   const size_t chunks = (n + 3) / 4;
   for (size_t c = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; c < chunks;
        c += static_cast<size_t>(gridDim.x) * blockDim.x) {

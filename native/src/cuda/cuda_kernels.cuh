@@ -31,57 +31,53 @@ size_t embeddingBackwardScratchBytes(int N);
 void launchEmbeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C,
                              void* scratch, size_t scratchBytes, cudaStream_t st);
 
-void launchRmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
-                          float eps, cudaStream_t st);
+void launchRmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C, float eps,
+                          cudaStream_t st);
 size_t rmsnormBackwardScratchBytes(int N, int C);
-void launchRmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
-                           float* dx, float* dw, int N, int C, float* scratch, cudaStream_t st);
+void launchRmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                           float* dw, int N, int C, float* scratch, cudaStream_t st);
 
 // table: [T, D/2] (cos, sin) of angle t * theta^(-2i/D), computed in double.
 void launchRopeTable(float2* table, int T, int D, float theta, cudaStream_t st);
-void launchRope(float* x, const float2* table, int B, int T, int H, int D, bool inverse,
-                cudaStream_t st);
+void launchRope(float* x, const float2* table, int B, int T, int H, int D, bool inverse, cudaStream_t st);
 
 void launchSwigluForward(const float* gate, const float* up, float* h, size_t n, cudaStream_t st);
-void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
-                          float* dup, size_t n, cudaStream_t st);
+void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
+                          size_t n, cudaStream_t st);
 void launchActQuant(const float* x, float* xq, int N, int C, int bits, cudaStream_t st);
-void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
-                 float b2, float eps, float wd, float bc1, float bc2, float gradScale,
-                 cudaStream_t st);
+void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
+                 float eps, float wd, float bc1, float bc2, float gradScale, cudaStream_t st);
 
 // ---- attention (kernels_attention.cu) -------------------------------------------------------
 // Throws when D is unsupported (D % 4 != 0 or D > 128) or the tiles do not fit shared memory.
-void launchAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
-                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
+void launchAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse, int B,
+                            int T, int H, int D, size_t smemOptin, cudaStream_t st);
 size_t attentionBackwardScratchBytes(int B, int T, int H);
 void launchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
-                             const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                             int B, int T, int H, int D, float* scratch, size_t smemOptin,
-                             cudaStream_t st);
+                             const float* lse, const float* dout, float* dq, float* dk, float* dv, int B,
+                             int T, int H, int D, float* scratch, size_t smemOptin, cudaStream_t st);
 // Tensor-core versions (bf16 WMMA operands, fp32 accumulation and softmax; kernels_attention_tc.cu),
 // used by the two launchers above when PRIMAL_CUDA_ATTN=tc. Same layouts and lse convention as the
 // fp32 kernels. Each returns false without launching anything when the device is below sm_80 (or
 // the binary has no sm_80+ code for it), D is unsupported (D % 4 != 0 or D > 128) or the tiles do
 // not fit smemOptin; the caller then runs the fp32 kernels. delta: rowsum(dout * out) [B, H, T].
-bool tryAttentionForwardTc(const float* q, const float* k, const float* v, float* out, float* lse,
-                           int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
+bool tryAttentionForwardTc(const float* q, const float* k, const float* v, float* out, float* lse, int B,
+                           int T, int H, int D, size_t smemOptin, cudaStream_t st);
 bool tryAttentionBackwardTc(const float* q, const float* k, const float* v, const float* dout,
-                            const float* lse, const float* delta, float* dq, float* dk, float* dv,
-                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st);
+                            const float* lse, const float* delta, float* dq, float* dk, float* dv, int B,
+                            int T, int H, int D, size_t smemOptin, cudaStream_t st);
 
 // ---- classifier (kernels_classifier.cu) -----------------------------------------------------
 // In place on logits[rows, ld] (first V columns): losses[r] = lse - logit[target]; when writeGrad,
 // logits become (softmax - onehot) * gradScale (zero rows for unscored targets).
-void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets,
-                       float* losses, bool writeGrad, float gradScale, cudaStream_t st);
+void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets, float* losses,
+                       bool writeGrad, float gradScale, cudaStream_t st);
 
 // ---- GEMM operand conversion (kernels_convert.cu) ------------------------------------------
 // dst[r, c] = bf16(src[r, c]) (round to nearest even) for r < rows, c < cols; src row stride lds
 // floats, dst row stride ldd bf16 elements (dst is __nv_bfloat16 storage, 2 bytes each). Any
 // shape and alignment; 16-byte vector accesses when the row starts allow them.
-void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, int cols,
-                       cudaStream_t st);
+void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, int cols, cudaStream_t st);
 
 // ---- quantizers (kernels_quant.cu) ----------------------------------------------------------
 // gamma = max(absSum / n, 1e-8) (absSum on the device); Wq = gamma*clamp(rint(W/gamma),-1,1);
@@ -94,8 +90,8 @@ void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, 
 void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStream_t st);
 // Vote pass of poltVote. sumSq: device sum of G^2 (nullptr when deadzone == 0). Writes
 // reduceBlocks(n) dot partials.
-void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                    float deadzone, const double* sumSq, double* partials, cudaStream_t st);
+void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
+                    const double* sumSq, double* partials, cudaStream_t st);
 // Layout of the uint64 counters the flip kernel accumulates into (zeroed first): histogram of
 // |vote| before the step (0..128), transitions[from][to] (flips only), flips up/down, occupancy
 // after the step, votes nonzero / saturated after the step.
@@ -111,8 +107,8 @@ constexpr int kFlipCounters = kFlipOffSat + 1;
 void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, float* pOut,
                     unsigned long long* counters, cudaStream_t st);
 // Turns the counters into pSum (double, fixed order over |vote| = 0..127) and pMax (float).
-void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params,
-                          double* pSumOut, float* pMaxOut, cudaStream_t st);
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, double* pSumOut,
+                          float* pMaxOut, cudaStream_t st);
 void launchPoltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
                              cudaStream_t st);
 

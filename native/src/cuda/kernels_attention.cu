@@ -65,8 +65,8 @@ __device__ __forceinline__ float f4get(const float4& v, int k) {
 // Rows [row0, row0+ROWS) of a [T, *] matrix with row stride ld (floats) into s[ROWS][D+4];
 // rows >= T and columns >= dAct are zero.
 template <int ROWS, int D, int NT>
-__device__ __forceinline__ void loadTile(float* s, const float* __restrict__ g, int row0, int T,
-                                         size_t ld, int dAct) {
+__device__ __forceinline__ void loadTile(float* s, const float* __restrict__ g, int row0, int T, size_t ld,
+                                         int dAct) {
   constexpr int V4 = D / 4;
   for (int idx = threadIdx.x; idx < ROWS * V4; idx += NT) {
     const int r = idx / V4, c4 = idx % V4;
@@ -83,11 +83,15 @@ __device__ __forceinline__ void loadRow(float (&r)[DC], const float* s) {
 #pragma unroll
     for (int c = 0; c < DC; c += 4) {
       const float4 v = *reinterpret_cast<const float4*>(s + c);
-      r[c] = v.x; r[c + 1] = v.y; r[c + 2] = v.z; r[c + 3] = v.w;
+      r[c] = v.x;
+      r[c + 1] = v.y;
+      r[c + 2] = v.z;
+      r[c + 3] = v.w;
     }
   } else if constexpr (DC == 2) {
     const float2 v = *reinterpret_cast<const float2*>(s);
-    r[0] = v.x; r[1] = v.y;
+    r[0] = v.x;
+    r[1] = v.y;
   } else {
 #pragma unroll
     for (int c = 0; c < DC; ++c) r[c] = s[c];
@@ -99,7 +103,8 @@ __device__ __forceinline__ void storeRow(float* g, const float (&r)[DC], float m
   if constexpr (DC % 4 == 0) {
 #pragma unroll
     for (int c = 0; c < DC; c += 4)
-      *reinterpret_cast<float4*>(g + c) = make_float4(r[c] * mul, r[c + 1] * mul, r[c + 2] * mul, r[c + 3] * mul);
+      *reinterpret_cast<float4*>(g + c) =
+          make_float4(r[c] * mul, r[c + 1] * mul, r[c + 2] * mul, r[c + 3] * mul);
   } else if constexpr (DC == 2) {
     *reinterpret_cast<float2*>(g) = make_float2(r[0] * mul, r[1] * mul);
   } else {
@@ -110,8 +115,8 @@ __device__ __forceinline__ void storeRow(float* g, const float (&r)[DC], float m
 
 // acc[i][j] += A[rowA(i)] . B[rowB(j)] over D, A rows 4ty+i, B rows tx + NTX*j (padded tiles).
 template <int D, int NTX>
-__device__ __forceinline__ void tileDot(float (&acc)[4][4], const float* sA, const float* sB,
-                                        int ty, int tx) {
+__device__ __forceinline__ void tileDot(float (&acc)[4][4], const float* sA, const float* sB, int ty,
+                                        int tx) {
   constexpr int LDD = D + 4;
 #pragma unroll 8
   for (int d = 0; d < D; d += 4) {
@@ -134,8 +139,8 @@ __device__ __forceinline__ void tileDot(float (&acc)[4][4], const float* sA, con
 
 // acc[i][c] += sum_k P[4ty+i][k] * M[k][DC*tx + c] over k < BC (P: [BR][BC+4], M: [BC][D+4]).
 template <int D, int BC, int DC>
-__device__ __forceinline__ void tileAccum(float (&acc)[4][DC], const float* sP, const float* sM,
-                                          int ty, int tx) {
+__device__ __forceinline__ void tileAccum(float (&acc)[4][DC], const float* sP, const float* sM, int ty,
+                                          int tx) {
   constexpr int LDD = D + 4, LDP = BC + 4;
 #pragma unroll 4
   for (int k = 0; k < BC; k += 4) {
@@ -159,9 +164,9 @@ __device__ __forceinline__ void tileAccum(float (&acc)[4][DC], const float* sP, 
 // ---- forward ----------------------------------------------------------------------------------
 template <int D, int BR, int BC>
 __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
-    attnForwardKernel(const float* __restrict__ q, const float* __restrict__ k,
-                      const float* __restrict__ v, float* __restrict__ out, float* __restrict__ lse,
-                      int T, int H, int dAct, float scaleLog2) {
+    attnForwardKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                      float* __restrict__ out, float* __restrict__ lse, int T, int H, int dAct,
+                      float scaleLog2) {
   using C = Cfg<D, BR, BC>;
   constexpr int NTX = C::NTX, DC = C::DC, LDD = C::LDD, LDP = C::LDP, NT = C::NT;
   extern __shared__ float4 smem4[];
@@ -311,8 +316,8 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
     for (int i = 0; i < 4; ++i)
 #pragma unroll
       for (int j = 0; j < 4; ++j) s[i][j] = dp[i][j] = 0.0f;
-    tileDot<D, NTX>(s, sK, sQ, ty, tx);   // S^T: keys x queries
-    tileDot<D, NTX>(dp, sV, sdO, ty, tx); // dP^T = V dO^T
+    tileDot<D, NTX>(s, sK, sQ, ty, tx);    // S^T: keys x queries
+    tileDot<D, NTX>(dp, sV, sdO, ty, tx);  // dP^T = V dO^T
     const bool edge = (q0 < k0 + BR) || (q0 + BC > T) || (k0 + BR > T);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -335,7 +340,7 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
 #pragma unroll
       for (int j = 0; j < 4; ++j) sP[(4 * ty + i) * LDP + tx + NTX * j] = dp[i][j];
     __syncthreads();
-    tileAccum<D, BC, DC>(dkA, sP, sQ, ty, tx);   // dK += dS^T Q
+    tileAccum<D, BC, DC>(dkA, sP, sQ, ty, tx);  // dK += dS^T Q
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -350,11 +355,10 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
 // ---- backward: dq (rows = queries) -----------------------------------------------------------
 template <int D, int BR, int BC>
 __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
-    attnBackwardQKernel(const float* __restrict__ q, const float* __restrict__ k,
-                        const float* __restrict__ v, const float* __restrict__ dout,
-                        const float* __restrict__ lse, const float* __restrict__ delta,
-                        float* __restrict__ dq, int T, int H, int dAct, float scaleLog2,
-                        float scale) {
+    attnBackwardQKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                        const float* __restrict__ dout, const float* __restrict__ lse,
+                        const float* __restrict__ delta, float* __restrict__ dq, int T, int H, int dAct,
+                        float scaleLog2, float scale) {
   using C = Cfg<D, BR, BC>;
   constexpr int NTX = C::NTX, DC = C::DC, LDD = C::LDD, LDP = C::LDP, NT = C::NT;
   extern __shared__ float4 smem4[];
@@ -422,8 +426,8 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
 template <typename K>
 void allowSmem(K kernel, size_t bytes) {
   if (bytes > 48 * 1024)
-    PRIMAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(bytes)));
+    PRIMAL_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 struct AttnArgs {
@@ -441,7 +445,7 @@ void runForward(const AttnArgs& a) {
   allowSmem(kern, smem);
   const dim3 grid((a.T + BR - 1) / BR, a.B * a.H);
   kern<<<grid, Cfg<D, BR, BC>::NT, smem, a.st>>>(a.q, a.k, a.v, a.outW, a.lseW, a.T, a.H, a.dAct,
-                                                  a.scaleLog2);
+                                                 a.scaleLog2);
   PRIMAL_KERNEL_CHECK("attentionForward");
 }
 
@@ -454,11 +458,11 @@ void runBackward(const AttnArgs& a) {
   allowSmem(kv, smemKV);
   allowSmem(kq, smemQ);
   const dim3 grid((a.T + BR - 1) / BR, a.B * a.H);
-  kv<<<grid, Cfg<D, BR, BC>::NT, smemKV, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dk, a.dv,
-                                                  a.T, a.H, a.dAct, a.scaleLog2, a.scale);
+  kv<<<grid, Cfg<D, BR, BC>::NT, smemKV, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dk, a.dv, a.T, a.H,
+                                                 a.dAct, a.scaleLog2, a.scale);
   PRIMAL_KERNEL_CHECK("attentionBackwardKV");
-  kq<<<grid, Cfg<D, BR, BC>::NT, smemQ, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dq, a.T,
-                                                 a.H, a.dAct, a.scaleLog2, a.scale);
+  kq<<<grid, Cfg<D, BR, BC>::NT, smemQ, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dq, a.T, a.H, a.dAct,
+                                                a.scaleLog2, a.scale);
   PRIMAL_KERNEL_CHECK("attentionBackwardQ");
 }
 
@@ -486,8 +490,8 @@ void dispatch(const AttnArgs& a, bool backward, size_t optin) {
       return runBackward<D, 32, 32>(a);
   }
   throw Error("attention (cuda): head dim " + std::to_string(a.dAct) +
-              " needs more shared memory per block than this GPU offers (" +
-              std::to_string(optin / 1024) + " KB)");
+              " needs more shared memory per block than this GPU offers (" + std::to_string(optin / 1024) +
+              " KB)");
 }
 
 void dispatchD(const AttnArgs& a, bool backward, size_t optin) {
@@ -517,8 +521,8 @@ void checkAligned(const float* p, const char* what) {
 
 }  // namespace
 
-void launchAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse,
-                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st) {
+void launchAttentionForward(const float* q, const float* k, const float* v, float* out, float* lse, int B,
+                            int T, int H, int D, size_t smemOptin, cudaStream_t st) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   checkAligned(q, "q");
   checkAligned(k, "k");
@@ -526,8 +530,15 @@ void launchAttentionForward(const float* q, const float* k, const float* v, floa
   checkAligned(out, "out");
   if (wantTensorCores() && tryAttentionForwardTc(q, k, v, out, lse, B, T, H, D, smemOptin, st)) return;
   AttnArgs a{};
-  a.q = q; a.k = k; a.v = v; a.outW = out; a.lseW = lse;
-  a.B = B; a.T = T; a.H = H; a.dAct = D;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.outW = out;
+  a.lseW = lse;
+  a.B = B;
+  a.T = T;
+  a.H = H;
+  a.dAct = D;
   a.scale = 1.0f / sqrtf(static_cast<float>(D));
   a.scaleLog2 = a.scale * kLog2e;
   a.st = st;
@@ -539,9 +550,8 @@ size_t attentionBackwardScratchBytes(int B, int T, int H) {
 }
 
 void launchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
-                             const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                             int B, int T, int H, int D, float* scratch, size_t smemOptin,
-                             cudaStream_t st) {
+                             const float* lse, const float* dout, float* dq, float* dk, float* dv, int B,
+                             int T, int H, int D, float* scratch, size_t smemOptin, cudaStream_t st) {
   if (B <= 0 || T <= 0 || H <= 0) return;
   for (auto pr : {std::make_pair(q, "q"), std::make_pair(k, "k"), std::make_pair(v, "v"),
                   std::make_pair(dout, "dout"), std::make_pair(static_cast<const float*>(dq), "dq"),
@@ -551,13 +561,24 @@ void launchAttentionBackward(const float* q, const float* k, const float* v, con
   const int rows = B * T * H;
   attnDeltaKernel<<<(rows + 7) / 8, 256, 0, st>>>(out, dout, scratch, rows, T, H, D);
   PRIMAL_KERNEL_CHECK("attentionDelta");
-  if (wantTensorCores() && tryAttentionBackwardTc(q, k, v, dout, lse, scratch, dq, dk, dv, B, T, H, D,
-                                                  smemOptin, st))
+  if (wantTensorCores() &&
+      tryAttentionBackwardTc(q, k, v, dout, lse, scratch, dq, dk, dv, B, T, H, D, smemOptin, st))
     return;
   AttnArgs a{};
-  a.q = q; a.k = k; a.v = v; a.out = out; a.lse = lse; a.dout = dout;
-  a.dq = dq; a.dk = dk; a.dv = dv; a.delta = scratch;
-  a.B = B; a.T = T; a.H = H; a.dAct = D;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.out = out;
+  a.lse = lse;
+  a.dout = dout;
+  a.dq = dq;
+  a.dk = dk;
+  a.dv = dv;
+  a.delta = scratch;
+  a.B = B;
+  a.T = T;
+  a.H = H;
+  a.dAct = D;
   a.scale = 1.0f / sqrtf(static_cast<float>(D));
   a.scaleLog2 = a.scale * kLog2e;
   a.st = st;

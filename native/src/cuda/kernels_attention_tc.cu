@@ -66,16 +66,16 @@ static_assert(kTcRows == kTcCols, "row and column tiles must have the same size"
 template <int D>
 struct TcCfg {
   static_assert(D == 32 || D == 64 || D == 128, "padded head size");
-  static constexpr int LDH = D + 8;                                 // bf16 [64][D] tiles
-  static constexpr int LDP = kTcCols + 8;                           // bf16 [16][64] P / dS per warp
-  static constexpr int LDS = (D > kTcCols ? D : kTcCols) + 8;       // fp32 [16][max(64, D)] staging
-  static constexpr size_t kTile = size_t(kTcRows) * LDH * 2;        // bytes
+  static constexpr int LDH = D + 8;                            // bf16 [64][D] tiles
+  static constexpr int LDP = kTcCols + 8;                      // bf16 [16][64] P / dS per warp
+  static constexpr int LDS = (D > kTcCols ? D : kTcCols) + 8;  // fp32 [16][max(64, D)] staging
+  static constexpr size_t kTile = size_t(kTcRows) * LDH * 2;   // bytes
   static constexpr size_t kStage = size_t(kTcWarps) * 16 * LDS * 4;
   static constexpr size_t kPbuf = size_t(kTcWarps) * 16 * LDP * 2;
-  static constexpr size_t kStats = size_t(2) * kTcCols * 4;         // lse and delta of a query tile
-  static constexpr size_t kFwd = 3 * kTile + kStage + kPbuf;         // Q, K, V, staging, P
+  static constexpr size_t kStats = size_t(2) * kTcCols * 4;                  // lse and delta of a query tile
+  static constexpr size_t kFwd = 3 * kTile + kStage + kPbuf;                 // Q, K, V, staging, P
   static constexpr size_t kBwdKV = 4 * kTile + kStage + 2 * kPbuf + kStats;  // K, V, Q, dO, .., P, dS
-  static constexpr size_t kBwdQ = 4 * kTile + kStage + kPbuf;        // Q, dO, K, V, staging, dS
+  static constexpr size_t kBwdQ = 4 * kTile + kStage + kPbuf;                // Q, dO, K, V, staging, dS
   static_assert(kTile % 128 == 0 && kStage % 128 == 0 && kPbuf % 128 == 0,
                 "sub-buffers keep the 32-byte alignment WMMA needs");
   static_assert((16 * LDH * 2) % 32 == 0 && (16 * LDP * 2) % 32 == 0 && (16 * LDS * 4) % 32 == 0,
@@ -101,11 +101,11 @@ using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 __device__ __forceinline__ uint32_t smemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-#define PRIMAL_WMMA_LD(KIND)                                                                    \
-  uint32_t* x = reinterpret_cast<uint32_t*>(f.x);                                              \
-  asm volatile("wmma.load." KIND ".m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;\n"         \
-               : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3])                                \
-               : "r"(smemAddr(p)), "r"(ld)                                                      \
+#define PRIMAL_WMMA_LD(KIND)                                                            \
+  uint32_t* x = reinterpret_cast<uint32_t*>(f.x);                                       \
+  asm volatile("wmma.load." KIND ".m16n16k16.shared.bf16 {%0, %1, %2, %3}, [%4], %5;\n" \
+               : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3])                         \
+               : "r"(smemAddr(p)), "r"(ld)                                              \
                : "memory")
 __device__ __forceinline__ void loadA(FragA& f, const bf16* p, unsigned ld) {
   PRIMAL_WMMA_LD("a.sync.aligned.row");
@@ -130,8 +130,8 @@ __device__ __forceinline__ uint32_t packBf16(float lo, float hi) {
 // Rows [row0, row0 + 64) of a [T, *] fp32 matrix (row stride ld floats) into the bf16 tile
 // s[64][D + 8]; rows >= T and columns >= dAct are zero. All loads are issued before the stores.
 template <int D>
-__device__ __forceinline__ void loadTileBf16(bf16* s, const float* __restrict__ g, int row0, int T,
-                                             size_t ld, int dAct) {
+__device__ __forceinline__ void loadTileBf16(bf16* s, const float* __restrict__ g, int row0, int T, size_t ld,
+                                             int dAct) {
   constexpr int V4 = D / 4, LDH = TcCfg<D>::LDH, N = kTcRows * V4 / kTcThreads;
   static_assert(kTcRows * V4 % kTcThreads == 0, "whole float4s per thread");
   float4 v[N];
@@ -153,15 +153,18 @@ __device__ __forceinline__ void loadTileBf16(bf16* s, const float* __restrict__ 
 // A warp's 16 x D fp32 staging rows times mul into global rows row0 + r (< T), columns < dAct.
 // Consecutive lanes write consecutive float4s of a row (coalesced).
 template <int D>
-__device__ __forceinline__ void storeRows(float* __restrict__ g, const float* st, int row0, int T,
-                                          size_t ld, int dAct, float mul, int lane) {
+__device__ __forceinline__ void storeRows(float* __restrict__ g, const float* st, int row0, int T, size_t ld,
+                                          int dAct, float mul, int lane) {
   constexpr int V4 = D / 4, LDS = TcCfg<D>::LDS;
 #pragma unroll
   for (int idx = lane; idx < 16 * V4; idx += 32) {
     const int r = idx / V4, c = (idx % V4) * 4;
     if (row0 + r >= T || c >= dAct) continue;
     float4 x = *reinterpret_cast<const float4*>(st + r * LDS + c);
-    x.x *= mul; x.y *= mul; x.z *= mul; x.w *= mul;
+    x.x *= mul;
+    x.y *= mul;
+    x.z *= mul;
+    x.w *= mul;
     *reinterpret_cast<float4*>(g + static_cast<size_t>(row0 + r) * ld + c) = x;
   }
 }
@@ -170,8 +173,8 @@ __device__ __forceinline__ void storeRows(float* __restrict__ g, const float* st
 // acc = A(16 rows at sA) . B(rows 16j..16j+15 of sB)^T over D, stored to the warp's staging at
 // columns 16j. Both tiles are row-major [rows][D + 8] bf16: S = Q K^T, S^T = K Q^T, dP = dO V^T...
 template <int D, int NW>
-__device__ __forceinline__ void scoresToStage(float* st, const bf16* sA, const bf16* sB, int jBase,
-                                              int j0, int j1) {
+__device__ __forceinline__ void scoresToStage(float* st, const bf16* sA, const bf16* sB, int jBase, int j0,
+                                              int j1) {
   constexpr int LDH = TcCfg<D>::LDH, LDS = TcCfg<D>::LDS;
   FragC acc[NW];
 #pragma unroll
@@ -198,8 +201,8 @@ __device__ __forceinline__ void scoresToStage(float* st, const bf16* sA, const b
 
 // acc[d] += P(16 x 64, bf16 [16][72], blocks j in [j0, j1)) . M(rows 16j.., bf16 [64][D + 8]).
 template <int D>
-__device__ __forceinline__ void accumulatePM(FragC (&acc)[D / 16], const bf16* sP, const bf16* sM,
-                                             int j0, int j1) {
+__device__ __forceinline__ void accumulatePM(FragC (&acc)[D / 16], const bf16* sP, const bf16* sM, int j0,
+                                             int j1) {
   constexpr int LDH = TcCfg<D>::LDH, LDP = TcCfg<D>::LDP;
 #pragma unroll 1  // as above: one block of P at a time
   for (int j = j0; j < j1; ++j) {
@@ -231,9 +234,9 @@ __device__ __forceinline__ void stBf16x4(bf16* p, float a, float b, float c, flo
 // ---- forward ----------------------------------------------------------------------------------
 template <int D>
 __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 4)
-    attnForwardTcKernel(const float* __restrict__ q, const float* __restrict__ k,
-                        const float* __restrict__ v, float* __restrict__ out,
-                        float* __restrict__ lse, int T, int H, int dAct, float scaleLog2) {
+    attnForwardTcKernel(const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                        float* __restrict__ out, float* __restrict__ lse, int T, int H, int dAct,
+                        float scaleLog2) {
 #if defined(__CUDA_ARCH__)
 #if __CUDA_ARCH__ >= 800
   using C = TcCfg<D>;
@@ -280,8 +283,10 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 4)
 #pragma unroll
     for (int j = 0; j < NJ; ++j) {
       const float4 x = ld4(st + r * LDS + 8 * j + c0);
-      s[j][0] = x.x * scaleLog2; s[j][1] = x.y * scaleLog2;
-      s[j][2] = x.z * scaleLog2; s[j][3] = x.w * scaleLog2;
+      s[j][0] = x.x * scaleLog2;
+      s[j][1] = x.y * scaleLog2;
+      s[j][2] = x.z * scaleLog2;
+      s[j][3] = x.w * scaleLog2;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int col = k0 + 8 * j + c0 + c;
@@ -370,7 +375,7 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 3)
   const size_t ld = static_cast<size_t>(H) * dAct;
   const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * dAct;
   const int k0 = blockIdx.x * kTcRows;  // key tile 0 has the most query tiles: scheduled first
-  const int w0 = k0 + 16 * warp;         // this warp's first key
+  const int w0 = k0 + 16 * warp;        // this warp's first key
   const int r = lane >> 1, c0 = 4 * (lane & 1);
   const int key = w0 + r;
   const float* lseRow = lse + static_cast<size_t>(bh) * T;
@@ -443,8 +448,8 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 3)
       }
     }
     __syncwarp();
-    accumulatePM<D>(dvAcc, sP, sdO, j0, j1);   // dV += P^T dO
-    accumulatePM<D>(dkAcc, sdS, sQ, j0, j1);   // dK += dS^T Q (times scale at the end)
+    accumulatePM<D>(dvAcc, sP, sdO, j0, j1);  // dV += P^T dO
+    accumulatePM<D>(dkAcc, sdS, sQ, j0, j1);  // dK += dS^T Q (times scale at the end)
   }
   __syncwarp();
   fragsToStage<D>(st, dkAcc);
@@ -466,8 +471,7 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 3)
     attnBackwardQTcKernel(const float* __restrict__ q, const float* __restrict__ k,
                           const float* __restrict__ v, const float* __restrict__ dout,
                           const float* __restrict__ lse, const float* __restrict__ delta,
-                          float* __restrict__ dq, int T, int H, int dAct, float scaleLog2,
-                          float scale) {
+                          float* __restrict__ dq, int T, int H, int dAct, float scaleLog2, float scale) {
 #if defined(__CUDA_ARCH__)
 #if __CUDA_ARCH__ >= 800
   using C = TcCfg<D>;
@@ -514,7 +518,7 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 3)
 #pragma unroll 1
     for (int hf = 0; hf < 2; ++hf) {
       const int jb = min(nb, 2 * hf + 2);
-      __syncwarp();  // every lane is done reading the previous half's dP
+      __syncwarp();                                     // every lane is done reading the previous half's dP
       scoresToStage<D, 2>(st, sQw, sK, 2 * hf, 0, jb);  // S = Q K^T
       __syncwarp();
       float p[NJ / 2][4];
@@ -562,8 +566,8 @@ __global__ void __launch_bounds__(kTcThreads, D > 64 ? 2 : 3)
 template <typename K>
 void allowSmemTc(K kernel, size_t bytes) {
   if (bytes > 48 * 1024)
-    PRIMAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(bytes)));
+    PRIMAL_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 // The template head size for a real one, 0 when unsupported (same rule as the fp32 kernels:
@@ -612,8 +616,7 @@ bool runForwardTc(const TcArgs& a, size_t optin) {
   auto kern = attnForwardTcKernel<D>;
   allowSmemTc(kern, smem);
   const dim3 grid((a.T + kTcRows - 1) / kTcRows, a.B * a.H);
-  kern<<<grid, kTcThreads, smem, a.st>>>(a.q, a.k, a.v, a.out, a.lseOut, a.T, a.H, a.dAct,
-                                         a.scaleLog2);
+  kern<<<grid, kTcThreads, smem, a.st>>>(a.q, a.k, a.v, a.out, a.lseOut, a.T, a.H, a.dAct, a.scaleLog2);
   PRIMAL_KERNEL_CHECK("attentionForwardTc");
   return true;
 }
@@ -627,18 +630,21 @@ bool runBackwardTc(const TcArgs& a, size_t optin) {
   allowSmemTc(kv, smemKV);
   allowSmemTc(kq, smemQ);
   const dim3 grid((a.T + kTcRows - 1) / kTcRows, a.B * a.H);
-  kv<<<grid, kTcThreads, smemKV, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dk, a.dv, a.T,
-                                         a.H, a.dAct, a.scaleLog2, a.scale);
+  kv<<<grid, kTcThreads, smemKV, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dk, a.dv, a.T, a.H, a.dAct,
+                                         a.scaleLog2, a.scale);
   PRIMAL_KERNEL_CHECK("attentionBackwardKVTc");
-  kq<<<grid, kTcThreads, smemQ, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dq, a.T, a.H,
-                                        a.dAct, a.scaleLog2, a.scale);
+  kq<<<grid, kTcThreads, smemQ, a.st>>>(a.q, a.k, a.v, a.dout, a.lse, a.delta, a.dq, a.T, a.H, a.dAct,
+                                        a.scaleLog2, a.scale);
   PRIMAL_KERNEL_CHECK("attentionBackwardQTc");
   return true;
 }
 
 TcArgs makeArgs(int B, int T, int H, int D, cudaStream_t st) {
   TcArgs a{};
-  a.B = B; a.T = T; a.H = H; a.dAct = D;
+  a.B = B;
+  a.T = T;
+  a.H = H;
+  a.dAct = D;
   a.scale = 1.0f / sqrtf(static_cast<float>(D));  // as the fp32 kernels
   a.scaleLog2 = a.scale * kTcLog2e;
   a.st = st;
@@ -647,25 +653,36 @@ TcArgs makeArgs(int B, int T, int H, int D, cudaStream_t st) {
 
 }  // namespace
 
-bool tryAttentionForwardTc(const float* q, const float* k, const float* v, float* out, float* lse,
-                           int B, int T, int H, int D, size_t smemOptin, cudaStream_t st) {
+bool tryAttentionForwardTc(const float* q, const float* k, const float* v, float* out, float* lse, int B,
+                           int T, int H, int D, size_t smemOptin, cudaStream_t st) {
   const int Dp = paddedHeadDim(D);
   if (Dp == 0 || B <= 0 || T <= 0 || H <= 0 || !tcDeviceReady()) return false;
   TcArgs a = makeArgs(B, T, H, D, st);
-  a.q = q; a.k = k; a.v = v; a.out = out; a.lseOut = lse;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.out = out;
+  a.lseOut = lse;
   if (Dp == 32) return runForwardTc<32>(a, smemOptin);
   if (Dp == 64) return runForwardTc<64>(a, smemOptin);
   return runForwardTc<128>(a, smemOptin);
 }
 
 bool tryAttentionBackwardTc(const float* q, const float* k, const float* v, const float* dout,
-                            const float* lse, const float* delta, float* dq, float* dk, float* dv,
-                            int B, int T, int H, int D, size_t smemOptin, cudaStream_t st) {
+                            const float* lse, const float* delta, float* dq, float* dk, float* dv, int B,
+                            int T, int H, int D, size_t smemOptin, cudaStream_t st) {
   const int Dp = paddedHeadDim(D);
   if (Dp == 0 || B <= 0 || T <= 0 || H <= 0 || !tcDeviceReady()) return false;
   TcArgs a = makeArgs(B, T, H, D, st);
-  a.q = q; a.k = k; a.v = v; a.dout = dout; a.lse = lse; a.delta = delta;
-  a.dq = dq; a.dk = dk; a.dv = dv;
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.dout = dout;
+  a.lse = lse;
+  a.delta = delta;
+  a.dq = dq;
+  a.dk = dk;
+  a.dv = dv;
   if (Dp == 32) return runBackwardTc<32>(a, smemOptin);
   if (Dp == 64) return runBackwardTc<64>(a, smemOptin);
   return runBackwardTc<128>(a, smemOptin);

@@ -24,7 +24,10 @@ __global__ void addKernel(float* __restrict__ y, const float* __restrict__ x, si
       [&](size_t c) {
         float4 a = reinterpret_cast<float4*>(y)[c];
         const float4 b = reinterpret_cast<const float4*>(x)[c];
-        a.x += b.x; a.y += b.y; a.z += b.z; a.w += b.w;
+        a.x += b.x;
+        a.y += b.y;
+        a.z += b.z;
+        a.w += b.w;
         reinterpret_cast<float4*>(y)[c] = a;
       },
       [&](size_t i) { y[i] += x[i]; });
@@ -35,7 +38,10 @@ __global__ void scaleKernel(float* __restrict__ x, float a, size_t n, bool vec) 
       n, vec,
       [&](size_t c) {
         float4 v = reinterpret_cast<float4*>(x)[c];
-        v.x *= a; v.y *= a; v.z *= a; v.w *= a;
+        v.x *= a;
+        v.y *= a;
+        v.z *= a;
+        v.w *= a;
         reinterpret_cast<float4*>(x)[c] = v;
       },
       [&](size_t i) { x[i] *= a; });
@@ -66,7 +72,10 @@ __global__ void __launch_bounds__(kReduceThreads)
       n, vec,
       [&](size_t c) {
         const float4 f = reinterpret_cast<const float4*>(x)[c];
-        one(f.x); one(f.y); one(f.z); one(f.w);
+        one(f.x);
+        one(f.y);
+        one(f.z);
+        one(f.w);
       },
       [&](size_t i) { one(x[i]); });
   const double r = blockSumD(acc, sh);
@@ -96,9 +105,8 @@ __global__ void allFiniteKernel(const float* __restrict__ x, size_t n, bool vec,
 
 // ---- embedding ------------------------------------------------------------------------------
 template <bool kVec>
-__global__ void embeddingForwardKernel(const int32_t* __restrict__ tokens,
-                                       const float* __restrict__ table, float* __restrict__ out,
-                                       int C) {
+__global__ void embeddingForwardKernel(const int32_t* __restrict__ tokens, const float* __restrict__ table,
+                                       float* __restrict__ out, int C) {
   const int n = blockIdx.x;
   const int tok = tokens[n];
   float* o = out + static_cast<size_t>(n) * C;
@@ -123,9 +131,8 @@ __global__ void iotaKernel(int32_t* v, int n) {
 // dtable. blockIdx.y splits the columns (4 per thread). Fixed order -> deterministic.
 template <bool kVec>
 __global__ void embeddingBackwardKernel(const int32_t* __restrict__ sortedTok,
-                                        const int32_t* __restrict__ sortedIdx,
-                                        const float* __restrict__ dout, float* __restrict__ dtable,
-                                        int N, int C) {
+                                        const int32_t* __restrict__ sortedIdx, const float* __restrict__ dout,
+                                        float* __restrict__ dtable, int N, int C) {
   const int p = blockIdx.x;
   const int tok = sortedTok[p];
   if (tok < 0 || (p > 0 && sortedTok[p - 1] == tok)) return;
@@ -139,7 +146,10 @@ __global__ void embeddingBackwardKernel(const int32_t* __restrict__ sortedTok,
     const float* src = dout + static_cast<size_t>(sortedIdx[q]) * C + col;
     if (kVec) {
       const float4 v = *reinterpret_cast<const float4*>(src);
-      a0 += v.x; a1 += v.y; a2 += v.z; a3 += v.w;
+      a0 += v.x;
+      a1 += v.y;
+      a2 += v.z;
+      a3 += v.w;
     } else {
       a0 += src[0];
       if (col + 1 < C) a1 += src[1];
@@ -150,7 +160,10 @@ __global__ void embeddingBackwardKernel(const int32_t* __restrict__ sortedTok,
   float* dst = dtable + static_cast<size_t>(tok) * C + col;
   if (kVec) {
     float4 d = *reinterpret_cast<float4*>(dst);
-    d.x += a0; d.y += a1; d.z += a2; d.w += a3;
+    d.x += a0;
+    d.y += a1;
+    d.z += a2;
+    d.w += a3;
     *reinterpret_cast<float4*>(dst) = d;
   } else {
     dst[0] += a0;
@@ -241,8 +254,14 @@ __global__ void __launch_bounds__(kNormBwdThreads)
           a = *reinterpret_cast<const float4*>(xr + col);
           b = *reinterpret_cast<const float4*>(gr + col);
         }
-        xv[j][0] = a.x; xv[j][1] = a.y; xv[j][2] = a.z; xv[j][3] = a.w;
-        gv[j][0] = b.x; gv[j][1] = b.y; gv[j][2] = b.z; gv[j][3] = b.w;
+        xv[j][0] = a.x;
+        xv[j][1] = a.y;
+        xv[j][2] = a.z;
+        xv[j][3] = a.w;
+        gv[j][0] = b.x;
+        gv[j][1] = b.y;
+        gv[j][2] = b.z;
+        gv[j][3] = b.w;
       } else {
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
@@ -274,7 +293,10 @@ __global__ void __launch_bounds__(kNormBwdThreads)
       }
       if constexpr (VEC == 4) {
         float4 o = *reinterpret_cast<float4*>(dxr + col);
-        o.x += d[0]; o.y += d[1]; o.z += d[2]; o.w += d[3];
+        o.x += d[0];
+        o.y += d[1];
+        o.z += d[2];
+        o.w += d[3];
         *reinterpret_cast<float4*>(dxr + col) = o;
       } else {
 #pragma unroll
@@ -315,8 +337,8 @@ __global__ void ropeTableKernel(float2* table, int T, int half, int D, double th
   table[i] = make_float2(static_cast<float>(cos(a)), static_cast<float>(sin(a)));
 }
 
-__global__ void ropeKernel(float2* __restrict__ x, const float2* __restrict__ table, size_t pairs,
-                           int T, int H, int half, bool inverse) {
+__global__ void ropeKernel(float2* __restrict__ x, const float2* __restrict__ table, size_t pairs, int T,
+                           int H, int half, bool inverse) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < pairs;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const int p = static_cast<int>(i % half);
@@ -433,9 +455,8 @@ __device__ __forceinline__ void adamOne(float& p, float g, float& m, float& v, c
   p = p - a.lr * (mhat / (sqrtf(vhat) + a.eps) + a.wd * p);
 }
 
-__global__ void adamwKernel(float* __restrict__ p, const float* __restrict__ g,
-                            float* __restrict__ m, float* __restrict__ v, size_t n, bool vec,
-                            AdamArgs a) {
+__global__ void adamwKernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                            float* __restrict__ v, size_t n, bool vec, AdamArgs a) {
   forEachChunk4(
       n, vec,
       [&](size_t c) {
@@ -516,10 +537,9 @@ constexpr size_t kAlign = 256;
 size_t alignUp(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 size_t cubSortBytes(int N) {
   size_t bytes = 0;
-  PRIMAL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const int32_t*>(nullptr),
-                                                    static_cast<int32_t*>(nullptr),
-                                                    static_cast<const int32_t*>(nullptr),
-                                                    static_cast<int32_t*>(nullptr), N));
+  PRIMAL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, bytes, static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+      static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), N));
   return bytes;
 }
 }  // namespace
@@ -541,26 +561,24 @@ void launchEmbeddingBackward(const int32_t* tokens, const float* dout, float* dt
   iotaKernel<<<(N + 255) / 256, 256, 0, st>>>(valsIn, N);
   PRIMAL_KERNEL_CHECK("iota");
   // Stable radix sort by token: equal tokens keep ascending positions -> fixed summation order.
-  PRIMAL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, tempBytes, tokens, keysOut, valsIn,
-                                                    valsOut, N, 0, 32, st));
+  PRIMAL_CUDA_CHECK(
+      cub::DeviceRadixSort::SortPairs(temp, tempBytes, tokens, keysOut, valsIn, valsOut, N, 0, 32, st));
   constexpr int threads = 64;
   const dim3 grid(N, (C + threads * 4 - 1) / (threads * 4));
   if (C % 4 == 0 && aligned16(dout) && aligned16(dtable))
     embeddingBackwardKernel<true><<<grid, threads, 0, st>>>(keysOut, valsOut, dout, dtable, N, C);
-  else
-    embeddingBackwardKernel<false><<<grid, threads, 0, st>>>(keysOut, valsOut, dout, dtable, N, C);
+  else embeddingBackwardKernel<false><<<grid, threads, 0, st>>>(keysOut, valsOut, dout, dtable, N, C);
   PRIMAL_KERNEL_CHECK("embeddingBackward");
 }
 
-void launchRmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
-                          float eps, cudaStream_t st) {
+void launchRmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C, float eps,
+                          cudaStream_t st) {
   if (N <= 0) return;
   constexpr int warps = 8;
   const unsigned grid = (N + warps - 1) / warps;
   if (C % 4 == 0 && aligned16(x) && aligned16(w) && aligned16(y))
     rmsnormForwardKernel<true><<<grid, warps * 32, 0, st>>>(x, w, y, rstd, N, C, eps);
-  else
-    rmsnormForwardKernel<false><<<grid, warps * 32, 0, st>>>(x, w, y, rstd, N, C, eps);
+  else rmsnormForwardKernel<false><<<grid, warps * 32, 0, st>>>(x, w, y, rstd, N, C, eps);
   PRIMAL_KERNEL_CHECK("rmsnormForward");
 }
 
@@ -572,15 +590,14 @@ size_t rmsnormBackwardScratchBytes(int N, int C) {
 
 namespace {
 template <int VEC, int CPT>
-void normBwd(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
-             float* partial, int N, int C, int rpb, unsigned grid, cudaStream_t st) {
-  rmsnormBackwardKernel<VEC, CPT><<<grid, kNormBwdThreads, 0, st>>>(x, w, rstd, dy, dx, partial, N,
-                                                                     C, rpb);
+void normBwd(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* partial,
+             int N, int C, int rpb, unsigned grid, cudaStream_t st) {
+  rmsnormBackwardKernel<VEC, CPT><<<grid, kNormBwdThreads, 0, st>>>(x, w, rstd, dy, dx, partial, N, C, rpb);
 }
 }  // namespace
 
-void launchRmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy,
-                           float* dx, float* dw, int N, int C, float* scratch, cudaStream_t st) {
+void launchRmsnormBackward(const float* x, const float* w, const float* rstd, const float* dy, float* dx,
+                           float* dw, int N, int C, float* scratch, cudaStream_t st) {
   if (N <= 0 || C <= 0) return;
   const int rpb = normRowsPerBlock(N);
   const unsigned chunks = static_cast<unsigned>((N + rpb - 1) / rpb);
@@ -600,8 +617,9 @@ void launchRmsnormBackward(const float* x, const float* w, const float* rstd, co
     else if (groups <= 4) normBwd<1, 4>(x, w, rstd, dy, dx, scratch, N, C, rpb, chunks, st);
     else if (groups <= 8) normBwd<1, 8>(x, w, rstd, dy, dx, scratch, N, C, rpb, chunks, st);
     else if (groups <= 16) normBwd<1, 16>(x, w, rstd, dy, dx, scratch, N, C, rpb, chunks, st);
-    else throw Error("rmsnormBackward (cuda): C = " + std::to_string(C) +
-                     " > 2048 needs 16-byte aligned rows (C % 4 == 0)");
+    else
+      throw Error("rmsnormBackward (cuda): C = " + std::to_string(C) +
+                  " > 2048 needs 16-byte aligned rows (C % 4 == 0)");
   }
   PRIMAL_KERNEL_CHECK("rmsnormBackward");
   rmsnormDwFinalKernel<<<(C + 31) / 32, 32, 0, st>>>(scratch, static_cast<int>(chunks), C, dw);
@@ -616,14 +634,12 @@ void launchRopeTable(float2* table, int T, int D, float theta, cudaStream_t st) 
   PRIMAL_KERNEL_CHECK("ropeTable");
 }
 
-void launchRope(float* x, const float2* table, int B, int T, int H, int D, bool inverse,
-                cudaStream_t st) {
+void launchRope(float* x, const float2* table, int B, int T, int H, int D, bool inverse, cudaStream_t st) {
   const size_t pairs = static_cast<size_t>(B) * T * H * (D / 2);
   if (pairs == 0) return;
-  if ((reinterpret_cast<uintptr_t>(x) & 7u) != 0)
-    throw Error("rope (cuda): x must be 8-byte aligned");
-  ropeKernel<<<blocksFor(pairs, kThreads, kGridCap), kThreads, 0, st>>>(
-      reinterpret_cast<float2*>(x), table, pairs, T, H, D / 2, inverse);
+  if ((reinterpret_cast<uintptr_t>(x) & 7u) != 0) throw Error("rope (cuda): x must be 8-byte aligned");
+  ropeKernel<<<blocksFor(pairs, kThreads, kGridCap), kThreads, 0, st>>>(reinterpret_cast<float2*>(x), table,
+                                                                        pairs, T, H, D / 2, inverse);
   PRIMAL_KERNEL_CHECK("rope");
 }
 
@@ -634,8 +650,8 @@ void launchSwigluForward(const float* gate, const float* up, float* h, size_t n,
   PRIMAL_KERNEL_CHECK("swigluForward");
 }
 
-void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate,
-                          float* dup, size_t n, cudaStream_t st) {
+void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
+                          size_t n, cudaStream_t st) {
   if (n == 0) return;
   const bool vec = aligned16(gate) && aligned16(up) && aligned16(dh) && aligned16(dgate) && aligned16(dup);
   swigluBackwardKernel<<<gridForChunks(n), kThreads, 0, st>>>(gate, up, dh, dgate, dup, n, vec);
@@ -650,14 +666,12 @@ void launchActQuant(const float* x, float* xq, int N, int C, int bits, cudaStrea
   const unsigned grid = (N + warps - 1) / warps;
   if (C % 4 == 0 && aligned16(x) && aligned16(xq))
     actQuantKernel<true><<<grid, warps * 32, 0, st>>>(x, xq, N, C, qmax);
-  else
-    actQuantKernel<false><<<grid, warps * 32, 0, st>>>(x, xq, N, C, qmax);
+  else actQuantKernel<false><<<grid, warps * 32, 0, st>>>(x, xq, N, C, qmax);
   PRIMAL_KERNEL_CHECK("actQuant");
 }
 
-void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
-                 float b2, float eps, float wd, float bc1, float bc2, float gradScale,
-                 cudaStream_t st) {
+void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
+                 float eps, float wd, float bc1, float bc2, float gradScale, cudaStream_t st) {
   if (n == 0) return;
   AdamArgs a{lr, b1, b2, 1.0f - b1, 1.0f - b2, eps, wd, bc1, bc2, gradScale};
   const bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v);

@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(NT)
 }
 
 template <int NT>
-void launchXent(float* logits, int ld, int rows, int V, const int32_t* targets, float* losses,
-                bool writeGrad, float gradScale, cudaStream_t st) {
+void launchXent(float* logits, int ld, int rows, int V, const int32_t* targets, float* losses, bool writeGrad,
+                float gradScale, cudaStream_t st) {
   if (ld % 4 == 0 && aligned16(logits))
     softmaxXentKernel<NT, true><<<rows, NT, 0, st>>>(logits, ld, V, targets, losses, writeGrad, gradScale);
   else
@@ -98,13 +98,11 @@ void launchXent(float* logits, int ld, int rows, int V, const int32_t* targets, 
 
 }  // namespace
 
-void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets,
-                       float* losses, bool writeGrad, float gradScale, cudaStream_t st) {
+void launchSoftmaxXent(float* logits, int ld, int rows, int V, const int32_t* targets, float* losses,
+                       bool writeGrad, float gradScale, cudaStream_t st) {
   if (rows <= 0) return;
-  if (V >= 8192)
-    launchXent<512>(logits, ld, rows, V, targets, losses, writeGrad, gradScale, st);
-  else
-    launchXent<128>(logits, ld, rows, V, targets, losses, writeGrad, gradScale, st);
+  if (V >= 8192) launchXent<512>(logits, ld, rows, V, targets, losses, writeGrad, gradScale, st);
+  else launchXent<128>(logits, ld, rows, V, targets, losses, writeGrad, gradScale, st);
   PRIMAL_KERNEL_CHECK("softmaxXent");
 }
 

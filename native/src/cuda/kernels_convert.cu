@@ -23,8 +23,7 @@ __device__ __forceinline__ uint32_t pack2(float a, float b) {
 // Any column count: the last partial vector of a row is converted element by element.
 template <int VEC>
 __global__ void __launch_bounds__(256) toBf16Kernel(const float* __restrict__ src, int lds,
-                                                    uint16_t* __restrict__ dst, int ldd, int rows,
-                                                    int cols) {
+                                                    uint16_t* __restrict__ dst, int ldd, int rows, int cols) {
   const int c = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
   if (c >= cols) return;
   for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < rows; r += gridDim.y * blockDim.y) {
@@ -58,8 +57,7 @@ __global__ void __launch_bounds__(256) toBf16Kernel(const float* __restrict__ sr
 }
 
 template <int VEC>
-void launchToBf16(const float* src, int lds, uint16_t* dst, int ldd, int rows, int cols,
-                  cudaStream_t st) {
+void launchToBf16(const float* src, int lds, uint16_t* dst, int ldd, int rows, int cols, cudaStream_t st) {
   constexpr unsigned kThreads = 256;
   const unsigned vecs = static_cast<unsigned>((cols + VEC - 1) / VEC);
   unsigned bx = 32;
@@ -72,20 +70,17 @@ void launchToBf16(const float* src, int lds, uint16_t* dst, int ldd, int rows, i
 
 }  // namespace
 
-void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, int cols,
-                       cudaStream_t st) {
+void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, int cols, cudaStream_t st) {
   if (rows <= 0 || cols <= 0) return;
   uint16_t* d = static_cast<uint16_t*>(dst);
   // Row starts stay 16-byte aligned when the base is and the row strides are multiples of
   // 4 floats / 8 bf16.
   const bool srcRows16 = aligned16(src) && lds % 4 == 0;
   const bool dstRows16 = aligned16(dst) && ldd % 8 == 0;
-  if (srcRows16 && dstRows16)
-    launchToBf16<8>(src, lds, d, ldd, rows, cols, st);
+  if (srcRows16 && dstRows16) launchToBf16<8>(src, lds, d, ldd, rows, cols, st);
   else if (srcRows16 && (reinterpret_cast<uintptr_t>(dst) & 7u) == 0 && ldd % 4 == 0)
     launchToBf16<4>(src, lds, d, ldd, rows, cols, st);
-  else
-    launchToBf16<1>(src, lds, d, ldd, rows, cols, st);
+  else launchToBf16<1>(src, lds, d, ldd, rows, cols, st);
   PRIMAL_KERNEL_CHECK("floatToBf16");
 }
 

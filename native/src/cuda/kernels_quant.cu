@@ -21,17 +21,16 @@ __device__ __forceinline__ float steOne(float w, float gamma) {
   return gamma * fminf(fmaxf(rintf(w / gamma), -1.0f), 1.0f);
 }
 
-__global__ void steQuantizeKernel(const float* __restrict__ W, float* __restrict__ Wq, size_t n,
-                                  bool vec, const double* __restrict__ absSum,
-                                  float* __restrict__ gammaOut) {
+__global__ void steQuantizeKernel(const float* __restrict__ W, float* __restrict__ Wq, size_t n, bool vec,
+                                  const double* __restrict__ absSum, float* __restrict__ gammaOut) {
   const float gamma = steGamma(absSum, n);
   if (blockIdx.x == 0 && threadIdx.x == 0) *gammaOut = gamma;
   forEachChunk4(
       n, vec,
       [&](size_t c) {
         const float4 w = reinterpret_cast<const float4*>(W)[c];
-        reinterpret_cast<float4*>(Wq)[c] = make_float4(steOne(w.x, gamma), steOne(w.y, gamma),
-                                                       steOne(w.z, gamma), steOne(w.w, gamma));
+        reinterpret_cast<float4*>(Wq)[c] =
+            make_float4(steOne(w.x, gamma), steOne(w.y, gamma), steOne(w.z, gamma), steOne(w.w, gamma));
       },
       [&](size_t i) { Wq[i] = steOne(W[i], gamma); });
 }
@@ -42,8 +41,8 @@ __device__ __forceinline__ float materializeOne(int c, float scale, float bridge
   return scale * polt::level(c, bridge);
 }
 
-__global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __restrict__ W,
-                                      size_t n, bool vec, float scale, float bridge) {
+__global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __restrict__ W, size_t n,
+                                      bool vec, float scale, float bridge) {
   forEachChunk4(
       n, vec,
       [&](size_t c) {
@@ -70,14 +69,13 @@ __device__ __forceinline__ double gradTimesLevel(float g, int c, float bridge) {
 }
 
 __global__ void __launch_bounds__(kReduceThreads)
-    poltVoteKernel(const float* __restrict__ G, const int8_t* __restrict__ code,
-                   int8_t* __restrict__ vote, size_t n, bool vec, float bridge, float deadzone,
-                   const double* __restrict__ sumSq, double* __restrict__ partials) {
+    poltVoteKernel(const float* __restrict__ G, const int8_t* __restrict__ code, int8_t* __restrict__ vote,
+                   size_t n, bool vec, float bridge, float deadzone, const double* __restrict__ sumSq,
+                   double* __restrict__ partials) {
   __shared__ double sh[kReduceThreads / 32];
   // Threshold deadzone * rms(G), rms over all n elements, in double. deadzone == 0 -> 0, so
   // exactly the nonzero gradients vote.
-  const double thr =
-      sumSq ? polt::voteThreshold(deadzone, *sumSq, static_cast<double>(n)) : 0.0;
+  const double thr = sumSq ? polt::voteThreshold(deadzone, *sumSq, static_cast<double>(n)) : 0.0;
   double acc = 0.0;
   forEachChunk4(
       n, vec,
@@ -127,8 +125,8 @@ __device__ __forceinline__ double flipProb(int absVote, const FlipArgs& a) {
 // |vote| in 0..128 (int8 allows -128). Counter layout: see cuda_kernels.cuh.
 constexpr int kHistBins = kFlipHistBins;
 constexpr int kOffHist = kFlipOffHist, kOffTrans = kFlipOffTrans, kOffUp = kFlipOffUp,
-              kOffDown = kFlipOffDown, kOffOcc = kFlipOffOcc, kOffNz = kFlipOffNz,
-              kOffSat = kFlipOffSat, kNumCounters = kFlipCounters;
+              kOffDown = kFlipOffDown, kOffOcc = kFlipOffOcc, kOffNz = kFlipOffNz, kOffSat = kFlipOffSat,
+              kNumCounters = kFlipCounters;
 
 struct FlipLocal {
   unsigned up = 0, down = 0, nz = 0, sat = 0, occ[5] = {0, 0, 0, 0, 0};
@@ -145,7 +143,8 @@ __device__ __forceinline__ void flipOne(uint32_t i, int& c, int& v, const FlipAr
   const polt::FlipOutcome o = polt::flipWeight(c, v, p, philox_u24(r.v[0]), philox_u24(r.v[1]), a.rule);
   if (o.flipped) {
     atomicAdd(&shTrans[(c + 2) * 5 + (o.code + 2)], 1u);
-    if (o.code > c) ++loc.up; else ++loc.down;
+    if (o.code > c) ++loc.up;
+    else ++loc.down;
   }
   c = o.code;
   v = o.vote;
@@ -162,8 +161,8 @@ __device__ __forceinline__ unsigned warpSumU(unsigned v) {
 }
 
 __global__ void __launch_bounds__(kThreads)
-    poltFlipKernel(int8_t* __restrict__ code, int8_t* __restrict__ vote, size_t n, bool vec,
-                   FlipArgs a, float* __restrict__ pOut, unsigned long long* __restrict__ counters) {
+    poltFlipKernel(int8_t* __restrict__ code, int8_t* __restrict__ vote, size_t n, bool vec, FlipArgs a,
+                   float* __restrict__ pOut, unsigned long long* __restrict__ counters) {
   __shared__ unsigned sh[kNumCounters];
   for (int k = threadIdx.x; k < kNumCounters; k += blockDim.x) sh[k] = 0u;
   __syncthreads();
@@ -180,10 +179,14 @@ __global__ void __launch_bounds__(kThreads)
         flipOne(i + 1, c1, v1, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
         flipOne(i + 2, c2, v2, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
         flipOne(i + 3, c3, v3, a, pOut, sh + kOffHist, sh + kOffTrans, loc);
-        cq.x = static_cast<signed char>(c0); cq.y = static_cast<signed char>(c1);
-        cq.z = static_cast<signed char>(c2); cq.w = static_cast<signed char>(c3);
-        vq.x = static_cast<signed char>(v0); vq.y = static_cast<signed char>(v1);
-        vq.z = static_cast<signed char>(v2); vq.w = static_cast<signed char>(v3);
+        cq.x = static_cast<signed char>(c0);
+        cq.y = static_cast<signed char>(c1);
+        cq.z = static_cast<signed char>(c2);
+        cq.w = static_cast<signed char>(c3);
+        vq.x = static_cast<signed char>(v0);
+        vq.y = static_cast<signed char>(v1);
+        vq.z = static_cast<signed char>(v2);
+        vq.w = static_cast<signed char>(v3);
         reinterpret_cast<char4*>(code)[ch] = cq;
         reinterpret_cast<char4*>(vote)[ch] = vq;
       },
@@ -194,10 +197,10 @@ __global__ void __launch_bounds__(kThreads)
         vote[i] = static_cast<int8_t>(v);
       });
   // Integer counts: any summation order gives the same result.
-  unsigned vals[9] = {loc.up, loc.down, loc.occ[0], loc.occ[1], loc.occ[2], loc.occ[3], loc.occ[4],
-                      loc.nz, loc.sat};
-  const int offs[9] = {kOffUp, kOffDown, kOffOcc, kOffOcc + 1, kOffOcc + 2, kOffOcc + 3, kOffOcc + 4,
-                       kOffNz, kOffSat};
+  unsigned vals[9] = {loc.up,     loc.down,   loc.occ[0], loc.occ[1], loc.occ[2],
+                      loc.occ[3], loc.occ[4], loc.nz,     loc.sat};
+  const int offs[9] = {kOffUp,      kOffDown,    kOffOcc, kOffOcc + 1, kOffOcc + 2,
+                       kOffOcc + 3, kOffOcc + 4, kOffNz,  kOffSat};
 #pragma unroll
   for (int k = 0; k < 9; ++k) {
     const unsigned s = warpSumU(vals[k]);
@@ -226,8 +229,8 @@ __global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ coun
   *pMaxOut = mx;
 }
 
-__global__ void poltProbabilitiesKernel(const int8_t* __restrict__ vote, float* __restrict__ pOut,
-                                        size_t n, bool vec, FlipArgs a) {
+__global__ void poltProbabilitiesKernel(const int8_t* __restrict__ vote, float* __restrict__ pOut, size_t n,
+                                        bool vec, FlipArgs a) {
   auto pOf = [&](int v) { return static_cast<float>(flipProb(v < 0 ? -v : v, a)); };
   forEachChunk4(
       n, vec,
@@ -245,16 +248,16 @@ unsigned gridForChunks(size_t n) { return blocksFor((n + 3) / 4, kThreads, 8192)
 
 void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum, float* gammaOut,
                        cudaStream_t st) {
-  steQuantizeKernel<<<gridForChunks(n), kThreads, 0, st>>>(W, Wq, n, aligned16(W) && aligned16(Wq),
-                                                          absSum, gammaOut);
+  steQuantizeKernel<<<gridForChunks(n), kThreads, 0, st>>>(W, Wq, n, aligned16(W) && aligned16(Wq), absSum,
+                                                           gammaOut);
   PRIMAL_KERNEL_CHECK("steQuantize");
 }
 
 void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
                            cudaStream_t st) {
   if (n == 0) return;
-  poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(
-      code, W, n, aligned4(code) && aligned16(W), scale, bridge);
+  poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, W, n, aligned4(code) && aligned16(W),
+                                                               scale, bridge);
   PRIMAL_KERNEL_CHECK("poltMaterialize");
 }
 
@@ -264,11 +267,11 @@ void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStrea
   PRIMAL_KERNEL_CHECK("poltMergeVotes");
 }
 
-void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                    float deadzone, const double* sumSq, double* partials, cudaStream_t st) {
+void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
+                    const double* sumSq, double* partials, cudaStream_t st) {
   const bool vec = aligned16(G) && aligned4(code) && aligned4(vote);
-  poltVoteKernel<<<reduceBlocks(n), kReduceThreads, 0, st>>>(G, code, vote, n, vec, bridge, deadzone,
-                                                            sumSq, partials);
+  poltVoteKernel<<<reduceBlocks(n), kReduceThreads, 0, st>>>(G, code, vote, n, vec, bridge, deadzone, sumSq,
+                                                             partials);
   PRIMAL_KERNEL_CHECK("poltVote");
 }
 
@@ -277,13 +280,13 @@ void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& para
   if (n == 0) return;
   if (n > 0xffffffffull) throw Error("poltFlip (cuda): more than 2^32 weights in one layer");
   const bool vec = aligned4(code) && aligned4(vote) && (pOut == nullptr || aligned16(pOut));
-  poltFlipKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, vote, n, vec, makeFlipArgs(params),
-                                                       pOut, counters);
+  poltFlipKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, vote, n, vec, makeFlipArgs(params), pOut,
+                                                        counters);
   PRIMAL_KERNEL_CHECK("poltFlip");
 }
 
-void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params,
-                          double* pSumOut, float* pMaxOut, cudaStream_t st) {
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, double* pSumOut,
+                          float* pMaxOut, cudaStream_t st) {
   poltFlipFinishKernel<<<1, 32, 0, st>>>(counters, makeFlipArgs(params), pSumOut, pMaxOut);
   PRIMAL_KERNEL_CHECK("poltFlipFinish");
 }

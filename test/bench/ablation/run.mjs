@@ -36,9 +36,15 @@ export const VARIANTS = {
 };
 if (args.sweep) {
   const [knob, values] = args.sweep.split("=");
-  for (const value of values.split(",")) VARIANTS[`${knob}=${value}`] = { quant: "poltergeist", knobs: { [knob]: Number(value) } };
+  for (const value of values.split(","))
+    VARIANTS[`${knob}=${value}`] = { quant: "poltergeist", knobs: { [knob]: Number(value) } };
 }
-const variants = (args.variants ?? Object.keys(VARIANTS).filter((k) => !args.sweep || k.includes("=")).join(",")).split(",");
+const variants = (
+  args.variants ??
+  Object.keys(VARIANTS)
+    .filter((k) => !args.sweep || k.includes("="))
+    .join(",")
+).split(",");
 
 const home = mkdtempSync(join(tmpdir(), "primal-ablation-"));
 const rows = [];
@@ -49,9 +55,17 @@ try {
     for (const seed of seeds) {
       const t0 = performance.now();
       const t = await Trainer.create({
-        preset, quant: v.quant, device: "cpu", threads, batch, steps, seed, home,
+        preset,
+        quant: v.quant,
+        device: "cpu",
+        threads,
+        batch,
+        steps,
+        seed,
+        home,
         knobs: { ...(v.quant === "poltergeist" ? extraKnobs : {}), ...v.knobs },
-        sampleEvery: 0, checkpointEvery: 0,
+        sampleEvery: 0,
+        checkpointEvery: 0,
         eval: { every: 0, maxTokens: evalTokens },
         data: { corpus: "sotu" },
       });
@@ -59,8 +73,15 @@ try {
         const s = await t.train(steps);
         const ev = await t.evaluate();
         const row = {
-          variant: name, preset, quant: v.quant, knobs: t.config.knobs, seed, steps, batch,
-          tokens: steps * batch * t.config.model.seq, trainLoss: s.loss,
+          variant: name,
+          preset,
+          quant: v.quant,
+          knobs: t.config.knobs,
+          seed,
+          steps,
+          batch,
+          tokens: steps * batch * t.config.model.seq,
+          trainLoss: s.loss,
           heldOutLoss: ev.validation?.loss ?? null,
           wikitextBpb: ev.wikitext?.bpb ?? null,
           seconds: (performance.now() - t0) / 1000,

@@ -12,17 +12,26 @@ const root = join(import.meta.dirname, "..", "..", "..");
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith("--") ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
-const steps = args.steps ?? "10", warmup = args.warmup ?? "2", batch = args.batch ?? "16";
-const threads = args.threads ?? "2", preset = args.preset ?? "small";
+const steps = args.steps ?? "10",
+  warmup = args.warmup ?? "2",
+  batch = args.batch ?? "16";
+const threads = args.threads ?? "2",
+  preset = args.preset ?? "small";
 
-const bench = [join(root, "build", "native", "primal_bench"), join(root, "build", "Release", "primal_bench")].find(existsSync);
+const bench = [join(root, "build", "native", "primal_bench"), join(root, "build", "Release", "primal_bench")].find(
+  existsSync,
+);
 if (!bench) {
   console.error("primal_bench not built: run `npm install` first");
   process.exit(1);
 }
 
 function lastJson(out) {
-  const line = out.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+  const line = out
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .pop();
   return line ? JSON.parse(line) : null;
 }
 
@@ -36,7 +45,26 @@ function python() {
 
 const rows = [];
 for (const quant of ["fp", "ste", "poltergeist"]) {
-  const r = spawnSync(bench, ["--device", "cpu", "--preset", preset, "--quant", quant, "--batch", batch, "--steps", steps, "--warmup", warmup, "--threads", threads], { encoding: "utf8" });
+  const r = spawnSync(
+    bench,
+    [
+      "--device",
+      "cpu",
+      "--preset",
+      preset,
+      "--quant",
+      quant,
+      "--batch",
+      batch,
+      "--steps",
+      steps,
+      "--warmup",
+      warmup,
+      "--threads",
+      threads,
+    ],
+    { encoding: "utf8" },
+  );
   const j = lastJson(r.stdout);
   if (!j || j.error) throw new Error(`primal_bench ${quant} failed: ${r.stdout}${r.stderr}`);
   rows.push(j);
@@ -46,7 +74,27 @@ const py = python();
 const peers = {};
 if (py) {
   for (const quant of ["fp", "ste"]) {
-    const r = spawnSync(py, [join(root, "test", "bench", "peer", "torch_peer.py"), "--device", "cpu", "--preset", preset, "--quant", quant, "--batch", batch, "--steps", steps, "--warmup", warmup, "--threads", threads], { encoding: "utf8" });
+    const r = spawnSync(
+      py,
+      [
+        join(root, "test", "bench", "peer", "torch_peer.py"),
+        "--device",
+        "cpu",
+        "--preset",
+        preset,
+        "--quant",
+        quant,
+        "--batch",
+        batch,
+        "--steps",
+        steps,
+        "--warmup",
+        warmup,
+        "--threads",
+        threads,
+      ],
+      { encoding: "utf8" },
+    );
     const j = lastJson(r.stdout);
     peers[quant] = j && !j.error ? j : null;
     if (!peers[quant]) console.error(`pytorch ${quant} failed: ${r.stdout}${r.stderr.slice(-2000)}`);
@@ -56,7 +104,9 @@ if (py) {
 }
 
 const mib = (b) => (b / 2 ** 20).toFixed(1);
-console.log(`\nPRIMAL CPU benchmark: preset ${preset}, batch ${batch}, ${threads} threads, ${steps} timed steps (device: ${rows[0].device})`);
+console.log(
+  `\nPRIMAL CPU benchmark: preset ${preset}, batch ${batch}, ${threads} threads, ${steps} timed steps (device: ${rows[0].device})`,
+);
 console.log("quant        primal tok/s  peak RSS MiB | pytorch peer    tok/s  peak RSS MiB | ratio");
 for (const r of rows) {
   const peerQuant = r.quant === "poltergeist" ? "ste" : r.quant;
@@ -79,9 +129,7 @@ for (const r of rows) {
   );
 }
 const bytesPerTernary = (r) =>
-  r.quant === "poltergeist"
-    ? r.memory.ternaryState / r.ternaryWeights
-    : (4 * r.ternaryWeights * 4) / r.ternaryWeights; // latent W + grad + Adam m, v
+  r.quant === "poltergeist" ? r.memory.ternaryState / r.ternaryWeights : (4 * r.ternaryWeights * 4) / r.ternaryWeights; // latent W + grad + Adam m, v
 console.log(
   `bytes of trainer state per ternary weight: ${rows.map((r) => `${r.quant} ${bytesPerTernary(r).toFixed(3)}`).join(", ")} (target for poltergeist: <= 2.1)`,
 );

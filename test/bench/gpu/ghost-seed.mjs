@@ -96,8 +96,20 @@ for (const quant of QUANTS) {
         peak = Math.max(peak, m.peakMemoryBytes);
         tokPerSec.push(m.tokensPerSec);
         run.losses.push([m.step, m.loss]);
-        appendFileSync(metricsFile, JSON.stringify({ quant, step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokensPerSec: m.tokensPerSec, stepMs: m.stepMs }) + "\n");
-        if (m.step % SCALE_EVERY === 0 && m.layers?.scale) run.scales.push([m.step, Array.from(m.layers.scale, (x) => Number(x.toPrecision(6)))]);
+        appendFileSync(
+          metricsFile,
+          JSON.stringify({
+            quant,
+            step: m.step,
+            loss: m.loss,
+            lr: m.lr,
+            gradNorm: m.gradNorm,
+            tokensPerSec: m.tokensPerSec,
+            stepMs: m.stepMs,
+          }) + "\n",
+        );
+        if (m.step % SCALE_EVERY === 0 && m.layers?.scale)
+          run.scales.push([m.step, Array.from(m.layers.scale, (x) => Number(x.toPrecision(6)))]);
         if (Date.now() >= deadline) t.stop();
       },
       onSample: (rec) => run.samples.push({ step: rec.step, text: rec.text }),
@@ -114,7 +126,7 @@ for (const quant of QUANTS) {
     const ev = await t.evaluate();
     run.eval = { validation: ev.validation, wikitextValid: ev.wikitext, wikitextTest: await evalSplit(t, "test") };
     run.status = "ok";
-    if (quant === QUANTS[0]) targetSteps = s.step;  // equal tokens for the others
+    if (quant === QUANTS[0]) targetSteps = s.step; // equal tokens for the others
   } catch (e) {
     run.status = "failed";
     run.error = String(e?.stack ?? e).slice(0, 2000);
@@ -123,6 +135,17 @@ for (const quant of QUANTS) {
     run.seconds = (Date.now() - t0) / 1000;
     save();
   }
-  console.log(JSON.stringify({ quant, status: run.status, steps: run.steps, tokensPerSec: run.tokensPerSecMedian, finalLoss: run.finalLoss, wikitextValidPpl: run.eval?.wikitextValid?.ppl, wikitextTestPpl: run.eval?.wikitextTest?.ppl, error: run.error?.slice(0, 300) }));
+  console.log(
+    JSON.stringify({
+      quant,
+      status: run.status,
+      steps: run.steps,
+      tokensPerSec: run.tokensPerSecMedian,
+      finalLoss: run.finalLoss,
+      wikitextValidPpl: run.eval?.wikitextValid?.ppl,
+      wikitextTestPpl: run.eval?.wikitextTest?.ppl,
+      error: run.error?.slice(0, 300),
+    }),
+  );
 }
 process.exitCode = Object.values(summary.runs).every((r) => r.status === "ok") ? 0 : 1;

@@ -31,7 +31,8 @@ if (cmd === "deps") {
     const pj = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
     for (const dep of Object.keys({ ...(pj.dependencies ?? {}), ...(pj.optionalDependencies ?? {}) })) {
       if (findPackage(dep, dir)) queue.push([dep, dir]);
-      else if (!(pj.optionalDependencies ?? {})[dep]) throw new Error(`pack: ${dep} (dependency of ${pj.name}) is missing`);
+      else if (!(pj.optionalDependencies ?? {})[dep])
+        throw new Error(`pack: ${dep} (dependency of ${pj.name}) is missing`);
     }
   }
   for (const d of [...seen].sort()) console.log(relative(root, d));
@@ -45,7 +46,12 @@ if (cmd === "deps") {
   const config = resolveConfig({ preset: "ghost-0.1b", device: "cpu", data: { cacheDir, wikitextDir: wikiDir } });
   const t0 = Date.now();
   const bundle = await loadTrainingData(config);
-  const test = loadOrBuildTokens({ text: loadWikiText(wikiDir, "test"), tokenizer: bundle.tokenizer, name: "wikitext-2-test", cacheDir });
+  const test = loadOrBuildTokens({
+    text: loadWikiText(wikiDir, "test"),
+    tokenizer: bundle.tokenizer,
+    name: "wikitext-2-test",
+    cacheDir,
+  });
   console.log(
     JSON.stringify({
       tokenizer: config.data.tokenizer,

@@ -79,7 +79,8 @@ std::string runOne(cublasLtHandle_t lt, const Type& t, const Shape& s, void* ws,
     return r == cudaSuccess;
   };
   auto lt_ = [&](cublasStatus_t r, const char* what) {
-    if (r != CUBLAS_STATUS_SUCCESS && err.empty()) err = std::string(what) + ": cublas status " + std::to_string(static_cast<int>(r));
+    if (r != CUBLAS_STATUS_SUCCESS && err.empty())
+      err = std::string(what) + ": cublas status " + std::to_string(static_cast<int>(r));
     return r == CUBLAS_STATUS_SUCCESS;
   };
   do {
@@ -99,10 +100,13 @@ std::string runOne(cublasLtHandle_t lt, const Type& t, const Shape& s, void* ws,
       break;
     cublasLtMatmulPreference_t pref = nullptr;
     lt_(cublasLtMatmulPreferenceCreate(&pref), "pref");
-    lt_(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes, sizeof wsBytes), "pref ws");
+    lt_(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsBytes,
+                                             sizeof wsBytes),
+        "pref ws");
     cublasLtMatmulHeuristicResult_t heur{};
     int found = 0;
-    const bool ok = lt_(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &found), "heuristic");
+    const bool ok =
+        lt_(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &heur, &found), "heuristic");
     cublasLtMatmulPreferenceDestroy(pref);
     if (!ok) break;
     if (found == 0) {
@@ -114,7 +118,8 @@ std::string runOne(cublasLtHandle_t lt, const Type& t, const Shape& s, void* ws,
     const void* alpha = t.scale == CUDA_R_32I ? static_cast<const void*>(&ai) : static_cast<const void*>(&af);
     const void* beta = t.scale == CUDA_R_32I ? static_cast<const void*>(&bi) : static_cast<const void*>(&bf);
     auto once = [&]() {
-      return lt_(cublasLtMatmul(lt, op, alpha, A, la, B, lb, beta, C, lc, C, lc, &heur.algo, ws, wsBytes, 0), "matmul");
+      return lt_(cublasLtMatmul(lt, op, alpha, A, la, B, lb, beta, C, lc, C, lc, &heur.algo, ws, wsBytes, 0),
+                 "matmul");
     };
     bool good = true;
     for (int i = 0; i < 3 && good; ++i) good = once();
@@ -127,7 +132,8 @@ std::string runOne(cublasLtHandle_t lt, const Type& t, const Shape& s, void* ws,
       good = once();
       cudaEventRecord(e1);
       float v = 0;
-      if (!cu(cudaEventSynchronize(e1), "sync") || !cu(cudaEventElapsedTime(&v, e0, e1), "elapsed")) good = false;
+      if (!cu(cudaEventSynchronize(e1), "sync") || !cu(cudaEventElapsedTime(&v, e0, e1), "elapsed"))
+        good = false;
       ms.push_back(v);
     }
     if (!good) break;
@@ -175,13 +181,17 @@ int main() {
       const std::string err = runOne(lt, t, s, ws, wsBytes, &ms);
       const double ops = 2.0 * s.m * s.n * s.k;
       if (err.empty())
-        std::printf("{\"probe\":\"cublaslt\",\"gpu\":\"%s\",\"type\":\"%s\",\"shape\":\"%s\",\"m\":%d,\"n\":%d,\"k\":%d,"
-                    "\"ms\":%.4f,\"tflops\":%.1f}\n",
-                    prop.name, t.name, s.what, s.m, s.n, s.k, ms, ops / (ms * 1e-3) / 1e12);
+        std::printf(
+            "{\"probe\":\"cublaslt\",\"gpu\":\"%s\",\"type\":\"%s\",\"shape\":\"%s\",\"m\":%d,\"n\":%d,\"k\":"
+            "%d,"
+            "\"ms\":%.4f,\"tflops\":%.1f}\n",
+            prop.name, t.name, s.what, s.m, s.n, s.k, ms, ops / (ms * 1e-3) / 1e12);
       else
-        std::printf("{\"probe\":\"cublaslt\",\"gpu\":\"%s\",\"type\":\"%s\",\"shape\":\"%s\",\"m\":%d,\"n\":%d,\"k\":%d,"
-                    "\"error\":\"%s\"}\n",
-                    prop.name, t.name, s.what, s.m, s.n, s.k, err.c_str());
+        std::printf(
+            "{\"probe\":\"cublaslt\",\"gpu\":\"%s\",\"type\":\"%s\",\"shape\":\"%s\",\"m\":%d,\"n\":%d,\"k\":"
+            "%d,"
+            "\"error\":\"%s\"}\n",
+            prop.name, t.name, s.what, s.m, s.n, s.k, err.c_str());
       std::fflush(stdout);
     }
   }

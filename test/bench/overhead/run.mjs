@@ -187,15 +187,29 @@ const wait = waitMs / jsSteps;
 const pct = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}%`;
 const fmt = (x) => x.toFixed(2);
 const info = facade.info();
-console.log(`PRIMAL JS-side overhead: ${args.preset}/poltergeist on ${info.device}, ${steps} steps x ${rounds} rounds (after ${args.warmup} warm-up), medians`);
+console.log(
+  `PRIMAL JS-side overhead: ${args.preset}/poltergeist on ${info.device}, ${steps} steps x ${rounds} rounds (after ${args.warmup} warm-up), medians`,
+);
 console.log(`  native NativeTrainer.train   ${fmt(n)} ms/step   [${perStep.native.map(fmt).join(", ")}]`);
-console.log(`  Trainer.train, loop only     ${fmt(fl)} ms/step   [${perStep.facadeLoop.map(fmt).join(", ")}]   overhead ${pct(((fl - n) / n) * 100)}`);
+console.log(
+  `  Trainer.train, loop only     ${fmt(fl)} ms/step   [${perStep.facadeLoop.map(fmt).join(", ")}]   overhead ${pct(((fl - n) / n) * 100)}`,
+);
 console.log(`  paired by round (median of per-round ratios), loop only: overhead ${pct(paired)}`);
-console.log(`  Trainer.train, with the end-of-call checkpoint  ${fmt(f)} ms/step   overhead ${pct(((f - n) / n) * 100)} (checkpoint ${fmt(timers.checkpoint / timers.checkpoints)} ms per call)`);
-console.log(`  main-thread JS work per step (record + flushes, without lock waits): ${js.toFixed(3)} ms = ${((js / n) * 100).toFixed(3)}% of a native step (upper bound; overlaps the next step)`);
-console.log(`  main thread blocked per step in layerNames() -> info() waiting for the trainer lock: ${wait.toFixed(1)} ms = ${((wait / n) * 100).toFixed(1)}% of a step${args["cache-layer-names"] ? " (names cached: --cache-layer-names)" : ""}`);
-console.log(`  record() alone, tight loop of ${synthSteps} steps incl. flushes (noise-free bound): ${synth.toFixed(3)} ms/step = ${((synth / n) * 100).toFixed(3)}% of a native step`);
-console.log(`  same state after the runs: ${same && lossCheck[0] === lossCheck[1] ? "yes" : `NO (${lossCheck.join(" vs ")})`}; onStep calls ${seen}`);
+console.log(
+  `  Trainer.train, with the end-of-call checkpoint  ${fmt(f)} ms/step   overhead ${pct(((f - n) / n) * 100)} (checkpoint ${fmt(timers.checkpoint / timers.checkpoints)} ms per call)`,
+);
+console.log(
+  `  main-thread JS work per step (record + flushes, without lock waits): ${js.toFixed(3)} ms = ${((js / n) * 100).toFixed(3)}% of a native step (upper bound; overlaps the next step)`,
+);
+console.log(
+  `  main thread blocked per step in layerNames() -> info() waiting for the trainer lock: ${wait.toFixed(1)} ms = ${((wait / n) * 100).toFixed(1)}% of a step${args["cache-layer-names"] ? " (names cached: --cache-layer-names)" : ""}`,
+);
+console.log(
+  `  record() alone, tight loop of ${synthSteps} steps incl. flushes (noise-free bound): ${synth.toFixed(3)} ms/step = ${((synth / n) * 100).toFixed(3)}% of a native step`,
+);
+console.log(
+  `  same state after the runs: ${same && lossCheck[0] === lossCheck[1] ? "yes" : `NO (${lossCheck.join(" vs ")})`}; onStep calls ${seen}`,
+);
 console.log(
   JSON.stringify({
     preset: args.preset,
