@@ -26,7 +26,7 @@ export MERGE_PY="$HERE/merge_result.py"
 export BUILD=${BUILD_DIR:-$ROOT/build/gpu-check}
 export DEADLINE_S=${DEADLINE_S:-480}
 export END=$(( $(date +%s) + DEADLINE_S ))
-export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,peers,stack}
+export STAGES=${STAGES:-env,build,gates,throughput,profile,probes,peers,stack,dist}
 export STEPS=${STEPS:-20} BATCH=${BATCH:-8}
 export PACK=${PACK_DIR:-$ROOT/.gpu-pack}
 mkdir -p "$WORK"
@@ -191,6 +191,17 @@ stage_stack() {
   bash "$HERE/stack-check.sh"
 }
 
+# Data parallel (docs/distributed.md): one NCCL rank and one MPI rank against the plain run, when
+# the machine has MPI (and NCCL); the script skips with its reason otherwise.
+stage_dist() {
+  OUT="$STAGE_DIR" DIST_BUILD_DIR="$WORK/dist-build" timeout -k 5 "$(stage_left)" bash "$HERE/distributed-check.sh" \
+    > "$STAGE_DIR/dist.log" 2>&1
+  local rc=$?
+  [ -f "$STAGE_DIR/dist.jsonl" ] && add_merge --jsonl "$STAGE_DIR/dist.jsonl"
+  add_merge --log "$STAGE_DIR/dist.log"
+  return $rc
+}
+
 stage_peers() {
   local peer="$ROOT/test/bench/peer/torch_peer.py" rc=0
   : > "$STAGE_DIR/rows.jsonl"
@@ -252,7 +263,7 @@ pack_logs() {
 }
 
 for spec in "env 30 none" "build 240 gpu" "gates 120 gpu" "throughput 150 gpu" "profile 60 gpu" \
-            "probes 75 gpu" "peers 240 gpu" "stack 180 gpu" "seed 590 gpu"; do
+            "probes 75 gpu" "peers 240 gpu" "stack 180 gpu" "dist 180 gpu" "seed 590 gpu"; do
   set -- $spec
   run_stage "$1" "$2" "$3"
   pack_logs
