@@ -8,21 +8,16 @@
 #include "primal/op_profile.h"
 #include "primal/trainer.h"
 #include "testing.h"
+#include "trainer_fixtures.h"
 
 using namespace primal;
 
 namespace {
 
+// The shared micro model with 8-bit activations on the quantized layers (so actQuant is profiled).
 TrainConfig profConfig(Quant q) {
-  TrainConfig c;
+  TrainConfig c = primal_test::microConfig(q);
   c.model.vocab = 40;
-  c.model.dModel = 16;
-  c.model.layers = 2;
-  c.model.heads = 2;
-  c.model.ffn = 24;
-  c.model.seq = 8;
-  c.batch = 2;
-  c.quant = q;
   c.actBits = q == Quant::FP ? 0 : 8;
   c.seed = 11;
   return c;
