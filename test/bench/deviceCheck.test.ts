@@ -40,7 +40,18 @@ describe("device check staging", () => {
     expect(r.status, r.stderr).toBe(0);
     const res = JSON.parse(readFileSync(join(out, "result.json"), "utf8")) as Result;
     expect(res.gpu).toBe(false);
-    expect(res.order).toEqual(["env", "build", "gates", "throughput", "profile", "probes", "peers", "stack", "dist", "seed"]);
+    expect(res.order).toEqual([
+      "env",
+      "build",
+      "gates",
+      "throughput",
+      "profile",
+      "probes",
+      "peers",
+      "stack",
+      "dist",
+      "seed",
+    ]);
     expect(res.stages.env!.status).toBe("ok");
     expect(res.stages.env!.data).toHaveProperty("nproc");
     for (const s of res.order.slice(1, -1)) expect(res.stages[s]!.status).toBe("skipped: no GPU");
