@@ -20,39 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.h"
 #include "primal/error.h"
 #include "primal/op_profile.h"
-#include "primal/philox.h"
 #include "primal/trainer.h"
 
 using namespace primal;
 
-static ModelConfig preset(const std::string& p) {
-  ModelConfig m;
-  if (p == "tiny") {
-    m.vocab = 256;
-    m.dModel = 64;
-    m.layers = 2;
-    m.heads = 4;
-    m.ffn = 192;
-    m.seq = 64;
-  } else if (p == "small") {
-    m.vocab = 256;
-    m.dModel = 256;
-    m.layers = 4;
-    m.heads = 4;
-    m.ffn = 704;
-    m.seq = 128;
-  } else if (p == "ghost-0.1b") {
-    m.vocab = 50257;
-    m.dModel = 768;
-    m.layers = 12;
-    m.heads = 12;
-    m.ffn = 2048;
-    m.seq = 1024;
-  } else throw Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
-  return m;
-}
+using primal_bench::preset;
+using primal_bench::randomTokens;
 
 #ifndef PRIMAL_GIT_COMMIT
 #define PRIMAL_GIT_COMMIT "unknown"
@@ -197,11 +173,7 @@ bool runOne(const Options& o, const std::string& commit) {
     c.totalSteps = o.steps + o.warmup;
     c.warmup = 1;
     Trainer t(c, o.device, o.threads);
-    std::vector<int32_t> data(1 << 22);
-    for (size_t i = 0; i < data.size(); ++i)
-      data[i] =
-          static_cast<int32_t>(philox4x32_10(static_cast<uint32_t>(i), 0, 0, 7, 3, 4).v[0] % c.model.vocab);
-    t.setTrainData(std::move(data));
+    t.setTrainData(randomTokens(c.model.vocab));
     ProfilingBackend* prof = profilerOf(t.backend());
     float loss = 0;
     for (int i = 0; i < o.warmup; ++i) loss = t.trainStep().loss;
