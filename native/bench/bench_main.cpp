@@ -30,6 +30,9 @@ using namespace primal;
 using primal_bench::preset;
 using primal_bench::randomTokens;
 
+#ifdef PRIMAL_HAVE_GIT_COMMIT_H
+#include "git_commit.h"  // written at build time (native/cmake/git_commit.cmake)
+#endif
 #ifndef PRIMAL_GIT_COMMIT
 #define PRIMAL_GIT_COMMIT "unknown"
 #endif

@@ -43,28 +43,27 @@ function python() {
   return null;
 }
 
+/** The same flags for PRIMAL and its PyTorch peer: the two must measure the same run. */
+const benchFlags = (quant) => [
+  "--device",
+  "cpu",
+  "--preset",
+  preset,
+  "--quant",
+  quant,
+  "--batch",
+  batch,
+  "--steps",
+  steps,
+  "--warmup",
+  warmup,
+  "--threads",
+  threads,
+];
+
 const rows = [];
 for (const quant of ["fp", "ste", "poltergeist"]) {
-  const r = spawnSync(
-    bench,
-    [
-      "--device",
-      "cpu",
-      "--preset",
-      preset,
-      "--quant",
-      quant,
-      "--batch",
-      batch,
-      "--steps",
-      steps,
-      "--warmup",
-      warmup,
-      "--threads",
-      threads,
-    ],
-    { encoding: "utf8" },
-  );
+  const r = spawnSync(bench, benchFlags(quant), { encoding: "utf8" });
   const j = lastJson(r.stdout);
   if (!j || j.error) throw new Error(`primal_bench ${quant} failed: ${r.stdout}${r.stderr}`);
   rows.push(j);
@@ -74,27 +73,9 @@ const py = python();
 const peers = {};
 if (py) {
   for (const quant of ["fp", "ste"]) {
-    const r = spawnSync(
-      py,
-      [
-        join(root, "test", "bench", "peer", "torch_peer.py"),
-        "--device",
-        "cpu",
-        "--preset",
-        preset,
-        "--quant",
-        quant,
-        "--batch",
-        batch,
-        "--steps",
-        steps,
-        "--warmup",
-        warmup,
-        "--threads",
-        threads,
-      ],
-      { encoding: "utf8" },
-    );
+    const r = spawnSync(py, [join(root, "test", "bench", "peer", "torch_peer.py"), ...benchFlags(quant)], {
+      encoding: "utf8",
+    });
     const j = lastJson(r.stdout);
     peers[quant] = j && !j.error ? j : null;
     if (!peers[quant]) console.error(`pytorch ${quant} failed: ${r.stdout}${r.stderr.slice(-2000)}`);
