@@ -1019,4 +1019,95 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
   EXPECT_TRUE(sameBits(dvS.host(), gv));
 }
 
+// ---- attention at ragged head sizes ------------------------------------------------------------
+// The fp32 kernels' thread chunks of DC output columns straddle
+// the end of the head when DC does not divide D (src/cuda/attention_layout.h; the host test
+// test_attention_layout.cpp lists where): 36, 44, 60 with 32x32 tiles, 68, 100, 124 with both.
+// Each head size runs with the default (64x64) tiles and with PRIMAL_CUDA_ATTN_TILE=32, three
+// heads (a store past a head lands in the next head's columns, racing its block) and a guard of
+// sentinel floats after every output (the last head's stores past the buffer always show there).
+// Tolerances as the fp32 attention test; the tc kernels as the tc test.
+namespace {
+
+constexpr size_t kGuard = 64;
+constexpr float kSentinel = 1234.5f;
+
+std::vector<float> withGuard(std::vector<float> v) {
+  v.resize(v.size() + kGuard, kSentinel);
+  return v;
+}
+// The first n values of a guarded buffer; fails when anything was written into the guard.
+std::vector<float> checkedBody(const std::string& what, std::vector<float> v, size_t n) {
+  for (size_t i = n; i < v.size(); ++i)
+    if (std::memcmp(&v[i], &kSentinel, sizeof(float)) != 0)
+      fail(what + ": written past the end of the buffer (" + std::to_string(i - n) + " floats after it)");
+  v.resize(n);
+  return v;
+}
+
+void raggedAttentionCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool tc,
+                         const std::string& tag) {
+  const size_t n = static_cast<size_t>(B) * T * H * D, nl = static_cast<size_t>(B) * H * T;
+  Dual<float> q(P, randn(n, seed)), k(P, randn(n, seed + 1)), v(P, randn(n, seed + 2)),
+      dout(P, randn(n, seed + 3));
+  Dual<float> out(P, withGuard(nans(n))), lse(P, withGuard(nans(nl)));
+  P.cpu->attentionForward(q.c, k.c, v.c, out.c, lse.c, B, T, H, D);
+  P.gpu->attentionForward(q.g, k.g, v.g, out.g, lse.g, B, T, H, D);
+  const auto wantOut = checkedBody(tag + " out (cpu)", out.cpuHost(), n);
+  const auto wantLse = checkedBody(tag + " lse (cpu)", lse.cpuHost(), nl);
+  const auto gotOut = checkedBody(tag + " out", out.gpuHost(), n);
+  const auto gotLse = checkedBody(tag + " lse", lse.gpuHost(), nl);
+  if (tc) {
+    expectNearScaled(tag + " out", gotOut, wantOut, 1e-2);
+    expectNear(tag + " lse", gotLse, wantLse, 2e-2, 0.0);
+  } else {
+    expectNear(tag + " out", gotOut, wantOut, 2e-5, 1e-4);
+    expectNear(tag + " lse", gotLse, wantLse, 2e-5, 1e-4);
+  }
+  // Backward on the CPU's forward results (both backends).
+  Dual<float> outRef(P, wantOut), lseRef(P, wantLse);
+  Dual<float> dq(P, withGuard(nans(n))), dk(P, withGuard(nans(n))), dv(P, withGuard(nans(n)));
+  P.cpu->attentionBackward(q.c, k.c, v.c, outRef.c, lseRef.c, dout.c, dq.c, dk.c, dv.c, B, T, H, D);
+  P.gpu->attentionBackward(q.g, k.g, v.g, outRef.g, lseRef.g, dout.g, dq.g, dk.g, dv.g, B, T, H, D);
+  const double gradTol = tc ? 4e-2 : 1e-4;
+  expectNearScaled(tag + " dq", checkedBody(tag + " dq", dq.gpuHost(), n), checkedBody(tag, dq.cpuHost(), n),
+                   gradTol);
+  expectNearScaled(tag + " dk", checkedBody(tag + " dk", dk.gpuHost(), n), checkedBody(tag, dk.cpuHost(), n),
+                   gradTol);
+  expectNearScaled(tag + " dv", checkedBody(tag + " dv", dv.gpuHost(), n), checkedBody(tag, dv.cpuHost(), n),
+                   gradTol);
+}
+
+constexpr int kRaggedHeadDims[] = {36, 44, 60, 68, 100, 124};
+
+}  // namespace
+
+PRIMAL_TEST(
+    "cuda/attention ragged head sizes (36..124), 64x64 and 32x32 tiles: parity, no store past a head") {
+  requireGpu();
+  auto P = backends();
+  primal_test::EnvScope simt("PRIMAL_CUDA_ATTN", "simt");
+  uint32_t seed = 1200;
+  for (const char* tile : {"64", "32"})
+    for (int D : kRaggedHeadDims) {
+      primal_test::EnvScope t("PRIMAL_CUDA_ATTN_TILE", tile);
+      raggedAttentionCase(P, 2, 100, 3, D, seed, false,
+                          "attention D" + std::to_string(D) + " tiles " + tile + "x" + tile);
+      seed += 4;
+    }
+}
+
+PRIMAL_TEST("cuda/attention tc ragged head sizes (36..124): parity, no store past a head") {
+  requireGpu();
+  auto P = backends();
+  std::printf("     %s: %s\n", P.gpu->describe().c_str(),
+              smOf(*P.gpu) >= 80 ? "tensor-core kernels" : "below sm_80: checks the fp32 fallback");
+  primal_test::EnvScope tc("PRIMAL_CUDA_ATTN", "tc");
+  uint32_t seed = 1300;
+  for (int D : kRaggedHeadDims) {
+    raggedAttentionCase(P, 2, 100, 3, D, seed, true, "attention tc D" + std::to_string(D));
+    seed += 4;
+  }
+}
+
 #endif  // PRIMAL_HAVE_CUDA
