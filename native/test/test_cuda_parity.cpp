@@ -5,7 +5,7 @@
 //   gemm (TF32 tensor cores on sm_80+): |err| <= 2e-3 * sum_k |a_ik||b_kj| + 1e-5 (TF32 rounds
 //       each input to a 10-bit mantissa, rel. error 2^-11 per factor); fp32 mode (PRIMAL_TF32=0):
 //       1e-5 * sum_k |a||b| + 1e-6; bf16 mode (PRIMAL_GEMM=bf16: inputs rounded to bf16, 8-bit
-//       mantissa, rel. error 2^-9 per factor, fp32 accumulation): 1e-2 * sum_k |a||b| + 1e-5,
+//       mantissa, rel. error 2^-8 per factor, fp32 accumulation): 1e-2 * sum_k |a||b| + 1e-5,
 //       i.e. ~1e-2 of the output scale (the bound is ~4e-3, so 2.5x margin).
 //   add, scale, poltMaterialize, poltProbabilities, embedding forward: bit-identical.
 //   sumSquares: rel 1e-12 (double accumulation, different summation order).
@@ -822,7 +822,8 @@ PRIMAL_TEST("cuda/scratchBytes bounds the backend's own memory (fp32, tf32, bf16
 // at most: out 3.3e-3 * max|ref|, lse 7.3e-3 absolute, dq 1.3e-2 / dk 8.1e-3 / dv 5.9e-3 * max|ref|.
 // Tolerances, about 3x those: out 1e-2 * max|ref|; lse atol 2e-2; dq, dk, dv 4e-2 * max|ref|
 // (expectNearScaled: plus the same relative to |ref|). Query row 0 sees only key 0, so out there is
-// bf16(v[row 0]) exactly: |err| <= 4e-3 * |v| checks the causal mask. With inputs that are already
+// bf16(v[row 0]) exactly (P = 1 and 0s, l = 1): compared bit for bit, it checks the causal mask
+// (v[row 0] itself on the fp32 fallback). With inputs that are already
 // bf16 values the scores are exact products summed in fp32, so lse is checked to 1e-3 and out /
 // gradients to 5e-3 / 1e-2 * max|ref|. On sm_80+ the tc forward must differ from the fp32 one (the
 // tc kernels really ran); below sm_80 the same checks run on the fp32 fallback.
@@ -867,15 +868,16 @@ void attentionTcCase(Pair& P, int B, int T, int H, int D, uint32_t seed, bool bf
   const auto gOut = out.gpuHost(), gLse = lse.gpuHost();
   expectNearScaled(tag + " out", gOut, outRefHost, outTol);
   expectNear(tag + " lse", gLse, lseRefHost, lseTol, 0.0);
+  const std::vector<float> vRow0 = expectTc ? roundedToBf16(vHost) : vHost;
   for (int b = 0; b < B; ++b)  // causal mask: query row 0 attends to key 0 only
     for (int h = 0; h < H; ++h)
       for (int d = 0; d < D; ++d) {
         const size_t i = (static_cast<size_t>(b) * T * H + h) * D + d;
-        if (!(std::fabs(gOut[i] - vHost[i]) <= 4e-3 * std::fabs(vHost[i]) + 1e-6)) {
+        if (gOut[i] != vRow0[i]) {
           std::ostringstream m;
           m.precision(9);
-          m << tag << " out[b" << b << ", t0, h" << h << ", d" << d << "] = " << gOut[i]
-            << " is not v[b, t0, h, d] = " << vHost[i];
+          m << tag << " out[b" << b << ", t0, h" << h << ", d" << d << "] = " << gOut[i] << " is not "
+            << (expectTc ? "bf16(v[b, t0, h, d]) = " : "v[b, t0, h, d] = ") << vRow0[i];
           fail(m.str());
         }
       }
