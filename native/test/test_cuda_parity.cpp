@@ -1022,9 +1022,9 @@ PRIMAL_TEST("cuda/attention tc vs fp32 simt at the ghost-0.1b shape (B8 T1024 H1
 }
 
 // ---- attention at ragged head sizes ------------------------------------------------------------
-// The fp32 kernels' thread chunks of DC output columns straddle
-// the end of the head when DC does not divide D (src/cuda/attention_layout.h; the host test
-// test_attention_layout.cpp lists where): 36, 44, 60 with 32x32 tiles, 68, 100, 124 with both.
+// The fp32 kernels' thread chunks of DC output columns straddle the end of the head when DC does
+// not divide D (src/cuda/attention_layout.h; the host test test_attention_layout.cpp lists
+// where): 36, 44, 60 with 32x32 tiles, 68, 100, 124 with both.
 // Each head size runs with the default (64x64) tiles and with PRIMAL_CUDA_ATTN_TILE=32, three
 // heads (a store past a head lands in the next head's columns, racing its block) and a guard of
 // sentinel floats after every output (the last head's stores past the buffer always show there).
