@@ -1112,4 +1112,36 @@ PRIMAL_TEST("cuda/attention tc ragged head sizes (36..124): parity, no store pas
   }
 }
 
+// bf16 GEMM without a bf16 algorithm: PRIMAL_CUDA_TEST_BF16_NO_ALGO=odd-ldc makes cuBLASLt's
+// bf16 heuristic answer "none" for every odd ldc (cuda_backend.cu), so those calls take the
+// retry and then the TF32 fallback on any GPU, instead of throwing. 1 + 2^-10 is exact in TF32
+// and rounds to 1 in bf16: an odd-ldc call gives 1 + 2^-10 (TF32 ran), an even one 1 (bf16).
+PRIMAL_TEST("cuda/bf16 gemm: no bf16 algorithm for a shape runs that call in TF32, not an error") {
+  requireGpu();
+  auto cpu = primal::makeCpuBackend(1);
+  primal_test::EnvScope e("PRIMAL_CUDA_TEST_BF16_NO_ALGO", "odd-ldc");
+  auto gpu = gpuBf16();
+  if (!isBf16(*gpu)) PRIMAL_SKIP("no bf16 GEMMs on this GPU (sm_80+ needed)");
+  uint32_t seed = 1400;
+  const int shapes[][3] = {{67, 129, 96}, {1, 300, 64}, {256, 768, 768}};
+  for (const auto& s : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int pad : {3, 4}) {  // ldc = N + pad: the odd one runs in TF32 (tighter bound)
+          const double tol = (s[1] + pad) % 2 ? 2e-3 : 1e-2;
+          checkGemm(*cpu, *gpu, tol, seed++, s[0], s[1], s[2], ta, tb, 0.75f, pad == 3 ? 0.5f : 0.0f, pad);
+        }
+  for (int ldc : {1, 2}) {
+    const int K = 16;
+    std::vector<float> av(K, 0.0f), bv(static_cast<size_t>(K) * ldc, 0.0f);
+    av[0] = 1.0f + 1.0f / 1024.0f;
+    bv[0] = 1.0f;
+    Dual<float> a(*cpu, *gpu, av), b(*cpu, *gpu, bv), c(*cpu, *gpu, std::vector<float>(ldc, 0.0f));
+    gpu->gemm(false, false, 1, 1, K, 1.0f, a.g, K, b.g, ldc, 0.0f, c.g, ldc);
+    EXPECT_EQ(c.gpuHost()[0], ldc % 2 ? av[0] : 1.0f);
+  }
+  // The classifier's GEMMs write padded (even) strides: the bf16 path, unaffected.
+  classifierCase(*cpu, *gpu, 257, 48, 255, 256, 2e-2f, 5e-3f, 3e-2, 1450, "classifier bf16 (fallback armed)");
+}
+
 #endif  // PRIMAL_HAVE_CUDA
