@@ -1144,4 +1144,28 @@ PRIMAL_TEST("cuda/bf16 gemm: no bf16 algorithm for a shape runs that call in TF3
   classifierCase(*cpu, *gpu, 257, 48, 255, 256, 2e-2f, 5e-3f, 3e-2, 1450, "classifier bf16 (fallback armed)");
 }
 
+// logits() with a vocabulary that is not a multiple of 32 computes padded rows and packs them
+// into out (row stride V): GPT-2's 50257 over two chunks (128 MiB logits budget), 1000 in one, and
+// 1024 written directly. Nothing may be written past N x V.
+PRIMAL_TEST("cuda/logits: padded rows packed into a V-stride output (V 50257, 1000, 1024)") {
+  requireGpu();
+  auto cpu = primal::makeCpuBackend(1);
+  primal_test::EnvScope e("PRIMAL_CUDA_CLASSIFIER_MB", "128");
+  auto g32 = gpuFp32();
+  const int cases[][3] = {{700, 32, 50257}, {37, 64, 1000}, {5, 64, 1024}};
+  uint32_t seed = 1500;
+  for (const auto& cs : cases) {
+    const int N = cs[0], C = cs[1], V = cs[2];
+    const size_t nv = static_cast<size_t>(N) * V;
+    Dual<float> x(*cpu, *g32, randn(static_cast<size_t>(N) * C, seed)),
+        table(*cpu, *g32, randn(static_cast<size_t>(V) * C, seed + 1, 0.1f)),
+        lg(*cpu, *g32, withGuard(nans(nv)));
+    cpu->logits(x.c, table.c, lg.c, N, C, V);
+    g32->logits(x.g, table.g, lg.g, N, C, V);
+    const std::string tag = "logits fp32 V" + std::to_string(V);
+    expectNear(tag, checkedBody(tag, lg.gpuHost(), nv), checkedBody(tag, lg.cpuHost(), nv), 1e-5, 1e-5);
+    seed += 2;
+  }
+}
+
 #endif  // PRIMAL_HAVE_CUDA

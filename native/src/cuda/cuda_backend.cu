@@ -493,9 +493,28 @@ class CudaBackend final : public Backend {
   void logits(const float* x, const float* table, float* out, int N, int C, int V) override {
     DeviceGuard g(dev_);
     const int V0 = V >= 64 ? V - V % 64 : V, Vt = V - V0;  // see classifier()
-    gemmImpl(false, true, N, V0, C, 1.0f, x, C, table, C, 0.0f, out, V);
-    if (Vt)
-      gemmImpl(false, true, N, Vt, C, 1.0f, x, C, table + static_cast<size_t>(V0) * C, C, 0.0f, out + V0, V);
+    const float* tableT = table + static_cast<size_t>(V0) * C;
+    const int ldL = classifierLd(V);
+    if (ldL == V) {
+      gemmImpl(false, true, N, V0, C, 1.0f, x, C, table, C, 0.0f, out, V);
+      if (Vt) gemmImpl(false, true, N, Vt, C, 1.0f, x, C, tableT, C, 0.0f, out + V0, V);
+      return;
+    }
+    // Rows of out with a stride that is not a multiple of 32 floats (GPT-2's 50257) leave most
+    // rows off the 16-byte grid and put cuBLASLt on its slow kernels: the GEMMs write rows padded
+    // to 32 floats into the classifier's logits scratch, chunk by chunk (scratchBytes counts it),
+    // and one strided copy per chunk packs them into out.
+    const int R = classifierRows(N, V);
+    float* L = static_cast<float*>(ensure(clsScratch_, classifierRowBytes(V) * static_cast<size_t>(R)));
+    for (int r0 = 0; r0 < N; r0 += R) {
+      const int rows = std::min(R, N - r0);
+      const float* xc = x + static_cast<size_t>(r0) * C;
+      gemmImpl(false, true, rows, V0, C, 1.0f, xc, C, table, C, 0.0f, L, ldL);
+      if (Vt) gemmImpl(false, true, rows, Vt, C, 1.0f, xc, C, tableT, C, 0.0f, L + V0, ldL);
+      PRIMAL_CUDA_CHECK(cudaMemcpy2DAsync(out + static_cast<size_t>(r0) * V, sizeof(float) * V, L,
+                                          sizeof(float) * ldL, sizeof(float) * V, rows,
+                                          cudaMemcpyDeviceToDevice, st_));
+    }
   }
 
   // ---- optimizers / quantizers -------------------------------------------------------------
