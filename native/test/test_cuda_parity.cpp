@@ -1168,4 +1168,43 @@ PRIMAL_TEST("cuda/logits: padded rows packed into a V-stride output (V 50257, 10
   }
 }
 
+// -inf logits (a GEMM that overflowed) add nothing to the classifier's softmax: the online
+// (max, sum) pass once turned a -inf seen before any finite logit into NaN. Inputs built as in
+// the CPU test test_classifier_inf.cpp: x[n][0] = 1e30 and table[v][0] = -1e10 for v % 8 == 0
+// (those logits overflow to -inf), 0 for the others; the other columns at the scale of the other
+// classifier cases (so their tolerances hold); targets on finite logits. fp32, TF32 and bf16.
+PRIMAL_TEST("cuda/classifier: -inf logits add nothing (finite losses, as the cpu)") {
+  requireGpu();
+  auto cpu = primal::makeCpuBackend(1);
+  const int N = 300, C = 64, V = 1000;
+  auto xv = randn(static_cast<size_t>(N) * C, 1600), tv = randn(static_cast<size_t>(V) * C, 1601, 0.1f);
+  for (int n = 0; n < N; ++n) xv[static_cast<size_t>(n) * C] = 1e30f;
+  for (int v = 0; v < V; ++v) tv[static_cast<size_t>(v) * C] = v % 8 == 0 ? -1e10f : 0.0f;
+  auto targets = randi(N, 1602, 0, V / 2 - 1);
+  for (auto& t : targets) t = 2 * t + 1;  // odd: finite logits
+  targets[3] = -1;
+  struct Mode {
+    const char* name;
+    double lossAtol, lossRtol;
+  };
+  for (const Mode& m : {Mode{"fp32", 2e-5, 1e-5}, Mode{"tf32", 3e-3, 1e-3}, Mode{"bf16", 2e-2, 5e-3}}) {
+    auto gpu = primal::makeCudaBackendWithGemm(0, m.name);
+    Dual<int32_t> tgt(*cpu, *gpu, targets);
+    Dual<float> x(*cpu, *gpu, xv), table(*cpu, *gpu, tv), loss(*cpu, *gpu, nans(N)),
+        dx(*cpu, *gpu, nans(static_cast<size_t>(N) * C)),
+        dtab(*cpu, *gpu, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
+    cpu->classifier(x.c, table.c, tgt.c, loss.c, dx.c, dtab.c, N, C, V, 1.0f / N);
+    gpu->classifier(x.g, table.g, tgt.g, loss.g, dx.g, dtab.g, N, C, V, 1.0f / N);
+    const std::string tag = std::string("classifier -inf logits ") + m.name;
+    const auto gl = loss.gpuHost();
+    for (size_t i = 0; i < gl.size(); ++i)
+      if (!std::isfinite(gl[i])) fail(tag + ": loss " + std::to_string(i) + " is not finite");
+    expectNear(tag + " losses", gl, loss.cpuHost(), m.lossAtol, m.lossRtol);
+    for (float g : dx.gpuHost())
+      if (!std::isfinite(g)) fail(tag + ": dx is not finite");
+    for (float g : dtab.gpuHost())
+      if (!std::isfinite(g)) fail(tag + ": dtable is not finite");
+  }
+}
+
 #endif  // PRIMAL_HAVE_CUDA
