@@ -144,6 +144,7 @@ class ProfilingBackend final : public Backend {
   int opIndex(const char* name);
   void noteSync(const char* name);
   void resolve();
+  void raiseDeferred();  // throws (once) what a Scope's end timestamp failed with
 
   std::unique_ptr<Backend> inner_;
   std::unique_ptr<OpClock> clock_;
@@ -152,6 +153,8 @@ class ProfilingBackend final : public Backend {
   std::vector<std::pair<std::string, uint64_t>> syncs_;
   uint64_t steps_ = 0, hostSyncs_ = 0, resolves_ = 0;
   double busyMs_ = 0, spanMs_ = 0;
+  bool deferred_ = false;     // an end timestamp failed after its op succeeded
+  std::string deferredWhat_;  // its message, reported by the next call
 };
 
 // The profiler wrapped around `be` when the environment asks for it (PRIMAL_PROFILE=1, or

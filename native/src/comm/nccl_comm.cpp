@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include "poll_backoff.h"
 #include "primal/comm.h"
 #include "primal/error.h"
 
@@ -111,8 +112,10 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
 
   // Waits for the stream, polling NCCL's asynchronous error so a lost peer fails the call instead
-  // of hanging it.
+  // of hanging it; backs off between polls (poll_backoff.h) so a long collective does not keep a
+  // core busy per rank.
   void wait(const char* what) {
+    PollBackoff backoff;
     for (;;) {
       const cudaError_t q = cudaStreamQuery(stream_);
       if (q == cudaSuccess) return;
@@ -125,6 +128,7 @@ class NcclCommunicator final : public Communicator {
         throw Error(where(std::string(what) + " failed: " + ncclGetErrorString(async) +
                           " (a peer rank failed or left; the communicator is aborted)"));
       }
+      backoff.pause();
     }
   }
 

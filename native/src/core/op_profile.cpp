@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <string>
 
 #include "primal/error.h"
 
@@ -23,9 +25,16 @@ bool envOn(const char* name) {
 
 // Brackets one op: a timestamp before the inner call and one after it, both on the backend's
 // queue. Resolves first when the clock has no room for the pair.
+//
+// The destructor never throws (a throwing destructor ends the process, e.g. on a CUDA error in a
+// profiled bench run, losing every later row). When the op itself threw, its exception reports
+// the failure and the clock is not touched again; when the op succeeded but its end timestamp
+// failed, the error is kept for the profiler's next call to throw. Either way the pair is kept
+// with no time (end = begin), so the slots it used stay counted.
 class ProfilingBackend::Scope {
  public:
   Scope(ProfilingBackend& p, const char* name, double flops, double bytes) : p_(p) {
+    p_.raiseDeferred();
     op_ = p_.opIndex(name);
     OpStat& s = p_.ops_[static_cast<size_t>(op_)];
     s.calls += 1;
@@ -34,14 +43,43 @@ class ProfilingBackend::Scope {
     if (p_.pending_.size() * 2 + 2 > p_.clock_->capacity()) p_.resolve();
     begin_ = p_.clock_->record();
   }
-  ~Scope() { p_.pending_.push_back({op_, begin_, p_.clock_->record()}); }
+  ~Scope() noexcept {
+    const bool opFailed = std::uncaught_exceptions() > unwinding_;
+    size_t end = begin_;
+    if (!opFailed) {
+      try {
+        end = p_.clock_->record();
+      } catch (const std::exception& e) {
+        defer(e.what());
+      } catch (...) {
+        defer("unknown error");
+      }
+    }
+    try {
+      p_.pending_.push_back({op_, begin_, end});
+    } catch (...) {
+      if (!opFailed) defer("out of memory");
+    }
+  }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
+  void defer(const char* what) noexcept {
+    if (p_.deferred_) return;  // the first failure is the one to report
+    p_.deferred_ = true;
+    try {
+      p_.deferredWhat_ = std::string("op profiling: the end timestamp of ") +
+                         p_.ops_[static_cast<size_t>(op_)].name + " failed: " + what;
+    } catch (...) {
+      p_.deferredWhat_.clear();  // no memory for the message: raiseDeferred() says so
+    }
+  }
+
   ProfilingBackend& p_;
   int op_ = 0;
   size_t begin_ = 0;
+  const int unwinding_ = std::uncaught_exceptions();
 };
 
 ProfilingBackend::ProfilingBackend(std::unique_ptr<Backend> inner, std::unique_ptr<OpClock> clock)
@@ -72,6 +110,14 @@ void ProfilingBackend::noteSync(const char* name) {
   syncs_.emplace_back(name, 1);
 }
 
+void ProfilingBackend::raiseDeferred() {
+  if (!deferred_) return;
+  deferred_ = false;
+  std::string what;
+  what.swap(deferredWhat_);
+  throw Error(what.empty() ? "op profiling: an end timestamp failed" : what);
+}
+
 void ProfilingBackend::resolve() {
   if (pending_.empty()) return;
   const std::vector<double> t = clock_->elapsedMs();
@@ -92,6 +138,7 @@ void ProfilingBackend::resolve() {
 }
 
 void ProfilingBackend::endStep() {
+  raiseDeferred();
   resolve();
   steps_ += 1;
 }
@@ -172,6 +219,7 @@ void ProfilingBackend::copy(void* dst, const void* src, size_t bytes) {
   inner_->copy(dst, src, bytes);
 }
 void ProfilingBackend::sync() {
+  raiseDeferred();
   noteSync("sync");
   inner_->sync();
 }

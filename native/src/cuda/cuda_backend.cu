@@ -167,7 +167,20 @@ struct GemmPlan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo;
+  // false: cuBLASLt has no algorithm for the key (kept, so the heuristic is asked once per shape;
+  // the descriptors are then destroyed) and status is what the heuristic returned.
+  bool found = false;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
 };
+
+// Bytes every address of a matrix is aligned to: its base pointer's alignment (at most 256), and
+// that of its row stride in bytes (the unit cuBLASLt's algorithm alignment needs cover).
+int matrixAlignment(int pointerAlignment, int ld, int elemBytes) {
+  int al = pointerAlignment;
+  const long long rowBytes = static_cast<long long>(ld) * elemBytes;
+  while (al > 1 && rowBytes % al != 0) al >>= 1;
+  return al;
+}
 
 bool envDisabled(const char* name) {
   const char* v = std::getenv(name);
@@ -480,9 +493,28 @@ class CudaBackend final : public Backend {
   void logits(const float* x, const float* table, float* out, int N, int C, int V) override {
     DeviceGuard g(dev_);
     const int V0 = V >= 64 ? V - V % 64 : V, Vt = V - V0;  // see classifier()
-    gemmImpl(false, true, N, V0, C, 1.0f, x, C, table, C, 0.0f, out, V);
-    if (Vt)
-      gemmImpl(false, true, N, Vt, C, 1.0f, x, C, table + static_cast<size_t>(V0) * C, C, 0.0f, out + V0, V);
+    const float* tableT = table + static_cast<size_t>(V0) * C;
+    const int ldL = classifierLd(V);
+    if (ldL == V) {
+      gemmImpl(false, true, N, V0, C, 1.0f, x, C, table, C, 0.0f, out, V);
+      if (Vt) gemmImpl(false, true, N, Vt, C, 1.0f, x, C, tableT, C, 0.0f, out + V0, V);
+      return;
+    }
+    // Rows of out with a stride that is not a multiple of 32 floats (GPT-2's 50257) leave most
+    // rows off the 16-byte grid and put cuBLASLt on its slow kernels: the GEMMs write rows padded
+    // to 32 floats into the classifier's logits scratch, chunk by chunk (scratchBytes counts it),
+    // and one strided copy per chunk packs them into out.
+    const int R = classifierRows(N, V);
+    float* L = static_cast<float*>(ensure(clsScratch_, classifierRowBytes(V) * static_cast<size_t>(R)));
+    for (int r0 = 0; r0 < N; r0 += R) {
+      const int rows = std::min(R, N - r0);
+      const float* xc = x + static_cast<size_t>(r0) * C;
+      gemmImpl(false, true, rows, V0, C, 1.0f, xc, C, table, C, 0.0f, L, ldL);
+      if (Vt) gemmImpl(false, true, rows, Vt, C, 1.0f, xc, C, tableT, C, 0.0f, L + V0, ldL);
+      PRIMAL_CUDA_CHECK(cudaMemcpy2DAsync(out + static_cast<size_t>(r0) * V, sizeof(float) * V, L,
+                                          sizeof(float) * ldL, sizeof(float) * V, rows,
+                                          cudaMemcpyDeviceToDevice, st_));
+    }
   }
 
   // ---- optimizers / quantizers -------------------------------------------------------------
@@ -628,7 +660,6 @@ class CudaBackend final : public Backend {
       const long v = std::strtol(mb, nullptr, 10);
       if (v > 0) clsBudget_ = static_cast<size_t>(v) << 20;
     }
-    computeType_ = mode_ == GemmMode::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const char* modeNote = mode_ == GemmMode::TF32 ? ", TF32" : mode_ == GemmMode::BF16 ? ", BF16 GEMM" : "";
     describe_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
                 ", CUDA " + std::to_string(rt / 1000) + "." + std::to_string((rt % 1000) / 10) + modeNote +
@@ -750,6 +781,10 @@ class CudaBackend final : public Backend {
     return s.p;
   }
 
+  // The cached plan of a GEMM key; plan.found is false when cuBLASLt has no algorithm for it.
+  // The heuristic is asked with the operands' real alignments; when it finds nothing it is asked
+  // again without the alignment hints, for several candidates, and the first one whose own
+  // alignment needs (CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_*) the operands meet is kept.
   const GemmPlan& plan(const GemmKey& k) {
     auto it = plans_.find(k);
     if (it != plans_.end()) return it->second;
@@ -758,7 +793,8 @@ class CudaBackend final : public Backend {
     // bf16 mode: bf16 A/B, fp32 C/D, fp32 accumulation and scale (alpha, beta stay float).
     const bool bf16 = k.mode == static_cast<int>(GemmMode::BF16);
     const cudaDataType_t abType = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : computeType_;
+    const cublasComputeType_t compute =
+        k.mode == static_cast<int>(GemmMode::TF32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     PRIMAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F));
     const cublasOperation_t opA = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "A" is our B
     const cublasOperation_t opB = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLAS "B" is our A
@@ -767,16 +803,42 @@ class CudaBackend final : public Backend {
     PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, abType, k.tb ? k.K : k.N, k.tb ? k.N : k.K, k.ldb));
     PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, abType, k.ta ? k.M : k.K, k.ta ? k.K : k.M, k.lda));
     PRIMAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, k.N, k.M, k.ldc));
+    // Tests only: PRIMAL_CUDA_TEST_BF16_NO_ALGO=odd-ldc makes both bf16 queries find nothing when
+    // ldc is odd, so the TF32 fallback below runs on any GPU (cuda/bf16 gemm fallback test).
+    const char* noAlgo = bf16 ? std::getenv("PRIMAL_CUDA_TEST_BF16_NO_ALGO") : nullptr;
+    const bool forceNone = noAlgo && std::strcmp(noAlgo, "odd-ldc") == 0 && k.ldc % 2 != 0;
+    const size_t abBytes = bf16 ? 2 : 4;
+    // cuBLAS operand order: a = our B, b = our A, c = d = our C.
+    const uint32_t need[4] = {static_cast<uint32_t>(matrixAlignment(k.alB, k.ldb, static_cast<int>(abBytes))),
+                              static_cast<uint32_t>(matrixAlignment(k.alA, k.lda, static_cast<int>(abBytes))),
+                              static_cast<uint32_t>(matrixAlignment(k.alC, k.ldc, 4)),
+                              static_cast<uint32_t>(matrixAlignment(k.alC, k.ldc, 4))};
+    p.status = forceNone ? CUBLAS_STATUS_NOT_SUPPORTED : heuristic(p, k, true, need);
+    if (!p.found && !forceNone) p.status = heuristic(p, k, false, need);
+    if (!p.found) {
+      cublasLtMatmulDescDestroy(p.op);
+      cublasLtMatrixLayoutDestroy(p.a);
+      cublasLtMatrixLayoutDestroy(p.b);
+      cublasLtMatrixLayoutDestroy(p.c);
+      p.op = nullptr;
+      p.a = p.b = p.c = nullptr;
+      (void)cudaGetLastError();
+    }
+    return plans_.emplace(k, p).first->second;
+  }
+
+  // One heuristic query for plan p: with alignment hints (the operands' pointer alignments,
+  // one answer) or without (up to 8 answers, checked against `need`, the bytes every address of
+  // cuBLAS's a, b, c, d is aligned to). Sets p.algo and p.found on success.
+  cublasStatus_t heuristic(GemmPlan& p, const GemmKey& k, bool hints, const uint32_t (&need)[4]) {
+    constexpr int kCandidates = 8;
     cublasLtMatmulPreference_t pref = nullptr;
     PRIMAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    cublasLtMatmulHeuristicResult_t res[1];
-    int found = 0;
-    cublasStatus_t hs;
-    {
-      const size_t ws = kWorkspaceBytes;
+    const size_t ws = kWorkspaceBytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    if (hints) {
       const uint32_t alA = static_cast<uint32_t>(k.alB), alB = static_cast<uint32_t>(k.alA),
                      alC = static_cast<uint32_t>(k.alC);
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alA,
                                            sizeof(alA));
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alB,
@@ -785,23 +847,43 @@ class CudaBackend final : public Backend {
                                            sizeof(alC));
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC,
                                            sizeof(alC));
-      hs = cublasLtMatmulAlgoGetHeuristic(lt_, p.op, p.a, p.b, p.c, p.c, pref, 1, res, &found);
     }
+    cublasLtMatmulHeuristicResult_t res[kCandidates];
+    int found = 0;
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt_, p.op, p.a, p.b, p.c, p.c, pref,
+                                                             hints ? 1 : kCandidates, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (hs != CUBLAS_STATUS_SUCCESS || found == 0) {
-      cublasLtMatmulDescDestroy(p.op);
-      cublasLtMatrixLayoutDestroy(p.a);
-      cublasLtMatrixLayoutDestroy(p.b);
-      cublasLtMatrixLayoutDestroy(p.c);
-      (void)cudaGetLastError();
-      throw Error("gemm (cuda): cuBLASLt found no algorithm for M=" + std::to_string(k.M) + " N=" +
-                  std::to_string(k.N) + " K=" + std::to_string(k.K) + " transA=" + std::to_string(k.ta) +
-                  " transB=" + std::to_string(k.tb) + " lda=" + std::to_string(k.lda) +
-                  " ldb=" + std::to_string(k.ldb) + " ldc=" + std::to_string(k.ldc) +
-                  " mode=" + gemmModeName(static_cast<GemmMode>(k.mode)) + " (" + cublasStatusName(hs) + ")");
+    if (hs != CUBLAS_STATUS_SUCCESS) return hs;
+    for (int i = 0; i < found && !p.found; ++i) {
+      bool fits = hints;  // a hinted answer already respects the alignments
+      if (!hints) {
+        static const cublasLtMatmulAlgoCapAttributes_t caps[4] = {
+            CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_C_BYTES, CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_D_BYTES};
+        fits = true;
+        for (int m = 0; m < 4 && fits; ++m) {
+          uint32_t al = 0;
+          size_t written = 0;
+          fits = cublasLtMatmulAlgoCapGetAttribute(&res[i].algo, caps[m], &al, sizeof(al), &written) ==
+                     CUBLAS_STATUS_SUCCESS &&
+                 written == sizeof(al) && al <= need[m];
+        }
+      }
+      if (fits) {
+        p.algo = res[i].algo;
+        p.found = true;
+      }
     }
-    p.algo = res[0].algo;
-    return plans_.emplace(k, p).first->second;
+    return p.found ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+
+  [[noreturn]] void throwNoAlgorithm(const GemmKey& k, cublasStatus_t status) const {
+    throw Error("gemm (cuda): cuBLASLt found no algorithm for M=" + std::to_string(k.M) +
+                " N=" + std::to_string(k.N) + " K=" + std::to_string(k.K) +
+                " transA=" + std::to_string(k.ta) + " transB=" + std::to_string(k.tb) +
+                " lda=" + std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) +
+                " ldc=" + std::to_string(k.ldc) + " mode=" + gemmModeName(static_cast<GemmMode>(k.mode)) +
+                " (" + cublasStatusName(status) + ")");
   }
 
   void gemmImpl(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
@@ -818,7 +900,9 @@ class CudaBackend final : public Backend {
   }
 
   // C = alpha op(A) op(B) + beta C. In bf16 mode fp32 operands are converted first (A into bfA_,
-  // B into bfB_); operands already in bf16 are used as they are.
+  // B into bfB_); operands already in bf16 are used as they are. When cuBLASLt has no bf16
+  // algorithm for the shape (e.g. an odd ldc), the call runs in TF32 on the fp32 operands
+  // instead; an operand the caller passed only in bf16 leaves no fallback (an error).
   void gemmOp(bool transA, bool transB, int M, int N, int K, float alpha, Operand A, Operand B, float beta,
               float* C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -832,6 +916,7 @@ class CudaBackend final : public Backend {
                   std::to_string(B.ld) + " ldc=" + std::to_string(ldc) + " for M=" + std::to_string(M) +
                   " N=" + std::to_string(N) + " K=" + std::to_string(K) + ")");
     const bool bf16 = mode_ == GemmMode::BF16;
+    const Operand A32 = A, B32 = B;
     if (bf16) {
       if (!A.bf16) A = toBf16(bfA_, A, transA ? K : M, transA ? M : K);
       if (!B.bf16) B = toBf16(bfB_, B, transB ? N : K, transB ? K : N);
@@ -841,8 +926,28 @@ class CudaBackend final : public Backend {
     GemmKey key{transA,       transB,    static_cast<int>(mode_), M, N, K, A.ld, B.ld, ldc, alignOf(A.p),
                 alignOf(B.p), alignOf(C)};
     const GemmPlan& p = plan(key);
-    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B.p, p.a, A.p, p.b, &beta, C, p.c, C, p.c, &p.algo,
-                                       workspace_, kWorkspaceBytes, st_));
+    if (p.found) {
+      PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, p.op, &alpha, B.p, p.a, A.p, p.b, &beta, C, p.c, C, p.c,
+                                         &p.algo, workspace_, kWorkspaceBytes, st_));
+      return;
+    }
+    if (!bf16 || A32.bf16 || B32.bf16) throwNoAlgorithm(key, p.status);
+    const GemmKey k32{transA,
+                      transB,
+                      static_cast<int>(GemmMode::TF32),
+                      M,
+                      N,
+                      K,
+                      A32.ld,
+                      B32.ld,
+                      ldc,
+                      alignOf(A32.p),
+                      alignOf(B32.p),
+                      alignOf(C)};
+    const GemmPlan& q = plan(k32);
+    if (!q.found) throwNoAlgorithm(key, p.status);
+    PRIMAL_CUBLAS_CHECK(cublasLtMatmul(lt_, q.op, &alpha, B32.p, q.a, A32.p, q.b, &beta, C, q.c, C, q.c,
+                                       &q.algo, workspace_, kWorkspaceBytes, st_));
   }
 
   int dev_;
@@ -850,7 +955,6 @@ class CudaBackend final : public Backend {
   size_t smemOptin_ = 48 * 1024;
   GemmMode mode_ = GemmMode::FP32;
   size_t clsBudget_ = kClassifierMinBytes;
-  cublasComputeType_t computeType_ = CUBLAS_COMPUTE_32F;
   cudaStream_t st_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* workspace_ = nullptr;

@@ -15,11 +15,14 @@
 // (row stride D + 4 floats, so the NTX column reads fall on distinct banks), and accumulates the
 // output micro-tile rows 4ty..4ty+3 x columns DC*tx..DC*tx+DC-1 (DC = D / NTX).
 // Head sizes are padded to 16/32/64/128 in the template; smaller real D (multiple of 4) is
-// zero-filled, which changes nothing in the dot products.
+// zero-filled, which changes nothing in the dot products. Stores write only the real columns: a
+// thread's DC-wide output chunk may straddle the head's last column (attention_layout.h), and
+// the columns past it belong to the next head or lie past the buffer.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
+#include "attention_layout.h"
 #include "cuda_kernels.cuh"
 
 namespace primal {
@@ -35,10 +38,10 @@ struct Cfg {
   static constexpr int NTY = BR / 4;
   static constexpr int NTX = BC / 4;
   static constexpr int NT = NTX * NTY;
-  static constexpr int DC = D / NTX;
+  static constexpr int DC = attnChunkWidth(D, BC);
   static constexpr int LDD = D + 4;
   static constexpr int LDP = BC + 4;
-  static_assert(D % NTX == 0, "head dim must be a multiple of the thread columns");
+  static_assert(D % NTX == 0 && DC == D / NTX, "head dim must be a multiple of the thread columns");
   static_assert(NTX <= 32 && (NTX & (NTX - 1)) == 0, "row groups must sit inside one warp");
 };
 
@@ -98,9 +101,15 @@ __device__ __forceinline__ void loadRow(float (&r)[DC], const float* s) {
   }
 }
 
+// Stores the first n (<= DC) of a thread's DC output columns times mul: all of them with vector
+// stores, or element by element at the head's ragged edge (n from attnChunkColumns).
 template <int DC>
-__device__ __forceinline__ void storeRow(float* g, const float (&r)[DC], float mul) {
-  if constexpr (DC % 4 == 0) {
+__device__ __forceinline__ void storeRow(float* g, const float (&r)[DC], float mul, int n) {
+  if (n < DC) {
+#pragma unroll
+    for (int c = 0; c < DC; ++c)
+      if (c < n) g[c] = r[c] * mul;
+  } else if constexpr (DC % 4 == 0) {
 #pragma unroll
     for (int c = 0; c < DC; c += 4)
       *reinterpret_cast<float4*>(g + c) =
@@ -240,12 +249,13 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
     __syncthreads();
     tileAccum<D, BC, DC>(o, sP, sV, ty, tx);
   }
+  const int nCols = attnChunkColumns(DC * tx, DC, dAct);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int row = q0 + 4 * ty + i;
     if (row >= T) continue;
     const float inv = 1.0f / l[i];
-    if (DC * tx < dAct) storeRow<DC>(out + base + static_cast<size_t>(row) * ld + DC * tx, o[i], inv);
+    if (nCols > 0) storeRow<DC>(out + base + static_cast<size_t>(row) * ld + DC * tx, o[i], inv, nCols);
     if (tx == 0) lse[static_cast<size_t>(bh) * T + row] = (m[i] + log2f(l[i])) * kLn2;
   }
 }
@@ -342,13 +352,14 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
     __syncthreads();
     tileAccum<D, BC, DC>(dkA, sP, sQ, ty, tx);  // dK += dS^T Q
   }
+  const int nCols = attnChunkColumns(DC * tx, DC, dAct);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int key = k0 + 4 * ty + i;
-    if (key >= T || DC * tx >= dAct) continue;
+    if (key >= T || nCols == 0) continue;
     const size_t off = base + static_cast<size_t>(key) * ld + DC * tx;
-    storeRow<DC>(dk + off, dkA[i], scale);
-    storeRow<DC>(dv + off, dvA[i], 1.0f);
+    storeRow<DC>(dk + off, dkA[i], scale, nCols);
+    storeRow<DC>(dv + off, dvA[i], 1.0f, nCols);
   }
 }
 
@@ -414,11 +425,12 @@ __global__ void __launch_bounds__(Cfg<D, BR, BC>::NT, 2)
     __syncthreads();
     tileAccum<D, BC, DC>(dqA, sP, sK, ty, tx);  // dQ += dS K
   }
+  const int nCols = attnChunkColumns(DC * tx, DC, dAct);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int row = q0 + 4 * ty + i;
-    if (row >= T || DC * tx >= dAct) continue;
-    storeRow<DC>(dq + base + static_cast<size_t>(row) * ld + DC * tx, dqA[i], scale);
+    if (row >= T || nCols == 0) continue;
+    storeRow<DC>(dq + base + static_cast<size_t>(row) * ld + DC * tx, dqA[i], scale, nCols);
   }
 }
 
@@ -466,25 +478,24 @@ void runBackward(const AttnArgs& a) {
   PRIMAL_KERNEL_CHECK("attentionBackwardQ");
 }
 
-// PRIMAL_CUDA_ATTN_TILE=32 forces the 32x32 tiles (for tuning and for testing that path).
+// PRIMAL_CUDA_ATTN_TILE=32 forces the 32x32 tiles wherever they fit (for tuning, and for testing
+// on a large-memory GPU the path that GPUs with less shared memory per block take). Read on every
+// call, like PRIMAL_CUDA_ATTN: tests switch it between calls.
 bool forceSmallTiles() {
-  static const bool v = [] {
-    const char* e = std::getenv("PRIMAL_CUDA_ATTN_TILE");
-    return e && std::strcmp(e, "32") == 0;
-  }();
-  return v;
+  const char* e = std::getenv("PRIMAL_CUDA_ATTN_TILE");
+  return e && std::strcmp(e, "32") == 0;
 }
 
 // Picks 64x64 tiles when they fit the device's shared memory per block, else 32x32 (e.g. sm_61's
-// 48 KB), for the padded head size D.
+// 48 KB or sm_86's 99 KB for D = 128), for the padded head size D.
 template <int D>
 void dispatch(const AttnArgs& a, bool backward, size_t optin) {
-  if (forceSmallTiles()) optin = std::min<size_t>(optin, 48 * 1024);
+  const bool big = !forceSmallTiles();
   if (!backward) {
-    if (fwdSmemBytes<D, 64, 64>() <= optin) return runForward<D, 64, 64>(a);
+    if (big && fwdSmemBytes<D, 64, 64>() <= optin) return runForward<D, 64, 64>(a);
     if (fwdSmemBytes<D, 32, 32>() <= optin) return runForward<D, 32, 32>(a);
   } else {
-    if (std::max(bwdKVSmemBytes<D, 64, 64>(), bwdQSmemBytes<D, 64, 64>()) <= optin)
+    if (big && std::max(bwdKVSmemBytes<D, 64, 64>(), bwdQSmemBytes<D, 64, 64>()) <= optin)
       return runBackward<D, 64, 64>(a);
     if (std::max(bwdKVSmemBytes<D, 32, 32>(), bwdQSmemBytes<D, 32, 32>()) <= optin)
       return runBackward<D, 32, 32>(a);
@@ -495,14 +506,19 @@ void dispatch(const AttnArgs& a, bool backward, size_t optin) {
 }
 
 void dispatchD(const AttnArgs& a, bool backward, size_t optin) {
-  const int D = a.dAct;
-  if (D <= 0 || D % 4 != 0 || D > 128)
-    throw Error("attention (cuda): head dim D = " + std::to_string(D) +
-                " is not supported (needs D % 4 == 0 and D <= 128)");
-  if (D <= 16) dispatch<16>(a, backward, optin);
-  else if (D <= 32) dispatch<32>(a, backward, optin);
-  else if (D <= 64) dispatch<64>(a, backward, optin);
-  else dispatch<128>(a, backward, optin);
+  switch (attnPaddedHeadDim(a.dAct)) {
+    case 16:
+      return dispatch<16>(a, backward, optin);
+    case 32:
+      return dispatch<32>(a, backward, optin);
+    case 64:
+      return dispatch<64>(a, backward, optin);
+    case 128:
+      return dispatch<128>(a, backward, optin);
+    default:
+      throw Error("attention (cuda): head dim D = " + std::to_string(a.dAct) +
+                  " is not supported (needs D % 4 == 0 and D <= 128)");
+  }
 }
 
 // PRIMAL_CUDA_ATTN=simt (default, these fp32 kernels) or tc (tensor cores, sm_80+, opt-in:

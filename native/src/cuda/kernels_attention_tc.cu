@@ -151,7 +151,8 @@ __device__ __forceinline__ void loadTileBf16(bf16* s, const float* __restrict__ 
 }
 
 // A warp's 16 x D fp32 staging rows times mul into global rows row0 + r (< T), columns < dAct.
-// Consecutive lanes write consecutive float4s of a row (coalesced).
+// Consecutive lanes write consecutive float4s of a row (coalesced). A float4 that starts inside
+// the head ends inside it (dAct is a multiple of 4), so nothing lands in the next head's columns.
 template <int D>
 __device__ __forceinline__ void storeRows(float* __restrict__ g, const float* st, int row0, int T, size_t ld,
                                           int dAct, float mul, int lane) {

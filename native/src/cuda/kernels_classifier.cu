@@ -19,11 +19,13 @@ __device__ __forceinline__ MS combine(MS a, MS b) {
   return {M, a.s * expf(a.m - M) + b.s * expf(b.m - M)};
 }
 
+// A -inf logit (a GEMM that overflowed) adds nothing: without the check, a -inf seen while the
+// running max is still -inf would add expf(-inf - -inf) = NaN to the sum.
 __device__ __forceinline__ void push(MS& st, float x) {
   if (x > st.m) {
     st.s = st.s * expf(st.m - x) + 1.0f;
     st.m = x;
-  } else {
+  } else if (x != -INFINITY) {
     st.s += expf(x - st.m);
   }
 }

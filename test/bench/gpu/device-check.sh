@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU device check, in stages under one hard deadline (DEADLINE_S, default 480 s of command
 # time, so a rerun fits in a 15-minute lease):
-#   env -> build (primal_core_test, primal_bench, the cuBLASLt probe) -> gates (cuda/ core tests)
+#   env -> build (primal_core_test, primal_bench, the cuBLASLt probe) -> gates (cuda/ core tests,
+#   the tensor-core attention ones last in a process of their own)
 #   -> throughput (ghost-0.1b rows, one bench process) -> profile (per-op, PRIMAL_CUDA_PROFILE=1)
 #   -> probes (cuBLASLt TF32/BF16/INT8/FP8 at the ghost shapes, torch SDPA flash, bandwidth)
 #   -> peers (PyTorch eager, then torch.compile while time is left)
@@ -125,20 +126,34 @@ stage_build() {
   [ $ok = 1 ] && [ $cuda = true ]
 }
 
+# Three processes, so that a device fault (sticky: every later CUDA call in that process fails)
+# cannot hide the other results: every cuda/ case but the tensor-core attention ones; the bf16
+# trainer on the tensor-core attention; then, last, the tensor-core attention cases (WMMA kernels
+# that have never run on a GPU).
 stage_gates() {
   local exe="$BUILD/primal_core_test"
   [ -x "$exe" ] || { echo "no $exe (build failed)"; return 1; }
   local d; d=$(cublas_dir); [ -n "$d" ] && export LD_LIBRARY_PATH="$d/lib:${LD_LIBRARY_PATH:-}"
-  local rc=0 t
-  t=$(( $(stage_left) * 3 / 4 ))
-  timeout -k 3 "$t" "$exe" cuda/ > "$STAGE_DIR/tests-cuda.log" 2>&1 || rc=1
+  local rc=0 t tc="cuda/attention tc"
+  # The later two runs are short (one trainer step; small attention cases): keep 45 s for them.
+  t=$(( $(stage_left) - 45 ))
+  [ "$t" -lt $(( $(stage_left) / 2 )) ] && t=$(( $(stage_left) / 2 ))
+  timeout -k 3 "$t" "$exe" --exclude "$tc" cuda/ > "$STAGE_DIR/tests-cuda.log" 2>&1 || rc=1
   # A build without the CUDA backend has no cuda/ cases: that is no pass.
   grep -q '^ok ' "$STAGE_DIR/tests-cuda.log" || { echo "no cuda/ test passed"; rc=1; }
   add_merge --tests "$STAGE_DIR/tests-cuda.log"
-  t=$(stage_left)
+  t=$(( $(stage_left) - 20 ))
+  [ "$t" -lt $(( $(stage_left) / 2 )) ] && t=$(( $(stage_left) / 2 ))
   if [ "$t" -gt 5 ]; then
     PRIMAL_CUDA_ATTN=tc timeout -k 3 "$t" "$exe" "cuda/bf16 trainer" > "$STAGE_DIR/tests-cuda-attn-tc.log" 2>&1 || rc=1
     add_merge --tests "$STAGE_DIR/tests-cuda-attn-tc.log"
+  fi
+  t=$(stage_left)
+  if [ "$t" -gt 5 ]; then
+    timeout -k 3 "$t" "$exe" "$tc" > "$STAGE_DIR/tests-cuda-attention-tc.log" 2>&1 || rc=1
+    add_merge --tests "$STAGE_DIR/tests-cuda-attention-tc.log"
+  else
+    echo "no time left for the $tc cases"; rc=1
   fi
   return $rc
 }
