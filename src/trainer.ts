@@ -28,7 +28,8 @@ import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
-import { RunStore, readRunMeta } from "./tracking/runStore.js";
+import { RunStore, readRunMeta, type SweepRef } from "./tracking/runStore.js";
+import { readAnnotations } from "./tracking/annotations.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
 import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
@@ -76,6 +77,21 @@ export interface TrainOptions {
   evaluateAtEnd?: boolean;
   /** Progress of the evaluations run during training (evaluateAtEnd, eval.every). */
   onEvalProgress?: (p: EvalProgress) => void;
+}
+
+/** What a run records about itself beyond its config (Trainer.create's second argument). */
+export interface RunMetadata {
+  /** Tags the run starts with (add more with `t.tag()`). */
+  tags?: readonly string[];
+  /** A note to start with (add more with `t.note()`). */
+  note?: string;
+  /** The sweep point the run trains (set by `sweep()`). */
+  sweep?: SweepRef;
+}
+
+export interface LogOptions {
+  /** The step the values belong to; default the trainer's current step. */
+  step?: number;
 }
 
 export interface EvaluateOptions {
@@ -165,6 +181,8 @@ export class Trainer {
   readonly worldSize: number;
   /** Ranks other than 0 keep their (unwritten) run records here, removed on dispose. */
   private readonly scratchHome: string | undefined;
+  /** The knobs in effect, read through knobs() when the trainer opens and after each set(). */
+  private effectiveKnobs: Knobs;
 
   private constructor(
     config: TrainerConfig,
@@ -185,10 +203,11 @@ export class Trainer {
     this.deviceName = info.device;
     this.execPlan = planOf(info);
     this.currentStep = info.step;
+    this.effectiveKnobs = this.knobs();
   }
 
   /** Validates the config, loads and tokenizes the data, builds the model and opens a run. */
-  static async create(input: TrainerConfigInput = {}): Promise<Trainer> {
+  static async create(input: TrainerConfigInput = {}, metadata: RunMetadata = {}): Promise<Trainer> {
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
@@ -208,7 +227,10 @@ export class Trainer {
       versions: { primal: packageVersion(), native: native().version },
       device: info.device,
       seed: config.seed,
+      ...(metadata.sweep ? { sweep: metadata.sweep } : {}),
+      ...(metadata.tags ? { tags: metadata.tags } : {}),
     });
+    if (metadata.note) store.annotate([{ kind: "note", text: metadata.note, step: 0 }]);
     store.event("start", {
       step: 0,
       device: info.device,
@@ -529,6 +551,8 @@ export class Trainer {
     const cols: Record<string, ArrayLike<number>> = {};
     for (const k of STORED_LAYER_STATS) cols[k] = s.layers[k];
     this.store.appendLayers({ step: s.step, names, scale: s.layers.scale, ...cols });
+    // The knobs every step trained with, so comparisons see changes made mid-run.
+    this.store.recordKnobs(s.step, this.effectiveKnobs);
     return m;
   }
 
@@ -573,6 +597,7 @@ export class Trainer {
       this.store.event("set", { step, knob: key, old: before[key], new: value });
       (this.config.knobs as Record<keyof Knobs, number | null>)[key] = value;
     }
+    this.effectiveKnobs = this.knobs();
     this.flush();
     return { ...this.config.knobs };
   }
@@ -580,6 +605,42 @@ export class Trainer {
   knobs(): Knobs {
     this.check();
     return { ...this.config.knobs };
+  }
+
+  /**
+   * Records your own metrics for a step (custom.arrows in the run, long format: step, time,
+   * name, value), e.g. `t.log({ probeAcc: 0.61 })`. They are plotted like the built-in metrics.
+   */
+  log(values: Record<string, number>, opts: LogOptions = {}): void {
+    this.check();
+    if (values === null || typeof values !== "object" || Array.isArray(values))
+      throw new TypeError("log: expected an object of { name: number }");
+    this.store.logCustom(opts.step ?? this.step, values);
+  }
+
+  /** Adds tags to the run (words: letters, digits, `_ . : / = + @ -`). */
+  tag(...tags: string[]): string[] {
+    this.check();
+    this.store.annotate(tags.map((tag) => ({ kind: "tag" as const, tag })));
+    return this.tags();
+  }
+
+  /** Removes tags from the run. */
+  untag(...tags: string[]): string[] {
+    this.check();
+    this.store.annotate(tags.map((tag) => ({ kind: "untag" as const, tag })));
+    return this.tags();
+  }
+
+  /** The run's current tags. */
+  tags(): string[] {
+    return readAnnotations(this.store.dir).tags;
+  }
+
+  /** Adds a note to the run, stamped with the current step. */
+  note(text: string): void {
+    this.check();
+    this.store.annotate([{ kind: "note", text, step: this.step }]);
   }
 
   /**

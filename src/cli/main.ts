@@ -7,6 +7,7 @@ import { configFromFlags, finish, int, runTraining, type TrainFlags } from "./tr
 import { printRuns } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
 import { addExportCommand } from "./exportCommand.js";
+import { addSweepCommand } from "./sweepCommand.js";
 
 function fail(e: unknown): never {
   process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -177,6 +178,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     });
 
   addExportCommand(program, fail);
+  addSweepCommand(program, fail);
 
   // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
   // that the library never imports the kernel.
