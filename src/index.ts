@@ -38,3 +38,15 @@ export { getTokenizer } from "./data/tokenizer.js";
 export { exportRunGGUF, GGUF_EXPORT_TYPES } from "./export/llamaExport.js";
 export type { GGUFExportOptions, GGUFExportResult, GGUFExportType } from "./export/llamaExport.js";
 export { loadNodeLlamaCpp } from "./export/nodeLlamaCpp.js";
+export {
+  sweep,
+  sweepStatus,
+  expandSweep,
+  loadSweepSpec,
+  SweepSpecError,
+  type SweepOptions,
+  type SweepProgress,
+  type SweepResult,
+  type SweepSpecInput,
+} from "./sweep/index.js";
+export type { RunMetadata, LogOptions } from "./trainer.js";
