@@ -50,3 +50,7 @@ export {
   type SweepSpecInput,
 } from "./sweep/index.js";
 export type { RunMetadata, LogOptions } from "./trainer.js";
+export { runs, runsTable, type RunsOptions } from "./tracking/runsTable.js";
+export type { RunQuery, RunSummary } from "./tracking/runReader.js";
+export { readAnnotations, annotateRun } from "./tracking/annotations.js";
+export { board, type BoardEmbed, type BoardOptions, type BoardServer, type EmbedOptions } from "./board/index.js";
