@@ -149,6 +149,9 @@ function planOf(info: NativeInfo): ExecutionPlan {
   };
 }
 
+/** Rows reach the disk within a second, so a live dashboard shows a step about a second later. */
+const LIVE_FLUSH = { flushIntervalMs: 1000 };
+
 function sameKnob(a: unknown, b: unknown): boolean {
   return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
 }
@@ -229,6 +232,7 @@ export class Trainer {
       seed: config.seed,
       ...(metadata.sweep ? { sweep: metadata.sweep } : {}),
       ...(metadata.tags ? { tags: metadata.tags } : {}),
+      arrow: LIVE_FLUSH,
     });
     if (metadata.note) store.annotate([{ kind: "note", text: metadata.note, step: 0 }]);
     store.event("start", {
@@ -304,7 +308,7 @@ export class Trainer {
         });
         store.event("resume", { step, plan: planOf(info), ...ranks });
       } else {
-        store = RunStore.open(runDir, { lock: lock! });
+        store = RunStore.open(runDir, { lock: lock!, arrow: LIVE_FLUSH });
         const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
         // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
         const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
