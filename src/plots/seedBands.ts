@@ -80,7 +80,8 @@ export function runFamilies(runs: readonly BandRun[], groupBy: string | readonly
     const parts = differing.map((k) => `${k}=${c.get(k) === undefined ? "∅" : String(JSON.parse(c.get(k)!))}`);
     f.label = parts.join(", ") || f.runs[0]!.meta?.name?.replace(/ #\d+$/, "") || f.runs[0]!.id;
   }
-  return list;
+  // Families in the order of their labels (numbers by value): the same colors every time.
+  return list.sort((a, b) => a.label.localeCompare(b.label, "en", { numeric: true }));
 }
 
 /** One metric of several families of runs: the mean of each family with a band around it. */

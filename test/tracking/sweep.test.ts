@@ -104,8 +104,12 @@ function checkResults(home: string, id: string, points: number, steps: number): 
     expect(row["steps"]).toBe(steps);
     expect(row["finalTrainLoss"]).toBeCloseTo(run.lastLoss!, 6);
     expect(row["finalValLoss"]).toBeCloseTo(run.finalValLoss!, 6);
-    expect(row["seed"]).toBe(run.config["seed"]);
-    expect(row["knobs.flipRate"]).toBeCloseTo((run.config["knobs"] as { flipRate: number }).flipRate, 9);
+    // The swept fields, as the run recorded them and as its config has them.
+    for (const [k, v] of Object.entries(run.sweep!.values)) {
+      expect(row[k]).toBe(v);
+      const inConfig = k.split(".").reduce<unknown>((o, part) => (o as Record<string, unknown>)[part], run.config);
+      expect(inConfig).toBe(v);
+    }
   });
 }
 
