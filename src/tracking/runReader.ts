@@ -7,7 +7,8 @@ import { basename, join, resolve } from "node:path";
 import { Float64, Int32, Table, Utf8, vectorFromArray, type Vector } from "apache-arrow";
 import { checkArrowStream, readArrowStream } from "./arrowStream.js";
 import { RunStoreError, describeError } from "./errors.js";
-import { RUN_FILES, listCheckpoints, readJsonl, type CheckpointInfo } from "./files.js";
+import { RUN_FILES, listCheckpoints, readJsonl, readRunFile, type CheckpointInfo } from "./files.js";
+import { INDEX_SUFFIX, parseIndex, verifyIndexed } from "./streamIndex.js";
 import { readRunMeta, resolveHome, type RunMeta } from "./runStore.js";
 import { customSchema, knobTraceSchema, layersSchema, metricsSchema } from "./schemas.js";
 import { EXTRA_RUN_FILES, readAnnotations, type RunNote } from "./annotations.js";
@@ -192,6 +193,24 @@ function customFinals(table: Table): Record<string, number> {
   return out;
 }
 
+/**
+ * Finds damage in a stream the listing does not decode (layers, knobs): every message its index
+ * lists must match its checksum (native CRC-32, fast), the index lines their own. Bytes after
+ * the indexed part are a tail a reader ignores anyway. A stream without an index (written before
+ * indexes existed) gets the full framing check. Decoding readers (readRun) still verify every
+ * message's metadata before apache-arrow sees it.
+ */
+function checkStreamChecksums(path: string): void {
+  const index = readRunFile(`${path}${INDEX_SUFFIX}`)?.toString("utf8");
+  if (index === undefined || index === "") {
+    checkArrowStream(path);
+    return;
+  }
+  const bytes = readRunFile(path);
+  if (bytes === null) return;
+  verifyIndexed(bytes, parseIndex(index, basename(path)).entries, basename(path));
+}
+
 /** Summary of one run directory (never throws for a damaged run: `error` says what is wrong). */
 export function summarizeRun(dir: string, name = basename(dir)): RunSummary {
   const base: RunSummary = {
@@ -257,7 +276,7 @@ export function summarizeRun(dir: string, name = basename(dir)): RunSummary {
     summary.tokensPerSec = m.medianTokensPerSec;
     if (m.lastStep !== null && m.lastStep > summary.step) summary.step = m.lastStep;
   });
-  attempt(() => checkArrowStream(join(dir, RUN_FILES.layers)));
+  attempt(() => checkStreamChecksums(join(dir, RUN_FILES.layers)));
   attempt(() => {
     summary.custom = customFinals(readArrowStream(join(dir, EXTRA_RUN_FILES.custom), { schema: customSchema }));
   });
