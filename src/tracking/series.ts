@@ -21,7 +21,7 @@ export const SERIES_TITLES: Record<string, string> = {
   tokensPerSec: "tokens / s",
   stepMs: "step time (ms)",
   ghostScale: "Ghost Scale (mean over layers)",
-  flipRate: "flip rate (mean fraction of weights per step)",
+  flipRate: "flip rate (fraction per step)",
 };
 
 /** What a series needs from a run: its tables (readRun gives all four; custom is optional). */
