@@ -70,14 +70,24 @@ export function addRunsCommands(program: Command, fail: (e: unknown) => never): 
     .option("--tag <tag>", "only runs with this tag (repeatable: all of them)", collect)
     .option("--sweep <id>", "only the runs of this sweep")
     .option("--sort <key>", "sort by a metric or field (bestValLoss, custom.NAME, knobs.lr…); -KEY for descending")
+    .option("--check", "verify every checksum of every stream (reads all telemetry: slower)")
     .action(
-      (flags: { home?: string; json?: boolean; filter?: string[]; tag?: string[]; sweep?: string; sort?: string }) => {
+      (flags: {
+        home?: string;
+        json?: boolean;
+        filter?: string[];
+        tag?: string[];
+        sweep?: string;
+        sort?: string;
+        check?: boolean;
+      }) => {
         try {
           printRuns(flags.home, !!flags.json, {
             ...(flags.filter ? { filter: flags.filter } : {}),
             ...(flags.tag ? { tag: flags.tag } : {}),
             ...(flags.sweep ? { sweep: flags.sweep } : {}),
             ...(flags.sort ? { sort: flags.sort } : {}),
+            ...(flags.check ? { check: true } : {}),
           });
         } catch (e) {
           fail(e);

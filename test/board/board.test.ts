@@ -221,6 +221,27 @@ describe("the board's HTTP API", () => {
   });
 });
 
+describe("board() for a notebook cell", () => {
+  it("starts once per home and displays as an inline frame with a link", async () => {
+    const { board: embed } = await import("../../src/board/index.js");
+    const { JUPYTER_DISPLAY } = await import("../../src/display/mime.js");
+    const b = await embed({ home, page: `run/${ids["demo0"]}`, height: 500 });
+    try {
+      expect(b.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+      expect(b.pageUrl).toBe(`${b.url}?embed=1#/run/${ids["demo0"]}`);
+      const bundle = (b as unknown as Record<symbol, () => Record<string, string>>)[JUPYTER_DISPLAY]!();
+      expect(bundle["text/html"]).toContain(`<iframe src="${b.pageUrl}"`);
+      expect(bundle["text/html"]).toContain("height:500px");
+      expect(bundle["text/plain"]).toContain(b.url);
+      expect((await fetch(b.pageUrl)).status).toBe(200);
+      // A second call reuses the running server.
+      expect((await embed({ home })).port).toBe(b.port);
+    } finally {
+      await b.close();
+    }
+  });
+});
+
 describe.skipIf(!chromiumPath)("the board in Chromium", () => {
   const statuses = async () =>
     Object.fromEntries(

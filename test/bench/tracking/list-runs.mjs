@@ -56,16 +56,19 @@ for (let r = 0; r < N; r++) {
 }
 const built = (performance.now() - t0) / 1000;
 
+/** Median wall time of `reps` calls, and the CPU time (user + system) of the median call. */
 function time(f, reps = 3) {
-  const ms = [];
+  const runs = [];
   let out;
   for (let i = 0; i < reps; i++) {
     const a = performance.now();
+    const c = process.cpuUsage();
     out = f();
-    ms.push(performance.now() - a);
+    const u = process.cpuUsage(c);
+    runs.push({ ms: performance.now() - a, cpuMs: (u.user + u.system) / 1000 });
   }
-  ms.sort((a, b) => a - b);
-  return { ms: ms[Math.floor(reps / 2)], out };
+  runs.sort((a, b) => a.ms - b.ms);
+  return { ...runs[Math.floor(reps / 2)], out };
 }
 const api = time(() => listRuns(home));
 const filtered = time(() => listRuns(home, { filter: ["knobs.flipRate=0.03"], tag: "odd", sort: "bestValLoss" }));
@@ -75,6 +78,12 @@ const cli = time(() =>
     maxBuffer: 1 << 30,
   }),
 );
+// The CLI's fixed cost: Node and the package loading, over an empty home.
+const empty = mkdtempSync(join(tmpdir(), "primal-bench-empty-"));
+const startup = time(() =>
+  execFileSync(process.execPath, [join(root, "bin", "primal.js"), "runs", "--json", "--home", empty]),
+);
+rmSync(empty, { recursive: true, force: true });
 const cliRuns = JSON.parse(cli.out.toString()).length;
 const du = execFileSync("du", ["-sm", home]).toString().split("\t")[0];
 console.log(
@@ -84,12 +93,15 @@ console.log(
     homeMiB: Number(du),
     buildSeconds: Number(built.toFixed(1)),
     listRunsMs: Math.round(api.ms),
+    listRunsCpuMs: Math.round(api.cpuMs),
     listRunsFilteredMs: Math.round(filtered.ms),
     filteredRuns: filtered.out.length,
     runsTableMs: Math.round(table.ms),
     runsTableRows: table.out.numRows,
     cliJsonMs: Math.round(cli.ms),
+    cliStartupMs: Math.round(startup.ms),
     cliRuns,
   }),
 );
-rmSync(home, { recursive: true, force: true });
+if (process.env.KEEP_HOME) console.log("home", home);
+else rmSync(home, { recursive: true, force: true });

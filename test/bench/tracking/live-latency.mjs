@@ -3,6 +3,7 @@
 // (Debian's, through playwright-core) shows the board and notes when each step's point appears
 // on the loss chart. Both use this machine's clock. Usage:
 //   node test/bench/tracking/live-latency.mjs [steps=150]   (needs npx tsc -p tsconfig.json)
+/* global window, document, requestAnimationFrame */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
