@@ -229,6 +229,8 @@ export function addSweepCommand(program: Command, fail: (e: unknown) => never): 
           );
         }
         if (result.failed > 0) process.exitCode = 1;
+        // Stopped by Ctrl-C or SIGTERM: the usual exit codes, so scripts see the interruption.
+        else if (signal.aborted && result.stopped > 0) process.exitCode = 130;
       } catch (e) {
         fail(e);
       }

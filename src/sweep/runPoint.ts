@@ -83,18 +83,25 @@ export async function runPoint(sweep: ExpandedSweep, point: SweepPoint, opts: Ru
     }
     const threads = opts.threads !== undefined && point.input.threads === undefined ? { threads: opts.threads } : {};
     let trainer: Trainer;
-    if (runDir) {
-      trainer = await Trainer.resume(runDir, threads);
-    } else {
-      trainer = await Trainer.create(
-        { ...point.input, home: opts.home, ...threads },
-        {
-          sweep: { id: sweep.id, point: point.index, key: point.key, values: point.values },
-          tags: sweep.spec.tags,
-        },
-      );
-      rec.runId = trainer.store.id;
-      writePointRecord(dir, rec);
+    try {
+      if (runDir) {
+        trainer = await Trainer.resume(runDir, threads);
+      } else {
+        trainer = await Trainer.create(
+          { ...point.input, home: opts.home, ...threads },
+          {
+            sweep: { id: sweep.id, point: point.index, key: point.key, values: point.values },
+            tags: sweep.spec.tags,
+          },
+        );
+        rec.runId = trainer.store.id;
+        writePointRecord(dir, rec);
+      }
+    } catch (e) {
+      // One point that cannot start (its run held by another writer, bad data) fails alone.
+      const error = e instanceof Error ? e.message : String(e);
+      const held = e instanceof RunStoreError && /is being written by/.test(error);
+      return { ...base, outcome: held ? "busy" : "failed", ...(runDir ? { runDir } : {}), error };
     }
     const result: PointResult = { ...base, outcome: "finished", runDir: trainer.runDir };
     try {

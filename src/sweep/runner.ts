@@ -196,7 +196,11 @@ export async function sweep(
     table,
     runs: rows.filter((r) => r.runDir !== null).map((r) => r.runDir as string),
     done: rows.filter(finished).length,
-    failed: rows.filter((r) => r.status === "failed").length,
+    // Points whose run failed, and points that failed before they had a run.
+    failed: new Set([
+      ...rows.filter((r) => r.status === "failed").map((r) => r.point),
+      ...results.filter((r) => r.outcome === "failed").map((r) => r.index),
+    ]).size,
     stopped: results.filter((r) => r.outcome === "stopped").length,
     busy: results.filter((r) => r.outcome === "busy").length,
     metric: s.spec.metric,
