@@ -170,6 +170,8 @@ export class Trainer {
   private pendingRow: MetricsInput | undefined;
   /** The newest metrics row already handed to the store (an evaluation at its step repeats it). */
   private writtenRow: MetricsInput | undefined;
+  /** The step the running native chunk ends at (its row waits for a possible evaluation). */
+  private chunkEnd = -1;
   /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
   private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
@@ -449,6 +451,7 @@ export class Trainer {
         let chunk = n - done;
         for (const k of [c.sampleEvery, c.eval.every, c.checkpointEvery])
           if (k > 0) chunk = Math.min(chunk, k - (step % k));
+        this.chunkEnd = step + chunk;
         const summary = await this.nt.train(chunk, (s: NativeStep) => {
           trainedMs += s.stepMs;
           const m = this.record(s, tokensPerStep);
@@ -539,7 +542,7 @@ export class Trainer {
       layers: s.layers,
     };
     this.flushPending();
-    this.pendingRow = {
+    const row: MetricsInput = {
       step: m.step,
       loss: m.loss,
       lr: m.lr,
@@ -549,6 +552,14 @@ export class Trainer {
       stepMs: m.stepMs,
       peakMemoryBytes: m.peakMemoryBytes,
     };
+    // Only the last step of a native chunk can be followed by an evaluation at the same step
+    // (hooks run between chunks): that row waits for it, the others are written now, so a live
+    // reader (the board) sees a step as soon as the store flushes it.
+    if (s.step === this.chunkEnd) this.pendingRow = row;
+    else {
+      this.writtenRow = row;
+      this.store.appendMetrics(row);
+    }
     this.lastStepLayers = s.layers;
     this.currentStep = s.step;
     const names = this.layerNames();

@@ -28,9 +28,14 @@ import * as run from "./run.js";
 import { compareRunsWithBands, type BandOptions } from "./seedBands.js";
 import { sweepPlot } from "./sweepPlot.js";
 import type { RunData } from "./figure.js";
+import type { Table } from "apache-arrow";
+import { customMetricNames, LAYER_SERIES } from "../tracking/series.js";
 
-const isMetricsColumn = (runs: readonly RunData[], metric: string) =>
-  runs.every((r) => r.metrics.getChild(metric) !== null);
+/** compareRuns of run.ts draws metrics columns; other series (layers, custom) go to seedBands.ts. */
+const isOtherSeries = (runs: readonly RunData[], metric: string) =>
+  !runs.every((r) => r.metrics.getChild(metric) !== null) &&
+  (metric in LAYER_SERIES ||
+    runs.some((r) => customMetricNames((r as { custom?: Table }).custom).includes(metric.replace(/^custom\./, ""))));
 
 /** The builder, its figures displaying themselves (Symbol.for("Jupyter.display")). */
 function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...args: A) => Figure {
@@ -43,7 +48,7 @@ function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...arg
  * and flipRate work either way.
  */
 export const compareRuns = displaying((runs: readonly RunData[], opts: BandOptions = {}) =>
-  opts.groupBy !== undefined || !isMetricsColumn(runs, opts.metric ?? "loss")
+  opts.groupBy !== undefined || isOtherSeries(runs, opts.metric ?? "loss")
     ? compareRunsWithBands(runs, { ...opts, groupBy: opts.groupBy === undefined ? null : opts.groupBy })
     : run.compareRuns(runs, opts),
 );
