@@ -13,6 +13,7 @@ import { customSchema, metricsSchema } from "../tracking/schemas.js";
 import { EXTRA_RUN_FILES } from "../tracking/annotations.js";
 import { liveStatus, type LiveStatus } from "../tracking/runStatus.js";
 import { displayableTable } from "../display/tableBundle.js";
+import { valueColumn } from "../tracking/runsTable.js";
 import type { ExpandedSweep } from "./spec.js";
 import { pointDir, readPointRecord, sweepDir } from "./records.js";
 
@@ -108,19 +109,7 @@ export function resultsTable(sweep: ExpandedSweep, rows: readonly PointRow[]): T
       new Utf8(),
     ),
   };
-  for (const k of sweep.swept) {
-    const vals = rows.map((r) => r.values[k]);
-    const numeric = vals.every((v) => v === undefined || v === null || typeof v === "number");
-    cols[k] = numeric
-      ? vectorFromArray(
-          vals.map((v) => (typeof v === "number" ? v : null)),
-          new Float64(),
-        )
-      : vectorFromArray(
-          vals.map((v) => (v === undefined ? null : typeof v === "string" ? v : JSON.stringify(v))),
-          new Utf8(),
-        );
-  }
+  for (const k of sweep.swept) cols[k] = valueColumn(rows.map((r) => r.values[k]));
   const num = (pick: (s: MetricsSummary) => number | null) =>
     vectorFromArray(
       rows.map((r) => (r.summary ? pick(r.summary) : null)),

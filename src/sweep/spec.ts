@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { z } from "zod";
 import { resolveConfig, type TrainerConfig, type TrainerConfigInput } from "../config.js";
+import { slug } from "../tracking/runStore.js";
 
 /** A JSON value a point may set a config field to. */
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -127,13 +128,7 @@ export function canonicalJson(v: unknown): string {
 }
 
 export function sweepSlug(text: string): string {
-  const s = text
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, "-")
-    .replace(/^-+|-+$/g, "")
-    .slice(0, 48)
-    .replace(/-+$/g, "");
-  return s || "sweep";
+  return slug(text, "sweep");
 }
 
 /** mulberry32: a small seeded generator, so random points are the same on every machine. */

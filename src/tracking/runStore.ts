@@ -125,14 +125,15 @@ export function resolveHome(home?: string): string {
   return resolve(home ?? (process.env["PRIMAL_HOME"] || "runs"));
 }
 
-function slug(text: string): string {
+/** Lower-case `[a-z0-9-]`, at most 48 characters (ids and file names); "run" when nothing is left. */
+export function slug(text: string, fallback = "run"): string {
   const s = text
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "-")
     .replace(/^-+|-+$/g, "")
     .slice(0, 48)
     .replace(/-+$/g, "");
-  return s || "run";
+  return s || fallback;
 }
 
 /** `2026-11-26T14-03-12` in UTC: sorts lexically in time order and is a valid file name. */

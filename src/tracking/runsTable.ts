@@ -9,6 +9,22 @@ export interface RunsOptions extends RunQuery {
   home?: string;
 }
 
+/**
+ * A column of config values: Float64 when every value is a number (or missing), else Utf8 with
+ * strings as they are and other values as JSON.
+ */
+export function valueColumn(values: readonly unknown[]): Vector {
+  if (values.every((v) => v === undefined || v === null || typeof v === "number"))
+    return vectorFromArray(
+      values.map((v) => (typeof v === "number" ? v : null)),
+      new Float64(),
+    );
+  return vectorFromArray(
+    values.map((v) => (v === undefined || v === null ? null : typeof v === "string" ? v : JSON.stringify(v))),
+    new Utf8(),
+  );
+}
+
 const METRICS = ["finalTrainLoss", "bestTrainLoss", "finalValLoss", "bestValLoss", "valBpb", "tokensPerSec"] as const;
 
 /**
@@ -52,17 +68,7 @@ export function runsTable(runs: readonly RunSummary[]): Table {
   for (const f of flat) for (const k of f.keys()) if (!keys.includes(k)) keys.push(k);
   for (const k of keys) {
     const name = k in cols || (METRICS as readonly string[]).includes(k) ? `config.${k}` : k;
-    const vals = flat.map((f) => f.get(k));
-    const numeric = vals.every((v) => v === undefined || v === null || typeof v === "number");
-    cols[name] = numeric
-      ? vectorFromArray(
-          vals.map((v) => (typeof v === "number" ? v : null)),
-          new Float64(),
-        )
-      : vectorFromArray(
-          vals.map((v) => (v === undefined || v === null ? null : typeof v === "string" ? v : JSON.stringify(v))),
-          new Utf8(),
-        );
+    cols[name] = valueColumn(flat.map((f) => f.get(k)));
   }
   cols["finalTrainLoss"] = num((r) => r.lastLoss);
   cols["bestTrainLoss"] = num((r) => r.bestTrainLoss);
