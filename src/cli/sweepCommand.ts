@@ -1,7 +1,7 @@
 // `primal sweep SPEC`: run a sweep (all points not finished yet), list its points, or run one
 // point (for a scheduler's job array). See docs/tracking.md.
 import cliProgress from "cli-progress";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { loadSweepSpec } from "../sweep/spec.js";
 import { sweep, type SweepProgress } from "../sweep/runner.js";
 import { runPoint, type PointResult } from "../sweep/runPoint.js";
@@ -110,7 +110,7 @@ export function addSweepCommand(program: Command, fail: (e: unknown) => never): 
     .option("--threads <n>", "CPU threads in all (divided between parallel points)")
     .option("--retry-failed", "retrain points whose run failed")
     // Internal: a point run by a parallel sweep reports over its IPC channel.
-    .option("--worker", "(internal)")
+    .addOption(new Option("--worker").hideHelp())
     .action(async (specPath: string, flags: SweepFlags) => {
       try {
         const s = loadSweepSpec(specPath);
