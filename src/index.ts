@@ -38,3 +38,19 @@ export { getTokenizer } from "./data/tokenizer.js";
 export { exportRunGGUF, GGUF_EXPORT_TYPES } from "./export/llamaExport.js";
 export type { GGUFExportOptions, GGUFExportResult, GGUFExportType } from "./export/llamaExport.js";
 export { loadNodeLlamaCpp } from "./export/nodeLlamaCpp.js";
+export {
+  sweep,
+  sweepStatus,
+  expandSweep,
+  loadSweepSpec,
+  SweepSpecError,
+  type SweepOptions,
+  type SweepProgress,
+  type SweepResult,
+  type SweepSpecInput,
+} from "./sweep/index.js";
+export type { RunMetadata, LogOptions } from "./trainer.js";
+export { runs, runsTable, type RunsOptions } from "./tracking/runsTable.js";
+export type { RunQuery, RunSummary } from "./tracking/runReader.js";
+export { readAnnotations, annotateRun } from "./tracking/annotations.js";
+export { board, type BoardEmbed, type BoardOptions, type BoardServer, type EmbedOptions } from "./board/index.js";

@@ -28,7 +28,8 @@ import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
-import { RunStore, readRunMeta } from "./tracking/runStore.js";
+import { RunStore, readRunMeta, type SweepRef } from "./tracking/runStore.js";
+import { readAnnotations } from "./tracking/annotations.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
 import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
@@ -76,6 +77,21 @@ export interface TrainOptions {
   evaluateAtEnd?: boolean;
   /** Progress of the evaluations run during training (evaluateAtEnd, eval.every). */
   onEvalProgress?: (p: EvalProgress) => void;
+}
+
+/** What a run records about itself beyond its config (Trainer.create's second argument). */
+export interface RunMetadata {
+  /** Tags the run starts with (add more with `t.tag()`). */
+  tags?: readonly string[];
+  /** A note to start with (add more with `t.note()`). */
+  note?: string;
+  /** The sweep point the run trains (set by `sweep()`). */
+  sweep?: SweepRef;
+}
+
+export interface LogOptions {
+  /** The step the values belong to; default the trainer's current step. */
+  step?: number;
 }
 
 export interface EvaluateOptions {
@@ -133,6 +149,9 @@ function planOf(info: NativeInfo): ExecutionPlan {
   };
 }
 
+/** Rows reach the disk within a second, so a live dashboard shows a step about a second later. */
+const LIVE_FLUSH = { flushIntervalMs: 1000 };
+
 function sameKnob(a: unknown, b: unknown): boolean {
   return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
 }
@@ -151,6 +170,8 @@ export class Trainer {
   private pendingRow: MetricsInput | undefined;
   /** The newest metrics row already handed to the store (an evaluation at its step repeats it). */
   private writtenRow: MetricsInput | undefined;
+  /** The step the running native chunk ends at (its row waits for a possible evaluation). */
+  private chunkEnd = -1;
   /** Per-layer statistics of the last applied step (flip counts exist only at a step). */
   private lastStepLayers: LayerColumns | undefined;
   private disposed = false;
@@ -165,6 +186,8 @@ export class Trainer {
   readonly worldSize: number;
   /** Ranks other than 0 keep their (unwritten) run records here, removed on dispose. */
   private readonly scratchHome: string | undefined;
+  /** The knobs in effect, read through knobs() when the trainer opens and after each set(). */
+  private effectiveKnobs: Knobs;
 
   private constructor(
     config: TrainerConfig,
@@ -185,10 +208,11 @@ export class Trainer {
     this.deviceName = info.device;
     this.execPlan = planOf(info);
     this.currentStep = info.step;
+    this.effectiveKnobs = this.knobs();
   }
 
   /** Validates the config, loads and tokenizes the data, builds the model and opens a run. */
-  static async create(input: TrainerConfigInput = {}): Promise<Trainer> {
+  static async create(input: TrainerConfigInput = {}, metadata: RunMetadata = {}): Promise<Trainer> {
     const config = resolveConfig(input);
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
@@ -208,7 +232,11 @@ export class Trainer {
       versions: { primal: packageVersion(), native: native().version },
       device: info.device,
       seed: config.seed,
+      ...(metadata.sweep ? { sweep: metadata.sweep } : {}),
+      ...(metadata.tags ? { tags: metadata.tags } : {}),
+      arrow: LIVE_FLUSH,
     });
+    if (metadata.note) store.annotate([{ kind: "note", text: metadata.note, step: 0 }]);
     store.event("start", {
       step: 0,
       device: info.device,
@@ -282,7 +310,7 @@ export class Trainer {
         });
         store.event("resume", { step, plan: planOf(info), ...ranks });
       } else {
-        store = RunStore.open(runDir, { lock: lock! });
+        store = RunStore.open(runDir, { lock: lock!, arrow: LIVE_FLUSH });
         const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
         // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
         const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
@@ -423,6 +451,7 @@ export class Trainer {
         let chunk = n - done;
         for (const k of [c.sampleEvery, c.eval.every, c.checkpointEvery])
           if (k > 0) chunk = Math.min(chunk, k - (step % k));
+        this.chunkEnd = step + chunk;
         const summary = await this.nt.train(chunk, (s: NativeStep) => {
           trainedMs += s.stepMs;
           const m = this.record(s, tokensPerStep);
@@ -513,7 +542,7 @@ export class Trainer {
       layers: s.layers,
     };
     this.flushPending();
-    this.pendingRow = {
+    const row: MetricsInput = {
       step: m.step,
       loss: m.loss,
       lr: m.lr,
@@ -523,12 +552,22 @@ export class Trainer {
       stepMs: m.stepMs,
       peakMemoryBytes: m.peakMemoryBytes,
     };
+    // Only the last step of a native chunk can be followed by an evaluation at the same step
+    // (hooks run between chunks): that row waits for it, the others are written now, so a live
+    // reader (the board) sees a step as soon as the store flushes it.
+    if (s.step === this.chunkEnd) this.pendingRow = row;
+    else {
+      this.writtenRow = row;
+      this.store.appendMetrics(row);
+    }
     this.lastStepLayers = s.layers;
     this.currentStep = s.step;
     const names = this.layerNames();
     const cols: Record<string, ArrayLike<number>> = {};
     for (const k of STORED_LAYER_STATS) cols[k] = s.layers[k];
     this.store.appendLayers({ step: s.step, names, scale: s.layers.scale, ...cols });
+    // The knobs every step trained with, so comparisons see changes made mid-run.
+    this.store.recordKnobs(s.step, this.effectiveKnobs);
     return m;
   }
 
@@ -573,6 +612,7 @@ export class Trainer {
       this.store.event("set", { step, knob: key, old: before[key], new: value });
       (this.config.knobs as Record<keyof Knobs, number | null>)[key] = value;
     }
+    this.effectiveKnobs = this.knobs();
     this.flush();
     return { ...this.config.knobs };
   }
@@ -580,6 +620,42 @@ export class Trainer {
   knobs(): Knobs {
     this.check();
     return { ...this.config.knobs };
+  }
+
+  /**
+   * Records your own metrics for a step (custom.arrows in the run, long format: step, time,
+   * name, value), e.g. `t.log({ probeAcc: 0.61 })`. They are plotted like the built-in metrics.
+   */
+  log(values: Record<string, number>, opts: LogOptions = {}): void {
+    this.check();
+    if (values === null || typeof values !== "object" || Array.isArray(values))
+      throw new TypeError("log: expected an object of { name: number }");
+    this.store.logCustom(opts.step ?? this.step, values);
+  }
+
+  /** Adds tags to the run (words: letters, digits, `_ . : / = + @ -`). */
+  tag(...tags: string[]): string[] {
+    this.check();
+    this.store.annotate(tags.map((tag) => ({ kind: "tag" as const, tag })));
+    return this.tags();
+  }
+
+  /** Removes tags from the run. */
+  untag(...tags: string[]): string[] {
+    this.check();
+    this.store.annotate(tags.map((tag) => ({ kind: "untag" as const, tag })));
+    return this.tags();
+  }
+
+  /** The run's current tags. */
+  tags(): string[] {
+    return readAnnotations(this.store.dir).tags;
+  }
+
+  /** Adds a note to the run, stamped with the current step. */
+  note(text: string): void {
+    this.check();
+    this.store.annotate([{ kind: "note", text, step: this.step }]);
   }
 
   /**

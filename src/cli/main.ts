@@ -4,9 +4,11 @@ import { Trainer } from "../trainer.js";
 import { PRESET_NAMES } from "../presets.js";
 import { packageVersion } from "../paths.js";
 import { configFromFlags, finish, int, runTraining, type TrainFlags } from "./trainCommand.js";
-import { printRuns } from "./runsCommand.js";
+import { addRunsCommands } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
 import { addExportCommand } from "./exportCommand.js";
+import { addSweepCommand } from "./sweepCommand.js";
+import { addBoardCommand } from "./boardCommand.js";
 
 function fail(e: unknown): never {
   process.stderr.write(`primal: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -148,18 +150,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
       }
     });
 
-  program
-    .command("runs")
-    .description("list runs")
-    .option("--home <dir>", "runs directory")
-    .option("--json", "JSON output")
-    .action((flags: { home?: string; json?: boolean }) => {
-      try {
-        printRuns(flags.home, !!flags.json);
-      } catch (e) {
-        fail(e);
-      }
-    });
+  addRunsCommands(program, fail);
 
   program
     .command("report <run>")
@@ -177,6 +168,8 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     });
 
   addExportCommand(program, fail);
+  addSweepCommand(program, fail);
+  addBoardCommand(program, fail);
 
   // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
   // that the library never imports the kernel.

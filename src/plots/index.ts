@@ -25,13 +25,35 @@ import type { Figure } from "./figure.js";
 import * as buffers from "./buffers.js";
 import * as layers from "./layers.js";
 import * as run from "./run.js";
+import { compareRunsWithBands, type BandOptions } from "./seedBands.js";
+import { sweepPlot } from "./sweepPlot.js";
+import type { RunData } from "./figure.js";
+import type { Table } from "apache-arrow";
+import { customMetricNames, LAYER_SERIES } from "../tracking/series.js";
+
+/** compareRuns of run.ts draws metrics columns; other series (layers, custom) go to seedBands.ts. */
+const isOtherSeries = (runs: readonly RunData[], metric: string) =>
+  !runs.every((r) => r.metrics.getChild(metric) !== null) &&
+  (metric in LAYER_SERIES ||
+    runs.some((r) => customMetricNames((r as { custom?: Table }).custom).includes(metric.replace(/^custom\./, ""))));
 
 /** The builder, its figures displaying themselves (Symbol.for("Jupyter.display")). */
 function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...args: A) => Figure {
   return (...args: A) => displayableFigure(build(...args));
 }
 
-export const compareRuns = displaying(run.compareRuns);
+/**
+ * One metric of several runs overlaid; with `groupBy` (e.g. "seed") runs that differ only in
+ * that field are drawn as their mean ± a band (seedBands.ts). Custom metrics (t.log), ghostScale
+ * and flipRate work either way.
+ */
+export const compareRuns = displaying((runs: readonly RunData[], opts: BandOptions = {}) =>
+  opts.groupBy !== undefined || isOtherSeries(runs, opts.metric ?? "loss")
+    ? compareRunsWithBands(runs, { ...opts, groupBy: opts.groupBy === undefined ? null : opts.groupBy })
+    : run.compareRuns(runs, opts),
+);
+/** A sweep's metric against one swept knob, mean over seeds (sweepPlot.ts). */
+export const sweep = displaying(sweepPlot);
 export const loss = displaying(run.loss);
 export const flipHeatmap = displaying(layers.flipHeatmap);
 export const ghostScale = displaying(layers.ghostScale);
@@ -40,6 +62,8 @@ export const occupancy = displaying(layers.occupancy);
 export const flipProbabilityHistogram = displaying(buffers.flipProbabilityHistogram);
 export const voteHistogram = displaying(buffers.voteHistogram);
 
+export { runFamilies, type BandOptions } from "./seedBands.js";
+export { type SweepLike, type SweepPlotOptions } from "./sweepPlot.js";
 export { eventMarkers, type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
 export {
   scaleSymmetryGroups,

@@ -29,9 +29,12 @@ import {
   type CheckpointInfo,
 } from "./files.js";
 import { RunLock } from "./runLock.js";
+import { EXTRA_RUN_FILES, annotateRun, checkTag, type AnnotationInput } from "./annotations.js";
 import {
   appendLayerColumns,
   appendMetricsRow,
+  customSchema,
+  knobTraceSchema,
   layersSchema,
   metricsSchema,
   type LayerColumns,
@@ -64,6 +67,20 @@ export interface RunMeta {
   step: number;
   /** Why the run failed (with status "failed"). */
   error?: string;
+  /** Set for a run that is a point of a sweep. */
+  sweep?: SweepRef;
+}
+
+/** Which sweep point a run trains (run.json "sweep"). */
+export interface SweepRef {
+  /** The sweep's id (`<home>/sweeps/<id>/`). */
+  id: string;
+  /** The point's position in the expanded spec. */
+  point: number;
+  /** Hash of the point's config. */
+  key: string;
+  /** The fields the point sets over the sweep's base config (dotted keys). */
+  values: Record<string, unknown>;
 }
 
 /** Known event kinds; other strings are allowed too. */
@@ -91,6 +108,10 @@ export interface CreateRunOptions {
   seed: number;
   /** Row buffering of the Arrow streams (defaults: 256 rows / 2000 ms). */
   arrow?: Pick<ArrowAppenderOptions, "flushRows" | "flushIntervalMs">;
+  /** The sweep point this run trains. */
+  sweep?: SweepRef;
+  /** Tags the run starts with (annotations.jsonl). */
+  tags?: readonly string[];
 }
 
 export interface OpenRunOptions {
@@ -104,14 +125,15 @@ export function resolveHome(home?: string): string {
   return resolve(home ?? (process.env["PRIMAL_HOME"] || "runs"));
 }
 
-function slug(text: string): string {
+/** Lower-case `[a-z0-9-]`, at most 48 characters (ids and file names); "run" when nothing is left. */
+export function slug(text: string, fallback = "run"): string {
   const s = text
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, "-")
     .replace(/^-+|-+$/g, "")
     .slice(0, 48)
     .replace(/-+$/g, "");
-  return s || "run";
+  return s || fallback;
 }
 
 /** `2026-11-26T14-03-12` in UTC: sorts lexically in time order and is a valid file name. */
@@ -228,6 +250,10 @@ export class RunStore {
   private readonly layers: ArrowAppender;
   private readonly events: LineAppender;
   private readonly samples: LineAppender;
+  /** custom.arrows and knobs.arrows, opened on first use (runs that never log have neither). */
+  private custom: ArrowAppender | undefined;
+  private knobTrace: ArrowAppender | undefined;
+  private readonly arrowOptions: OpenRunOptions["arrow"];
   private readonly lock: RunLock;
   /** Checkpoints pruning must keep (the one the run was resumed from). */
   private readonly protectedCheckpoints = new Set<string>();
@@ -239,6 +265,7 @@ export class RunStore {
     this.meta = meta;
     this.lastStep = meta.step;
     this.lock = lock;
+    this.arrowOptions = arrow;
     const opts = { ...arrow };
     const opened: { close(): void }[] = [];
     try {
@@ -266,6 +293,7 @@ export class RunStore {
     let dir = "";
     // The random suffix makes ids unique; mkdir without `recursive` fails on an existing
     // directory, which is what makes the claim race-free between processes.
+    for (const t of options.tags ?? []) checkTag(t);
     for (let attempt = 0; ; attempt++) {
       id = `${base}-${randomBytes(attempt < 16 ? 2 : 4).toString("hex")}`;
       dir = join(home, id);
@@ -288,9 +316,15 @@ export class RunStore {
       seed: options.seed,
       status: "running",
       step: 0,
+      ...(options.sweep ? { sweep: options.sweep } : {}),
     };
     try {
       writeJsonAtomic(join(dir, RUN_FILES.meta), meta);
+      if (options.tags?.length)
+        annotateRun(
+          dir,
+          options.tags.map((tag) => ({ kind: "tag" as const, tag })),
+        );
     } catch (e) {
       lock.release();
       throw e;
@@ -389,6 +423,55 @@ export class RunStore {
     this.samples.append(`${JSON.stringify(line)}\n`);
   }
 
+  private extraStream(which: "custom" | "knobTrace"): ArrowAppender {
+    const open = this[which];
+    if (open) return open;
+    const made =
+      which === "custom"
+        ? ArrowAppender.open(join(this.dir, EXTRA_RUN_FILES.custom), customSchema, { ...this.arrowOptions })
+        : ArrowAppender.open(join(this.dir, EXTRA_RUN_FILES.knobs), knobTraceSchema, { ...this.arrowOptions });
+    this[which] = made;
+    return made;
+  }
+
+  /**
+   * Appends custom metrics of one step to custom.arrows (one row per name). Names are non-empty
+   * strings; values numbers (NaN and ±Infinity are kept as they are).
+   */
+  logCustom(step: number, values: Readonly<Record<string, number>>, time = Date.now()): void {
+    this.ensureOpen();
+    if (!Number.isSafeInteger(step) || step < 0)
+      throw new TypeError(`log: step must be a non-negative integer, got ${step}`);
+    const names = Object.keys(values);
+    for (const n of names) {
+      if (n === "" || n.length > 128)
+        throw new TypeError(`log: metric names are 1-128 characters, got ${JSON.stringify(n)}`);
+      if (typeof values[n] !== "number") throw new TypeError(`log: "${n}" must be a number, got ${typeof values[n]}`);
+    }
+    if (names.length === 0) return;
+    this.extraStream("custom").appendColumns(
+      { step, time, name: names, value: Float64Array.from(names, (n) => values[n]!) },
+      names.length,
+    );
+    this.seeStep(step);
+  }
+
+  /** Records the knobs in effect at `step` (knobs.arrows; null for a knob that is off). */
+  recordKnobs(step: number, knobs: Readonly<Record<string, number | null>>): void {
+    this.ensureOpen();
+    const names = Object.keys(knobs);
+    if (names.length === 0) return;
+    // Nulls are checked per value against the nullable column (ColumnInput has no number|null type).
+    const value = names.map((n) => knobs[n] ?? null) as unknown as ArrayLike<number>;
+    this.extraStream("knobTrace").appendColumns({ step, knob: names, value }, names.length);
+  }
+
+  /** Adds tags or notes to the run (annotations.jsonl). */
+  annotate(items: readonly AnnotationInput[]): void {
+    this.ensureOpen();
+    annotateRun(this.dir, items);
+  }
+
   /** Updates status and step in run.json (atomic rewrite); `error` says why a run failed. */
   setStatus(status: RunStatus, step: number = this.lastStep, error?: string): void {
     if (!STATUSES.includes(status)) throw new TypeError(`unknown run status "${String(status)}"`);
@@ -460,7 +543,8 @@ export class RunStore {
   flush(): void {
     this.ensureOpen();
     let first: unknown;
-    for (const a of [this.metrics, this.layers]) {
+    for (const a of [this.metrics, this.layers, this.custom, this.knobTrace]) {
+      if (!a) continue;
       try {
         a.flush();
       } catch (e) {
@@ -475,6 +559,8 @@ export class RunStore {
     this.ensureOpen();
     this.metrics.sync();
     this.layers.sync();
+    this.custom?.sync();
+    this.knobTrace?.sync();
     this.events.sync();
     this.samples.sync();
   }
@@ -487,7 +573,15 @@ export class RunStore {
       try {
         this.metrics.close();
       } finally {
-        this.layers.close();
+        try {
+          this.layers.close();
+        } finally {
+          try {
+            this.custom?.close();
+          } finally {
+            this.knobTrace?.close();
+          }
+        }
       }
     } finally {
       this.events.close();

@@ -114,3 +114,26 @@ export function appendLayerColumns(appender: ArrowAppender, cols: LayerColumns):
   for (const name of LAYER_ORDER) input[name] = cols[name] ?? 0;
   appender.appendColumns(input, n);
 }
+
+/**
+ * `custom.arrows`: metrics a user logs with `t.log()`, long format (one row per name per call),
+ * so new names never change the schema: step:Int32, time:Float64 (unix ms), name:Utf8,
+ * value:Float64.
+ */
+export const customSchema = new Schema([
+  f("step", new Int32()),
+  f("time", new Float64()),
+  f("name", new Utf8()),
+  f("value", new Float64()),
+]);
+
+/**
+ * `knobs.arrows`: the effective knobs at every step, long format (one row per knob per step) so
+ * that a knob added later never changes the schema: step:Int32, knob:Utf8, value:Float64 (null
+ * for a knob that is off, e.g. bridge).
+ */
+export const knobTraceSchema = new Schema([
+  f("step", new Int32()),
+  f("knob", new Utf8()),
+  f("value", new Float64(), true),
+]);

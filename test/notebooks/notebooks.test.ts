@@ -145,9 +145,9 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     return nb;
   }
 
-  it("has the six notebooks, all on the primal kernelspec", () => {
+  it("has the seven notebooks, all on the primal kernelspec", () => {
     const names = readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb")).sort();
-    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb", "05-export.ipynb", "06-results.ipynb"]);
+    expect(names).toEqual(["01-quickstart.ipynb", "02-inside-poltergeist.ipynb", "03-bridge-tweak.ipynb", "04-write-up.ipynb", "05-export.ipynb", "06-results.ipynb", "07-sweeps.ipynb"]);
     for (const n of names) {
       const nb = JSON.parse(readFileSync(join(NOTEBOOKS, n), "utf8")) as Notebook;
       expect(nb.metadata.kernelspec?.name).toBe("primal");
@@ -302,6 +302,23 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     for (const knob of ["flipRate", "voteKeep", "scaleLr", "pMax"]) expect(figure(nb, `${knob} sweep (tiny)`).data).toHaveLength(2);
     expect(arrowTables(nb).length).toBeGreaterThanOrEqual(1);
   }, 300_000);
+
+  it("07-sweeps: runs a sweep from a cell, compares seeds with bands, queries and reruns", async () => {
+    const nb = await execute("07-sweeps");
+    expectClean(nb);
+    const tables = arrowTables(nb);
+    // The results table: one row per point, the swept fields and the final metrics.
+    expect(columnsOf(tables[0] as string).slice(0, 6)).toEqual(["point", "key", "status", "runId", "knobs.flipRate", "seed"]);
+    expect(tables[0]).toContain("4 rows");
+    expect((tables[0] as string).match(/finished/g)?.length).toBeGreaterThanOrEqual(4);
+    const bands = figure(nb, "loss · 2 families of 4 runs");
+    expect(bands.data.filter((t) => (t as { fill?: string }).fill === "tonexty")).toHaveLength(2);
+    expect(bands.data.filter((t) => t.name?.endsWith("(mean of 2)"))).toHaveLength(2);
+    expect(figure(nb, "finalValLoss vs knobs.flipRate").data[1]?.x).toEqual([0.01, 0.05]);
+    expect(columnsOf(tables[1] as string)).toEqual(expect.arrayContaining(["id", "status", "tags", "sweep", "bestValLoss"]));
+    const text = outputsOf(nb).map((o) => joined(o.data?.["text/plain"])).join("\n");
+    expect(text).toContain("4/4 points done, 0 stopped");
+  }, 600_000);
 
   it.skipIf(!findChromium())("renders executed notebooks as HTML with working plots in headless Chromium", async () => {
     for (const n of ["01-quickstart", "03-bridge-tweak"]) {

@@ -275,7 +275,7 @@ describe("what a run directory may not do", () => {
     execFileSync("cp", ["-r", copyRun(), d]);
     const b = readFileSync(join(d, "layers.arrows"));
     flipBit(join(d, "layers.arrows"), b.length >> 1, 3);
-    expect(listRuns(h)[0]!.error).toMatch(/layers\.arrows is damaged/);
+    expect(listRuns(h, { check: true })[0]!.error).toMatch(/layers\.arrows is damaged/);
   });
 });
 
