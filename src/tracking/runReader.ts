@@ -200,6 +200,14 @@ export function listRuns(home?: string): RunSummary[] {
       if (!(e instanceof RunStoreError)) throw e;
       problems.push(e.message);
     }
+    for (const f of [RUN_FILES.events, RUN_FILES.samples]) {
+      try {
+        readJsonl(join(dir, f), f);
+      } catch (e) {
+        if (!(e instanceof RunStoreError)) throw e;
+        problems.push(e.message);
+      }
+    }
     if (problems.length > 0) summary.error = problems.join("; ");
     out.push(summary);
   }
