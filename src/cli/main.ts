@@ -176,6 +176,22 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
       }
     });
 
+  program
+    .command("repair <run>")
+    .description(
+      "rebuild a run whose stream is damaged from its intact prefix and its checkpoints (originals kept in <run>/repair-<time>/)",
+    )
+    .option("--json", "print the repair report as JSON")
+    .action(async (run: string, flags: { json?: boolean }) => {
+      try {
+        const { repairRun, formatRepair } = await import("./repairCommand.js");
+        const report = repairRun(run);
+        process.stdout.write((flags.json ? JSON.stringify(report) : formatRepair(report)) + "\n");
+      } catch (e) {
+        fail(e);
+      }
+    });
+
   addExportCommand(program, fail);
 
   // Commands of other packages (the kernel's `kernel install`), added by bin/primal.js so
