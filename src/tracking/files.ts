@@ -1,9 +1,16 @@
 /** Small file helpers shared by the run store writer and reader. */
-import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readdirSync } from "node:fs";
+import { closeSync, constants, existsSync, readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { RunStoreError, describeError } from "./errors.js";
 import { scanJsonl } from "./jsonlRecords.js";
-import { fsyncDir, openForWrite, refuseLink, writeFileAtomic, type AtomicWriteOptions } from "./guardedWrite.js";
+import {
+  fsyncDir,
+  openForWrite,
+  openRegular,
+  refuseLink,
+  writeFileAtomic,
+  type AtomicWriteOptions,
+} from "./guardedWrite.js";
 
 /** File names inside a run directory (the data contract). */
 export const RUN_FILES = {
@@ -58,32 +65,8 @@ export { fsyncDir };
  * writing, the file must also have no other hard link (see guardedWrite.ts).
  */
 export function openRunFile(path: string, flags: number, mode = 0o644): number {
-  if ((flags & (constants.O_WRONLY | constants.O_RDWR)) !== 0) return openForWrite(path, flags, mode);
-  let fd: number;
-  try {
-    fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") {
-      throw new RunStoreError(
-        `${basename(path)} in ${dirname(path)} is a symbolic link; run files must be regular files`,
-        { file: path, cause: e },
-      );
-    }
-    throw e;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) {
-      throw new RunStoreError(
-        `${basename(path)} in ${dirname(path)} is not a regular file (a FIFO, device or directory)`,
-        { file: path },
-      );
-    }
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
-  return fd;
+  const writing = (flags & (constants.O_WRONLY | constants.O_RDWR)) !== 0;
+  return writing ? openForWrite(path, flags, mode) : openRegular(path, flags, mode);
 }
 
 /** Reads a run file (see openRunFile); null when it does not exist. */

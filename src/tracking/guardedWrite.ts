@@ -54,8 +54,8 @@ function linkError(path: string): RunStoreError {
   );
 }
 
-/** Throws unless the open file `fd` (named `path`) is a regular file with no other name. */
-export function checkSingleFile(fd: number, path: string): void {
+/** Throws unless the open file `fd` (named `path`) is a regular file (with no other name, if asked). */
+function checkRegular(fd: number, path: string, singleName: boolean): void {
   const st = fstatSync(fd);
   if (!st.isFile()) {
     throw new RunStoreError(
@@ -63,7 +63,7 @@ export function checkSingleFile(fd: number, path: string): void {
       { file: path },
     );
   }
-  if (st.nlink > 1) {
+  if (singleName && st.nlink > 1) {
     throw new RunStoreError(
       `${basename(path)} in ${dirname(path)} has ${st.nlink} hard links: writing to it would change the same file ` +
         `under its other name(s) too, so it is refused. Copy the run with 'cp -r' (not 'cp -l') or replace the ` +
@@ -74,32 +74,44 @@ export function checkSingleFile(fd: number, path: string): void {
 }
 
 /**
- * Opens a file of a run for writing (flags from fs.constants, e.g. O_WRONLY|O_APPEND|O_CREAT):
- * never through a symbolic link, never a FIFO or device (O_NONBLOCK), never a file with another
- * hard link. Errors name the file.
+ * Opens a run file never through a symbolic link and never blocking on a FIFO or device
+ * (O_NOFOLLOW | O_NONBLOCK), and checks that it is a regular file; with `singleName`, also that no
+ * other hard link to it exists. Other errors (ENOENT, EACCES…) are thrown as they are.
  */
-export function openForWrite(path: string, flags: number, mode = 0o644): number {
+export function openRegular(path: string, flags: number, mode = 0o644, singleName = false): number {
   let fd: number;
   try {
     fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") {
+    if ((e as NodeJS.ErrnoException).code === "ELOOP") {
       throw new RunStoreError(
         `${basename(path)} in ${dirname(path)} is a symbolic link; run files must be regular files`,
         { file: path, cause: e },
       );
     }
-    if (code === "ENOENT") throw e; // callers treat a missing file themselves
-    throw writeError(path, e, "open");
+    throw e;
   }
   try {
-    checkSingleFile(fd, path);
+    checkRegular(fd, path, singleName);
   } catch (e) {
     closeSync(fd);
     throw e;
   }
   return fd;
+}
+
+/**
+ * Opens a file of a run for writing (flags from fs.constants, e.g. O_WRONLY|O_APPEND|O_CREAT):
+ * never through a symbolic link, never a FIFO or device, never a file with another hard link.
+ * Errors other than ENOENT name the file.
+ */
+export function openForWrite(path: string, flags: number, mode = 0o644): number {
+  try {
+    return openRegular(path, flags, mode, true);
+  } catch (e) {
+    if (e instanceof RunStoreError || (e as NodeJS.ErrnoException).code === "ENOENT") throw e;
+    throw writeError(path, e, "open");
+  }
 }
 
 /** Throws when `path` exists and is a symbolic link. */
