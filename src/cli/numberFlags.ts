@@ -17,9 +17,17 @@ export function intFlag(name: string, v: string | undefined, range: IntRange = {
   if (!INT_RE.test(v) || !Number.isSafeInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
   const { min, max } = range;
   if ((min !== undefined && n < min) || (max !== undefined && n > max)) {
-    const bound =
-      min !== undefined && max !== undefined ? `in [${min}, ${max}]` : min !== undefined ? `>= ${min}` : `<= ${max}`;
-    throw new Error(`--${name} must be an integer ${bound}, got '${v}'`);
+    const what =
+      max === undefined && min === 0
+        ? "a non-negative integer"
+        : max === undefined && min === 1
+          ? "a positive integer"
+          : min !== undefined && max !== undefined
+            ? `an integer in [${min}, ${max}]`
+            : min !== undefined
+              ? `an integer >= ${min}`
+              : `an integer <= ${max}`;
+    throw new Error(`--${name} must be ${what}, got '${v}'`);
   }
   return n;
 }

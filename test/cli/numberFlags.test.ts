@@ -33,7 +33,7 @@ describe("strict integer flags", () => {
     const { intFlag, numFlag } = await import("../../src/cli/numberFlags.js");
     for (const bad of ["0x10", "", "1e1", " 2", "2.0", "0b1", "Infinity", "9007199254740993"])
       expect(() => intFlag("n", bad), bad).toThrow(`--n must be an integer, got '${bad}'`);
-    expect(() => intFlag("step", "-1", { min: 0 })).toThrow("--step must be an integer >= 0, got '-1'");
+    expect(() => intFlag("step", "-1", { min: 0 })).toThrow("--step must be a non-negative integer, got '-1'");
     expect(intFlag("n", "007")).toBe(7);
     for (const bad of ["", "0x10", "1e", ".", "NaN", " 1"])
       expect(() => numFlag("lr", bad), bad).toThrow(/--lr must be a number/);
