@@ -200,8 +200,10 @@ function setAsideJsonlTail(dir: string, name: string): string | null {
   }
 }
 
-/** A temporary file left by a writer that died: `<name>.tmp` (checkpoints) or `<name>.tmp-<pid>-<hex>`. */
-const STALE_TEMP_RE = /\.tmp(-\d+-[0-9a-f]{8})?$/;
+/** Temporary files of PRIMAL's writers: `<name>.tmp-<pid>-<hex>` (guardedWrite.ts) anywhere in the run. */
+const STALE_TEMP_RE = /\.tmp-\d+-[0-9a-f]{8}$/;
+/** The native checkpoint writer's temporary file, in checkpoints/. */
+const STALE_CHECKPOINT_TEMP_RE = /^step-\d+\.safetensors\.tmp$/;
 
 /**
  * Removes temporary files that writers killed mid-write left in the run folder and checkpoints/
@@ -218,7 +220,7 @@ function removeStaleTemps(dir: string): string[] {
       continue;
     }
     for (const name of names) {
-      if (!STALE_TEMP_RE.test(name)) continue;
+      if (!STALE_TEMP_RE.test(name) && !(folder !== dir && STALE_CHECKPOINT_TEMP_RE.test(name))) continue;
       const p = join(folder, name);
       try {
         const st = lstatSync(p);
