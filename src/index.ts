@@ -34,6 +34,7 @@ export * as plots from "./plots/index.js";
 export { exportFigure } from "./plots/export.js";
 export { readRun, listRuns, compareRuns } from "./tracking/runReader.js";
 export { RunStore } from "./tracking/runStore.js";
+export { repairRun, type RepairReport } from "./tracking/repair.js";
 export { getTokenizer } from "./data/tokenizer.js";
 export { exportRunGGUF, GGUF_EXPORT_TYPES } from "./export/llamaExport.js";
 export type { GGUFExportOptions, GGUFExportResult, GGUFExportType } from "./export/llamaExport.js";

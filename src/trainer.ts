@@ -1,9 +1,8 @@
 // The Trainer facade researchers drive from a notebook or the CLI: a native trainer plus its
 // data and its run directory. Every step is recorded (metrics, layer telemetry), every knob
 // change is an event, samples and checkpoints land in the run folder.
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import {
   knobsSchema,
@@ -37,6 +36,8 @@ import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
 import { exportCheckpointGGUF, type GGUFExportOptions, type GGUFExportResult } from "./export/llamaExport.js";
 import { RunLock } from "./tracking/runLock.js";
 import { chooseCheckpoint, parseCheckpointExtra, type ResumeChoice } from "./resumeCheckpoint.js";
+import { makeRankScratch, removeRankScratch, sweepRankScratch } from "./rankScratch.js";
+import { checkWorldSize, resumeCorpus, savedWorldSize } from "./resumeGuards.js";
 
 export interface StepMetrics {
   step: number;
@@ -217,35 +218,49 @@ export class Trainer {
     const data = await loadTrainingData(config);
     const nt = Trainer.makeNative(config, data);
     const info = nt.info();
+    sweepRankScratch();
     // Rank 0 alone writes the run; the other ranks record into a scratch folder nobody reads.
-    const scratchHome = info.rank > 0 ? mkdtempSync(join(tmpdir(), `primal-rank${info.rank}-`)) : undefined;
+    const scratchHome = info.rank > 0 ? makeRankScratch(info.rank) : undefined;
     const home = scratchHome ?? config.home;
-    const store = RunStore.create({
-      ...(home !== undefined ? { home } : {}),
-      ...(config.name !== undefined ? { name: config.name } : {}),
-      config: structuredClone({
-        ...config,
-        backend: info.backend,
+    let store: RunStore | undefined;
+    try {
+      store = RunStore.create({
+        ...(home !== undefined ? { home } : {}),
+        ...(config.name !== undefined ? { name: config.name } : {}),
+        config: structuredClone({
+          ...config,
+          backend: info.backend,
+          plan: planOf(info),
+          worldSize: info.worldSize,
+        }) as unknown as Record<string, unknown>,
+        versions: { primal: packageVersion(), native: native().version },
+        device: info.device,
+        seed: config.seed,
+        ...(metadata.sweep ? { sweep: metadata.sweep } : {}),
+        ...(metadata.tags ? { tags: metadata.tags } : {}),
+        arrow: LIVE_FLUSH,
+      });
+      if (metadata.note) store.annotate([{ kind: "note", text: metadata.note, step: 0 }]);
+      store.event("start", {
+        step: 0,
+        device: info.device,
+        params: info.paramCount,
+        trainTokens: data.train.length,
         plan: planOf(info),
         worldSize: info.worldSize,
-      }) as unknown as Record<string, unknown>,
-      versions: { primal: packageVersion(), native: native().version },
-      device: info.device,
-      seed: config.seed,
-      ...(metadata.sweep ? { sweep: metadata.sweep } : {}),
-      ...(metadata.tags ? { tags: metadata.tags } : {}),
-      arrow: LIVE_FLUSH,
-    });
-    if (metadata.note) store.annotate([{ kind: "note", text: metadata.note, step: 0 }]);
-    store.event("start", {
-      step: 0,
-      device: info.device,
-      params: info.paramCount,
-      trainTokens: data.train.length,
-      plan: planOf(info),
-      worldSize: info.worldSize,
-      distributed: info.distributed,
-    });
+        distributed: info.distributed,
+      });
+    } catch (e) {
+      // A failed write has set the run "failed" (RunStore does); free what this call took.
+      try {
+        store?.close();
+      } catch {
+        // The original error is the one to report.
+      }
+      nt.dispose();
+      if (scratchHome) removeRankScratch(scratchHome);
+      throw e;
+    }
     return new Trainer(config, nt, data, store, scratchHome);
   }
 
@@ -259,6 +274,16 @@ export class Trainer {
     target: string,
     overrides: Pick<TrainerConfigInput, "device" | "threads" | "memoryBudget" | "distributed"> & {
       fork?: boolean;
+      /**
+       * The training text, given explicitly: needed when run.json names a corpus file outside the
+       * run (a run folder may not make a resume read any file of the machine).
+       */
+      corpus?: string;
+      /**
+       * Continue on another number of ranks than the checkpoint was trained on: each step then
+       * trains on ranks x batch x accum windows of the new world size (the global batch changes).
+       */
+      changeWorldSize?: boolean;
     } = {},
   ): Promise<Trainer> {
     const path = resolve(target);
@@ -267,7 +292,7 @@ export class Trainer {
     const runDir = isDir ? path : resolve(path, "..", "..");
     if (!isDir && basename(dirname(path)) !== "checkpoints")
       throw new Error(`resume: '${target}' is not inside a run's checkpoints/ folder`);
-    const { fork, ...machine } = overrides;
+    const { fork, corpus, changeWorldSize, ...machine } = overrides;
     let lock: RunLock | undefined;
     let nt: NativeTrainer | undefined;
     let store: RunStore | undefined;
@@ -276,12 +301,14 @@ export class Trainer {
       // The run's own config, re-validated; only the machine side may change. The execution plan
       // is re-derived on the resuming device (the budget may differ there).
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
+      const saved = savedConfigInput(readRunMeta(runDir).config);
       // The run's home is where the run is, whatever run.json says.
       const config = resolveConfig({
-        ...savedConfigInput(readRunMeta(runDir).config),
+        ...saved,
         home: dirname(runDir),
         ...Object.fromEntries(given),
       });
+      config.data.corpus = resumeCorpus(runDir, config.data.corpus, corpus);
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
       nt = created;
@@ -293,14 +320,22 @@ export class Trainer {
       if (info.rank === 0) {
         choice = await chooseCheckpoint(runDir, isDir ? null : path, !!fork, (p) => created.load(p));
         extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
+        checkWorldSize(
+          savedWorldSize(choice.extra, saved),
+          info.worldSize,
+          config.batch * config.accum,
+          !!changeWorldSize,
+          choice.checkpoint,
+        );
       }
       if (info.worldSize > 1) created.broadcastState(0);
       // The checkpoint's knobs win over run.json's (which holds the values at creation).
       config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : created.getKnobs();
       const step = created.info().step;
       const ranks = { worldSize: info.worldSize, distributed: info.distributed };
+      sweepRankScratch();
       if (!choice) {
-        scratchHome = mkdtempSync(join(tmpdir(), `primal-rank${info.rank}-`));
+        scratchHome = makeRankScratch(info.rank);
         store = RunStore.create({
           home: scratchHome,
           config: structuredClone(config) as unknown as Record<string, unknown>,
@@ -311,10 +346,8 @@ export class Trainer {
         store.event("resume", { step, plan: planOf(info), ...ranks });
       } else {
         store = RunStore.open(runDir, { lock: lock!, arrow: LIVE_FLUSH });
-        const stamp = new Date().toISOString().slice(0, 19).replace(/:/g, "-");
         // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
-        const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
-        const setAside = store.setAsideCheckpointsAfter(step, folder);
+        const setAside = store.setAsideCheckpointsAfter(step, choice.damaged.length > 0 ? "damaged" : "abandoned");
         store.protectCheckpoint(choice.checkpoint);
         store.event("resume", {
           step,
@@ -325,6 +358,8 @@ export class Trainer {
           ...(fork && choice.damaged.length === 0 && setAside ? { fork: true } : {}),
           ...(choice.damaged.length > 0 ? { skippedDamaged: choice.damaged } : {}),
           ...(store.replacedLock ? { staleLock: store.replacedLock } : {}),
+          ...(store.setAsideTails.length > 0 ? { setAsideTails: store.setAsideTails } : {}),
+          ...(store.removedTemps.length > 0 ? { removedTemps: store.removedTemps } : {}),
         });
       }
       store.setStatus("running", step);
@@ -335,7 +370,7 @@ export class Trainer {
         store?.close();
       } finally {
         lock?.release();
-        if (scratchHome) rmSync(scratchHome, { recursive: true, force: true });
+        if (scratchHome) removeRankScratch(scratchHome);
       }
       throw e;
     }
@@ -808,8 +843,18 @@ export class Trainer {
     // checkpoint exists: a resume continues after it, so rows missing now would be lost for good.
     this.flushPending();
     this.store.sync();
-    // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
-    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
+    // Pruned before the write too: K checkpoints never need room for more than K plus the
+    // temporary file the native save writes, fsyncs and renames (then fsyncs the folder).
+    this.store.pruneCheckpoints(this.config.keepCheckpoints);
+    try {
+      await this.nt.save(
+        path,
+        JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs, worldSize: this.worldSize }),
+      );
+    } catch (e) {
+      this.store.markFailed(e);
+      throw e;
+    }
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
     this.store.setStatus("running", step);
@@ -930,13 +975,25 @@ export class Trainer {
     const status = this.store.info.status;
     this.disposed = true;
     try {
-      this.flushPending();
-      this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
-      this.store.close();
+      let failure: unknown;
+      try {
+        this.flushPending();
+        this.store.flush();
+        this.store.setStatus(status === "running" ? "finished" : status, this.currentStep);
+      } catch (e) {
+        failure = e; // a failed write has set the run "failed"
+      }
+      try {
+        this.store.close();
+      } catch (e) {
+        if (failure === undefined) this.store.markFailed(e);
+        failure ??= e;
+      }
+      if (failure !== undefined) throw failure;
     } finally {
       // Native memory is freed even when the run cannot be written any more (a full disk).
       this.nt.dispose();
-      if (this.scratchHome) rmSync(this.scratchHome, { recursive: true, force: true });
+      if (this.scratchHome) removeRankScratch(this.scratchHome);
     }
   }
 }

@@ -1,6 +1,6 @@
 // `primal board`: the live dashboard over a run home. Prints its URL on the first line.
 import type { Command } from "commander";
-import { int } from "./trainCommand.js";
+import { intFlag } from "./numberFlags.js";
 
 export function addBoardCommand(program: Command, fail: (e: unknown) => never): void {
   program
@@ -13,7 +13,7 @@ export function addBoardCommand(program: Command, fail: (e: unknown) => never): 
     .action(async (flags: { home?: string; port: string; host: string; poll?: boolean }) => {
       try {
         const { startBoard } = await import("../board/server.js");
-        const port = int("port", flags.port)!;
+        const port = intFlag("port", flags.port, { min: 0, max: 65535 })!;
         const b = await startBoard({
           ...(flags.home !== undefined ? { home: flags.home } : {}),
           port,

@@ -1,5 +1,6 @@
 // `primal export RUN --format gguf`: writes a trained checkpoint as a GGUF file for llama.cpp.
 import { Command, Option } from "commander";
+import { intFlag } from "./numberFlags.js";
 import { GGUF_EXPORT_TYPES, exportRunGGUF, type GGUFExportType } from "../export/llamaExport.js";
 
 interface ExportFlags {
@@ -14,12 +15,7 @@ interface ExportFlags {
 
 export function runExport(run: string, flags: ExportFlags): string {
   if (flags.format !== "gguf") throw new Error(`--format ${flags.format} is not supported (only gguf)`);
-  let step: number | undefined;
-  if (flags.step !== undefined) {
-    step = Number(flags.step);
-    if (!Number.isInteger(step) || step < 0)
-      throw new Error(`--step must be a non-negative integer, got '${flags.step}'`);
-  }
+  const step = intFlag("step", flags.step, { min: 0 });
   const r = exportRunGGUF(run, {
     type: flags.type,
     ...(step !== undefined ? { step } : {}),

@@ -3,7 +3,8 @@ import { Command, Option } from "commander";
 import { Trainer } from "../trainer.js";
 import { PRESET_NAMES } from "../presets.js";
 import { packageVersion } from "../paths.js";
-import { configFromFlags, finish, int, runTraining, type TrainFlags } from "./trainCommand.js";
+import { configFromFlags, finish, runTraining, type TrainFlags } from "./trainCommand.js";
+import { intFlag } from "./numberFlags.js";
 import { addRunsCommands } from "./runsCommand.js";
 import { formatPlanning, planMemory } from "../memoryPlan.js";
 import { addExportCommand } from "./exportCommand.js";
@@ -90,6 +91,11 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
       "--fork",
       "resume from a checkpoint older than the newest: start a branch (later checkpoints are moved aside)",
     )
+    .option("--data <path>", "the training text (needed when run.json names a corpus file outside the run folder)")
+    .option(
+      "--change-world-size",
+      "continue on another number of ranks than the checkpoint was trained on: the windows per step change with it",
+    )
     .action(
       async (
         run: string,
@@ -101,18 +107,21 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           json?: boolean;
           threads?: string;
           fork?: boolean;
+          data?: string;
+          changeWorldSize?: boolean;
         },
       ) => {
         try {
-          const steps = int("steps", flags.steps)!;
-          if (steps < 0) throw new Error("--steps must be a non-negative integer");
-          const threads = int("threads", flags.threads);
+          const steps = intFlag("steps", flags.steps, { min: 0 })!;
+          const threads = intFlag("threads", flags.threads);
           const trainer = await Trainer.resume(run, {
             ...(flags.device ? { device: flags.device } : {}),
             ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
             ...(flags.distributed ? { distributed: flags.distributed } : {}),
             ...(threads !== undefined ? { threads } : {}),
             ...(flags.fork ? { fork: true } : {}),
+            ...(flags.data !== undefined ? { corpus: flags.data } : {}),
+            ...(flags.changeWorldSize ? { changeWorldSize: true } : {}),
           });
           if (!flags.json && trainer.rank === 0)
             process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
@@ -139,9 +148,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
     .option("--json", "JSON output")
     .action((flags: TrainFlags) => {
       try {
-        const ranks = Number(flags.ranks ?? "1");
-        if (!Number.isInteger(ranks) || ranks < 1)
-          throw new Error(`--ranks must be a positive integer, got '${flags.ranks}'`);
+        const ranks = intFlag("ranks", flags.ranks ?? "1", { min: 1 })!;
         const p = planMemory(configFromFlags({ ...flags, steps: "1" }), { worldSize: ranks });
         process.stdout.write((flags.json ? JSON.stringify(p) : formatPlanning(p)) + "\n");
         if (p.chosen < 0) process.exitCode = 1;
@@ -162,6 +169,22 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
         const { writeReport } = await import("./reportCommand.js");
         const files = await writeReport(run, flags.out, flags.formats.split(","));
         for (const f of files) process.stdout.write(f + "\n");
+      } catch (e) {
+        fail(e);
+      }
+    });
+
+  program
+    .command("repair <run>")
+    .description(
+      "rebuild a run whose stream is damaged from its intact prefix and its checkpoints (originals kept in <run>/repair-<time>/)",
+    )
+    .option("--json", "print the repair report as JSON")
+    .action(async (run: string, flags: { json?: boolean }) => {
+      try {
+        const { repairRun, formatRepair } = await import("./repairCommand.js");
+        const report = repairRun(run);
+        process.stdout.write((flags.json ? JSON.stringify(report) : formatRepair(report)) + "\n");
       } catch (e) {
         fail(e);
       }

@@ -3,6 +3,7 @@ import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { readRun } from "../tracking/runReader.js";
 import { refuseSymlink } from "../tracking/files.js";
+import { ensureDir } from "../tracking/guardedWrite.js";
 import * as plots from "../plots/index.js";
 
 const FORMATS = ["html", "svg", "png", "pdf"] as const;
@@ -33,7 +34,8 @@ export async function writeReport(runDir: string, outDir: string | undefined, fo
   const inRun = outDir === undefined;
   if (inRun) refuseSymlink(out);
   try {
-    mkdirSync(out, { recursive: true });
+    if (inRun) ensureDir(resolve(runDir), out);
+    else mkdirSync(out, { recursive: true });
     accessSync(out, constants.W_OK);
   } catch (e) {
     // A recursive mkdir on a read-only file system reports ENOENT; ask the nearest existing

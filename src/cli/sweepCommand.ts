@@ -7,7 +7,7 @@ import { sweep, type SweepProgress } from "../sweep/runner.js";
 import { runPoint, type PointResult } from "../sweep/runPoint.js";
 import { pointRows, resultsTable, writeResults } from "../sweep/results.js";
 import { resolveHome } from "../tracking/runStore.js";
-import { int } from "./trainCommand.js";
+import { intFlag } from "./numberFlags.js";
 import type { WorkerMessage } from "../sweep/runner.js";
 
 interface SweepFlags {
@@ -116,7 +116,7 @@ export function addSweepCommand(program: Command, fail: (e: unknown) => never): 
         const s = loadSweepSpec(specPath);
         const home = resolveHome(flags.home);
         const json = !!flags.json;
-        const threads = int("threads", flags.threads);
+        const threads = intFlag("threads", flags.threads, { min: 0 });
         if (flags.list) {
           const rows = pointRows(s, home);
           if (json) {
@@ -132,7 +132,7 @@ export function addSweepCommand(program: Command, fail: (e: unknown) => never): 
           return;
         }
         if (flags.point !== undefined) {
-          const k = int("point", flags.point)!;
+          const k = intFlag("point", flags.point, { min: 0 })!;
           const point = s.points[k];
           if (!point)
             throw new Error(`--point must be 0..${s.points.length - 1} (the sweep has ${s.points.length} points)`);
@@ -174,7 +174,7 @@ export function addSweepCommand(program: Command, fail: (e: unknown) => never): 
           if (r.outcome === "failed") process.exitCode = 1;
           return;
         }
-        const parallel = int("parallel", flags.parallel)!;
+        const parallel = intFlag("parallel", flags.parallel, { min: 1 })!;
         if (parallel < 1) throw new Error("--parallel must be at least 1");
         const signal = stopSignal();
         if (!json)

@@ -4,6 +4,7 @@ import { Trainer, type TrainSummary } from "../trainer.js";
 import type { TrainerConfigInput } from "../config.js";
 import { isInterrupted } from "../interrupted.js";
 import { makeEvalProgress, makeProgress } from "./progress.js";
+import { intFlag, numFlag } from "./numberFlags.js";
 
 export interface TrainFlags {
   preset: string;
@@ -34,33 +35,15 @@ export interface TrainFlags {
   ranks?: string;
 }
 
-// Strict decimal syntax: Number() would take "" as 0 and "0x10" as 16.
-const INT_RE = /^[+-]?\d+$/;
-const NUM_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
-export function int(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!INT_RE.test(v.trim()) || !Number.isSafeInteger(n)) throw new Error(`--${name} must be an integer, got '${v}'`);
-  return n;
-}
-
-export function num(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!NUM_RE.test(v.trim()) || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${v}'`);
-  return n;
-}
-
 export function configFromFlags(f: TrainFlags): TrainerConfigInput {
   const knobs: Record<string, number | null> = {};
-  const lr = num("lr", f.lr);
+  const lr = numFlag("lr", f.lr);
   if (lr !== undefined) knobs.lr = lr;
   if (f.bridge !== undefined)
-    knobs.bridge = f.bridge === "null" || f.bridge === "off" ? null : num("bridge", f.bridge)!;
-  const fr = num("flip-rate", f.flipRate);
+    knobs.bridge = f.bridge === "null" || f.bridge === "off" ? null : numFlag("bridge", f.bridge)!;
+  const fr = numFlag("flip-rate", f.flipRate);
   if (fr !== undefined) knobs.flipRate = fr;
-  const steps = int("steps", f.steps)!;
+  const steps = intFlag("steps", f.steps)!;
   const cfg: Record<string, unknown> = {
     preset: f.preset,
     quant: f.quant,
@@ -73,20 +56,21 @@ export function configFromFlags(f: TrainFlags): TrainerConfigInput {
       ...(f.wikitext ? { wikitextDir: f.wikitext } : {}),
     },
     eval: {
-      every: int("eval-every", f.evalEvery) ?? 0,
-      ...(f.evalTokens !== undefined ? { maxTokens: int("eval-tokens", f.evalTokens) } : {}),
+      every: intFlag("eval-every", f.evalEvery) ?? 0,
+      ...(f.evalTokens !== undefined ? { maxTokens: intFlag("eval-tokens", f.evalTokens) } : {}),
     },
   };
   const opt: [string, number | undefined][] = [
-    ["batch", int("batch", f.batch)],
-    ["accum", int("accum", f.accum)],
-    ["seed", int("seed", f.seed)],
-    ["sampleEvery", int("sample-every", f.sampleEvery)],
-    ["checkpointEvery", int("checkpoint-every", f.checkpointEvery)],
-    ["threads", int("threads", f.threads)],
+    ["batch", intFlag("batch", f.batch)],
+    ["accum", intFlag("accum", f.accum)],
+    ["seed", intFlag("seed", f.seed)],
+    ["sampleEvery", intFlag("sample-every", f.sampleEvery)],
+    ["checkpointEvery", intFlag("checkpoint-every", f.checkpointEvery)],
+    ["threads", intFlag("threads", f.threads)],
   ];
   for (const [k, v] of opt) if (v !== undefined) cfg[k] = v;
-  if (f.microBatch !== undefined) cfg.microBatch = f.microBatch === "auto" ? "auto" : int("micro-batch", f.microBatch);
+  if (f.microBatch !== undefined)
+    cfg.microBatch = f.microBatch === "auto" ? "auto" : intFlag("micro-batch", f.microBatch);
   if (f.recompute !== undefined) cfg.recompute = f.recompute;
   if (f.distributed !== undefined) cfg.distributed = f.distributed;
   // A plain number is bytes; "10GiB" and friends are parsed by the config.

@@ -32,6 +32,7 @@ import {
 } from "./ggmlQuants.js";
 import { byteVocab, gpt2Vocab, type GGUFVocab } from "./ggufVocab.js";
 import { listCheckpoints } from "../tracking/files.js";
+import { ensureDir, writeError } from "../tracking/guardedWrite.js";
 import { readRunMeta } from "../tracking/runStore.js";
 import { packageVersion } from "../paths.js";
 
@@ -48,6 +49,8 @@ export interface GGUFExportOptions {
   force?: boolean;
   /** Token embedding (and tied head) type; default f32 for type f32, f16 otherwise. */
   embedType?: "f16" | "f32";
+  /** The run the default output goes into: its folders are created without following links. */
+  runDir?: string;
 }
 
 export interface GGUFTensorReport {
@@ -222,13 +225,14 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
       opts.embedType === "f32" || (opts.embedType === undefined && want === "f32") ? GGMLType.F32 : GGMLType.F16;
     const wte = ck.f32("param.wte", m.vocab * m.dModel).data; // padded rows beyond vocab are never used
     add("token_embd.weight", [m.dModel, m.vocab], wte, dense(wte, embedType));
-    const scales = meta.quant === "poltergeist" ? ck.f32("ghost.scale").data : undefined;
-    const gamma0 = meta.quant === "poltergeist" ? ck.f32("ghost.gamma0").data : undefined;
+    const nl = 7 * m.layers;
+    const scales = meta.quant === "poltergeist" ? ck.f32("ghost.scale", nl, true).data : undefined;
+    const gamma0 = meta.quant === "poltergeist" ? ck.f32("ghost.gamma0", nl, true).data : undefined;
     const counts = new Map<GGMLType, number>();
     let params = m.vocab * m.dModel;
     for (let b = 0; b < m.layers; b++) {
       const pre = `blocks.${b}.`;
-      const norm1 = ck.f32(`param.${pre}attn_norm`).data;
+      const norm1 = ck.f32(`param.${pre}attn_norm`, m.dModel, true).data;
       add(`blk.${b}.attn_norm.weight`, [m.dModel], norm1, dense(norm1, GGMLType.F32));
       for (let j = 0; j < 7; j++) {
         const li = 7 * b + j;
@@ -237,9 +241,9 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
         const cols = j === 6 ? m.ffn : m.dModel;
         let lw: LayerWeights;
         if (meta.quant === "poltergeist") {
-          lw = poltergeistLayer(ck.i8(`code.${name}`).data, gamma0![li]!, scales![li]!, meta.bridgeValue);
+          lw = poltergeistLayer(ck.i8(`code.${name}`, rows * cols).data, gamma0![li]!, scales![li]!, meta.bridgeValue);
         } else {
-          const w = ck.f32(`param.${name}`).data;
+          const w = ck.f32(`param.${name}`, rows * cols, true).data;
           lw = meta.quant === "ste" ? steLayer(w) : { kind: "dense", values: w };
         }
         const enc = encodeLayer(lw, cols, want, name, how);
@@ -247,13 +251,13 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
         params += rows * cols;
         add(`blk.${b}.${LLAMA_NAMES[j]}.weight`, [cols, rows], lw.values, enc);
         if (j === 3) {
-          const norm2 = ck.f32(`param.${pre}mlp_norm`).data;
+          const norm2 = ck.f32(`param.${pre}mlp_norm`, m.dModel, true).data;
           add(`blk.${b}.ffn_norm.weight`, [m.dModel], norm2, dense(norm2, GGMLType.F32));
         }
       }
       params += 2 * m.dModel;
     }
-    const normF = ck.f32("param.norm_f").data;
+    const normF = ck.f32("param.norm_f", m.dModel, true).data;
     add("output_norm.weight", [m.dModel], normF, dense(normF, GGMLType.F32));
     params += m.dModel;
 
@@ -271,8 +275,16 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
     const exactness = describeExactness(reports, embedType, meta);
     const vocab = src.tokenizer === "gpt2" ? gpt2Vocab(m.vocab) : byteVocab(m.vocab);
     const md = metadata(meta, vocab, src, fileType, TYPE_TRAITS[main].name, exactness);
-    mkdirSync(dirname(out), { recursive: true });
-    const bytes = writeGGUF(out, md, tensors, { force: opts.force ?? false });
+    // Inside the run (the default out) the folder is created without following links; a path the
+    // caller chose is taken as it is.
+    if (opts.runDir !== undefined) ensureDir(opts.runDir, dirname(out));
+    else mkdirSync(dirname(out), { recursive: true });
+    let bytes: number;
+    try {
+      bytes = writeGGUF(out, md, tensors, { force: opts.force ?? false });
+    } catch (e) {
+      throw writeError(out, e);
+    }
     return {
       path: out,
       bytes,
@@ -384,6 +396,6 @@ export function exportRunGGUF(run: string, opts: GGUFExportOptions = {}): GGUFEx
   return exportCheckpointGGUF(
     { checkpoint: ck.path, tokenizer, runId: meta.id, ...(meta.name !== undefined ? { runName: meta.name } : {}) },
     resolve(out),
-    opts,
+    opts.out === undefined ? { ...opts, runDir } : opts,
   );
 }

@@ -3,13 +3,24 @@
 // the network: plotly.js comes from node_modules and is inlined, and the browser's own network
 // access is blocked.
 
-import { accessSync, existsSync, constants as fsConstants, mkdtempSync, rmSync, statSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { accessSync, constants as fsConstants, lstatSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, extname, join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { figureJson, type Figure } from "./figure.js";
 import { figureDocument, plotlyBundleSource, plotlyFileName, plotlyScriptTag } from "./html.js";
+import { writeFileAtomic } from "../tracking/guardedWrite.js";
+
+/** Whether `path` is a regular file (not a link) of `size` bytes: a complete copy of a shared asset. */
+function sameSize(path: string, size: number): boolean {
+  try {
+    const st = lstatSync(path);
+    return st.isFile() && st.size === size;
+  } catch {
+    return false;
+  }
+}
 
 // ---------------------------------------------------------------- Chromium
 
@@ -257,7 +268,7 @@ export async function createExporter(opts: ExporterOptions = {}): Promise<Figure
       else if (format === "png") bytes = await exporter.toPng(fig, o);
       else bytes = await exporter.toPdf(fig, o);
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, bytes);
+      writeFileAtomic(path, bytes);
       return path;
     },
     async close() {
@@ -296,11 +307,14 @@ export async function exportFigure(fig: Figure, path: string, opts: ExportOption
   const format = rest.format ?? formatOf(path);
   if (format === "html") {
     await mkdir(dirname(path), { recursive: true });
+    // Written whole (temporary file, rename): a kill or a full disk never leaves a page, or the
+    // shared plotly.js that every page of the folder loads, half-written.
     if (rest.plotlyJs === "beside") {
       const js = join(dirname(path), plotlyFileName());
-      if (!existsSync(js)) await writeFile(js, plotlyBundleSource());
-      await writeFile(path, figureDocument(fig, { plotlySrc: plotlyFileName() }));
-    } else await writeFile(path, figureDocument(fig));
+      const source = plotlyBundleSource();
+      if (!sameSize(js, Buffer.byteLength(source))) writeFileAtomic(js, source);
+      writeFileAtomic(path, figureDocument(fig, { plotlySrc: plotlyFileName() }));
+    } else writeFileAtomic(path, figureDocument(fig));
     return path;
   }
   if (exporter) return exporter.export(fig, path, { ...rest, format });

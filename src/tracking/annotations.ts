@@ -10,6 +10,7 @@
  */
 import { closeSync, constants, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { formatRecord } from "./jsonlRecords.js";
 import { RunStoreError, describeError } from "./errors.js";
 import { RUN_FILES, openRunFile, readJsonl, readRunFile } from "./files.js";
 
@@ -47,14 +48,15 @@ export interface Annotations {
 export type AnnotationInput =
   { kind: "tag" | "untag"; tag: string; step?: number } | { kind: "note"; text: string; step?: number };
 
+// One checksummed record per line, like events.jsonl (jsonlRecords.ts).
 function line(a: AnnotationInput): string {
   const time = new Date().toISOString();
   if (a.kind === "note") {
     if (typeof a.text !== "string" || a.text.trim() === "") throw new TypeError("a note needs some text");
     if (Buffer.byteLength(a.text, "utf8") > MAX_NOTE) throw new TypeError(`a note may hold at most ${MAX_NOTE} bytes`);
-    return JSON.stringify({ time, kind: "note", text: a.text, ...(a.step !== undefined ? { step: a.step } : {}) });
+    return formatRecord({ time, kind: "note", text: a.text, ...(a.step !== undefined ? { step: a.step } : {}) });
   }
-  return JSON.stringify({ time, kind: a.kind, tag: checkTag(a.tag) });
+  return formatRecord({ time, kind: a.kind, tag: checkTag(a.tag) });
 }
 
 /**
@@ -66,7 +68,7 @@ export function annotateRun(dir: string, items: readonly AnnotationInput[]): voi
   const abs = resolve(dir);
   if (readRunFile(join(abs, RUN_FILES.meta)) === null)
     throw new RunStoreError(`${abs} is not a run (no ${RUN_FILES.meta})`, { file: join(abs, RUN_FILES.meta) });
-  const text = items.map((a) => `${line(a)}\n`).join("");
+  const text = items.map(line).join("");
   const path = join(abs, EXTRA_RUN_FILES.annotations);
   let fd: number;
   try {

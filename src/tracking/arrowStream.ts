@@ -29,6 +29,7 @@ import {
 } from "apache-arrow";
 import { RunStoreError, describeError } from "./errors.js";
 import { openRunFile, readRunFile } from "./files.js";
+import { writeError } from "./guardedWrite.js";
 import { scanStream, type StreamScan } from "./ipcScan.js";
 import {
   INDEX_SUFFIX,
@@ -358,7 +359,7 @@ export class ArrowAppender {
     } catch (e) {
       closeSync(fd);
       if (indexFd !== null) closeSync(indexFd);
-      throw e;
+      throw writeError(path, e, "open for appending");
     }
   }
 

@@ -1,21 +1,16 @@
 /** Small file helpers shared by the run store writer and reader. */
-import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  constants,
-  existsSync,
-  fstatSync,
-  fsyncSync,
-  lstatSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, constants, existsSync, readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { RunStoreError, describeError } from "./errors.js";
+import { scanJsonl } from "./jsonlRecords.js";
+import {
+  fsyncDir,
+  openForWrite,
+  openRegular,
+  refuseLink,
+  writeFileAtomic,
+  type AtomicWriteOptions,
+} from "./guardedWrite.js";
 
 /** File names inside a run directory (the data contract). */
 export const RUN_FILES = {
@@ -49,76 +44,29 @@ export function listCheckpoints(runDir: string): CheckpointInfo[] {
 }
 
 /**
- * Writes JSON so that readers see either the old or the new file, never a mix: write a temp file
- * next to the target, flush it to disk, then rename over the target (atomic on POSIX).
+ * Writes JSON so that readers see either the old or the new file, never a mix (see
+ * writeFileAtomic). With `whenFull`, a full disk still gets the update into the existing file (in
+ * its compact form, rewritten in place).
  */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  const text = `${JSON.stringify(value, null, 2)}\n`;
-  try {
-    const fd = openSync(tmp, "w", 0o644);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  fsyncDir(dirname(path));
+export function writeJsonAtomic(path: string, value: unknown, opts: { root?: string; whenFull?: boolean } = {}): void {
+  const options: AtomicWriteOptions = {
+    ...(opts.root !== undefined ? { root: opts.root } : {}),
+    ...(opts.whenFull ? { inPlaceWhenFull: `${JSON.stringify(value)}\n` } : {}),
+  };
+  writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, options);
 }
 
-/** Makes a rename or a new file in `dir` durable (best effort where directories cannot be fsynced). */
-export function fsyncDir(dir: string): void {
-  let fd: number;
-  try {
-    fd = openSync(dir, constants.O_RDONLY);
-  } catch {
-    return;
-  }
-  try {
-    fsyncSync(fd);
-  } catch {
-    // Some file systems refuse fsync on a directory; the rename itself is still atomic.
-  } finally {
-    closeSync(fd);
-  }
-}
+export { fsyncDir };
 
 /**
  * Opens a file of a run directory without following a symbolic link and without blocking on a
  * FIFO or device, and checks that it is a regular file. Run directories can come from elsewhere
- * (shared, copied, hostile), so nothing in them is trusted to be what its name says.
+ * (shared, copied, hostile), so nothing in them is trusted to be what its name says. Opened for
+ * writing, the file must also have no other hard link (see guardedWrite.ts).
  */
 export function openRunFile(path: string, flags: number, mode = 0o644): number {
-  let fd: number;
-  try {
-    fd = openSync(path, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK, mode);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") {
-      throw new RunStoreError(
-        `${basename(path)} in ${dirname(path)} is a symbolic link; run files must be regular files`,
-        { file: path, cause: e },
-      );
-    }
-    throw e;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) {
-      throw new RunStoreError(
-        `${basename(path)} in ${dirname(path)} is not a regular file (a FIFO, device or directory)`,
-        { file: path },
-      );
-    }
-  } catch (e) {
-    closeSync(fd);
-    throw e;
-  }
-  return fd;
+  const writing = (flags & (constants.O_WRONLY | constants.O_RDWR)) !== 0;
+  return writing ? openForWrite(path, flags, mode) : openRegular(path, flags, mode);
 }
 
 /** Reads a run file (see openRunFile); null when it does not exist. */
@@ -142,20 +90,7 @@ export function readRunFile(path: string): Buffer | null {
 }
 
 /** Throws when `path` exists and is a symbolic link (a run's subfolder redirected elsewhere). */
-export function refuseSymlink(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (st.isSymbolicLink()) {
-    throw new RunStoreError(
-      `${path} is a symbolic link; refusing to write through it (run directories may not contain links)`,
-      { file: path },
-    );
-  }
-}
+export const refuseSymlink = refuseLink;
 
 export interface JsonlRead {
   records: Record<string, unknown>[];
@@ -163,31 +98,14 @@ export interface JsonlRead {
 }
 
 /**
- * Reads a JSONL file of objects. A last line without its newline that does not parse is a write
- * cut short and is dropped silently; other bad lines are skipped with a warning.
+ * Reads a JSONL file of records (see jsonlRecords.ts). An unterminated last line is a write cut
+ * short and is ignored, unless it is a whole checksummed record; a record that fails its checksum
+ * throws RunStoreError naming the file and line; bad lines of files written before records were
+ * checksummed are skipped with a warning.
  */
 export function readJsonl(path: string, label: string): JsonlRead {
   const bytes = readRunFile(path);
   if (bytes === null) return { records: [], warnings: [] };
-  const text = bytes.toString("utf8");
-  const lines = text.split("\n");
-  const records: Record<string, unknown>[] = [];
-  const warnings: string[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === "") return;
-    const isUnterminatedTail = i === lines.length - 1;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      if (!isUnterminatedTail) warnings.push(`${label} line ${i + 1} is not valid JSON; skipped`);
-      return;
-    }
-    if (value === null || typeof value !== "object" || Array.isArray(value)) {
-      warnings.push(`${label} line ${i + 1} is not a JSON object; skipped`);
-      return;
-    }
-    records.push(value as Record<string, unknown>);
-  });
-  return { records, warnings };
+  const scan = scanJsonl(bytes, label);
+  return { records: scan.records, warnings: scan.warnings };
 }

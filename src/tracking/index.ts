@@ -43,6 +43,7 @@ export {
   type RunVersions,
   type SampleInput,
 } from "./runStore.js";
+export { repairRun, type RepairReport, type StreamRepair } from "./repair.js";
 export {
   compareRuns,
   flattenConfig,

@@ -233,9 +233,16 @@ export class RunLock {
       try {
         writeSync(fd, `${JSON.stringify(me)}\n`);
         fsyncSync(fd);
-      } finally {
+      } catch (e) {
+        // A full disk creates the file but not its content: an empty lock must not stay behind.
         closeSync(fd);
+        rmSync(path, { force: true });
+        throw new RunStoreError(`cannot lock run ${dir}: cannot write ${path}: ${describeError(e)}`, {
+          file: path,
+          cause: e,
+        });
       }
+      closeSync(fd);
       return new RunLock(path, replaced);
     }
     throw new RunStoreError(`cannot lock run ${dir}: the lock file keeps changing (another writer starting?)`, {

@@ -300,6 +300,7 @@ export function summarizeRun(dir: string, name = basename(dir), opts: { check?: 
     summary.custom = customFinals(readArrowStream(join(dir, EXTRA_RUN_FILES.custom), { schema: customSchema }));
   });
   attempt(() => checkArrowStream(join(dir, EXTRA_RUN_FILES.knobs)));
+  for (const f of [RUN_FILES.events, RUN_FILES.samples]) attempt(() => void readJsonl(join(dir, f), f));
   attempt(() => {
     const a = readAnnotations(dir);
     summary.tags = a.tags;

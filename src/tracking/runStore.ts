@@ -9,25 +9,20 @@ import {
   fstatSync,
   fsyncSync,
   ftruncateSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
-  renameSync,
+  readdirSync,
   rmSync,
+  unlinkSync,
   writeSync,
 } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { ArrowAppender, type ArrowAppenderOptions } from "./arrowStream.js";
 import { RunStoreError, describeError } from "./errors.js";
-import {
-  RUN_FILES,
-  fsyncDir,
-  listCheckpoints,
-  openRunFile,
-  readRunFile,
-  refuseSymlink,
-  writeJsonAtomic,
-  type CheckpointInfo,
-} from "./files.js";
+import { RUN_FILES, listCheckpoints, openRunFile, readRunFile, writeJsonAtomic, type CheckpointInfo } from "./files.js";
+import { ensureDir, freshName, fsyncDir, moveInto, refuseLink, writeError, writeFileAtomic } from "./guardedWrite.js";
+import { formatRecord, scanJsonl } from "./jsonlRecords.js";
 import { RunLock } from "./runLock.js";
 import { EXTRA_RUN_FILES, annotateRun, checkTag, type AnnotationInput } from "./annotations.js";
 import {
@@ -180,37 +175,86 @@ function readMeta(dir: string): RunMeta {
 
 export { readMeta as readRunMeta };
 
+/** What `primal repair` does, for messages that refuse a damaged run. */
+export function repairHint(dir: string): string {
+  return `\`primal repair ${dir}\` sets the damaged part aside (kept) and rebuilds the run from its intact prefix and checkpoints`;
+}
+
 /**
- * Makes a JSONL file safe to append to: a last line cut short by a crash is removed (or, if it is
- * complete JSON that only lacks its newline, terminated).
+ * Makes a JSONL file safe to append to. Its records are verified first (damage is refused, naming
+ * the line). A last line without its newline is kept when it is a whole record (the newline is
+ * added); anything else there (a write cut short, or a record whose newline was damaged) is copied
+ * to `<file>.tail-<time>` beside it before it is cut off, so no byte is lost. Returns that file.
  */
-function repairJsonlTail(path: string): void {
+function setAsideJsonlTail(dir: string, name: string): string | null {
+  const path = join(dir, name);
   let fd: number;
   try {
     fd = openRunFile(path, constants.O_RDWR);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw e;
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return;
-    const text = readFileSync(fd, "utf8");
-    if (text.endsWith("\n")) return;
-    const cut = text.lastIndexOf("\n") + 1;
-    const tail = text.slice(cut);
-    let complete = false;
+    if (fstatSync(fd).size === 0) return null;
+    const bytes = readFileSync(fd);
+    let scan;
     try {
-      JSON.parse(tail);
-      complete = true;
-    } catch {
-      complete = false;
+      scan = scanJsonl(bytes, name);
+    } catch (e) {
+      throw new RunStoreError(`${describeError(e)} (in ${dir}); ${repairHint(dir)}`, { file: path, cause: e });
     }
-    if (complete) writeSync(fd, "\n", size);
-    else ftruncateSync(fd, Buffer.byteLength(text.slice(0, cut), "utf8"));
+    if (scan.tail === "") return null;
+    try {
+      if (scan.tailIsRecord) {
+        writeSync(fd, "\n", bytes.length);
+        return null;
+      }
+      const aside = join(dir, freshName(dir, `${name}.tail`));
+      writeFileAtomic(aside, bytes.subarray(scan.completeBytes));
+      ftruncateSync(fd, scan.completeBytes);
+      return aside;
+    } catch (e) {
+      throw writeError(path, e);
+    }
   } finally {
     closeSync(fd);
   }
+}
+
+/** Temporary files of PRIMAL's writers: `<name>.tmp-<pid>-<hex>` (guardedWrite.ts) anywhere in the run. */
+const STALE_TEMP_RE = /\.tmp-\d+-[0-9a-f]{8}$/;
+/** The native checkpoint writer's temporary file, in checkpoints/. */
+const STALE_CHECKPOINT_TEMP_RE = /^step-\d+\.safetensors\.tmp$/;
+
+/**
+ * Removes temporary files that writers killed mid-write left in the run folder and checkpoints/
+ * (never renamed into place, so never part of the run). Only called with the run's lock held: no
+ * other writer can be using them. Returns the removed paths.
+ */
+function removeStaleTemps(dir: string): string[] {
+  const removed: string[] = [];
+  for (const folder of [dir, join(dir, RUN_FILES.checkpoints)]) {
+    let names: string[];
+    try {
+      names = readdirSync(folder);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (!STALE_TEMP_RE.test(name) && !(folder !== dir && STALE_CHECKPOINT_TEMP_RE.test(name))) continue;
+      const p = join(folder, name);
+      try {
+        const st = lstatSync(p);
+        if (!st.isFile() && !st.isSymbolicLink()) continue;
+        unlinkSync(p); // removes the name only, never what a link points to
+        removed.push(p);
+      } catch {
+        // Gone already, or not ours to remove; it is ignored by every reader either way.
+      }
+    }
+  }
+  return removed;
 }
 
 /** Appends whole lines to a JSONL file; a failed write is cut back so no partial line remains. */
@@ -219,7 +263,8 @@ class LineAppender {
   constructor(readonly path: string) {
     this.fd = openRunFile(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
   }
-  append(line: string): void {
+  append(record: Record<string, unknown>): void {
+    const line = formatRecord(record);
     const before = fstatSync(this.fd).size;
     try {
       writeSync(this.fd, line);
@@ -229,10 +274,13 @@ class LineAppender {
       } catch {
         // The reader drops an unterminated last line anyway.
       }
-      throw new RunStoreError(`cannot write to ${basename(this.path)}: ${describeError(e)}`, {
-        file: this.path,
-        cause: e,
-      });
+      throw new RunStoreError(
+        `cannot write to ${basename(this.path)} in ${resolve(this.path, "..")}: ${describeError(e)}`,
+        {
+          file: this.path,
+          cause: e,
+        },
+      );
     }
   }
   sync(): void {
@@ -259,6 +307,10 @@ export class RunStore {
   private readonly protectedCheckpoints = new Set<string>();
   private lastStep: number;
   private closed = false;
+  /** Unterminated JSONL tails copied aside when the run was opened (see setAsideJsonlTail). */
+  readonly setAsideTails: string[] = [];
+  /** Temporary files of killed writers removed when the run was opened. */
+  readonly removedTemps: string[] = [];
 
   private constructor(dir: string, meta: RunMeta, arrow: OpenRunOptions["arrow"], lock: RunLock) {
     this.dir = dir;
@@ -286,7 +338,11 @@ export class RunStore {
   /** Creates `<home>/<id>/` with run.json (status "running", step 0) and empty streams. */
   static create(options: CreateRunOptions): RunStore {
     const home = resolveHome(options.home);
-    mkdirSync(home, { recursive: true });
+    try {
+      mkdirSync(home, { recursive: true });
+    } catch (e) {
+      throw new RunStoreError(`cannot create the runs folder ${home}: ${describeError(e)}`, { file: home, cause: e });
+    }
     const now = new Date();
     const base = `${timestampPart(now)}-${runSlug(options.name, options.config)}`;
     let id = "";
@@ -301,11 +357,17 @@ export class RunStore {
         mkdirSync(dir);
         break;
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 64) throw e;
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 64)
+          throw writeError(dir, e, "create the run folder");
       }
     }
     const lock = RunLock.acquire(dir);
-    mkdirSync(join(dir, RUN_FILES.checkpoints));
+    try {
+      ensureDir(dir, join(dir, RUN_FILES.checkpoints));
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
     const meta: RunMeta = {
       id,
       ...(options.name !== undefined ? { name: options.name } : {}),
@@ -329,7 +391,21 @@ export class RunStore {
       lock.release();
       throw e;
     }
-    return new RunStore(dir, meta, options.arrow, lock);
+    try {
+      return new RunStore(dir, meta, options.arrow, lock);
+    } catch (e) {
+      // run.json exists: it must not say "running" for a run that never started.
+      try {
+        writeJsonAtomic(
+          join(dir, RUN_FILES.meta),
+          { ...meta, status: "failed", error: describeError(e) },
+          { whenFull: true },
+        );
+      } catch {
+        // The original error says what went wrong.
+      }
+      throw e;
+    }
   }
 
   /**
@@ -342,13 +418,23 @@ export class RunStore {
     const lock = options.lock ?? RunLock.acquire(abs);
     try {
       const meta = readMeta(abs);
-      repairJsonlTail(join(abs, RUN_FILES.events));
-      repairJsonlTail(join(abs, RUN_FILES.samples));
-      refuseSymlink(join(abs, RUN_FILES.checkpoints));
-      mkdirSync(join(abs, RUN_FILES.checkpoints), { recursive: true });
-      return new RunStore(abs, meta, options.arrow, lock);
+      const tails = [RUN_FILES.events, RUN_FILES.samples]
+        .map((f) => setAsideJsonlTail(abs, f))
+        .filter((p): p is string => p !== null);
+      ensureDir(abs, join(abs, RUN_FILES.checkpoints));
+      const removed = removeStaleTemps(abs);
+      const store = new RunStore(abs, meta, options.arrow, lock);
+      store.setAsideTails.push(...tails);
+      store.removedTemps.push(...removed);
+      return store;
     } catch (e) {
       lock.release();
+      if (e instanceof RunStoreError && / is (damaged|corrupt)/.test(e.message) && !e.message.includes("primal repair"))
+        throw new RunStoreError(`${e.message}; ${repairHint(abs)}`, {
+          ...(e.file !== undefined ? { file: e.file } : {}),
+          ...(e.offset !== undefined ? { offset: e.offset } : {}),
+          cause: e,
+        });
       throw e;
     }
   }
@@ -380,15 +466,37 @@ export class RunStore {
     if (Number.isFinite(step) && step > this.lastStep) this.lastStep = step;
   }
 
+  /**
+   * Runs a write; when it fails (a full disk, an I/O error) run.json is set to "failed" with the
+   * reason before the error is passed on, so no run says "running" after losing a write.
+   */
+  private guard<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (e) {
+      if (e instanceof RunStoreError || typeof (e as NodeJS.ErrnoException)?.code === "string") this.markFailed(e);
+      throw e;
+    }
+  }
+
+  /** Sets status "failed" with the reason (best effort: on a full disk run.json is rewritten in place). */
+  markFailed(reason: unknown): void {
+    try {
+      this.setStatus("failed", this.lastStep, describeError(reason));
+    } catch {
+      // Nothing more can be written; the caller reports the original error.
+    }
+  }
+
   appendMetrics(row: MetricsInput): void {
     this.ensureOpen();
-    appendMetricsRow(this.metrics, row);
+    this.guard(() => appendMetricsRow(this.metrics, row));
     this.seeStep(row.step);
   }
 
   appendLayers(cols: LayerColumns): void {
     this.ensureOpen();
-    appendLayerColumns(this.layers, cols);
+    this.guard(() => appendLayerColumns(this.layers, cols));
     this.seeStep(cols.step);
   }
 
@@ -405,7 +513,7 @@ export class RunStore {
       kind,
       ...rest,
     };
-    this.events.append(`${JSON.stringify(line)}\n`);
+    this.guard(() => this.events.append(line));
   }
 
   /** Appends one generated sample to samples.jsonl. */
@@ -420,7 +528,7 @@ export class RunStore {
       topK: rec.topK,
       seed: rec.seed,
     };
-    this.samples.append(`${JSON.stringify(line)}\n`);
+    this.guard(() => this.samples.append(line));
   }
 
   private extraStream(which: "custom" | "knobTrace"): ArrowAppender {
@@ -449,9 +557,11 @@ export class RunStore {
       if (typeof values[n] !== "number") throw new TypeError(`log: "${n}" must be a number, got ${typeof values[n]}`);
     }
     if (names.length === 0) return;
-    this.extraStream("custom").appendColumns(
-      { step, time, name: names, value: Float64Array.from(names, (n) => values[n]!) },
-      names.length,
+    this.guard(() =>
+      this.extraStream("custom").appendColumns(
+        { step, time, name: names, value: Float64Array.from(names, (n) => values[n]!) },
+        names.length,
+      ),
     );
     this.seeStep(step);
   }
@@ -463,7 +573,7 @@ export class RunStore {
     if (names.length === 0) return;
     // Nulls are checked per value against the nullable column (ColumnInput has no number|null type).
     const value = names.map((n) => knobs[n] ?? null) as unknown as ArrayLike<number>;
-    this.extraStream("knobTrace").appendColumns({ step, knob: names, value }, names.length);
+    this.guard(() => this.extraStream("knobTrace").appendColumns({ step, knob: names, value }, names.length));
   }
 
   /** Adds tags or notes to the run (annotations.jsonl). */
@@ -478,17 +588,15 @@ export class RunStore {
     const { error: _old, ...rest } = this.meta;
     this.meta = { ...rest, status, step, ...(status === "failed" && error !== undefined ? { error } : {}) };
     this.seeStep(step);
-    writeJsonAtomic(join(this.dir, RUN_FILES.meta), this.meta);
+    writeJsonAtomic(join(this.dir, RUN_FILES.meta), this.meta, { whenFull: true });
   }
 
   /** Where the checkpoint of `step` goes: `checkpoints/step-N.safetensors`. */
   checkpointPath(step: number): string {
     if (!Number.isSafeInteger(step) || step < 0) throw new TypeError(`invalid checkpoint step ${step}`);
-    const dir = join(this.dir, RUN_FILES.checkpoints);
-    refuseSymlink(dir);
-    mkdirSync(dir, { recursive: true });
+    const dir = ensureDir(this.dir, join(this.dir, RUN_FILES.checkpoints));
     const path = join(dir, `step-${step}.safetensors`);
-    refuseSymlink(path);
+    refuseLink(path);
     return path;
   }
 
@@ -508,31 +616,37 @@ export class RunStore {
   }
 
   /**
-   * Deletes all but the newest `keep` checkpoints (by step), never a protected one; returns the
+   * Deletes checkpoints so that at most `keep` remain, oldest first and never a protected one (the
+   * checkpoint the run was resumed from counts toward `keep`, and unless `keep` is 0 the newest is
+   * always kept).
+   * Called before a checkpoint is written as well as after, so keeping K checkpoints never needs
+   * room for more than K of them plus the temporary file of the one being written. Returns the
    * deleted paths.
    */
   pruneCheckpoints(keep: number): string[] {
     if (!Number.isSafeInteger(keep) || keep < 0) throw new TypeError(`invalid keep count ${keep}`);
     const all = listCheckpoints(this.dir);
-    const doomed = all
-      .slice(0, Math.max(0, all.length - keep))
-      .filter((c) => !this.protectedCheckpoints.has(resolve(c.path)));
+    const isProtected = (c: CheckpointInfo) => this.protectedCheckpoints.has(resolve(c.path));
+    const others = all.filter((c) => !isProtected(c));
+    const room = keep === 0 ? 0 : Math.max(1, keep - (all.length - others.length));
+    const doomed = others.slice(0, Math.max(0, others.length - room));
     for (const c of doomed) rmSync(c.path, { force: true });
     return doomed.map((c) => c.path);
   }
 
   /**
-   * Moves checkpoints after `step` into `checkpoints/<folder>/` (kept, not deleted), so a run
-   * resumed from an older checkpoint starts a branch that later resumes cannot jump past.
+   * Moves checkpoints after `step` into `checkpoints/<kind>-<time>…/` (kept, not deleted), so a
+   * run resumed from an older checkpoint starts a branch that later resumes cannot jump past. The
+   * folder is new (a name already taken gets a counter) and created without following links.
    * Returns the folder, or null when there was nothing to move.
    */
-  setAsideCheckpointsAfter(step: number, folder: string): string | null {
+  setAsideCheckpointsAfter(step: number, kind: "damaged" | "abandoned"): string | null {
     const later = listCheckpoints(this.dir).filter((c) => c.step > step);
     if (later.length === 0) return null;
-    const aside = join(this.dir, RUN_FILES.checkpoints, folder);
-    mkdirSync(aside, { recursive: true });
-    for (const c of later) renameSync(c.path, join(aside, basename(c.path)));
-    fsyncDir(join(this.dir, RUN_FILES.checkpoints));
+    const parent = join(this.dir, RUN_FILES.checkpoints);
+    const aside = join(parent, freshName(parent, kind, kind === "abandoned" ? `-after-step-${step}` : ""));
+    for (const c of later) moveInto(this.dir, c.path, aside);
+    fsyncDir(parent);
     return aside;
   }
 
@@ -542,6 +656,10 @@ export class RunStore {
    */
   flush(): void {
     this.ensureOpen();
+    this.guard(() => this.flushStreams());
+  }
+
+  private flushStreams(): void {
     let first: unknown;
     for (const a of [this.metrics, this.layers, this.custom, this.knobTrace]) {
       if (!a) continue;
@@ -557,12 +675,14 @@ export class RunStore {
   /** Flushes and forces every stream of the run to stable storage (before a checkpoint exists). */
   sync(): void {
     this.ensureOpen();
-    this.metrics.sync();
-    this.layers.sync();
-    this.custom?.sync();
-    this.knobTrace?.sync();
-    this.events.sync();
-    this.samples.sync();
+    this.guard(() => {
+      this.metrics.sync();
+      this.layers.sync();
+      this.custom?.sync();
+      this.knobTrace?.sync();
+      this.events.sync();
+      this.samples.sync();
+    });
   }
 
   /** Flushes and closes all files (writing the streams' EOS markers) and frees the lock. Idempotent. */

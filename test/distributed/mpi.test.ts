@@ -128,6 +128,7 @@ describe.skipIf(!!skipReason)("data parallel over MPI", () => {
 
 describe.skipIf(!!skipReason)("the CLI over MPI", () => {
   const bin = join(import.meta.dirname, "..", "..", "bin", "primal.js");
+  let cliRun = "";
 
   it(
     "mpirun -n 2 primal train --distributed mpi: rank 0 alone writes one run that records 2 ranks",
@@ -175,8 +176,27 @@ describe.skipIf(!!skipReason)("the CLI over MPI", () => {
       const run = JSON.parse(readFileSync(join(out.runDir, "run.json"), "utf8")) as { config: Record<string, unknown> };
       expect([run.config.worldSize, run.config.distributed]).toEqual([2, "mpi"]);
       expect(existsSync(join(out.runDir, "checkpoints", "step-2.safetensors"))).toBe(true);
+      cliRun = out.runDir;
     },
   );
+
+  it("that run, resumed by one process, is refused unless --change-world-size says the step shrinks", () => {
+    expect(cliRun, "the 2-rank run of the previous test").not.toBe("");
+    const resume = (extra: string[]) =>
+      spawnSync(
+        process.execPath,
+        [bin, "resume", cliRun, "--steps", "1", "--device", "cpu", "--threads", "1", "--json", ...extra],
+        { encoding: "utf8", timeout: 300_000 },
+      );
+    const refused = resume([]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(
+      /trained on 2 ranks x \d+ = \d+ windows per step; this resume has 1 rank x \d+ = \d+ windows per step.*--change-world-size/,
+    );
+    const ok = resume(["--change-world-size"]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout.trim().split("\n").at(-1)!)).toMatchObject({ worldSize: 1, step: 3 });
+  });
 
   it("primal plan --ranks reports the bytes each rank all-reduces per step", () => {
     const r = spawnSync(

@@ -2,7 +2,17 @@
 // damaged, rows that could not be written stay buffered and are written once there is space, the
 // run ends "failed" with the reason, and it resumes. Also: `report` on a read-only run folder.
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
@@ -10,6 +20,7 @@ import { ArrowAppender, readArrowStream } from "../../src/tracking/arrowStream.j
 import { listRuns, readRun } from "../../src/tracking/runReader.js";
 import { metricsSchema } from "../../src/tracking/schemas.js";
 import { writeReport } from "../../src/cli/reportCommand.js";
+import { plotlyBundleSource, plotlyFileName } from "../../src/plots/html.js";
 import { tinyConfig } from "./fixtures/common.js";
 import { mountTmpfs, type Tmpfs } from "./fixtures/tmpfs.js";
 
@@ -20,14 +31,43 @@ if (skipReason) console.warn(`disk-full tests skipped: ${skipReason}`);
 afterAll(() => fs?.unmount());
 
 /** Fills the file system up to `leave` free bytes with one filler file; returns its path. */
-function fill(dir: string, leave: number): string {
-  const path = join(dir, "filler");
+function fill(dir: string, leave: number, name = "filler"): string {
+  const path = join(dir, name);
   const free = Number(
     execFileSync("df", ["--output=avail", "-B1", dir], { encoding: "utf8" }).trim().split("\n").at(-1),
   );
   writeFileSync(path, Buffer.alloc(Math.max(0, free - leave)));
   return path;
 }
+
+/** A tmpfs of its own for one test (so earlier tests' runs take none of its room). */
+async function onTmpfs(size: string, body: (dir: string) => Promise<void>): Promise<void> {
+  const own = mountTmpfs(size) as Tmpfs;
+  try {
+    await body(own.dir);
+  } finally {
+    own.unmount();
+  }
+}
+
+/** Fills the file system completely: one filler, then small ones until not a byte more fits. */
+function fillUp(dir: string): string[] {
+  const fillers = [fill(dir, 0)];
+  for (let i = 0; i < 64; i++) {
+    const p = join(dir, `filler-${i}`);
+    try {
+      writeFileSync(p, Buffer.alloc(4096));
+      fillers.push(p);
+    } catch {
+      rmSync(p, { force: true });
+      break;
+    }
+  }
+  return fillers;
+}
+
+const status = (dir: string) =>
+  JSON.parse(readFileSync(join(dir, "run.json"), "utf8")) as { status: string; error?: string };
 
 const row = (step: number) => ({
   step,
@@ -112,6 +152,106 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
     ]);
   });
 
+  it("run creation on a full disk names the file and leaves no empty lock", async () => {
+    await onTmpfs("8m", async (root) => {
+      const home = join(root, "create-home");
+      execFileSync("mkdir", ["-p", home]);
+      const fillers = fillUp(root);
+      try {
+        const err = await Trainer.create(tinyConfig(home, { name: "nospace" }) as never).then(
+          () => null,
+          (e: unknown) => e as Error,
+        );
+        expect(err?.message).toMatch(/ENOSPC/);
+        // The message says which file could not be written, with its folder.
+        expect(err?.message).toMatch(
+          /\/lock\b|\b(run\.json|metrics\.arrows(\.index)?|layers\.arrows(\.index)?|events\.jsonl|samples\.jsonl|checkpoints) in \//,
+        );
+        for (const run of readdirSync(home)) {
+          expect(existsSync(join(home, run, "lock")), `${run}/lock`).toBe(false);
+          if (existsSync(join(home, run, "run.json"))) expect(status(join(home, run)).status).not.toBe("running");
+        }
+      } finally {
+        for (const f of fillers) rmSync(f, { force: true });
+      }
+    });
+  });
+
+  it("resume on a full disk names the file and leaves no empty lock", async () => {
+    await onTmpfs("8m", async (root) => {
+      const home = join(root, "resume-home");
+      const t = await Trainer.create(tinyConfig(home, { name: "resume-full", checkpointEvery: 2 }) as never);
+      await t.train(2);
+      t.dispose();
+      const fillers = fillUp(root);
+      try {
+        const err = await Trainer.resume(t.runDir).then(
+          () => null,
+          (e: unknown) => e as Error,
+        );
+        expect(err?.message).toMatch(/ENOSPC/);
+        expect(err?.message).toContain(t.runDir);
+        expect(existsSync(join(t.runDir, "lock"))).toBe(false);
+      } finally {
+        for (const f of fillers) rmSync(f, { force: true });
+      }
+      const r = await Trainer.resume(t.runDir);
+      expect(r.step).toBe(2);
+      r.dispose();
+    });
+  });
+
+  it("a failed write leaves run.json 'failed' with the reason, even on a completely full disk", async () => {
+    await onTmpfs("8m", async (root) => {
+      const home = join(root, "status-home");
+      const t = await Trainer.create(tinyConfig(home, { name: "status", checkpointEvery: 0 }) as never);
+      await t.train(2);
+      const fillers = fillUp(root);
+      try {
+        // A checkpoint saved outside train() does not fit: the run says so.
+        await expect(t.save()).rejects.toThrow(/No space left|ENOSPC/);
+        expect(status(t.runDir)).toMatchObject({
+          status: "failed",
+          error: expect.stringMatching(/step-2\.safetensors.*(No space left|ENOSPC)/),
+        });
+        // Training on fails too, and run.json says so although not a byte more fits.
+        await expect(t.train(50)).rejects.toThrow(/ENOSPC|No space/);
+        expect(status(t.runDir).status).toBe("failed");
+        try {
+          t.dispose();
+        } catch (e) {
+          expect((e as Error).message).toMatch(/ENOSPC/);
+        }
+        expect(status(t.runDir).status).toBe("failed");
+      } finally {
+        for (const f of fillers) rmSync(f, { force: true });
+      }
+      expect(existsSync(join(t.runDir, "lock"))).toBe(false);
+    });
+  });
+
+  it("report on a full disk names the file and never leaves a cut-off plotly.js", async () => {
+    await onTmpfs("8m", async (root) => {
+      const home = join(root, "report-home");
+      const t = await Trainer.create(tinyConfig(home, { name: "report-full", checkpointEvery: 0 }) as never);
+      await t.train(2);
+      t.dispose();
+      const fillers = [fill(root, 1_000_000, "report-filler")]; // room for a page, not for plotly.js
+      try {
+        await expect(writeReport(t.runDir, undefined, ["html"])).rejects.toThrow(
+          /cannot write (plotly-.*\.min\.js|\w+\.html) in .*figures: ENOSPC/,
+        );
+        const js = join(t.runDir, "figures", plotlyFileName());
+        if (existsSync(js)) expect(statSync(js).size).toBe(Buffer.byteLength(plotlyBundleSource()));
+        expect(readdirSync(join(t.runDir, "figures")).filter((n) => n.includes(".tmp"))).toEqual([]);
+      } finally {
+        for (const f of fillers) rmSync(f, { force: true });
+      }
+      const files = await writeReport(t.runDir, undefined, ["html"]);
+      expect(files).toHaveLength(4);
+    });
+  });
+
   it("report on a read-only run folder says so", async () => {
     // A tmpfs of its own: a remount to read-only needs no file open on it.
     const ro = mountTmpfs("8m") as Tmpfs;
@@ -129,6 +269,26 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
       expect(JSON.parse(readFileSync(join(t.runDir, "run.json"), "utf8")).status).toBe("finished");
     } finally {
       ro.unmount();
+    }
+  });
+});
+
+describe("shared report assets", () => {
+  it("a plotly.js cut short by a killed report is written again, whole", async () => {
+    const home = mkdtempSync(join(tmpdir(), "primal-assets-"));
+    try {
+      const t = await Trainer.create(tinyConfig(home, { name: "assets", checkpointEvery: 0 }) as never);
+      await t.train(2);
+      t.dispose();
+      await writeReport(t.runDir, undefined, ["html"]);
+      const js = join(t.runDir, "figures", plotlyFileName());
+      const full = statSync(js).size;
+      expect(full).toBe(Buffer.byteLength(plotlyBundleSource()));
+      truncateSync(js, 0); // what a kill during the old plain write left behind
+      await writeReport(t.runDir, undefined, ["html"]);
+      expect(statSync(js).size).toBe(full);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
     }
   });
 });

@@ -234,34 +234,65 @@ describe("writing and reading a run", () => {
     expect(() => store.setStatus("weird" as never)).toThrow(TypeError);
   });
 
-  it("tolerates a cut-off last JSONL line, warns about bad lines, and repairs the tail on open", () => {
+  it("sets a cut-off last JSONL line aside on open, refuses a damaged record by name, keeps a record without its newline", () => {
     const store = RunStore.create(options(freshHome()));
     store.event("start");
     store.sample({ step: 1, prompt: "a", text: "ab", temperature: 1, topK: 0, seed: 1 });
     store.close();
     const events = join(store.dir, "events.jsonl");
+    // Every record carries its checksum as its last field.
+    expect(readFileSync(events, "utf8")).toMatch(/^\{"step":0,.*"kind":"start","crc32":"[0-9a-f]{8}"\}\n$/);
     appendFileSync(events, '{"step": 2, "kind": "ev');
     let run = readRun(store.dir);
     expect(run.events).toHaveLength(1);
     expect(run.warnings).toEqual([]);
 
     const again = RunStore.open(store.dir);
+    // The cut-off bytes are not deleted: they are copied beside the file before the cut.
+    expect(again.setAsideTails).toHaveLength(1);
+    expect(basename(again.setAsideTails[0]!)).toMatch(/^events\.jsonl\.tail-/);
+    expect(readFileSync(again.setAsideTails[0]!, "utf8")).toBe('{"step": 2, "kind": "ev');
     again.event("resume", { step: 2 });
     again.close();
     run = readRun(store.dir);
     expect(run.events.map((e) => e["kind"])).toEqual(["start", "resume"]);
 
-    appendFileSync(events, 'not json\n{"step":3,"time":"x","kind":"stop"}\n');
-    run = readRun(store.dir);
-    expect(run.events.map((e) => e["kind"])).toEqual(["start", "resume", "stop"]);
-    expect(run.warnings).toEqual(["events.jsonl line 3 is not valid JSON; skipped"]);
+    // A damaged record is refused by name, like a damaged Arrow message.
+    const good = readFileSync(events);
+    writeFileSync(events, Buffer.from(good.toString("utf8").replace('"kind":"resume"', '"kind":"resumf"')));
+    expect(() => readRun(store.dir)).toThrow(
+      /events\.jsonl is damaged at line 2 \(byte \d+\): the record does not match its checksum/,
+    );
+    expect(() => RunStore.open(store.dir)).toThrow(/events\.jsonl is damaged at line 2 .*primal repair/);
+    writeFileSync(events, good);
 
-    // A complete last record that only lacks its newline is kept, and terminated on open.
+    // A whole record that only lacks its newline is kept, and terminated on open.
     const samples = join(store.dir, "samples.jsonl");
-    appendFileSync(samples, '{"step":9,"prompt":"p","text":"t","temperature":1,"topK":1,"seed":1}');
-    expect(readRun(store.dir).samples).toHaveLength(2);
-    RunStore.open(store.dir).close();
-    expect(readFileSync(samples, "utf8").endsWith("}\n")).toBe(true);
+    const bytes = readFileSync(samples);
+    writeFileSync(samples, bytes.subarray(0, bytes.length - 1));
+    expect(readRun(store.dir).samples).toHaveLength(1);
+    const third = RunStore.open(store.dir);
+    expect(third.setAsideTails).toEqual([]);
+    third.close();
+    expect(readFileSync(samples)).toEqual(bytes);
+  });
+
+  it("reads JSONL files written before records carried checksums as before", () => {
+    const store = RunStore.create(options(freshHome()));
+    store.close();
+    const events = join(store.dir, "events.jsonl");
+    writeFileSync(
+      events,
+      '{"step":0,"kind":"start"}\nnot json\n{"step":3,"time":"x","kind":"stop"}\n{"step":4,"kind":"x"}',
+    );
+    const run = readRun(store.dir);
+    expect(run.events.map((e) => e["kind"])).toEqual(["start", "stop", "x"]);
+    expect(run.warnings).toEqual(["events.jsonl line 2 is not valid JSON; skipped"]);
+    // Appending after them: the old lines stay readable, the new ones are checked.
+    const again = RunStore.open(store.dir);
+    again.event("resume", { step: 4 });
+    again.close();
+    expect(readRun(store.dir).events.map((e) => e["kind"])).toEqual(["start", "stop", "x", "resume"]);
   });
 
   it("manages checkpoints by numeric step", () => {

@@ -101,7 +101,10 @@ std::string hex8(uint32_t v) {
 void writeDurably(const std::string& path, const std::vector<std::pair<const char*, size_t>>& parts) {
   const std::string tmp = path + ".tmp";
 #ifndef _WIN32
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
+  // A leftover of a killed save, or anything planted under this name (a link, a hard link to a file
+  // elsewhere), is unlinked, never opened: the temporary file is always a new one (O_EXCL).
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
   if (fd < 0) throw Error("save: cannot open '" + tmp + "' for writing: " + std::strerror(errno));
   auto failed = [&](const char* what) {
     const std::string reason = std::strerror(errno);
