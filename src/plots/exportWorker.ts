@@ -1,0 +1,158 @@
+// The headless browser behind figure export, run in a worker thread (see export.ts): one
+// Chromium with plotly.js and the embedded font loaded, answering render requests.
+//
+// Why a worker: an open browser connection keeps Node's event loop alive, so a browser kept
+// for reuse in the main thread would stop a script from ever exiting. A worker that is
+// unref'd while idle lets the process end on its own; Chromium, driven through a pipe, exits
+// with it.
+//
+// `exportWorkerMain` is started from its own source text (Function#toString), so it must not
+// refer to anything outside its body: everything it needs comes in workerData.
+
+/** What the worker needs; all paths absolute. */
+export interface ExportWorkerData {
+  playwright: string;
+  chromium: string;
+  args: readonly string[];
+  profile: string;
+  timeoutMs: number;
+  plotlyPath: string;
+  /** @font-face rules (with data: URLs) loaded into the page and embedded into SVGs that use them. */
+  fontCss: { family: string; css: string; sample: string }[];
+}
+
+/** One render request; `fig` is plain JSON. */
+export interface RenderRequest {
+  id: number;
+  op: "svg" | "png" | "pdf" | "close";
+  fig?: unknown;
+  width?: number;
+  height?: number;
+  scale?: number;
+}
+
+export interface RenderReply {
+  id: number;
+  ok: boolean;
+  result?: string | Uint8Array;
+  error?: string;
+}
+
+export function exportWorkerMain(): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { parentPort, workerData } = require("node:worker_threads") as typeof import("node:worker_threads");
+  const fs = require("node:fs") as typeof import("node:fs");
+  const data = workerData as ExportWorkerData;
+  const { chromium } = require(data.playwright) as typeof import("playwright-core");
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const port = parentPort as NonNullable<typeof parentPort>;
+  const fontStyle = data.fontCss.map((f) => f.css).join("\n");
+
+  type Ctx = Awaited<ReturnType<typeof chromium.launchPersistentContext>>;
+  type Pg = Awaited<ReturnType<Ctx["newPage"]>>;
+  let context: Ctx | undefined;
+  let page: Pg | undefined;
+
+  const start = async (): Promise<void> => {
+    context = await chromium.launchPersistentContext(data.profile, {
+      executablePath: data.chromium,
+      headless: true,
+      args: [...data.args],
+      timeout: data.timeoutMs,
+      offline: true,
+    });
+    context.setDefaultTimeout(data.timeoutMs);
+    // Belt and braces with `offline`: any http(s)/ws request a figure might trigger is refused.
+    await context.route(/^(https?|wss?):/, (route) => route.abort());
+    page = context.pages()[0] ?? (await context.newPage());
+    // plotly.js wrapped so that it defines window.Plotly whatever globals the page has.
+    const plotly = fs.readFileSync(data.plotlyPath, "utf8").replace(/<\/(script)/gi, "<\\/$1");
+    await page.setContent(
+      `<!DOCTYPE html><html><head><meta charset="utf-8"><style>${fontStyle}</style>` +
+        `<script>(function (module, exports, define) {\n${plotly}\n}).call(self);</script></head><body></body></html>`,
+      { waitUntil: "load" },
+    );
+    // Fonts load lazily: load them before Plotly measures any text with them.
+    const ok = await page.evaluate(async (fonts) => {
+      for (const f of fonts) await document.fonts.load(`12px "${f.family}"`, f.sample);
+      return typeof (globalThis as unknown as { Plotly?: unknown }).Plotly === "object";
+    }, data.fontCss);
+    if (!ok) throw new Error("plotly.js did not load in the headless browser");
+  };
+
+  const toImage = async (req: RenderRequest, format: "svg" | "png"): Promise<string> =>
+    (page as Pg).evaluate(
+      async ({ f, options }) => {
+        const P = (globalThis as unknown as { Plotly: { toImage(fig: unknown, o: unknown): Promise<string> } }).Plotly;
+        return P.toImage(f, options);
+      },
+      {
+        f: req.fig,
+        options: { format, width: req.width, height: req.height, scale: req.scale ?? 1, imageDataOnly: true },
+      },
+    );
+
+  /** The SVG with the @font-face rules of the fonts it uses, so it shows the same anywhere. */
+  const embedFonts = (svg: string): string => {
+    const used = data.fontCss.filter((f) => svg.includes(f.family));
+    if (used.length === 0) return svg;
+    const style = `<style>${used.map((f) => f.css).join("\n")}</style>`;
+    return svg.replace(/^(<svg[^>]*>)/, `$1${style}`);
+  };
+
+  const handle = async (req: RenderRequest): Promise<string | Uint8Array> => {
+    if (req.op === "svg") return embedFonts(await toImage(req, "svg"));
+    if (req.op === "png") return Buffer.from(await toImage(req, "png"), "base64");
+    // Vector PDF: the SVG printed on one page of exactly the figure's size, fonts embedded.
+    const svg = await toImage({ ...req, scale: 1 }, "svg");
+    const p = await (context as Ctx).newPage();
+    try {
+      await p.setContent(
+        `<!DOCTYPE html><html><head><meta charset="utf-8"><style>${fontStyle}\n` +
+          `@page{size:${req.width}px ${req.height}px;margin:0}html,body{margin:0;padding:0}svg{display:block}` +
+          `</style></head><body>${svg}</body></html>`,
+        { waitUntil: "load" },
+      );
+      await p.evaluate(() => document.fonts.ready.then(() => undefined));
+      const pdf = await p.pdf({
+        width: `${req.width}px`,
+        height: `${req.height}px`,
+        printBackground: true,
+        margin: { top: "0", right: "0", bottom: "0", left: "0" },
+        pageRanges: "1",
+      });
+      return new Uint8Array(pdf);
+    } finally {
+      await p.close();
+    }
+  };
+
+  const started = start();
+  started.then(
+    () => port.postMessage({ id: 0, ok: true } satisfies RenderReply),
+    (e: unknown) => port.postMessage({ id: 0, ok: false, error: String((e as Error)?.message ?? e) } satisfies RenderReply),
+  );
+  // Requests are answered one at a time, in order: one page renders one figure at a time.
+  let queue: Promise<void> = started.catch(() => undefined);
+  port.on("message", (req: RenderRequest) => {
+    queue = queue.then(async () => {
+      if (req.op === "close") {
+        try {
+          await context?.close();
+        } finally {
+          fs.rmSync(data.profile, { recursive: true, force: true });
+          port.postMessage({ id: req.id, ok: true } satisfies RenderReply);
+          port.close();
+        }
+        return;
+      }
+      try {
+        if (!page) throw new Error("the headless browser did not start");
+        const result = await handle(req);
+        port.postMessage({ id: req.id, ok: true, result } satisfies RenderReply);
+      } catch (e) {
+        port.postMessage({ id: req.id, ok: false, error: String((e as Error)?.message ?? e) } satisfies RenderReply);
+      }
+    });
+  });
+}
