@@ -83,6 +83,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
       ).choices(["mpi", "nccl"]),
     )
     .option("--json", "print one final JSON line")
+    .option("--eval", "evaluate after the last step (the run's eval cap and progress, as train)")
     .option("--threads <n>", "CPU threads on this machine (0 = all cores)")
     .option(
       "--fork",
@@ -97,6 +98,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           memoryBudget?: string;
           distributed?: "mpi" | "nccl";
           json?: boolean;
+          eval?: boolean;
           threads?: string;
           fork?: boolean;
         },
@@ -105,6 +107,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           const steps = int("steps", flags.steps)!;
           if (steps < 0) throw new Error("--steps must be a non-negative integer");
           const threads = int("threads", flags.threads);
+          if (!flags.json) process.stderr.write(`loading ${run}…\n`);
           const trainer = await Trainer.resume(run, {
             ...(flags.device ? { device: flags.device } : {}),
             ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
@@ -114,8 +117,9 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           });
           if (!flags.json && trainer.rank === 0)
             process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
-          const summary = await runTraining(trainer, steps, !!flags.json);
-          await finish(trainer, summary, !!flags.json);
+          const evaluate = { evaluate: !!flags.eval };
+          const summary = await runTraining(trainer, steps, !!flags.json, evaluate);
+          await finish(trainer, summary, !!flags.json, evaluate);
         } catch (e) {
           fail(e);
         }
