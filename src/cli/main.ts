@@ -167,18 +167,39 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
 
   program
     .command("report <run>")
-    .description("write the standard figures of a run (html, svg, png, pdf)")
+    .description("write the standard figures of a run (html, svg, png, pdf) and an index.html")
     .option("--out <dir>", "output directory (default <run>/figures)")
     .option("--formats <list>", "comma-separated formats", "html,png")
-    .action(async (run: string, flags: { out?: string; formats: string }) => {
-      try {
-        const { writeReport } = await import("./reportCommand.js");
-        const files = await writeReport(run, flags.out, flags.formats.split(","));
-        for (const f of files) process.stdout.write(f + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
+    .addOption(
+      new Option("--style <name>", "figure style: notebook, or paper (3.5 in figures, 300 dpi PNG)")
+        .choices(["notebook", "paper"])
+        .default("notebook"),
+    )
+    .addOption(new Option("--columns <n>", "paper style: 1 (3.5 in) or 2 (7 in) columns").choices(["1", "2"]))
+    .action(
+      async (run: string, flags: { out?: string; formats: string; style: "notebook" | "paper"; columns?: string }) => {
+        try {
+          const { writeReport } = await import("./reportCommand.js");
+          const { makeFileProgress } = await import("./progress.js");
+          const formats = flags.formats.split(",");
+          const progress = makeFileProgress(
+            "report",
+            formats.some((f) => f !== "html") ? "starting the headless browser…" : undefined,
+          );
+          const files = await writeReport(run, {
+            outDir: flags.out,
+            formats,
+            style: flags.style,
+            ...(flags.columns ? { columns: Number(flags.columns) as 1 | 2 } : {}),
+            onProgress: (done, total, path) => progress.update(done, total, path),
+          });
+          progress.stop();
+          if (progress.bar) for (const f of files) process.stdout.write(f + "\n");
+        } catch (e) {
+          fail(e);
+        }
+      },
+    );
 
   addExportCommand(program, fail);
 
