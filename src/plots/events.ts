@@ -56,7 +56,6 @@ export function eventMarkers(events: RunData["events"]): {
   return { shapes, annotations };
 }
 
-
 /** Adds the knob-change lines and labels of `events` to a layout's shapes and annotations. */
 export function addEventMarkers(layout: Record<string, unknown>, events: RunData["events"]): void {
   const { shapes, annotations } = eventMarkers(events);

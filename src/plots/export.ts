@@ -4,15 +4,7 @@
 // node_modules and are inlined, and the browser's own network access is blocked. One browser
 // serves the whole process (sharedExporter).
 
-import {
-  accessSync,
-  existsSync,
-  constants as fsConstants,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { accessSync, existsSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -194,7 +186,7 @@ export function pngWithDpi(png: Buffer, dpi: number): Buffer {
   chunk.writeUInt32BE(crc32(body), 17);
   // Drop an existing pHYs chunk.
   const rest: Buffer[] = [];
-  for (let off = ihdrEnd; off < png.length; ) {
+  for (let off = ihdrEnd; off < png.length;) {
     const len = png.readUInt32BE(off);
     const type = png.toString("ascii", off + 4, off + 8);
     if (type !== "pHYs") rest.push(png.subarray(off, off + 12 + len));
@@ -214,7 +206,11 @@ const FONT_FILES: { file: string; range: string; sample: string }[] = [
       "U+0000-00FF,U+0131,U+0152-0153,U+02BB-02BC,U+02C6,U+02DA,U+02DC,U+0304,U+0308,U+0329,U+2000-206F,U+20AC,U+2122,U+2191,U+2193,U+2212,U+2215,U+FEFF,U+FFFD",
     sample: "Ab1",
   },
-  { file: "arimo-greek-400-normal.woff2", range: "U+0370-0377,U+037A-037F,U+0384-038A,U+038C,U+038E-03A1,U+03A3-03FF", sample: "γΣ" },
+  {
+    file: "arimo-greek-400-normal.woff2",
+    range: "U+0370-0377,U+037A-037F,U+0384-038A,U+038C,U+038E-03A1,U+03A3-03FF",
+    sample: "γΣ",
+  },
 ];
 
 let fontCssCache: ExportWorkerData["fontCss"] | null = null;
@@ -477,7 +473,10 @@ export interface ExportManyOptions {
 export async function exportFigures(files: readonly FigureFile[], opts: ExportManyOptions = {}): Promise<string[]> {
   const written: string[] = [];
   for (const f of files) {
-    const path = await exportFigure(f.figure, f.path, { ...f.options, ...(opts.exporter ? { exporter: opts.exporter } : {}) });
+    const path = await exportFigure(f.figure, f.path, {
+      ...f.options,
+      ...(opts.exporter ? { exporter: opts.exporter } : {}),
+    });
     written.push(path);
     opts.onProgress?.(written.length, files.length, path);
   }

@@ -100,9 +100,31 @@ export function exportWorkerMain(): void {
     return svg.replace(/^(<svg[^>]*>)/, `$1${style}`);
   };
 
+  /**
+   * PNG: the SVG with its fonts embedded, drawn on a canvas. (Plotly's own PNG draws the SVG as
+   * an image, which cannot see the page's web fonts, so its text would fall back to a system font.)
+   */
+  const toPng = async (req: RenderRequest): Promise<string> => {
+    const svg = embedFonts(await toImage({ ...req, scale: 1 }, "svg"));
+    return (page as Pg).evaluate(
+      async ({ svg, width, height, scale }) => {
+        const img = new Image();
+        img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
+        await img.decode();
+        const canvas = document.createElement("canvas");
+        canvas.width = Math.round(width * scale);
+        canvas.height = Math.round(height * scale);
+        const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
+        ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+        return canvas.toDataURL("image/png").replace(/^data:image\/png;base64,/, "");
+      },
+      { svg, width: req.width ?? 900, height: req.height ?? 500, scale: req.scale ?? 1 },
+    );
+  };
+
   const handle = async (req: RenderRequest): Promise<string | Uint8Array> => {
     if (req.op === "svg") return embedFonts(await toImage(req, "svg"));
-    if (req.op === "png") return Buffer.from(await toImage(req, "png"), "base64");
+    if (req.op === "png") return Buffer.from(await toPng(req), "base64");
     // Vector PDF: the SVG printed on one page of exactly the figure's size, fonts embedded.
     const svg = await toImage({ ...req, scale: 1 }, "svg");
     const p = await (context as Ctx).newPage();
@@ -130,7 +152,8 @@ export function exportWorkerMain(): void {
   const started = start();
   started.then(
     () => port.postMessage({ id: 0, ok: true } satisfies RenderReply),
-    (e: unknown) => port.postMessage({ id: 0, ok: false, error: String((e as Error)?.message ?? e) } satisfies RenderReply),
+    (e: unknown) =>
+      port.postMessage({ id: 0, ok: false, error: String((e as Error)?.message ?? e) } satisfies RenderReply),
   );
   // Requests are answered one at a time, in order: one page renders one figure at a time.
   let queue: Promise<void> = started.catch(() => undefined);

@@ -180,7 +180,8 @@ export function baseLayout(opts: LayoutOptions = {}): Record<string, unknown> {
     font: { family: st.fontFamily, size: st.fontSize, color: "#222" },
     paper_bgcolor: "#ffffff",
     plot_bgcolor: "#ffffff",
-    margin: { ...st.margin },
+    // Paper figures without a title (the caption says it) keep only a thin top margin.
+    margin: paper && !opts.title ? { ...st.margin, t: 10 } : { ...st.margin },
     ...(st.width !== null ? { width: st.width } : {}),
     ...(st.height !== null ? { height: st.height } : {}),
     xaxis: axis(opts.xTitle),

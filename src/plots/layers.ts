@@ -76,10 +76,11 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
     return parsed[j]?.kind ?? null;
   };
   const firstOfKind = new Map<string, number>();
-  if (paper) names.forEach((_, j) => {
-    const k = kindOf(j);
-    if (k !== null && !firstOfKind.has(k) && (!group?.[j] || group[j]?.lead === j)) firstOfKind.set(k, j);
-  });
+  if (paper)
+    names.forEach((_, j) => {
+      const k = kindOf(j);
+      if (k !== null && !firstOfKind.has(k) && (!group?.[j] || group[j]?.lead === j)) firstOfKind.set(k, j);
+    });
   const data: PlotlyTrace[] = idx.layers.map((l, j) => {
     const g = group?.[j];
     const kind = paper ? kindOf(j) : null;
@@ -140,7 +141,10 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
     ];
   }
   if (paper && firstOfKind.size > 0)
-    layout.legend = { ...(layout.legend as Record<string, unknown>), title: { text: "lighter: deeper block " } };
+    layout.legend = {
+      ...(layout.legend as Record<string, unknown>),
+      title: { text: "matrix kind (lighter: deeper block)", side: "top left" },
+    };
   if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
 }

@@ -137,11 +137,9 @@ describe("figure helpers", () => {
   it("labels runs by name or a short alias, never the machine id unless asked", () => {
     const id = "2026-11-26T14-03-12-poltergeist-small-ab12";
     expect(plots.runAlias(id)).toBe("poltergeist-small");
-    expect(plots.runLabels([{ id }, { id: "2026-11-26T15-00-00-poltergeist-small-cd34" }, { id: "x", name: "mine" }])).toEqual([
-      "poltergeist-small",
-      "poltergeist-small (2)",
-      "mine",
-    ]);
+    expect(
+      plots.runLabels([{ id }, { id: "2026-11-26T15-00-00-poltergeist-small-cd34" }, { id: "x", name: "mine" }]),
+    ).toEqual(["poltergeist-small", "poltergeist-small (2)", "mine"]);
     expect(plots.runLabel({ id, meta: { name: "quick" } })).toBe("quick");
     plots.style("notebook", { runIds: true });
     try {
@@ -285,7 +283,9 @@ describe("layer figures", () => {
       plots.withStyle("paper", {}, () => plots.loss(r)),
       plots.withStyle("paper", { columns: 2 }, () => plots.loss(r)),
       plots.withStyle("paper", {}, () => plots.ghostScale(r)),
-      plots.withStyle("paper", {}, () => plots.compareRuns([r, { ...run(), id: "2026-11-26T15-00-00-ste-small-ab13" }])),
+      plots.withStyle("paper", {}, () =>
+        plots.compareRuns([r, { ...run(), id: "2026-11-26T15-00-00-ste-small-ab13" }]),
+      ),
     ];
     expect(plots.currentStyle().name).toBe("notebook");
     expect([one!.layout.width, two!.layout.width]).toEqual([336, 672]); // 3.5 in and 7 in at 96 px/in

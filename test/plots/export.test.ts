@@ -97,7 +97,7 @@ describe.runIf(chromium === null)("static export without Chromium", () => {
 
 /** Dots per inch recorded in a PNG's pHYs chunk (null without one). */
 function pngDpi(png: Buffer): number | null {
-  for (let off = 8; off < png.length; ) {
+  for (let off = 8; off < png.length;) {
     const len = png.readUInt32BE(off);
     if (png.toString("ascii", off + 4, off + 8) === "pHYs") return png.readUInt32BE(off + 8) * 0.0254;
     off += 12 + len;
@@ -125,7 +125,9 @@ describe.runIf(chromium !== null)("the shared browser", () => {
   it("exportFigures writes many files in order and reports progress", async () => {
     const seen: string[] = [];
     const files = ["m1.png", "m2.svg", "m3.html"].map((f) => ({ figure: lossFigure(), path: join(dir, "many", f) }));
-    const out = await plots.exportFigures(files, { onProgress: (done, total, path) => seen.push(`${done}/${total} ${path}`) });
+    const out = await plots.exportFigures(files, {
+      onProgress: (done, total, path) => seen.push(`${done}/${total} ${path}`),
+    });
     expect(out).toEqual(files.map((f) => f.path));
     expect(seen).toEqual(files.map((f, i) => `${i + 1}/3 ${f.path}`));
   }, 120_000);
@@ -137,7 +139,10 @@ describe.runIf(chromium !== null)("the shared browser", () => {
         `import { exportFigure } from ${JSON.stringify(pathToFileURL(join(packageRoot(), "dist", "src", "plots", "export.js")).href)};\n` +
         `await exportFigure({ data: [{ y: [1, 3, 2] }], layout: {} }, ${JSON.stringify(join(dir, "script.png"))});\n` +
         `console.log("exported");\n`;
-      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 90_000 });
+      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        encoding: "utf8",
+        timeout: 90_000,
+      });
       expect(r.error).toBeUndefined();
       expect(r.stderr).toBe("");
       expect(r.stdout).toContain("exported");
