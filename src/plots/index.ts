@@ -52,6 +52,7 @@ export {
   type StyleOptions,
 } from "./style.js";
 import type { Figure } from "./figure.js";
+import * as ablation from "./ablation.js";
 import * as buffers from "./buffers.js";
 import * as layers from "./layers.js";
 import * as run from "./run.js";
@@ -69,6 +70,8 @@ export const layerLines = displaying(layers.layerLines);
 export const occupancy = displaying(layers.occupancy);
 export const flipProbabilityHistogram = displaying(buffers.flipProbabilityHistogram);
 export const voteHistogram = displaying(buffers.voteHistogram);
+export const ablationChart = displaying(ablation.ablationChart);
+export const knobSweep = displaying(ablation.knobSweep);
 
 export { addEventMarkers, eventMarkers } from "./events.js";
 export { type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
@@ -82,6 +85,14 @@ export {
   type OccupancyOptions,
 } from "./layers.js";
 export { type FlipProbabilityOptions, type VoteHistogramOptions } from "./buffers.js";
+export {
+  ablationSummary,
+  readAblation,
+  type AblationChartOptions,
+  type AblationMetric,
+  type AblationRow,
+  type KnobSweepOptions,
+} from "./ablation.js";
 export {
   CHROMIUM_ARGS,
   ChromiumNotFoundError,

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import * as plots from "../../src/plots/index.js";
 import type { RunData, RunEvent } from "../../src/plots/index.js";
 import { tidy } from "../../src/plots/columns.js";
+import { join } from "node:path";
+import { packageRoot } from "../../src/paths.js";
 
 const KINDS = ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down"];
 
@@ -443,5 +445,41 @@ describe("large runs", () => {
     // Layer 0: scale = 1 - 0.01·s, mean over steps 1..5 = 0.97.
     expect(fig.data[0]!.y![0]).toBeCloseTo(0.97, 5);
     expect(JSON.stringify(fig.layout.title)).toContain("mean over 5 steps");
+  });
+});
+
+describe("ablation figures (the committed result files)", () => {
+  const file = join(packageRoot(), "results", "ablation", "tiny-150steps.jsonl");
+
+  it("reads a result file and summarises each variant over its seeds", () => {
+    const rows = plots.readAblation(file);
+    const s = plots.ablationSummary(rows).find((v) => v.variant === "default");
+    expect(s?.seeds).toBe(2);
+    expect(s!.min).toBeLessThanOrEqual(s!.mean);
+    expect(s!.max).toBeGreaterThanOrEqual(s!.mean);
+    expect(() => plots.readAblation(join(packageRoot(), "results", "nope.jsonl"))).toThrow(
+      /no result file at .*nope\.jsonl/,
+    );
+  });
+
+  it("ablationChart: the mean per variant, whiskers to the lowest and highest seed, in the order asked", () => {
+    const rows = plots.readAblation(file);
+    const fig = plots.ablationChart(rows, { variants: ["frozen", "default"], labels: { default: "Poltergeist" } });
+    const t = fig.data[0] as { x: string[]; y: number[]; error_y: { array: number[]; arrayminus: number[] } };
+    expect(t.x).toEqual(["frozen", "Poltergeist"]);
+    const d = plots.ablationSummary(rows).find((v) => v.variant === "default")!;
+    expect(t.y[1]).toBeCloseTo(d.mean, 12);
+    expect(t.error_y.array[1]! + t.y[1]!).toBeCloseTo(d.max, 12);
+    expect(t.y[1]! - t.error_y.arrayminus[1]!).toBeCloseTo(d.min, 12);
+    expect(isPlainJson(fig)).toBe(true);
+  });
+
+  it("knobSweep: values in order on a log axis, each seed, the default marked", () => {
+    const fig = plots.knobSweep(plots.readAblation(file), "flipRate", { defaultValue: 0.01 });
+    expect(fig.data[0]!.x).toEqual([0.005, 0.01, 0.02, 0.05, 0.1]);
+    expect(fig.data[1]!.x).toHaveLength(10);
+    expect((fig.layout.xaxis as { type: string }).type).toBe("log");
+    expect((fig.layout.shapes as { x0: number }[])[0]!.x0).toBe(0.01);
+    expect(() => plots.knobSweep(plots.readAblation(file), "nope")).toThrow(/no variants "nope=…"/);
   });
 });
