@@ -307,9 +307,11 @@ class BrowserWorker {
     return this.dead === null;
   }
 
-  /** Keeps the process alive only while requests are pending. */
+  private closing = false;
+
+  /** Keeps the process alive only while requests are pending (or while closing, until the worker ends). */
   private idleCheck(): void {
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size === 0 && !this.closing) this.worker.unref();
     else this.worker.ref();
   }
 
@@ -324,6 +326,7 @@ class BrowserWorker {
 
   async close(): Promise<void> {
     if (this.dead) return;
+    this.closing = true;
     const exited = new Promise<void>((res) => this.worker.once("exit", () => res()));
     await this.request({ op: "close" }).catch(() => undefined);
     await exited;

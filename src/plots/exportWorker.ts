@@ -80,73 +80,69 @@ export function exportWorkerMain(): void {
     if (!ok) throw new Error("plotly.js did not load in the headless browser");
   };
 
-  const toImage = async (req: RenderRequest, format: "svg" | "png"): Promise<string> =>
+  /**
+   * One round trip into the page: Plotly draws the SVG, the page embeds the @font-face rules of
+   * the fonts it uses (so it shows the same anywhere) and, for a PNG, draws that SVG on a canvas.
+   * (Plotly's own PNG draws the SVG as an image, which cannot see the page's web fonts, so its
+   * text would fall back to a system font.)
+   */
+  const render = async (req: RenderRequest, format: "svg" | "png"): Promise<string> =>
     (page as Pg).evaluate(
-      async ({ f, options }) => {
+      async ({ f, width, height, scale, format, fonts }) => {
         const P = (globalThis as unknown as { Plotly: { toImage(fig: unknown, o: unknown): Promise<string> } }).Plotly;
-        return P.toImage(f, options);
+        let svg = await P.toImage(f, { format: "svg", width, height, scale: 1, imageDataOnly: true });
+        const used = fonts.filter((x) => svg.includes(x.family));
+        if (used.length > 0)
+          svg = svg.replace(/^(<svg[^>]*>)/, `$1<style>${used.map((x) => x.css).join("\n")}</style>`);
+        if (format === "svg") return svg;
+        const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
+        try {
+          const img = new Image();
+          img.src = url;
+          await img.decode();
+          const canvas = document.createElement("canvas");
+          canvas.width = Math.round(width * scale);
+          canvas.height = Math.round(height * scale);
+          (canvas.getContext("2d") as CanvasRenderingContext2D).drawImage(img, 0, 0, canvas.width, canvas.height);
+          return canvas.toDataURL("image/png").slice("data:image/png;base64,".length);
+        } finally {
+          URL.revokeObjectURL(url);
+        }
       },
       {
         f: req.fig,
-        options: { format, width: req.width, height: req.height, scale: req.scale ?? 1, imageDataOnly: true },
+        width: req.width ?? 900,
+        height: req.height ?? 500,
+        scale: req.scale ?? 1,
+        format,
+        fonts: data.fontCss,
       },
     );
 
-  /** The SVG with the @font-face rules of the fonts it uses, so it shows the same anywhere. */
-  const embedFonts = (svg: string): string => {
-    const used = data.fontCss.filter((f) => svg.includes(f.family));
-    if (used.length === 0) return svg;
-    const style = `<style>${used.map((f) => f.css).join("\n")}</style>`;
-    return svg.replace(/^(<svg[^>]*>)/, `$1${style}`);
-  };
-
-  /**
-   * PNG: the SVG with its fonts embedded, drawn on a canvas. (Plotly's own PNG draws the SVG as
-   * an image, which cannot see the page's web fonts, so its text would fall back to a system font.)
-   */
-  const toPng = async (req: RenderRequest): Promise<string> => {
-    const svg = embedFonts(await toImage({ ...req, scale: 1 }, "svg"));
-    return (page as Pg).evaluate(
-      async ({ svg, width, height, scale }) => {
-        const img = new Image();
-        img.src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`;
-        await img.decode();
-        const canvas = document.createElement("canvas");
-        canvas.width = Math.round(width * scale);
-        canvas.height = Math.round(height * scale);
-        const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
-        ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
-        return canvas.toDataURL("image/png").replace(/^data:image\/png;base64,/, "");
-      },
-      { svg, width: req.width ?? 900, height: req.height ?? 500, scale: req.scale ?? 1 },
-    );
-  };
+  // PDFs are printed from a page of their own, kept for the next one.
+  let pdfPage: Pg | undefined;
 
   const handle = async (req: RenderRequest): Promise<string | Uint8Array> => {
-    if (req.op === "svg") return embedFonts(await toImage(req, "svg"));
-    if (req.op === "png") return Buffer.from(await toPng(req), "base64");
+    if (req.op === "svg") return render(req, "svg");
+    if (req.op === "png") return Buffer.from(await render(req, "png"), "base64");
     // Vector PDF: the SVG printed on one page of exactly the figure's size, fonts embedded.
-    const svg = await toImage({ ...req, scale: 1 }, "svg");
-    const p = await (context as Ctx).newPage();
-    try {
-      await p.setContent(
-        `<!DOCTYPE html><html><head><meta charset="utf-8"><style>${fontStyle}\n` +
-          `@page{size:${req.width}px ${req.height}px;margin:0}html,body{margin:0;padding:0}svg{display:block}` +
-          `</style></head><body>${svg}</body></html>`,
-        { waitUntil: "load" },
-      );
-      await p.evaluate(() => document.fonts.ready.then(() => undefined));
-      const pdf = await p.pdf({
-        width: `${req.width}px`,
-        height: `${req.height}px`,
-        printBackground: true,
-        margin: { top: "0", right: "0", bottom: "0", left: "0" },
-        pageRanges: "1",
-      });
-      return new Uint8Array(pdf);
-    } finally {
-      await p.close();
-    }
+    const svg = await render(req, "svg");
+    pdfPage ??= await (context as Ctx).newPage();
+    await pdfPage.setContent(
+      `<!DOCTYPE html><html><head><meta charset="utf-8"><style>${fontStyle}\n` +
+        `@page{size:${req.width}px ${req.height}px;margin:0}html,body{margin:0;padding:0}svg{display:block}` +
+        `</style></head><body>${svg}</body></html>`,
+      { waitUntil: "load" },
+    );
+    await pdfPage.evaluate(() => document.fonts.ready.then(() => undefined));
+    const pdf = await pdfPage.pdf({
+      width: `${req.width}px`,
+      height: `${req.height}px`,
+      printBackground: true,
+      margin: { top: "0", right: "0", bottom: "0", left: "0" },
+      pageRanges: "1",
+    });
+    return new Uint8Array(pdf);
   };
 
   const started = start();
