@@ -33,6 +33,24 @@ function fmt(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** An event's details in a line: evaluations as their metrics, other objects one level deep. */
+function detail(value: unknown): string {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return fmt(value);
+  const o = value as Record<string, unknown>;
+  if (typeof o.loss === "number") {
+    const tokens = typeof o.tokens === "number" ? o.tokens : o.tokensScored;
+    return (
+      `loss ${fmt(o.loss)}` +
+      (typeof o.bpb === "number" ? `, bpb ${fmt(o.bpb)}` : "") +
+      (typeof o.ppl === "number" ? `, ppl ${fmt(o.ppl)}` : "") +
+      (typeof tokens === "number" ? ` (${fmt(tokens)} tokens)` : "")
+    );
+  }
+  return Object.entries(o)
+    .map(([k, v]) => `${k} ${v !== null && typeof v === "object" ? JSON.stringify(v) : fmt(v)}`)
+    .join(", ");
+}
+
 function rows(pairs: [string, unknown][]): string {
   return pairs
     .filter(([, v]) => v !== undefined)
@@ -74,7 +92,7 @@ function configSummary(run: RunData): string {
     ],
     ["quantizer", c.quant],
     ["batch × accum", `${fmt(c.batch)} × ${fmt(c.accum)}`],
-    ["lr, warmup, steps", `${fmt(c.lr)}, ${fmt(c.warmup)}, ${fmt(c.steps)}`],
+    ["warmup, steps", `${fmt(c.warmup)}, ${fmt(c.steps)}`],
     ["seed", c.seed],
     ["data", data.corpus ?? data.path],
     [
@@ -104,13 +122,13 @@ function eventsTable(run: RunData): string {
   const body = events
     .map((e) => {
       const { step, time, kind, ...rest } = e as { step?: unknown; time?: unknown; kind?: unknown };
-      const detail =
+      const text =
         kind === "set"
           ? `${fmt((rest as { knob?: unknown }).knob)}: ${fmt((rest as { old?: unknown }).old)} → ${fmt((rest as { new?: unknown }).new)}`
           : Object.entries(rest)
-              .map(([k, v]) => `${k} ${fmt(v)}`)
-              .join(", ");
-      return `<tr><td>${escapeHtml(fmt(step))}</td><td>${escapeHtml(String(time ?? ""))}</td><td>${escapeHtml(String(kind))}</td><td>${escapeHtml(detail)}</td></tr>`;
+              .map(([k, v]) => (v !== null && typeof v === "object" ? `${k}: ${detail(v)}` : `${k} ${fmt(v)}`))
+              .join("; ");
+      return `<tr><td>${escapeHtml(fmt(step))}</td><td>${escapeHtml(String(time ?? ""))}</td><td>${escapeHtml(String(kind))}</td><td>${escapeHtml(text)}</td></tr>`;
     })
     .join("");
   return (
