@@ -26,6 +26,9 @@ export function eventMarkers(events: RunData["events"]): {
   const shapes: Record<string, unknown>[] = [];
   const annotations: Record<string, unknown>[] = [];
   const steps = Array.from(byStep.keys()).sort((a, b) => a - b);
+  // Paper figures are narrow: labels run up along their line, so that they neither cover the
+  // data nor widen the axis (Plotly widens an axis to fit a label).
+  const paper = currentStyle().name === "paper";
   steps.forEach((step, k) => {
     shapes.push({
       type: "line",
@@ -41,14 +44,15 @@ export function eventMarkers(events: RunData["events"]): {
     annotations.push({
       x: step,
       xref: "x",
-      y: 1 - (k % 4) * 0.08,
+      y: paper ? 1 : 1 - (k % 4) * 0.08,
       yref: "paper",
       yanchor: "top",
-      xanchor: "left",
-      xshift: 3,
+      xanchor: paper ? "right" : "left",
+      xshift: paper ? -1 : 3,
+      ...(paper ? { textangle: -90 } : {}),
       text: (byStep.get(step) as string[]).join("<br>"),
       showarrow: false,
-      align: "left",
+      align: paper ? "right" : "left",
       font: { size: currentStyle().smallSize, color: "#444" },
       bgcolor: "rgba(255,255,255,0.8)",
     });

@@ -143,7 +143,10 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
   if (paper && firstOfKind.size > 0)
     layout.legend = {
       ...(layout.legend as Record<string, unknown>),
-      title: { text: "matrix kind (lighter: deeper block)", side: "top left" },
+      title: { text: "lighter: deeper block", side: "top" },
+      // Four entries a row: the seven kinds wrap onto two rows instead of running off the figure.
+      entrywidth: 0.25,
+      entrywidthmode: "fraction",
     };
   if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
@@ -268,7 +271,12 @@ export function flipHeatmap(run: RunData, opts: HeatmapOptions = {}): Figure {
     }),
   );
   const x = Array.from({ length: C }, (_, c) => idx.steps[c * per] as number);
-  const y = idx.layers.map((l) => l.name);
+  // Paper figures are narrow: "blocks.3.mlp.up" becomes "3 up" (block, matrix).
+  const paper = currentStyle().name === "paper";
+  const y = idx.layers.map((l) => {
+    const p = paper ? parseLayerName(l.name) : null;
+    return p ? `${p.block} ${p.kind}` : l.name;
+  });
   const label = LAYER_METRIC_TITLES[metric] ?? metric;
 
   const data: PlotlyTrace[] = [
@@ -287,7 +295,7 @@ export function flipHeatmap(run: RunData, opts: HeatmapOptions = {}): Figure {
   const layout = baseLayout({
     title: `${label}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${runLabel(run)}`,
     xTitle: "step",
-    yTitle: "",
+    yTitle: paper ? "block, matrix" : "",
     hovermode: "closest",
   });
   // Layer 0 at the top, reading down the network like the model definition.
