@@ -133,7 +133,7 @@ describe("primal train / runs / resume / report", () => {
       "index.html",
     ]);
     const index = readFileSync(files.at(-1)!, "utf8");
-    for (const part of ["Configuration and results", "Events", "Samples", 'href="loss.html"', "Plotly.newPlot"])
+    for (const part of ["Configuration and results", "Events", "Samples", 'href="loss.html"', "P.newPlot(el"])
       expect(index).toContain(part);
     expect(index).toMatch(/<script type="text\/javascript" src="plotly-[\d.]+\.min\.js"><\/script>/);
     for (const f of files) {
