@@ -27,4 +27,12 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
     },
   },
+  {
+    // The classic Notebook extension: a RequireJS module running in the browser.
+    files: ["kernel/nbextension/*.js"],
+    languageOptions: {
+      sourceType: "script",
+      globals: { define: "readonly", window: "readonly", document: "readonly" },
+    },
+  },
 );

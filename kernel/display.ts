@@ -1,31 +1,53 @@
-// Rich display for the PRIMAL Jupyter kernel: figures and Apache Arrow tables (which build
-// their own MIME bundles, see src/display) sent as display_data, and output areas updated in
-// place. The launcher connects the display channel; outside a kernel (plain Node, tests)
-// `show` prints the text/plain part instead, so notebook code also runs as a script.
+// Rich display for the PRIMAL Jupyter kernel: figures (src/plots/display.ts) and Apache Arrow
+// tables (src/display) build their own MIME bundles, sent here as display_data, and output
+// areas updated in place. The launcher connects the display channel; outside a kernel (plain
+// Node, tests) `show` prints the text/plain part instead, so notebook code also runs as a script.
 import { randomBytes } from "node:crypto";
-import { richBundle, type MimeBundle, type ShowOptions } from "../src/display/index.js";
-
-export {
-  displayableFigure,
-  displayMode,
-  setDisplay,
-  type DisplayMode,
-  displayableTable,
-  figureBundle,
+import {
   isArrowTable,
   isDisplayable,
-  isFigure,
   JUPYTER_DISPLAY,
-  resetPlotlyInlining,
-  richBundle,
+  tableBundle,
+  type MimeBundle,
+  type TableBundleOptions,
+} from "../src/display/index.js";
+import { figureDisplayBundle, isFigure } from "../src/plots/display.js";
+
+export {
+  displayableTable,
+  isArrowTable,
+  isDisplayable,
+  JUPYTER_DISPLAY,
   tableBundle,
   type ArrowTableLike,
   type Displayable,
-  type FigureBundleOptions,
   type MimeBundle,
-  type ShowOptions,
   type TableBundleOptions,
 } from "../src/display/index.js";
+export {
+  displayableFigure,
+  displayMode,
+  figureBundle,
+  figureBundleStatic,
+  isFigure,
+  setDisplay,
+  type DisplayMode,
+} from "../src/plots/display.js";
+
+export type ShowOptions = TableBundleOptions;
+
+/**
+ * The MIME bundle of a value, or null when it has no rich form. Table options (head rows, …)
+ * apply to Arrow tables; otherwise a value's own display method comes first, then figures and
+ * Arrow tables from other copies of the libraries are recognised by shape.
+ */
+export function richBundle(value: unknown, opts: ShowOptions = {}): MimeBundle | Promise<MimeBundle> | null {
+  const hasOpts = Object.keys(opts).length > 0;
+  if (!(hasOpts && isArrowTable(value)) && isDisplayable(value)) return value[JUPYTER_DISPLAY]();
+  if (isFigure(value)) return figureDisplayBundle(value);
+  if (isArrowTable(value)) return tableBundle(value, opts);
+  return null;
+}
 
 /** The content of a display_data / update_display_data message. */
 export interface DisplayContent {

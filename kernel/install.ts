@@ -1,11 +1,15 @@
 // Registers the PRIMAL kernel with Jupyter: writes a kernelspec directory (kernel.json, logos,
-// and node_modules/primal → this package, which the kernel's NODE_PATH points at). Written
-// directly, so `jupyter kernelspec` is not needed, in the locations Jupyter searches:
-//   --user (default)   `jupyter --data-dir`/kernels (fallback: the platform's user data dir)
-//   --sys-prefix       <python sys.prefix>/share/jupyter/kernels (a virtualenv/conda env)
-//   --prefix P         P/share/jupyter/kernels (then JUPYTER_PATH=P/share/jupyter)
+// and node_modules/primal → this package, which the kernel's NODE_PATH points at), and the
+// classic Notebook extension that draws figures (nbextensions/primal: main.js and plotly.js,
+// enabled by nbconfig/notebook.d/primal.json). Written directly, so neither `jupyter
+// kernelspec` nor `jupyter nbextension` is needed, in the locations Jupyter searches:
+//   --user (default)   `jupyter --data-dir`/kernels, `jupyter --config-dir`/nbconfig
+//   --sys-prefix       <python sys.prefix>/share/jupyter/kernels, <sys.prefix>/etc/jupyter/nbconfig
+//   --prefix P         P/share/jupyter/kernels, P/etc/jupyter/nbconfig
+//                      (then JUPYTER_PATH=P/share/jupyter JUPYTER_CONFIG_PATH=P/etc/jupyter)
 import { execFileSync } from "node:child_process";
 import {
+  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -16,8 +20,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
-import { delimiter, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { deflateSync } from "node:zlib";
+import { plotlyBundlePath } from "../src/plots/html.js";
 import { packageRoot, packageVersion } from "../src/paths.js";
 import { dependencyDirs } from "./modules.js";
 
@@ -59,23 +64,73 @@ function defaultUserDataDir(): string {
   return join(process.env.XDG_DATA_HOME || join(home, ".local", "share"), "jupyter");
 }
 
-/** The kernels directory an install with these options writes to. */
-export function kernelsDir(opts: KernelLocationOptions = {}): string {
+/** Jupyter's per-user config directory without asking Jupyter (mirrors jupyter_core). */
+function defaultUserConfigDir(): string {
+  return process.env.JUPYTER_CONFIG_DIR || join(homedir(), ".jupyter");
+}
+
+/** The data directory (…/share/jupyter) and config directory (…/etc/jupyter) of a location. */
+export function jupyterDirs(opts: KernelLocationOptions = {}): { data: string; config: string } {
   const chosen = [opts.user === true, opts.sysPrefix === true, opts.prefix !== undefined].filter(Boolean).length;
   if (chosen > 1) throw new Error("kernel install: choose one of --user, --sys-prefix, --prefix");
   if (opts.prefix !== undefined) {
     if (opts.prefix === "") throw new Error("kernel install: --prefix needs a directory");
-    return join(resolve(opts.prefix), "share", "jupyter", "kernels");
+    return {
+      data: join(resolve(opts.prefix), "share", "jupyter"),
+      config: join(resolve(opts.prefix), "etc", "jupyter"),
+    };
   }
   if (opts.sysPrefix) {
     const python = process.env.PRIMAL_PYTHON || "python3";
     const prefix = run(python, ["-c", "import sys; print(sys.prefix)"]);
     if (!prefix)
       throw new Error(`kernel install --sys-prefix: could not run ${python} to find sys.prefix (set PRIMAL_PYTHON)`);
-    return join(prefix, "share", "jupyter", "kernels");
+    return { data: join(prefix, "share", "jupyter"), config: join(prefix, "etc", "jupyter") };
   }
-  const dataDir = run("jupyter", ["--data-dir"]) || defaultUserDataDir();
-  return join(dataDir, "kernels");
+  return {
+    data: run("jupyter", ["--data-dir"]) || defaultUserDataDir(),
+    config: run("jupyter", ["--config-dir"]) || defaultUserConfigDir(),
+  };
+}
+
+/** The kernels directory an install with these options writes to. */
+export function kernelsDir(opts: KernelLocationOptions = {}): string {
+  return join(jupyterDirs(opts).data, "kernels");
+}
+
+/** The classic Notebook extension's source (plain JavaScript, shipped as is). */
+export function notebookExtensionSource(): string {
+  return join(packageRoot(), "kernel", "nbextension", "main.js");
+}
+
+const EXTENSION = "primal";
+const EXTENSION_MARKER = "PRIMAL's extension for the classic Jupyter Notebook";
+
+/**
+ * Installs the classic Notebook extension that draws figures: nbextensions/primal/{main.js,
+ * plotly.min.js} under the data directory, enabled in nbconfig/notebook.d/primal.json under
+ * the config directory. Returns the two paths.
+ */
+function installNotebookExtension(dirs: { data: string; config: string }): { files: string; config: string } {
+  const files = join(dirs.data, "nbextensions", EXTENSION);
+  mkdirSync(files, { recursive: true });
+  copyFileSync(notebookExtensionSource(), join(files, "main.js"));
+  // A copy, not a link: the Notebook server serves only files inside its nbextensions folders.
+  copyFileSync(plotlyBundlePath(), join(files, "plotly.min.js"));
+  const config = join(dirs.config, "nbconfig", "notebook.d", `${EXTENSION}.json`);
+  mkdirSync(dirname(config), { recursive: true });
+  writeFileSync(config, JSON.stringify({ load_extensions: { [`${EXTENSION}/main`]: true } }, null, 2) + "\n");
+  return { files, config };
+}
+
+/** Removes what installNotebookExtension wrote (only when main.js is ours). */
+function uninstallNotebookExtension(dirs: { data: string; config: string }): boolean {
+  const files = join(dirs.data, "nbextensions", EXTENSION);
+  const main = join(files, "main.js");
+  if (!existsSync(main) || !readFileSync(main, "utf8").includes(EXTENSION_MARKER)) return false;
+  rmSync(files, { recursive: true, force: true });
+  rmSync(join(dirs.config, "nbconfig", "notebook.d", `${EXTENSION}.json`), { force: true });
+  return true;
 }
 
 /** The launcher kernel.json starts: dist/kernel/launch.js of this package. */
@@ -218,7 +273,8 @@ export async function installKernel(opts: KernelInstallOptions = {}): Promise<st
   if (!existsSync(launcher)) {
     throw new Error(`kernel install: the launcher ${launcher} is missing; build the package first (npm run build:ts)`);
   }
-  const dir = join(kernelsDir(opts), name);
+  const dirs = jupyterDirs(opts);
+  const dir = join(dirs.data, "kernels", name);
   mkdirSync(join(dir, "node_modules"), { recursive: true });
   for (const f of SPEC_FILES) rmSync(join(dir, f), { force: true });
   const link = join(dir, "node_modules", "primal");
@@ -229,19 +285,26 @@ export async function installKernel(opts: KernelInstallOptions = {}): Promise<st
   writeFileSync(join(dir, "logo-32x32.png"), logoPng(32));
   writeFileSync(join(dir, "logo-64x64.png"), logoPng(64));
   writeFileSync(join(dir, "logo-svg.svg"), logoSvg());
+  const ext = installNotebookExtension(dirs);
   const hint =
     opts.prefix !== undefined
-      ? `\n(Jupyter finds it when JUPYTER_PATH includes ${join(resolve(opts.prefix), "share", "jupyter")})`
+      ? `\n(Jupyter finds them when JUPYTER_PATH includes ${dirs.data} and JUPYTER_CONFIG_PATH includes ${dirs.config})`
       : "";
-  return `Installed kernelspec "${name}" (${opts.displayName ?? KERNEL_DISPLAY_NAME}) in ${dir}${hint}`;
+  return (
+    `Installed kernelspec "${name}" (${opts.displayName ?? KERNEL_DISPLAY_NAME}) in ${dir}\n` +
+    `and the classic Notebook extension that draws figures in ${ext.files} (enabled by ${ext.config})${hint}`
+  );
 }
 
 /** Removes the kernelspec. Resolves with a message; not an error when it is not installed. */
 export async function uninstallKernel(opts: KernelInstallOptions = {}): Promise<string> {
   const name = opts.name ?? KERNEL_NAME;
   if (!/^[a-z0-9._-]+$/i.test(name)) throw new Error(`kernel uninstall: invalid kernel name "${name}"`);
-  const dir = join(kernelsDir(opts), name);
-  if (!existsSync(dir)) return `No kernelspec "${name}" in ${dir}; nothing to remove`;
+  const dirs = jupyterDirs(opts);
+  const dir = join(dirs.data, "kernels", name);
+  const extension = uninstallNotebookExtension(dirs);
+  if (!existsSync(dir))
+    return `No kernelspec "${name}" in ${dir}; nothing to remove${extension ? " (removed the Notebook extension)" : ""}`;
   const kj = join(dir, "kernel.json");
   if (existsSync(kj)) {
     // Refuse to delete a directory that is not a PRIMAL kernelspec (e.g. a name clash).
@@ -257,5 +320,5 @@ export async function uninstallKernel(opts: KernelInstallOptions = {}): Promise<
   // Unlink first so the removal can never walk into the package through the link.
   removeLink(join(dir, "node_modules", "primal"));
   rmSync(dir, { recursive: true, force: true });
-  return `Removed kernelspec "${name}" from ${dir}`;
+  return `Removed kernelspec "${name}" from ${dir}${extension ? " and the Notebook extension" : ""}`;
 }

@@ -16,7 +16,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isInterrupted } from "../src/interrupted.js";
-import { escapeHtml } from "../src/plots/html.js";
+import { escapeHtml } from "../src/display/html.js";
 import {
   displayBundle,
   richBundle,

@@ -86,6 +86,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
       ).choices(["mpi", "nccl"]),
     )
     .option("--json", "print one final JSON line")
+    .option("--eval", "evaluate after the last step (the run's eval cap and progress, as train)")
     .option("--threads <n>", "CPU threads on this machine (0 = all cores)")
     .option(
       "--fork",
@@ -105,6 +106,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           memoryBudget?: string;
           distributed?: "mpi" | "nccl";
           json?: boolean;
+          eval?: boolean;
           threads?: string;
           fork?: boolean;
           data?: string;
@@ -114,6 +116,7 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
         try {
           const steps = intFlag("steps", flags.steps, { min: 0 })!;
           const threads = intFlag("threads", flags.threads);
+          if (!flags.json) process.stderr.write(`loading ${run}…\n`);
           const trainer = await Trainer.resume(run, {
             ...(flags.device ? { device: flags.device } : {}),
             ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
@@ -125,8 +128,9 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
           });
           if (!flags.json && trainer.rank === 0)
             process.stderr.write(`resuming ${trainer.runDir} at step ${trainer.step}\n`);
-          const summary = await runTraining(trainer, steps, !!flags.json);
-          await finish(trainer, summary, !!flags.json);
+          const evaluate = { evaluate: !!flags.eval };
+          const summary = await runTraining(trainer, steps, !!flags.json, evaluate);
+          await finish(trainer, summary, !!flags.json, evaluate);
         } catch (e) {
           fail(e);
         }
@@ -161,18 +165,39 @@ export async function main(argv: string[], extraCommands: readonly CommandRegist
 
   program
     .command("report <run>")
-    .description("write the standard figures of a run (html, svg, png, pdf)")
+    .description("write the standard figures of a run (html, svg, png, pdf) and an index.html")
     .option("--out <dir>", "output directory (default <run>/figures)")
     .option("--formats <list>", "comma-separated formats", "html,png")
-    .action(async (run: string, flags: { out?: string; formats: string }) => {
-      try {
-        const { writeReport } = await import("./reportCommand.js");
-        const files = await writeReport(run, flags.out, flags.formats.split(","));
-        for (const f of files) process.stdout.write(f + "\n");
-      } catch (e) {
-        fail(e);
-      }
-    });
+    .addOption(
+      new Option("--style <name>", "figure style: notebook, or paper (3.5 in figures, 300 dpi PNG)")
+        .choices(["notebook", "paper"])
+        .default("notebook"),
+    )
+    .addOption(new Option("--columns <n>", "paper style: 1 (3.5 in) or 2 (7 in) columns").choices(["1", "2"]))
+    .action(
+      async (run: string, flags: { out?: string; formats: string; style: "notebook" | "paper"; columns?: string }) => {
+        try {
+          const { writeReport } = await import("./reportCommand.js");
+          const { makeFileProgress } = await import("./progress.js");
+          const formats = flags.formats.split(",");
+          const progress = makeFileProgress(
+            "report",
+            formats.some((f) => f !== "html") ? "starting the headless browser…" : undefined,
+          );
+          const files = await writeReport(run, {
+            outDir: flags.out,
+            formats,
+            style: flags.style,
+            ...(flags.columns ? { columns: Number(flags.columns) as 1 | 2 } : {}),
+            onProgress: (done, total, path) => progress.update(done, total, path),
+          });
+          progress.stop();
+          if (progress.bar) for (const f of files) process.stdout.write(f + "\n");
+        } catch (e) {
+          fail(e);
+        }
+      },
+    );
 
   program
     .command("repair <run>")

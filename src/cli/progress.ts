@@ -90,3 +90,40 @@ export function makeEvalProgress(enabled: boolean): EvalProgressDisplay {
     stop() {},
   };
 }
+
+/** Progress over files being written: a bar on a TTY, else each path on stdout as it is written. */
+export interface FileProgress {
+  /** True when a bar is drawn (the caller then lists the files at the end). */
+  readonly bar: boolean;
+  update(done: number, total: number, path: string): void;
+  stop(): void;
+}
+
+export function makeFileProgress(label: string, firstNote?: string): FileProgress {
+  if (!process.stderr.isTTY)
+    return {
+      bar: false,
+      update: (_d, _t, path) => void process.stdout.write(`${path}\n`),
+      stop() {},
+    };
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: `${label} |{bar}| {value}/{total} files | {file}`, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  // E.g. the first file waits for the browser to start: say so at once.
+  if (firstNote) process.stderr.write(`${label}: ${firstNote}\n`);
+  return {
+    bar: true,
+    update(done, total, path) {
+      const file = path.split(/[\\/]/).pop() ?? path;
+      if (!started) {
+        started = true;
+        bar.start(total, done, { file });
+      } else bar.update(done, { file });
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}

@@ -102,8 +102,21 @@ function interruptSignal(): AbortSignal {
 }
 let commandSignal: AbortSignal | undefined;
 
-/** Runs n steps with a progress display, then evaluates (before the last checkpoint). */
-export async function runTraining(trainer: Trainer, steps: number, json: boolean): Promise<TrainSummary> {
+export interface RunTrainingOptions {
+  /**
+   * Evaluate after the last step (default true, what `train` does). `resume` evaluates only
+   * when asked (--eval): a resume for a few steps should take a few steps, not an evaluation.
+   */
+  evaluate?: boolean;
+}
+
+/** Runs n steps with a progress display, then (unless told not to) evaluates before the last checkpoint. */
+export async function runTraining(
+  trainer: Trainer,
+  steps: number,
+  json: boolean,
+  opts: RunTrainingOptions = {},
+): Promise<TrainSummary> {
   // Data parallel: rank 0 speaks for the run; the other ranks train silently.
   const progress = makeProgress(steps, trainer.rank === 0);
   commandSignal ??= interruptSignal();
@@ -111,7 +124,7 @@ export async function runTraining(trainer: Trainer, steps: number, json: boolean
   try {
     return await trainer.train(steps, {
       signal: commandSignal,
-      evaluateAtEnd: true,
+      evaluateAtEnd: opts.evaluate !== false,
       onEvalProgress: (p) => {
         if (!evalProgress) {
           progress.stop();
@@ -167,8 +180,14 @@ async function finalEvaluation(
   }
 }
 
-export async function finish(trainer: Trainer, summary: TrainSummary, json: boolean): Promise<void> {
-  const ev = summary.eval ?? (await finalEvaluation(trainer, json)) ?? { step: trainer.step };
+export async function finish(
+  trainer: Trainer,
+  summary: TrainSummary,
+  json: boolean,
+  opts: RunTrainingOptions = {},
+): Promise<void> {
+  const evaluate = opts.evaluate !== false;
+  const ev = summary.eval ?? (evaluate ? await finalEvaluation(trainer, json) : null) ?? { step: trainer.step };
   const primary = ev.wikitext ?? ev.validation;
   const mem = trainer.memory();
   const result = {
@@ -212,9 +231,11 @@ export async function finish(trainer: Trainer, summary: TrainSummary, json: bool
       `  steps        ${result.steps} (now at step ${result.step})${result.stopped ? ", stopped early" : ""} in ${result.seconds}s`,
       `  throughput   ${result.tokensPerSec.toLocaleString("en-US")} tokens/s`,
       `  train loss   ${fmt(result.trainLoss)} nats/token`,
-      `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}` +
-        (primary ? `  (${primary.tokens.toLocaleString("en-US")} tokens)` : ""),
-      ev.wikitext ? "" : "  (set PRIMAL_WIKITEXT_DIR or --wikitext DIR to evaluate on WikiText-2)",
+      evaluate || primary
+        ? `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}` +
+          (primary ? `  (${primary.tokens.toLocaleString("en-US")} tokens)` : "")
+        : "  validation   not evaluated (--eval evaluates at the end)",
+      ev.wikitext || !evaluate ? "" : "  (set PRIMAL_WIKITEXT_DIR or --wikitext DIR to evaluate on WikiText-2)",
       `  peak memory  ${(result.peakMemoryBytes / 2 ** 20).toFixed(1)} MiB`,
       `  sample       ${JSON.stringify(trainer.config.samplePrompt + sample)}`,
       `  run          ${result.runDir}`,

@@ -1,7 +1,7 @@
 // An Apache Arrow table as a Jupyter MIME bundle: HTML (schema, size, head and tail), a
 // Frictionless data resource (JupyterLab / nteract grids) and aligned text.
 import { withDisplay, type MimeBundle } from "./mime.js";
-import { escapeHtml } from "../plots/html.js";
+import { escapeHtml } from "./html.js";
 import { formatBytes } from "../byteSize.js";
 
 /** Minimal structural view of an apache-arrow Table (any copy of the library). */

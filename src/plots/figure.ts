@@ -6,6 +6,7 @@
 // just to build a figure.
 
 import type { Table } from "apache-arrow";
+import { currentStyle, KIND_COLORS, PALETTE } from "./style.js";
 
 /** One Plotly trace. Only the keys the builders use are spelled out; any Plotly attribute is allowed. */
 export interface PlotlyTrace {
@@ -51,26 +52,14 @@ export interface RunData {
   events?: readonly RunEvent[] | readonly Record<string, unknown>[] | undefined;
 }
 
-/** Categorical palette (for runs, or layers whose names we cannot parse). */
-export const PALETTE: readonly string[] = [
-  "#1f6fb4",
-  "#e8710a",
-  "#2a9d3c",
-  "#c8312f",
-  "#8a5cc2",
-  "#8c564b",
-  "#d45fb4",
-  "#6b6b6b",
-  "#a5a512",
-  "#17a6b8",
-];
+export { PALETTE };
 
-/** Fixed colors for the training-loss figure's roles. */
+/** Fixed colors for the training-loss figure's roles (from the colour-blind-safe palette). */
 export const COLORS = {
-  train: "#1f6fb4",
-  val: "#e8710a",
-  event: "#7a7a7a",
-  threshold: "#c8312f",
+  train: "#0072B2",
+  val: "#D55E00",
+  event: "#6b6b6b",
+  threshold: "#D55E00",
 } as const;
 
 /** Code level colors, from -1 to +1 (diverging: blue negative, grey zero, red positive). */
@@ -84,18 +73,6 @@ export function paletteColor(i: number): string {
   return PALETTE[((i % n) + n) % n] as string;
 }
 
-// Hue per BitLinear matrix kind, so the 7 matrices of a block are told apart at a glance and
-// the same matrix in different blocks shares a hue (lightness then encodes depth).
-const KIND_HUES: Record<string, number> = {
-  q: 210,
-  k: 250,
-  v: 180,
-  o: 285,
-  gate: 30,
-  up: 0,
-  down: 120,
-};
-
 /** Parses "blocks.3.mlp.up" / "blocks.0.attn.q" into block index and matrix kind. */
 export function parseLayerName(name: string): { block: number; kind: string } | null {
   const m = /^(?:.*\.)?blocks?\.(\d+)\.(?:[A-Za-z_]+\.)*([A-Za-z_]+)$/.exec(name);
@@ -103,22 +80,60 @@ export function parseLayerName(name: string): { block: number; kind: string } | 
   return { block: Number(m[1]), kind: m[2] as string };
 }
 
+/** `hex` mixed with white: 0 keeps it, 1 is white. */
+function lighten(hex: string, amount: number): string {
+  const n = parseInt(hex.slice(1), 16);
+  const mix = (c: number) => Math.round(c + (255 - c) * amount);
+  const [r, g, b] = [mix((n >> 16) & 255), mix((n >> 8) & 255), mix(n & 255)];
+  return `#${((1 << 24) | (r << 16) | (g << 8) | b).toString(16).slice(1)}`;
+}
+
 /**
- * One color per layer: hue by matrix kind (q, k, v, o, gate, up, down), darker for earlier
- * blocks, lighter for deeper ones. Falls back to the categorical palette by position when a
- * name does not follow the "blocks.N.….kind" pattern.
+ * One color per layer: the hue of its matrix kind (KIND_COLORS: q, k, v, o, gate, up, down),
+ * full strength for the first block and lighter for deeper ones. Falls back to the
+ * categorical palette by position when a name does not follow the "blocks.N.….kind" pattern.
  */
 export function layerColors(names: readonly string[]): string[] {
   const parsed = names.map(parseLayerName);
   const blocks = parsed.reduce((m, p) => (p ? Math.max(m, p.block) : m), 0) + 1;
   return names.map((_, i) => {
     const p = parsed[i];
-    const hue = p ? KIND_HUES[p.kind] : undefined;
-    if (!p || hue === undefined) return paletteColor(i);
+    const base = p ? KIND_COLORS[p.kind] : undefined;
+    if (!p || base === undefined) return paletteColor(i);
     const t = blocks > 1 ? p.block / (blocks - 1) : 0;
-    const lightness = Math.round(30 + 35 * t);
-    return `hsl(${hue}, 65%, ${lightness}%)`;
+    return lighten(base, 0.55 * t);
   });
+}
+
+/**
+ * Labels for runs: the run's name (else a short alias from its id, e.g. "poltergeist-small"),
+ * never the machine id unless the style asks (`style(name, { runIds: true })`). Runs that
+ * would share a label are numbered ("quickstart", "quickstart (2)").
+ */
+export function runLabels(runs: readonly Pick<RunData, "id" | "name" | "meta">[]): string[] {
+  const withIds = currentStyle().runIds;
+  const base = runs.map((run) => {
+    const name = run.name ?? run.meta?.name;
+    const short = name && name !== run.id ? name : runAlias(run.id);
+    return withIds && short !== run.id ? `${short} (${run.id})` : short;
+  });
+  const seen = new Map<string, number>();
+  return base.map((label) => {
+    const k = (seen.get(label) ?? 0) + 1;
+    seen.set(label, k);
+    return k === 1 ? label : `${label} (${k})`;
+  });
+}
+
+/** The label of one run (see runLabels). */
+export function runLabel(run: Pick<RunData, "id" | "name" | "meta">): string {
+  return runLabels([run])[0] as string;
+}
+
+/** "2026-11-26T14-03-12-poltergeist-small-ab12" → "poltergeist-small"; other ids unchanged. */
+export function runAlias(id: string): string {
+  const m = /^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-(.+)-[0-9a-f]{4}$/.exec(id);
+  return m ? (m[1] as string) : id;
 }
 
 export interface LayoutOptions {
@@ -130,6 +145,7 @@ export interface LayoutOptions {
 }
 
 function axis(title: string | undefined, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const st = currentStyle();
   return {
     title: { text: title ?? "" },
     gridcolor: "#ebebeb",
@@ -138,23 +154,53 @@ function axis(title: string | undefined, extra: Record<string, unknown> = {}): R
     linecolor: "#9a9a9a",
     ticks: "outside",
     tickcolor: "#9a9a9a",
+    ...(st.name === "paper" ? { ticklen: 3, gridwidth: 0.5, linecolor: "#444", tickcolor: "#444" } : {}),
     automargin: true,
     ...extra,
   };
 }
 
-/** The common light theme every builder starts from. Width/height are left to the display or exporter. */
+/**
+ * The common light theme every builder starts from, in the active style (see style.ts). The
+ * notebook style leaves width/height to the display or exporter; the paper style fixes them
+ * (3.5 or 7 in), sets print font sizes, puts the legend in one row under the title and records
+ * its print resolution in layout.meta.dpi (the exporter's default PNG resolution).
+ */
 export function baseLayout(opts: LayoutOptions = {}): Record<string, unknown> {
+  const st = currentStyle();
+  const paper = st.name === "paper";
   return {
-    title: { text: opts.title ?? "", x: 0.01, xanchor: "left", font: { size: 16 } },
-    font: { family: "Helvetica Neue, Helvetica, Arial, sans-serif", size: 12, color: "#222" },
+    title: {
+      text: opts.title ?? "",
+      x: paper ? 0 : 0.01,
+      xanchor: "left",
+      ...(paper ? { xref: "paper", y: 1, yref: "container", yanchor: "top", pad: { t: 4 } } : {}),
+      font: { size: st.titleSize },
+    },
+    font: { family: st.fontFamily, size: st.fontSize, color: "#222" },
     paper_bgcolor: "#ffffff",
     plot_bgcolor: "#ffffff",
-    margin: { l: 64, r: 24, t: 56, b: 52 },
+    // Paper figures without a title (the caption says it) keep only a thin top margin.
+    margin: paper && !opts.title ? { ...st.margin, t: 10 } : { ...st.margin },
+    ...(st.width !== null ? { width: st.width } : {}),
+    ...(st.height !== null ? { height: st.height } : {}),
     xaxis: axis(opts.xTitle),
     yaxis: axis(opts.yTitle, opts.logY ? { type: "log" } : {}),
-    legend: { bgcolor: "rgba(255,255,255,0.7)", bordercolor: "#dddddd", borderwidth: 1 },
+    legend: paper
+      ? {
+          orientation: "h",
+          x: 0,
+          xanchor: "left",
+          y: 1,
+          yanchor: "bottom",
+          font: { size: st.smallSize },
+          bgcolor: "rgba(255,255,255,0)",
+          itemwidth: 30,
+          tracegroupgap: 0,
+        }
+      : { bgcolor: "rgba(255,255,255,0.7)", bordercolor: "#dddddd", borderwidth: 1 },
     hovermode: opts.hovermode ?? "x unified",
+    ...(paper ? { meta: { style: "paper", dpi: st.pngDpi } } : {}),
   };
 }
 

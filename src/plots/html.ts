@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { escapeHtml } from "../display/html.js";
 import { figureJson, type Figure } from "./figure.js";
 
 // ---------------------------------------------------------------- plotly.js bundle
@@ -60,10 +61,7 @@ export function plotlyScriptTag(): string {
   );
 }
 
-/** Text safe inside HTML elements and quoted attributes. */
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
+export { escapeHtml };
 
 /** The figure's layout title as plain text ("" when it has none). */
 export function figureTitle(fig: Figure): string {

@@ -1,5 +1,10 @@
-// Plotly figure builders and figure export. In notebooks this module is `plots`:
-//   plots.loss(t.run, { smooth: true }); await plots.exportFigure(fig, "loss.png", { scale: 2 });
+// Plotly figure builders, their style and figure export. In notebooks this module is `plots`:
+//   plots.loss(t.run, { smooth: true }); await plots.exportFigure(fig, "loss.png");
+//   plots.style("paper");   // figures built from now on: 3.5 in wide, print fonts, PNG at 300 dpi
+//
+// A new builder: build the layout with baseLayout() (fonts, sizes, legend of the active style),
+// label runs with runLabels(), colour them with paletteColor() (layers: layerColors()), add
+// knob changes to step-axis figures with addEventMarkers(), and wrap it with displaying() below.
 
 export {
   baseConfig,
@@ -13,15 +18,41 @@ export {
   PALETTE,
   paletteColor,
   parseLayerName,
+  runAlias,
+  runLabel,
+  runLabels,
   type Figure,
   type LayoutOptions,
   type PlotlyTrace,
   type RunData,
   type RunEvent,
 } from "./figure.js";
-import { displayableFigure } from "../display/figureBundle.js";
-export { displayMode, DISPLAY_MODES, setDisplay, type DisplayMode } from "../display/figureBundle.js";
+import { displayableFigure } from "./display.js";
+export {
+  displayableFigure,
+  displayMode,
+  DISPLAY_MODES,
+  figureBundle,
+  figureBundleStatic,
+  figureDisplayBundle,
+  isFigure,
+  PLOTLY_MIME,
+  setDisplay,
+  type DisplayMode,
+} from "./display.js";
+export {
+  currentStyle,
+  FONT_FAMILY,
+  KIND_COLORS,
+  style,
+  STYLE_NAMES,
+  withStyle,
+  type FigureStyle,
+  type StyleName,
+  type StyleOptions,
+} from "./style.js";
 import type { Figure } from "./figure.js";
+import * as ablation from "./ablation.js";
 import * as buffers from "./buffers.js";
 import * as layers from "./layers.js";
 import * as run from "./run.js";
@@ -38,7 +69,7 @@ const isOtherSeries = (runs: readonly RunData[], metric: string) =>
     runs.some((r) => customMetricNames((r as { custom?: Table }).custom).includes(metric.replace(/^custom\./, ""))));
 
 /** The builder, its figures displaying themselves (Symbol.for("Jupyter.display")). */
-function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...args: A) => Figure {
+export function displaying<A extends unknown[]>(build: (...args: A) => Figure): (...args: A) => Figure {
   return (...args: A) => displayableFigure(build(...args));
 }
 
@@ -61,10 +92,13 @@ export const layerLines = displaying(layers.layerLines);
 export const occupancy = displaying(layers.occupancy);
 export const flipProbabilityHistogram = displaying(buffers.flipProbabilityHistogram);
 export const voteHistogram = displaying(buffers.voteHistogram);
+export const ablationChart = displaying(ablation.ablationChart);
+export const knobSweep = displaying(ablation.knobSweep);
 
 export { runFamilies, type BandOptions } from "./seedBands.js";
 export { type SweepLike, type SweepPlotOptions } from "./sweepPlot.js";
-export { eventMarkers, type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
+export { addEventMarkers, eventMarkers } from "./events.js";
+export { type CompareOptions, type LossOptions, type RunMetric } from "./run.js";
 export {
   scaleSymmetryGroups,
   SCALE_SYMMETRY_PAIRS,
@@ -76,23 +110,40 @@ export {
 } from "./layers.js";
 export { type FlipProbabilityOptions, type VoteHistogramOptions } from "./buffers.js";
 export {
+  ablationSummary,
+  readAblation,
+  type AblationChartOptions,
+  type AblationMetric,
+  type AblationRow,
+  type KnobSweepOptions,
+} from "./ablation.js";
+export {
   CHROMIUM_ARGS,
   ChromiumNotFoundError,
+  closeSharedExporter,
   createExporter,
   exportFigure,
+  exportFigures,
+  figureDpi,
   findChromium,
   formatOf,
+  pngWithDpi,
   resolveChromium,
+  sharedExporter,
   withExporter,
+  writePlotlyBeside,
   type ExportFormat,
+  type ExportManyOptions,
   type ExporterOptions,
   type ExportOptions,
   type FigureExporter,
+  type FigureFile,
   type ImageOptions,
 } from "./export.js";
 export {
   figureDocument,
   figureHtml,
+  figureTitle,
   plotlyBundlePath,
   plotlyFileName,
   plotlyBundleSource,

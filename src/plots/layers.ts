@@ -2,6 +2,7 @@
 
 import { LAYER_STATS, type StoredLayerStat } from "../tracking/layerStats.js";
 import { indexLayers, numbers, tidy, tidyArray } from "./columns.js";
+import { addEventMarkers } from "./events.js";
 import {
   baseConfig,
   baseLayout,
@@ -10,10 +11,12 @@ import {
   LEVEL_COLORS,
   LEVEL_NAMES,
   parseLayerName,
+  runLabel,
   type Figure,
   type PlotlyTrace,
   type RunData,
 } from "./figure.js";
+import { currentStyle } from "./style.js";
 
 /** Numeric columns of the layers table: the stored layer statistics (or any other column). */
 export type LayerMetric = StoredLayerStat | (string & {});
@@ -40,6 +43,8 @@ export interface LayerLinesOptions {
    * otherwise put ~14 MB of JSON into a notebook output.
    */
   maxPoints?: number;
+  /** Draw knob changes as dashed vertical lines with a label (default true). */
+  events?: boolean;
 }
 
 /** One line per layer of any numeric layers-table column vs step. */
@@ -59,30 +64,50 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
 
   const names = idx.layers.map((l) => l.name);
   const colors = layerColors(names);
+  const st = currentStyle();
+  const paper = st.name === "paper";
   // Tied layers (opts.groups): one legend entry and color per group, the partner dashed.
   const group = opts.groups?.(names);
+  const parsed = names.map(parseLayerName);
+  // Paper: one legend entry per matrix kind (the first block's line); depth is the lightness.
+  const kindOf = (j: number): string | null => {
+    const g = group?.[j];
+    if (g) return g.label.replace(/^blocks\.\d+ /, "");
+    return parsed[j]?.kind ?? null;
+  };
+  const firstOfKind = new Map<string, number>();
+  if (paper)
+    names.forEach((_, j) => {
+      const k = kindOf(j);
+      if (k !== null && !firstOfKind.has(k) && (!group?.[j] || group[j]?.lead === j)) firstOfKind.set(k, j);
+    });
   const data: PlotlyTrace[] = idx.layers.map((l, j) => {
     const g = group?.[j];
+    const kind = paper ? kindOf(j) : null;
+    const legend =
+      kind !== null
+        ? { name: kind, legendgroup: kind, showlegend: firstOfKind.get(kind) === j }
+        : g
+          ? { name: g.label, legendgroup: g.label, showlegend: g.lead === j }
+          : { name: l.name };
     return {
       type: "scatter",
       mode: "lines",
-      name: g ? g.label : l.name,
+      ...legend,
       x: tidyArray(x),
       y: tidyArray(rows[j] as Float64Array),
-      line: { color: colors[g ? g.lead : j], width: 1.3, ...(g && g.lead !== j ? { dash: "dash" } : {}) },
+      line: {
+        color: colors[g ? g.lead : j],
+        width: paper ? st.lineWidth * 0.8 : 1.3,
+        ...(g && g.lead !== j ? { dash: "dash" } : {}),
+      },
       connectgaps: false,
-      ...(g
-        ? {
-            legendgroup: g.label,
-            showlegend: g.lead === j,
-            hovertemplate: `${l.name}<br>step %{x}<br>%{y}<extra></extra>`,
-          }
-        : {}),
+      ...(g || kind !== null ? { hovertemplate: `${l.name}<br>step %{x}<br>%{y}<extra></extra>` } : {}),
     };
   });
 
   const layout = baseLayout({
-    title: `${opts.title ?? metric}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${run.id}`,
+    title: `${opts.title ?? metric}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${runLabel(run)}`,
     xTitle: "step",
     yTitle: LAYER_METRIC_TITLES[metric] ?? metric,
     logY: opts.logY,
@@ -115,6 +140,15 @@ export function layerLines(run: RunData, metric: LayerMetric, opts: LayerLinesOp
       },
     ];
   }
+  if (paper && firstOfKind.size > 0)
+    layout.legend = {
+      ...(layout.legend as Record<string, unknown>),
+      title: { text: "lighter: deeper block", side: "top" },
+      // Four entries a row: the seven kinds wrap onto two rows instead of running off the figure.
+      entrywidth: 0.25,
+      entrywidthmode: "fraction",
+    };
+  if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
 }
 
@@ -154,6 +188,8 @@ export interface GhostScaleOptions {
   threshold?: number;
   /** See LayerLinesOptions.maxPoints. */
   maxPoints?: number;
+  /** Draw knob changes (default true). */
+  events?: boolean;
 }
 
 /**
@@ -200,6 +236,8 @@ export interface HeatmapOptions {
    * groups of steps and each cell shows the group's mean, keeping the figure small.
    */
   maxColumns?: number;
+  /** Draw knob changes (default true). */
+  events?: boolean;
 }
 
 /** Heatmap layer × step of a per-layer metric (default: fraction of weights flipped). */
@@ -233,7 +271,12 @@ export function flipHeatmap(run: RunData, opts: HeatmapOptions = {}): Figure {
     }),
   );
   const x = Array.from({ length: C }, (_, c) => idx.steps[c * per] as number);
-  const y = idx.layers.map((l) => l.name);
+  // Paper figures are narrow: "blocks.3.mlp.up" becomes "3 up" (block, matrix).
+  const paper = currentStyle().name === "paper";
+  const y = idx.layers.map((l) => {
+    const p = paper ? parseLayerName(l.name) : null;
+    return p ? `${p.block} ${p.kind}` : l.name;
+  });
   const label = LAYER_METRIC_TITLES[metric] ?? metric;
 
   const data: PlotlyTrace[] = [
@@ -250,9 +293,9 @@ export function flipHeatmap(run: RunData, opts: HeatmapOptions = {}): Figure {
     },
   ];
   const layout = baseLayout({
-    title: `${label}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${run.id}`,
+    title: `${label}${per > 1 ? ` (mean over ${per} steps)` : ""} · ${runLabel(run)}`,
     xTitle: "step",
-    yTitle: "",
+    yTitle: paper ? "block, matrix" : "",
     hovermode: "closest",
   });
   // Layer 0 at the top, reading down the network like the model definition.
@@ -264,12 +307,15 @@ export function flipHeatmap(run: RunData, opts: HeatmapOptions = {}): Figure {
     ticks: "",
   };
   layout.xaxis = { ...(layout.xaxis as Record<string, unknown>), showgrid: false };
+  if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
 }
 
 export interface OccupancyOptions {
   /** One layer by name ("blocks.3.mlp.up") or index; default: all layers summed. */
   layer?: string | number;
+  /** Draw knob changes (default true). */
+  events?: boolean;
 }
 
 const OCC_COLUMNS = ["occM2", "occM1", "occ0", "occP1", "occP2"] as const satisfies readonly StoredLayerStat[];
@@ -323,12 +369,13 @@ export function occupancy(run: RunData, opts: OccupancyOptions = {}): Figure {
   }));
   const scope = only === null ? "all layers" : (idx.layers[only] as { name: string }).name;
   const layout = baseLayout({
-    title: `code level occupancy · ${scope} · ${run.id}`,
+    title: `code level occupancy · ${scope} · ${runLabel(run)}`,
     xTitle: "step",
     yTitle: "fraction of weights",
   });
   layout.yaxis = { ...(layout.yaxis as Record<string, unknown>), range: [0, 1], tickformat: ".0%" };
   // Legend top to bottom in the same order as the stack (+1 on top).
   layout.legend = { ...(layout.legend as Record<string, unknown>), traceorder: "reversed" };
+  if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
 }

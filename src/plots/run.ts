@@ -1,17 +1,21 @@
 // Run-level figures from the metrics table: training loss with knob events, runs compared.
 
 import { ema, numbers, readNumbers, smoothingFactor, tidyArray } from "./columns.js";
+import { addEventMarkers, eventMarkers } from "./events.js";
 import {
   baseConfig,
   baseLayout,
   COLORS,
-  formatValue,
   paletteColor,
+  runLabel,
+  runLabels,
   type Figure,
   type PlotlyTrace,
   type RunData,
-  type RunEvent,
 } from "./figure.js";
+import { currentStyle } from "./style.js";
+
+export { eventMarkers };
 
 export interface LossOptions {
   /** Logarithmic loss axis. */
@@ -22,70 +26,14 @@ export interface LossOptions {
   events?: boolean;
 }
 
-function runLabel(run: RunData): string {
-  const name = run.name ?? run.meta?.name;
-  return name && name !== run.id ? `${name} (${run.id})` : run.id;
-}
-
-/**
- * Knob changes as dashed vertical lines (layout.shapes) with labels such as "bridge 0.667→0.7"
- * (layout.annotations). Events at the same step share one line and one label (one text line per
- * knob), so a `set({bridge, flipRate})` reads as one change. Labels cycle through four heights so
- * that changes a few steps apart do not print on top of each other.
- */
-export function eventMarkers(events: RunData["events"]): {
-  shapes: Record<string, unknown>[];
-  annotations: Record<string, unknown>[];
-} {
-  const byStep = new Map<number, string[]>();
-  for (const e of (events ?? []) as readonly Partial<RunEvent>[]) {
-    const step = e.step;
-    if (e.kind !== "set" || typeof step !== "number" || !Number.isFinite(step)) continue;
-    const knob = typeof e.knob === "string" ? e.knob : "set";
-    const text = `${knob} ${formatValue(e.old)}→${formatValue(e.new)}`;
-    const list = byStep.get(step) ?? [];
-    list.push(text);
-    byStep.set(step, list);
-  }
-  const shapes: Record<string, unknown>[] = [];
-  const annotations: Record<string, unknown>[] = [];
-  const steps = Array.from(byStep.keys()).sort((a, b) => a - b);
-  steps.forEach((step, k) => {
-    shapes.push({
-      type: "line",
-      xref: "x",
-      yref: "paper",
-      x0: step,
-      x1: step,
-      y0: 0,
-      y1: 1,
-      line: { color: COLORS.event, width: 1.5, dash: "dash" },
-      layer: "above",
-    });
-    annotations.push({
-      x: step,
-      xref: "x",
-      y: 1 - (k % 4) * 0.08,
-      yref: "paper",
-      yanchor: "top",
-      xanchor: "left",
-      xshift: 3,
-      text: (byStep.get(step) as string[]).join("<br>"),
-      showarrow: false,
-      align: "left",
-      font: { size: 11, color: "#444" },
-      bgcolor: "rgba(255,255,255,0.8)",
-    });
-  });
-  return { shapes, annotations };
-}
-
 /** Train loss vs step (optionally EMA-smoothed), validation loss where measured, and knob changes. */
 export function loss(run: RunData, opts: LossOptions = {}): Figure {
   const m = run.metrics;
   const step = numbers(m, "step", "metrics table");
   const train = numbers(m, "loss", "metrics table");
   const alpha = smoothingFactor(opts.smooth);
+  const st = currentStyle();
+  const lw = st.lineWidth;
 
   const data: PlotlyTrace[] = [
     {
@@ -94,7 +42,7 @@ export function loss(run: RunData, opts: LossOptions = {}): Figure {
       name: "train loss",
       x: Array.from(step),
       y: tidyArray(train),
-      line: { color: COLORS.train, width: alpha === null ? 1.6 : 1 },
+      line: { color: COLORS.train, width: alpha === null ? lw : lw * 0.6 },
       opacity: alpha === null ? 1 : 0.3,
     },
   ];
@@ -105,7 +53,7 @@ export function loss(run: RunData, opts: LossOptions = {}): Figure {
       name: `train loss (EMA ${alpha})`,
       x: Array.from(step),
       y: tidyArray(ema(train, alpha)),
-      line: { color: COLORS.train, width: 2 },
+      line: { color: COLORS.train, width: lw * 1.25 },
     });
   }
 
@@ -126,8 +74,8 @@ export function loss(run: RunData, opts: LossOptions = {}): Figure {
         name: "val loss",
         x: xs,
         y: tidyArray(ys),
-        line: { color: COLORS.val, width: 1.5 },
-        marker: { color: COLORS.val, size: 7 },
+        line: { color: COLORS.val, width: lw },
+        marker: { color: COLORS.val, size: st.name === "paper" ? 5 : 7 },
       });
     }
   }
@@ -138,11 +86,7 @@ export function loss(run: RunData, opts: LossOptions = {}): Figure {
     yTitle: "loss (nats/token)",
     logY: opts.logY,
   });
-  if (opts.events !== false) {
-    const { shapes, annotations } = eventMarkers(run.events);
-    layout.shapes = shapes;
-    layout.annotations = annotations;
-  }
+  if (opts.events !== false) addEventMarkers(layout, run.events);
   return { data, layout, config: baseConfig() };
 }
 
@@ -197,8 +141,11 @@ export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {})
   const xKind = opts.x ?? "step";
   const alpha = smoothingFactor(opts.smooth);
   const data: PlotlyTrace[] = [];
+  const labels = runLabels(runs);
+  const st = currentStyle();
 
   runs.forEach((run, r) => {
+    const label = labels[r] as string;
     const m = run.metrics;
     const { values, valid } = readNumbers(m, metric, `metrics table of run ${run.id}`);
     let xs: Float64Array;
@@ -223,13 +170,13 @@ export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {})
     data.push({
       type: "scatter",
       mode: sparse ? "lines+markers" : "lines",
-      name: runLabel(run),
-      legendgroup: run.id,
+      name: label,
+      legendgroup: label,
       x: tidyArray(keepX),
       y: tidyArray(ys),
       // A dash pattern per run: runs that share a prefix (a knob changed later) stay visible.
-      line: { color, width: 1.8, dash: RUN_DASHES[r % RUN_DASHES.length] },
-      marker: { color, size: 6 },
+      line: { color, width: st.lineWidth * 1.1, dash: RUN_DASHES[r % RUN_DASHES.length] },
+      marker: { color, size: st.name === "paper" ? 4 : 6 },
     });
     // Knob changes of this run: a marker on its line, labelled with the change.
     const steps = numbers(m, "step", `metrics table of run ${run.id}`);
@@ -244,19 +191,19 @@ export function compareRuns(runs: readonly RunData[], opts: CompareOptions = {})
       if (row < 0) continue;
       mx.push(keepX[row] as number);
       my.push(ys[row] as number);
-      mt.push(`${runLabel(run)} @ step ${step}: ${String(a.text).replace(/<br>/g, ", ")}`);
+      mt.push(`${label} @ step ${step}: ${String(a.text).replace(/<br>/g, ", ")}`);
     }
     if (mx.length)
       data.push({
         type: "scatter",
         mode: "markers",
-        name: `${runLabel(run)}: knob change`,
-        legendgroup: run.id,
+        name: `${label}: knob change`,
+        legendgroup: label,
         showlegend: false,
         x: tidyArray(mx),
         y: tidyArray(my),
         text: mt,
-        marker: { color, size: 11, symbol: "diamond", line: { color: "#222", width: 1 } },
+        marker: { color, size: st.name === "paper" ? 7 : 11, symbol: "diamond", line: { color: "#222", width: 1 } },
         hovertemplate: "%{text}<extra></extra>",
       });
   });

@@ -103,18 +103,25 @@ describe("primal train / runs / resume / report", () => {
     expect(none.stdout).toMatch(/no runs yet/);
   });
 
-  it("resume continues the run from its checkpoint", async () => {
+  it("resume continues the run from its checkpoint, evaluating only when asked", async () => {
     const r = await primal(["resume", runDir, "--steps", "3", "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(lines(r.stdout).at(-1)!);
-    expect(j).toMatchObject({ steps: 3, step: 9, runDir, stopped: false, valSet: "wikitext-2/valid" });
+    expect(j).toMatchObject({ steps: 3, step: 9, runDir, stopped: false, valSet: null, evalTokens: 0 });
     const run = readRun(runDir);
     expect(Array.from(run.metrics.getChild("step")!.toArray())).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(run.metrics.getChild("valLoss")!.get(8)).toBeNull();
     expect(run.events.filter((e) => e.kind === "resume").map((e) => e.step)).toEqual([6]);
     expect(run.meta).toMatchObject({ status: "finished", step: 9 });
+    // --eval: at the last step, within the run's cap, as train does.
+    const e = await primal(["resume", runDir, "--steps", "1", "--eval"]);
+    expect(e.code, e.stderr).toBe(0);
+    expect(e.stderr).toMatch(/evaluating on the first [\d,]+ tokens of each split/);
+    expect(e.stdout).toMatch(/wikitext-2\/valid\s+loss \d+\.\d{4}/);
+    expect(readRun(runDir).metrics.getChild("valLoss")!.get(9)).not.toBeNull();
   });
 
-  it("report writes the figures as files", async () => {
+  it("report writes the figures as files and an index page", async () => {
     const r = await primal(["report", runDir, "--formats", "html"]);
     expect(r.code, r.stderr).toBe(0);
     const files = lines(r.stdout);
@@ -123,7 +130,12 @@ describe("primal train / runs / resume / report", () => {
       "ghost-scale.html",
       "flip-heatmap.html",
       "occupancy.html",
+      "index.html",
     ]);
+    const index = readFileSync(files.at(-1)!, "utf8");
+    for (const part of ["Configuration and results", "Events", "Samples", 'href="loss.html"', "P.newPlot(el"])
+      expect(index).toContain(part);
+    expect(index).toMatch(/<script type="text\/javascript" src="plotly-[\d.]+\.min\.js"><\/script>/);
     for (const f of files) {
       expect(f.startsWith(join(runDir, "figures"))).toBe(true);
       expect(statSync(f).size).toBeGreaterThan(1000);

@@ -6,7 +6,6 @@ import {
   inKernel,
   isArrowTable,
   isFigure,
-  resetPlotlyInlining,
   richBundle,
   setDisplay,
   show,
@@ -36,7 +35,6 @@ function lineFigure(n = 5): Figure {
 }
 
 afterEach(() => {
-  resetPlotlyInlining();
   vi.restoreAllMocks();
 });
 
@@ -61,9 +59,9 @@ describe("detection", () => {
 });
 
 describe("figureBundle", () => {
-  it("carries Plotly JSON, an HTML fallback and text", () => {
+  it("carries Plotly JSON and text: data, no code and no plotly.js", () => {
     const b = figureBundle(lineFigure(4));
-    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/html", "text/plain"].sort());
+    expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"].sort());
     const json = b[PLOTLY_MIME] as { data: { x: number[]; name: string }[]; layout: unknown; config: unknown };
     // Typed arrays become plain JSON arrays.
     expect(json.data[0]?.x).toEqual([1, 2, 3, 4]);
@@ -71,19 +69,9 @@ describe("figureBundle", () => {
     expect(json.config).toEqual({ responsive: true });
     expect(b["text/plain"]).toContain('"loss · demo"');
     expect(b["text/plain"]).toContain('scatter "train loss"');
-  });
-
-  it("inlines plotly.js once per session, then relies on window.Plotly", () => {
-    const first = figureBundle(lineFigure())["text/html"] as string;
-    const second = figureBundle(lineFigure())["text/html"] as string;
-    expect(first.length).toBeGreaterThan(1_000_000);
-    expect(first).toContain("Plotly.newPlot");
-    expect(second.length).toBeLessThan(20_000);
-    expect(second).toContain("window.Plotly");
-    expect(second).not.toContain("<script src=");
-    resetPlotlyInlining();
-    expect((figureBundle(lineFigure())["text/html"] as string).length).toBeGreaterThan(1_000_000);
-    expect((figureBundle(lineFigure(), { includePlotlyJs: false })["text/html"] as string).length).toBeLessThan(20_000);
+    // Every figure the same, whatever was displayed before: nothing depends on the page's history.
+    expect(JSON.stringify(figureBundle(lineFigure(4)))).toBe(JSON.stringify(b));
+    expect(JSON.stringify(b).length).toBeLessThan(5_000);
   });
 });
 
@@ -194,7 +182,9 @@ describe("the Jupyter.display protocol", () => {
     const fig = plots.voteHistogram(tableFromArrays({ value: Int8Array.from([-3, 0, 2, 5]) }));
     const display = (fig as unknown as Record<symbol, () => Record<string, unknown>>)[Symbol.for("Jupyter.display")];
     expect(typeof display).toBe("function");
+    setDisplay("mime"); // synchronous (the default, "static", promises a bundle with a PNG)
     const bundle = display!.call(fig);
+    setDisplay("static");
     expect(Object.keys(bundle)).toContain(PLOTLY_MIME);
     // Not enumerable: JSON and spreads of a figure are unchanged.
     expect(Object.keys({ ...fig })).toEqual(Object.keys(fig));
@@ -264,40 +254,47 @@ describe("tables in human units", () => {
 
 describe("display modes", () => {
   afterEach(() => {
-    setDisplay("inline");
+    setDisplay("static");
   });
 
-  it("mime sends only the Plotly JSON and text; inline adds the offline HTML", async () => {
+  it("mime sends only the Plotly JSON and text; unknown modes are refused", async () => {
     const plots = await import("../../src/plots/index.js");
-    expect(setDisplay("mime")).toBe("inline");
+    expect(setDisplay("mime")).toBe("static");
     const fig = plots.voteHistogram(Int8Array.from([1, -2]));
     const b = richBundle(fig) as Record<string, unknown>;
     expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"]);
     expect(JSON.stringify(b).length).toBeLessThan(20_000);
-    setDisplay("inline");
-    expect(Object.keys(richBundle(fig) as Record<string, unknown>).sort()).toEqual([
-      PLOTLY_MIME,
-      "text/html",
-      "text/plain",
-    ]);
-    expect(() => setDisplay("svg" as never)).toThrow(/"inline", "mime", "static"/);
+    expect(() => setDisplay("inline" as never)).toThrow(/"static", "mime"/);
   });
 
   it.skipIf(!findChromium())(
-    "static adds a PNG rendered by headless Chromium (skipped: no Chromium)",
+    "static (the default) adds a PNG rendered by the shared headless Chromium (skipped: no Chromium)",
     async () => {
       const plots = await import("../../src/plots/index.js");
-      setDisplay("static");
       const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));
       expect(pending).toBeInstanceOf(Promise);
       const b = (await pending) as Record<string, string>;
       expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "image/png", "text/plain"]);
-      expect(
-        Buffer.from(b["image/png"] as string, "base64")
-          .subarray(1, 4)
-          .toString(),
-      ).toBe("PNG");
+      const png = Buffer.from(b["image/png"] as string, "base64");
+      expect(png.subarray(1, 4).toString()).toBe("PNG");
+      expect(png.readUInt32BE(16)).toBe(900); // CSS size: light enough to save in a notebook
+      await plots.closeSharedExporter();
     },
     120_000,
   );
+
+  it("static without a browser keeps the JSON and says why there is no image", async () => {
+    const plots = await import("../../src/plots/index.js");
+    const before = process.env.PRIMAL_CHROMIUM;
+    process.env.PRIMAL_CHROMIUM = "/nonexistent/chromium";
+    try {
+      await plots.closeSharedExporter();
+      const b = (await plots.figureBundleStatic(plots.voteHistogram(Int8Array.from([1])))) as Record<string, string>;
+      expect(Object.keys(b).sort()).toEqual([PLOTLY_MIME, "text/plain"]);
+      expect(b["text/plain"]).toContain("no static image: PRIMAL_CHROMIUM is set to");
+    } finally {
+      if (before === undefined) delete process.env.PRIMAL_CHROMIUM;
+      else process.env.PRIMAL_CHROMIUM = before;
+    }
+  });
 });

@@ -82,6 +82,14 @@ describe("installKernel / uninstallKernel", () => {
     expect(readFileSync(join(dir, "logo-32x32.png")).readUInt32BE(16)).toBe(32);
     expect(readFileSync(join(dir, "logo-svg.svg"), "utf8")).toMatch(/^<svg/);
 
+    // The classic Notebook extension that draws figures, with plotly.js beside it, enabled.
+    const ext = join(prefix, "share", "jupyter", "nbextensions", "primal");
+    expect(readFileSync(join(ext, "main.js"), "utf8")).toContain("register_mime_type(MIME, append, { safe: false");
+    expect(readFileSync(join(ext, "plotly.min.js"), "utf8").slice(0, 200)).toMatch(/plotly\.js v\d/);
+    const config = join(prefix, "etc", "jupyter", "nbconfig", "notebook.d", "primal.json");
+    expect(JSON.parse(readFileSync(config, "utf8"))).toEqual({ load_extensions: { "primal/main": true } });
+    expect(msg).toContain("JUPYTER_CONFIG_PATH");
+
     // Installing again replaces the spec in place.
     await installKernel({ prefix });
     expect(realpathSync(link)).toBe(realpathSync(root));
@@ -143,6 +151,8 @@ describe("installKernel / uninstallKernel", () => {
     const dir = join(prefix, "share", "jupyter", "kernels", "primal");
     expect(await uninstallKernel({ prefix })).toContain(`Removed kernelspec "primal" from ${dir}`);
     expect(existsSync(dir)).toBe(false);
+    expect(existsSync(join(prefix, "share", "jupyter", "nbextensions", "primal"))).toBe(false);
+    expect(existsSync(join(prefix, "etc", "jupyter", "nbconfig", "notebook.d", "primal.json"))).toBe(false);
     expect(existsSync(join(root, "package.json"))).toBe(true);
     expect(existsSync(launcher)).toBe(true);
     expect(await uninstallKernel({ prefix })).toMatch(/nothing to remove/);

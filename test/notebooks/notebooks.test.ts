@@ -77,9 +77,13 @@ function expectClean(nb: Notebook): void {
   // after a failure would be aborted and keep no number).
   const counts = nb.cells.filter((c) => c.cell_type === "code").map((c) => (c as { execution_count?: number }).execution_count);
   expect(counts).toEqual(counts.map((_, i) => i + 1));
-  // plotly.js is inlined once per kernel session, by the first figure only.
-  const inlined = htmlOf(nb).filter((h) => h.length > 1_000_000);
-  expect(inlined.length).toBe(figuresOf(nb).length > 0 ? 1 : 0);
+  // A figure's output is data: Plotly JSON, a PNG (when there is a browser) and text; never
+  // HTML or script, and never plotly.js.
+  for (const o of outputsOf(nb).filter((x) => x.data?.[PLOTLY])) {
+    const keys = Object.keys(o.data ?? {}).sort();
+    expect(keys).toEqual(findChromium() ? [PLOTLY, "image/png", "text/plain"] : [PLOTLY, "text/plain"]);
+  }
+  expect(htmlOf(nb).filter((h) => h.length > 1_000_000)).toEqual([]);
 }
 
 // ---------------------------------------------------------------- suite
@@ -262,9 +266,12 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     }
     for (const n of names) {
       expect(readFileSync(join(figs, `${n}.svg`), "utf8")).toMatch(/^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      expect(readFileSync(join(figs, `${n}.svg`), "utf8")).toContain('font-family:"Arimo"');
       const png = readFileSync(join(figs, `${n}.png`));
       expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-      expect(png.readUInt32BE(16)).toBe(1600); // 800 px at scale 2
+      expect(png.readUInt32BE(16)).toBe(1050); // paper style: 3.5 in at 300 dpi
+      expect(png.toString("latin1", 37, 41)).toBe("pHYs"); // right after IHDR: the resolution
+      expect(Math.round(png.readUInt32BE(41) * 0.0254)).toBe(300);
       expect(readFileSync(join(figs, `${n}.pdf`)).subarray(0, 5).toString("ascii")).toBe("%PDF-");
     }
     const images = outputsOf(nb).filter((o) => o.data?.["image/png"] || o.data?.["image/svg+xml"]);
@@ -320,7 +327,7 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     expect(text).toContain("4/4 points done, 0 stopped");
   }, 600_000);
 
-  it.skipIf(!findChromium())("renders executed notebooks as HTML with working plots in headless Chromium", async () => {
+  it.skipIf(!findChromium())("renders executed notebooks as HTML, each figure as its PNG, in headless Chromium", async () => {
     for (const n of ["01-quickstart", "03-bridge-tweak"]) {
       if (!executed[n]) throw new Error(`${n} was not executed`);
     }
@@ -348,23 +355,23 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
       page.on("pageerror", (e) => pageErrors.push(String(e)));
 
       await page.goto(pathToFileURL(join(htmlDir, "01-quickstart.html")).href, { waitUntil: "load", timeout: 120_000 });
-      await page.waitForFunction(() => document.querySelectorAll(".js-plotly-plot .main-svg").length >= 4, null, { timeout: 60_000 });
+      // nbconvert shows each figure as its PNG: loaded, with the figure's size.
+      await page.waitForFunction(
+        () => [...document.querySelectorAll<HTMLImageElement>("img")].filter((i) => i.complete && i.naturalWidth >= 900).length >= 2,
+        null,
+        { timeout: 60_000 },
+      );
       const q = await page.evaluate(() => ({
-        plots: document.querySelectorAll(".js-plotly-plot").length,
-        traces: [...document.querySelectorAll(".js-plotly-plot")].map((p) => p.querySelectorAll(".scatterlayer .trace").length),
-        paths: [...document.querySelectorAll(".js-plotly-plot")].map((p) => p.querySelectorAll(".scatterlayer path.js-line").length),
+        images: [...document.querySelectorAll<HTMLImageElement>("img")].filter((i) => i.src.startsWith("data:image/png")).map((i) => i.naturalWidth),
         tables: document.querySelectorAll(".primal-arrow-table table").length,
         summaries: document.querySelectorAll('.primal-train[data-status="finished"]').length,
-        title: document.querySelector(".js-plotly-plot .gtitle")?.textContent ?? "",
+        scripts: [...document.querySelectorAll("script")].filter((s) => (s.textContent ?? "").includes("Plotly.newPlot")).length,
       }));
-      expect(q.plots).toBe(2);
-      expect(q.traces[0]).toBeGreaterThanOrEqual(3);
-      expect(q.traces[1]).toBe(14);
-      expect(q.paths.every((n) => n > 0)).toBe(true);
+      expect(q.images).toEqual([900, 900]);
       expect(q.tables).toBe(2); // the metrics history and the memory plan
       expect(q.summaries).toBe(1);
-      expect(q.title).toContain("loss · quickstart");
-      const first = (await page.$$(".js-plotly-plot"))[0];
+      expect(q.scripts).toBe(0);
+      const first = (await page.$$("img[src^='data:image/png']"))[0];
       await first?.scrollIntoViewIfNeeded();
       await first?.screenshot({ path: join(ARTIFACTS, "notebook-01-loss.png") });
       await page.screenshot({ path: join(ARTIFACTS, "notebook-01-page.png") });
@@ -372,10 +379,12 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
       await (await page.$(".primal-arrow-table"))?.screenshot({ path: join(ARTIFACTS, "notebook-01-table.png") });
 
       await page.goto(pathToFileURL(join(htmlDir, "03-bridge-tweak.html")).href, { waitUntil: "load", timeout: 120_000 });
-      await page.waitForFunction(() => document.querySelectorAll(".js-plotly-plot .main-svg").length >= 6, null, { timeout: 60_000 });
-      const annotations = await page.evaluate(() => [...document.querySelectorAll(".js-plotly-plot .annotation-text")].map((a) => a.textContent));
-      expect(annotations).toContain("bridge 0.667→0.8");
-      const lossPlot = (await page.$$(".js-plotly-plot"))[1];
+      await page.waitForFunction(
+        () => [...document.querySelectorAll<HTMLImageElement>("img[src^='data:image/png']")].filter((i) => i.complete && i.naturalWidth > 0).length >= 3,
+        null,
+        { timeout: 60_000 },
+      );
+      const lossPlot = (await page.$$("img[src^='data:image/png']"))[1];
       await lossPlot?.scrollIntoViewIfNeeded();
       await lossPlot?.screenshot({ path: join(ARTIFACTS, "notebook-03-loss-event.png") });
       expect(pageErrors).toEqual([]);

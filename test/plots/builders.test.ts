@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import * as plots from "../../src/plots/index.js";
 import type { RunData, RunEvent } from "../../src/plots/index.js";
 import { tidy } from "../../src/plots/columns.js";
+import { join } from "node:path";
+import { packageRoot } from "../../src/paths.js";
 
 const KINDS = ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down"];
 
@@ -90,6 +92,21 @@ function run(id = "run-a", steps = 20, blocks = 2, offset = 0): RunData {
   return { id, metrics: metricsTable(steps, offset), layers: layersTable(steps, blocks), events: EVENTS };
 }
 
+/** Difference in hue (degrees) of two #rrggbb colours. */
+function hueDistance(a: string, b: string): number {
+  const hue = (hex: string) => {
+    const n = parseInt(hex.slice(1), 16);
+    const [r, g, b2] = [((n >> 16) & 255) / 255, ((n >> 8) & 255) / 255, (n & 255) / 255];
+    const max = Math.max(r, g, b2);
+    const d = max - Math.min(r, g, b2);
+    if (d === 0) return 0;
+    const h = max === r ? ((g - b2) / d) % 6 : max === g ? (b2 - r) / d + 2 : (r - g) / d + 4;
+    return (h * 60 + 360) % 360;
+  };
+  const d = Math.abs(hue(a) - hue(b));
+  return Math.min(d, 360 - d);
+}
+
 function isPlainJson(fig: plots.Figure): boolean {
   // What the notebook's application/vnd.plotly.v1+json output receives.
   return JSON.stringify(JSON.parse(JSON.stringify(fig))) === JSON.stringify(fig) && plots.figureJson(fig).length > 0;
@@ -108,9 +125,30 @@ describe("figure helpers", () => {
     expect(plots.parseLayerName("blocks.3.mlp.up")).toEqual({ block: 3, kind: "up" });
     const c = plots.layerColors(["blocks.0.attn.q", "blocks.1.attn.q", "blocks.0.mlp.up", "embed"]);
     expect(new Set(c).size).toBe(4);
-    expect(c[0]).toMatch(/^hsl\(210,/);
-    expect(c[1]).toMatch(/^hsl\(210,/);
+    // The kind's colour for the first block, lighter (same hue) for the deeper one.
+    expect(c[0]).toBe(plots.KIND_COLORS.q!.toLowerCase());
+    expect(c[1]).not.toBe(c[0]);
     expect(c[3]).toBe(plots.paletteColor(3));
+    // Seven kinds, seven distinct colours from the colour-blind-safe palette; gate and up far apart.
+    const kinds = Object.values(plots.KIND_COLORS);
+    expect(new Set(kinds).size).toBe(7);
+    for (const k of kinds) expect(plots.PALETTE).toContain(k);
+    expect(hueDistance(plots.KIND_COLORS.gate!, plots.KIND_COLORS.up!)).toBeGreaterThan(45);
+  });
+
+  it("labels runs by name or a short alias, never the machine id unless asked", () => {
+    const id = "2026-11-26T14-03-12-poltergeist-small-ab12";
+    expect(plots.runAlias(id)).toBe("poltergeist-small");
+    expect(
+      plots.runLabels([{ id }, { id: "2026-11-26T15-00-00-poltergeist-small-cd34" }, { id: "x", name: "mine" }]),
+    ).toEqual(["poltergeist-small", "poltergeist-small (2)", "mine"]);
+    expect(plots.runLabel({ id, meta: { name: "quick" } })).toBe("quick");
+    plots.style("notebook", { runIds: true });
+    try {
+      expect(plots.runLabel({ id, name: "quick" })).toBe(`quick (${id})`);
+    } finally {
+      plots.style("notebook");
+    }
   });
 
   it("rounds numbers to 7 significant digits for compact JSON", () => {
@@ -176,7 +214,7 @@ describe("loss", () => {
     const r = run();
     const fig = plots.loss({ id: "x", metrics: r.metrics.select(["step", "loss"]), layers: r.layers });
     expect(fig.data).toHaveLength(1);
-    expect(fig.layout.shapes).toEqual([]);
+    expect(fig.layout.shapes).toBeUndefined();
     expect(plots.loss(run(), { events: false }).layout.shapes).toBeUndefined();
   });
 
@@ -216,8 +254,55 @@ describe("layer figures", () => {
       expect(t.y).toHaveLength(20);
     }
     expect(fig.data[0]!.y![0]).toBeCloseTo(0.99, 5);
-    expect((fig.layout.shapes as unknown[]).length).toBe(1);
+    // The threshold line, then the two knob changes (steps 12 and 15).
+    const shapes = fig.layout.shapes as { x0: number; yref: string }[];
+    expect(shapes).toHaveLength(3);
+    expect(shapes[0]!.yref).toBe("y");
+    expect(shapes.slice(1).map((sh) => sh.x0)).toEqual([12, 15]);
     expect(isPlainJson(fig)).toBe(true);
+  });
+
+  it("every step-axis figure marks the knob changes", () => {
+    for (const fig of [
+      plots.loss(run()),
+      plots.ghostScale(run()),
+      plots.layerLines(run(), "flipFrac"),
+      plots.flipHeatmap(run()),
+      plots.occupancy(run()),
+    ]) {
+      const shapes = (fig.layout.shapes ?? []) as { x0: number; line: { dash: string } }[];
+      expect(shapes.filter((sh) => sh.line.dash === "dash").map((sh) => sh.x0)).toEqual([12, 15]);
+      const labels = (fig.layout.annotations as { text: string }[]).map((a) => a.text);
+      expect(labels).toEqual(["bridge 0.667→0.7<br>flipRate 0.01→0.02", "bridge 0.7→off"]);
+      expect(plots.ghostScale(run(), { events: false }).layout.annotations).toBeUndefined();
+    }
+  });
+
+  it("the paper style: print sizes and fonts, one legend entry per matrix kind, no run ids", () => {
+    const id = "2026-11-26T14-03-12-poltergeist-small-ab12";
+    const r = { ...run(), id };
+    const [one, two, ghost, compare] = [
+      plots.withStyle("paper", {}, () => plots.loss(r)),
+      plots.withStyle("paper", { columns: 2 }, () => plots.loss(r)),
+      plots.withStyle("paper", {}, () => plots.ghostScale(r)),
+      plots.withStyle("paper", {}, () =>
+        plots.compareRuns([r, { ...run(), id: "2026-11-26T15-00-00-ste-small-ab13" }]),
+      ),
+    ];
+    expect(plots.currentStyle().name).toBe("notebook");
+    expect([one!.layout.width, two!.layout.width]).toEqual([336, 672]); // 3.5 in and 7 in at 96 px/in
+    expect((one!.layout.font as { size: number; family: string }).size).toBeCloseTo(10.67, 1); // 8 pt
+    expect((one!.layout.font as { family: string }).family.startsWith("Arimo")).toBe(true);
+    expect(one!.layout.meta).toEqual({ style: "paper", dpi: 300 });
+    expect(JSON.stringify([one, ghost, compare])).not.toContain(id);
+    expect((one!.layout.title as { text: string }).text).toBe("loss · poltergeist-small");
+    const legend = ghost!.data.filter((t) => (t as { showlegend?: boolean }).showlegend !== false).map((t) => t.name);
+    expect(legend).toEqual(["q·k", "v·o", "gate", "up·down"]);
+    expect(compare!.data.filter((t) => !t.name?.endsWith("knob change")).map((t) => t.name)).toEqual([
+      "poltergeist-small",
+      "ste-small",
+    ]);
+    expect(() => plots.style("poster" as never)).toThrow(/"notebook" or "paper"/);
   });
 
   it("flipHeatmap is layer × step", () => {
@@ -360,5 +445,41 @@ describe("large runs", () => {
     // Layer 0: scale = 1 - 0.01·s, mean over steps 1..5 = 0.97.
     expect(fig.data[0]!.y![0]).toBeCloseTo(0.97, 5);
     expect(JSON.stringify(fig.layout.title)).toContain("mean over 5 steps");
+  });
+});
+
+describe("ablation figures (the committed result files)", () => {
+  const file = join(packageRoot(), "results", "ablation", "tiny-150steps.jsonl");
+
+  it("reads a result file and summarises each variant over its seeds", () => {
+    const rows = plots.readAblation(file);
+    const s = plots.ablationSummary(rows).find((v) => v.variant === "default");
+    expect(s?.seeds).toBe(2);
+    expect(s!.min).toBeLessThanOrEqual(s!.mean);
+    expect(s!.max).toBeGreaterThanOrEqual(s!.mean);
+    expect(() => plots.readAblation(join(packageRoot(), "results", "nope.jsonl"))).toThrow(
+      /no result file at .*nope\.jsonl/,
+    );
+  });
+
+  it("ablationChart: the mean per variant, whiskers to the lowest and highest seed, in the order asked", () => {
+    const rows = plots.readAblation(file);
+    const fig = plots.ablationChart(rows, { variants: ["frozen", "default"], labels: { default: "Poltergeist" } });
+    const t = fig.data[0] as { x: string[]; y: number[]; error_y: { array: number[]; arrayminus: number[] } };
+    expect(t.x).toEqual(["frozen", "Poltergeist"]);
+    const d = plots.ablationSummary(rows).find((v) => v.variant === "default")!;
+    expect(t.y[1]).toBeCloseTo(d.mean, 12);
+    expect(t.error_y.array[1]! + t.y[1]!).toBeCloseTo(d.max, 12);
+    expect(t.y[1]! - t.error_y.arrayminus[1]!).toBeCloseTo(d.min, 12);
+    expect(isPlainJson(fig)).toBe(true);
+  });
+
+  it("knobSweep: values in order on a log axis, each seed, the default marked", () => {
+    const fig = plots.knobSweep(plots.readAblation(file), "flipRate", { defaultValue: 0.01 });
+    expect(fig.data[0]!.x).toEqual([0.005, 0.01, 0.02, 0.05, 0.1]);
+    expect(fig.data[1]!.x).toHaveLength(10);
+    expect((fig.layout.xaxis as { type: string }).type).toBe("log");
+    expect((fig.layout.shapes as { x0: number }[])[0]!.x0).toBe(0.01);
+    expect(() => plots.knobSweep(plots.readAblation(file), "nope")).toThrow(/no variants "nope=…"/);
   });
 });

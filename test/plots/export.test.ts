@@ -1,9 +1,12 @@
 import { Float32, Table, vectorFromArray } from "apache-arrow";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as plots from "../../src/plots/index.js";
+import { packageRoot } from "../../src/paths.js";
 
 const chromium = plots.findChromium();
 const dir = mkdtempSync(join(tmpdir(), "primal-plots-export-"));
@@ -92,6 +95,63 @@ describe.runIf(chromium === null)("static export without Chromium", () => {
   });
 });
 
+/** Dots per inch recorded in a PNG's pHYs chunk (null without one). */
+function pngDpi(png: Buffer): number | null {
+  for (let off = 8; off < png.length;) {
+    const len = png.readUInt32BE(off);
+    if (png.toString("ascii", off + 4, off + 8) === "pHYs") return png.readUInt32BE(off + 8) * 0.0254;
+    off += 12 + len;
+  }
+  return null;
+}
+
+describe.runIf(chromium !== null)("the shared browser", () => {
+  afterAll(async () => {
+    await plots.closeSharedExporter();
+  });
+
+  it("is started once and reused by exportFigure", async () => {
+    const a = plots.sharedExporter();
+    expect(plots.sharedExporter()).toBe(a);
+    await plots.exportFigure(lossFigure(), join(dir, "shared-1.png"));
+    await plots.exportFigure(lossFigure(), join(dir, "shared-2.svg"));
+    expect(plots.sharedExporter()).toBe(a);
+    // Closing the shared exporter's handle does not end it for others.
+    await (await a).close();
+    await plots.exportFigure(lossFigure(), join(dir, "shared-3.png"));
+    expect(readFileSync(join(dir, "shared-3.png")).subarray(1, 4).toString()).toBe("PNG");
+  }, 120_000);
+
+  it("exportFigures writes many files in order and reports progress", async () => {
+    const seen: string[] = [];
+    const files = ["m1.png", "m2.svg", "m3.html"].map((f) => ({ figure: lossFigure(), path: join(dir, "many", f) }));
+    const out = await plots.exportFigures(files, {
+      onProgress: (done, total, path) => seen.push(`${done}/${total} ${path}`),
+    });
+    expect(out).toEqual(files.map((f) => f.path));
+    expect(seen).toEqual(files.map((f, i) => `${i + 1}/3 ${f.path}`));
+  }, 120_000);
+
+  it.skipIf(!existsSync(join(packageRoot(), "dist", "src", "plots", "export.js")))(
+    "does not keep a script alive: it exits right after its last export (skipped: dist/ not built)",
+    () => {
+      const script =
+        `import { exportFigure } from ${JSON.stringify(pathToFileURL(join(packageRoot(), "dist", "src", "plots", "export.js")).href)};\n` +
+        `await exportFigure({ data: [{ y: [1, 3, 2] }], layout: {} }, ${JSON.stringify(join(dir, "script.png"))});\n` +
+        `console.log("exported");\n`;
+      const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+        encoding: "utf8",
+        timeout: 90_000,
+      });
+      expect(r.error).toBeUndefined();
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toContain("exported");
+      expect(r.status).toBe(0);
+    },
+    120_000,
+  );
+});
+
 describe.runIf(chromium !== null)("static export with Chromium", () => {
   let ex: plots.FigureExporter;
   beforeAll(async () => {
@@ -110,6 +170,24 @@ describe.runIf(chromium !== null)("static export with Chromium", () => {
     expect(svg).toContain('width="640"');
     expect(svg).toContain("train loss");
     expect(svg).toContain("bridge 0.667→0.7");
+    // The font it uses travels with it.
+    expect(svg).toMatch(/^<svg[^>]*><style>@font-face\{font-family:"Arimo"/);
+    expect(svg).toContain("data:font/woff2;base64,");
+  }, 60_000);
+
+  it("paper-style figures export at print size: 3.5 in at 300 dpi, vector PDF with the font embedded", async () => {
+    const fig = plots.withStyle("paper", {}, () => lossFigure());
+    expect(fig.layout.width).toBe(336);
+    const png = await ex.toPng(fig);
+    expect(png.readUInt32BE(16)).toBe(1050);
+    expect(pngDpi(png)).toBeCloseTo(300, 0);
+    const pdf = (await ex.toPdf(fig)).toString("latin1");
+    const box = /\/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]/.exec(pdf);
+    expect(Number(box?.[1])).toBeCloseTo(252, 0); // 3.5 in = 252 pt
+    expect(pdf).toMatch(/\/FontFile2|\/FontFile3|\/FontFile\b/);
+    expect(pdf).toMatch(/\/BaseFont\s*\/[A-Z]{6}\+Arimo/);
+    // Text stays text: no raster image of the whole figure.
+    expect(pdf).not.toMatch(/\/Subtype\s*\/Image/);
   }, 60_000);
 
   it("writes png at width·scale pixels", async () => {
@@ -147,8 +225,10 @@ describe.runIf(chromium !== null)("static export with Chromium", () => {
       ],
       layout: { width: 300, height: 200 },
     };
+    // Default scale 2, recorded in the file as 192 dpi (pHYs, pixels per metre).
     const png = await ex.toPng(heat);
-    expect(png.readUInt32BE(16)).toBe(300);
+    expect(png.readUInt32BE(16)).toBe(600);
+    expect(pngDpi(png)).toBeCloseTo(192, 0);
     const path = join(dir, "heat.out");
     await ex.export(heat, path, { format: "svg" });
     expect(readFileSync(path, "utf8").startsWith("<svg")).toBe(true);

@@ -57,8 +57,10 @@ describe.runIf(chromiumPath !== null)("html outputs render in Chromium", () => {
       "window.define.amd = {}; window.module = { exports: {} }; window.exports = window.module.exports;</script>";
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
+    // Parsing 4.8 MB of inline script takes long on a busy 2-core machine.
     await page.setContent(
       `<!DOCTYPE html><html><head><meta charset="utf-8">${loader}</head><body>${waiting}${inlining}</body></html>`,
+      { timeout: 120_000 },
     );
     await page.waitForSelector("#first .main-svg", { timeout: 60_000 });
     await page.waitForSelector("#second .main-svg", { timeout: 10_000 });
