@@ -2,8 +2,6 @@
 // the Trainer facade: these are the rules that keep a run's history whole when it is resumed.
 import { lstatSync } from "node:fs";
 import { basename } from "node:path";
-import { knobsSchema } from "./config.js";
-import type { Knobs } from "./native.js";
 import { listCheckpoints } from "./tracking/files.js";
 
 export interface ResumeChoice {
@@ -59,8 +57,11 @@ export async function chooseCheckpoint(
   throw new Error(`resume: no checkpoint of '${runDir}' loads:\n${damaged.map((d) => `  ${d.error}`).join("\n")}`);
 }
 
-/** Validates the checkpoint's "primal.extra" text; errors name the file. */
-export function parseCheckpointExtra(text: string, path: string): { knobs?: Partial<Knobs> } {
+/**
+ * Validates the checkpoint's "primal.extra" text; errors name the file. Knobs in it (written by
+ * older versions) are not read: the core's knobs metadata is the only source.
+ */
+export function parseCheckpointExtra(text: string, path: string): void {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -74,12 +75,4 @@ export function parseCheckpointExtra(text: string, path: string): { knobs?: Part
       `checkpoint '${path}': metadata 'primal.extra' must be a JSON object, got ${v === null ? "null" : typeof v}`,
     );
   }
-  const knobs = (v as { knobs?: unknown }).knobs;
-  if (knobs === undefined) return {};
-  const parsed = knobsSchema.partial().safeParse(knobs);
-  if (!parsed.success) {
-    const why = parsed.error.issues.map((i) => `${i.path.join(".") || "knobs"}: ${i.message}`).join("; ");
-    throw new Error(`checkpoint '${path}': metadata 'primal.extra' has invalid knobs (${why})`);
-  }
-  return { knobs: parsed.data as Partial<Knobs> };
 }

@@ -6,16 +6,15 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import {
-  knobsSchema,
   nativeConfig,
   resolveConfig,
   savedConfigInput,
   type TrainerConfig,
   type TrainerConfigInput,
 } from "./config.js";
+import { parseKnobs, type Knobs } from "./knobs.js";
 import {
   native,
-  type Knobs,
   type LayerColumns,
   type LayerRef,
   type NativeInfo,
@@ -131,10 +130,6 @@ function planOf(info: NativeInfo): ExecutionPlan {
     chunksPerStep: info.chunksPerStep,
     plannedBytes: info.plannedBytes,
   };
-}
-
-function sameKnob(a: unknown, b: unknown): boolean {
-  return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
 }
 
 export class Trainer {
@@ -261,14 +256,12 @@ export class Trainer {
       // Data parallel: rank 0 owns the run (its lock, its checkpoints); the others take its state.
       if (info.rank === 0) lock = RunLock.acquire(runDir);
       let choice: ResumeChoice | undefined;
-      let extra: { knobs?: Partial<Knobs> } = {};
       if (info.rank === 0) {
         choice = await chooseCheckpoint(runDir, isDir ? null : path, !!fork, (p) => created.load(p));
-        extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
+        parseCheckpointExtra(choice.extra, choice.checkpoint);
       }
+      // Every rank takes rank 0's state, knobs included: the core's knobs are the only ones.
       if (info.worldSize > 1) created.broadcastState(0);
-      // The checkpoint's knobs win over run.json's (which holds the values at creation).
-      config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : created.getKnobs();
       const step = created.info().step;
       const ranks = { worldSize: info.worldSize, distributed: info.distributed };
       if (!choice) {
@@ -556,30 +549,26 @@ export class Trainer {
     if (this.nt.isTraining()) this.nt.stop();
   }
 
-  /** Changes knobs between steps; each change is recorded as an event (step, old, new). */
+  /**
+   * Changes knobs between steps; each change is recorded as an event (step, old, new). Returns the
+   * knobs now in force, as the core holds them (fp32, shown as the shortest decimal).
+   */
   set(knobs: Partial<Knobs>): Knobs {
     this.check();
-    if (knobs === null || typeof knobs !== "object") throw new Error("set: expected an object of knobs");
-    const parsed = knobsSchema.partial().safeParse(knobs);
-    if (!parsed.success)
-      throw new Error(parsed.error.issues.map((i) => `set: ${i.path.join(".") || "knobs"}: ${i.message}`).join("\n"));
-    // The native side validates too and stores fp32; the facade keeps the values as typed.
-    this.nt.setKnobs(parsed.data);
-    const before = { ...this.config.knobs };
+    const wanted = parseKnobs(knobs, "set");
+    const before = this.nt.getKnobs();
+    const after = this.nt.setKnobs(wanted);
     const step = this.step;
-    for (const key of Object.keys(parsed.data) as (keyof Knobs)[]) {
-      const value = parsed.data[key];
-      if (value === undefined || sameKnob(before[key], value)) continue;
-      this.store.event("set", { step, knob: key, old: before[key], new: value });
-      (this.config.knobs as Record<keyof Knobs, number | null>)[key] = value;
-    }
+    for (const key of Object.keys(wanted))
+      if (after[key] !== before[key]) this.store.event("set", { step, knob: key, old: before[key], new: after[key] });
     this.flush();
-    return { ...this.config.knobs };
+    return after;
   }
 
+  /** The knobs in force, read from the core (never waits for a running step). */
   knobs(): Knobs {
     this.check();
-    return { ...this.config.knobs };
+    return this.nt.getKnobs();
   }
 
   /**
@@ -733,7 +722,8 @@ export class Trainer {
     this.flushPending();
     this.store.sync();
     // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
-    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs }));
+    // The knobs are the core's own checkpoint metadata, stored once.
+    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step }));
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
     this.store.setStatus("running", step);

@@ -23,9 +23,13 @@ export interface CheckpointMeta {
   step: number;
   /** The bridge value in use, or null when the bridge is off. */
   bridge: number | null;
-  /** The stored bridge value (kept while the bridge is off; ±1 codes still materialize with it). */
-  bridgeValue: number;
 }
+
+/**
+ * The level a stray ±1 code weighs while the bridge is off (kBridgeOffLevel in
+ * native/include/primal/knobs.h): only setCodes() can leave one there.
+ */
+export const BRIDGE_OFF_LEVEL = 0.5;
 
 interface TensorEntry {
   dtype: string;
@@ -81,7 +85,8 @@ export class CheckpointFile {
         quant?: CheckpointMeta["quant"];
         actBits?: number;
       };
-      const knobs = JSON.parse(md.knobs ?? "{}") as { bridge?: number; bridgeOn?: boolean };
+      // bridgeOn: written beside the bridge by checkpoints from before it could be null.
+      const knobs = JSON.parse(md.knobs ?? "{}") as { bridge?: number | null; bridgeOn?: boolean };
       if (!config.model || !config.quant) throw new Error(`${what}: metadata lacks the model config`);
       const meta: CheckpointMeta = {
         model: config.model,
@@ -89,7 +94,6 @@ export class CheckpointFile {
         actBits: config.actBits ?? 0,
         step: Number(md.step ?? "0"),
         bridge: knobs.bridgeOn === false || knobs.bridge === undefined ? null : knobs.bridge,
-        bridgeValue: knobs.bridge ?? 2 / 3,
       };
       const entries = new Map<string, TensorEntry>();
       for (const [k, v] of Object.entries(header)) if (k !== "__metadata__") entries.set(k, v as TensorEntry);

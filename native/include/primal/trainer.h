@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "primal/backend.h"
+#include "primal/knobs.h"
 
 namespace primal {
 
@@ -39,21 +40,9 @@ struct ModelConfig {
   void validate() const;  // throws Error naming the bad field
 };
 
-// The knobs of DESIGN §4, changeable between steps. These defaults (and TrainConfig's) are the
-// ones src/config.ts declares to users; test/engine/contracts.test.ts checks they agree. Numeric
-// fields are read from JavaScript by name through config_fields.h.
-struct Knobs {
-  float bridge = 2.0f / 3.0f;  // b in (0,1)
-  bool bridgeOn = true;        // false: bridge "null"
-  float flipRate = 0.01f;
-  float pMax = 0.5f;
-  float voteKeep = 0.95f;
-  float deadzone = 0.0f;
-  float lr = 3e-3f;       // peak learning rate of the fp parameters
-  float scaleLr = 1e-2f;  // peak learning rate of the Ghost Scales (absolute)
-  void validate() const;
-};
-
+// A run's settings, fixed when the trainer is made, with the knobs it starts from. These defaults
+// are the ones src/config.ts declares to users (test/engine/contracts.test.ts checks they agree);
+// the numeric fields are read from JavaScript by name through config_fields.h.
 struct TrainConfig {
   ModelConfig model;
   Quant quant = Quant::Poltergeist;

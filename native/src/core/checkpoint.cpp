@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #ifndef _WIN32
@@ -56,13 +57,47 @@ std::string configJson(const TrainConfig& c) {
   return o.str();
 }
 
+// {"bridge":0.6666667,"flipRate":0.01,...}: every knob of the table, null for one that is off.
 std::string knobsJson(const Knobs& k) {
-  std::ostringstream o;
-  o << "{\"bridge\":" << json::number(k.bridge) << ",\"bridgeOn\":" << (k.bridgeOn ? "true" : "false")
-    << ",\"flipRate\":" << json::number(k.flipRate) << ",\"pMax\":" << json::number(k.pMax)
-    << ",\"voteKeep\":" << json::number(k.voteKeep) << ",\"deadzone\":" << json::number(k.deadzone)
-    << ",\"lr\":" << json::number(k.lr) << ",\"scaleLr\":" << json::number(k.scaleLr) << "}";
-  return o.str();
+  std::string o = "{";
+  for (const KnobField& f : kKnobFields) {
+    const std::optional<float> v = f.value ? std::optional<float>(k.*f.value) : k.*f.nullable;
+    o += (o.size() > 1 ? "," : "") + json::quote(f.name) + ":" +
+         (v ? json::number(shortestDecimal(*v)) : "null");
+  }
+  return o + "}";
+}
+
+// The knobs a checkpoint stored. A knob the checkpoint predates keeps its default; one this build
+// does not have is refused (a newer version wrote it, and its training would differ).
+Knobs knobsFromJson(const std::string& text, const std::string& what) {
+  const json::Value kj = json::parse(text, what + " knobs");
+  if (kj.kind != json::Value::Object) throw Error(what + ": metadata 'knobs' is not a JSON object");
+  for (const auto& kv : kj.obj) {
+    bool known = kv.first == "bridgeOn";  // written beside the bridge before it could be null
+    for (const KnobField& f : kKnobFields) known = known || kv.first == f.name;
+    if (!known)
+      throw Error(what + ": metadata 'knobs' sets '" + kv.first +
+                  "', a knob this build does not have (written by a newer version?)");
+  }
+  Knobs k;
+  for (const KnobField& f : kKnobFields) {
+    if (!kj.has(f.name)) continue;
+    const json::Value& v = kj.at(f.name);
+    const bool off = f.nullable && v.kind == json::Value::Null;
+    if (!off && v.kind != json::Value::Number)
+      throw Error(what + ": knob '" + f.name + "' is not a number" + (f.nullable ? " or null" : ""));
+    if (f.nullable) k.*f.nullable = off ? std::nullopt : std::optional<float>(static_cast<float>(v.num));
+    else k.*f.value = static_cast<float>(v.num);
+  }
+  if (kj.has("bridgeOn") && kj.at("bridgeOn").kind == json::Value::Bool && !kj.at("bridgeOn").b)
+    k.bridge.reset();
+  try {
+    k.validate();
+  } catch (const Error& e) {
+    throw Error(what + ": invalid knobs: " + e.what());
+  }
+  return k;
 }
 
 template <typename T>
@@ -359,21 +394,7 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
       if (static_cast<signed char>(v) < -127) throw Error(what + ": votes outside [-127, 127]");
   }
   // Knobs and counters.
-  json::Value kj = json::parse(metaStr("knobs"), what + " knobs");
-  Knobs k = cfg_.knobs;
-  k.bridge = static_cast<float>(num(kj, "bridge"));
-  k.bridgeOn = kj.has("bridgeOn") && kj.at("bridgeOn").b;
-  k.flipRate = static_cast<float>(num(kj, "flipRate"));
-  k.pMax = static_cast<float>(num(kj, "pMax"));
-  k.voteKeep = static_cast<float>(num(kj, "voteKeep"));
-  k.deadzone = static_cast<float>(num(kj, "deadzone"));
-  k.lr = static_cast<float>(num(kj, "lr"));
-  k.scaleLr = static_cast<float>(num(kj, "scaleLr"));
-  try {
-    k.validate();
-  } catch (const Error& e) {
-    throw Error(what + ": invalid knobs: " + e.what());
-  }
+  const Knobs k = knobsFromJson(metaStr("knobs"), what);
   // Counters must parse completely and stay in range: a checkpoint is never half-trusted.
   auto parseU64 = [&](const char* field, uint64_t max) -> uint64_t {
     const std::string& v = metaStr(field);
