@@ -191,6 +191,12 @@ describe("bad calls on a live trainer", () => {
     expect(() => nt.generate(prompt, "3" as unknown as number)).toThrow(/generate: n must be a non-negative integer/);
     expect(() => nt.generate(prompt, 3, 1, 0, -1)).toThrow(/generate: seed must be a non-negative integer/);
     expect(() => nt.generate(prompt, 3, 1, 0, 0.5)).toThrow(/seed must be a non-negative integer/);
+    // A seed that is not a number is refused, not read as seed 0.
+    for (const seed of ["7", null, {}, 7n, true])
+      expect(() => nt.generate(prompt, 3, 1, 0, seed as never), String(seed)).toThrow(
+        /generate: seed must be a non-negative integer/,
+      );
+    expect(() => nt.generate(prompt, 3, 1, 0, 2 ** 53)).toThrow(/seed must be a non-negative integer/);
     await expect(nt.generate(new Int32Array(0), 3)).rejects.toThrow(/the prompt must contain at least one token/);
     expect(() => nt.generate(prompt, -1)).toThrow(/generate: n must be a non-negative integer/);
     await expect(nt.generate(Int32Array.from([300]), 2)).rejects.toThrow(

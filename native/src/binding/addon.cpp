@@ -33,7 +33,6 @@ struct Shared {
   std::mutex mu;
   std::atomic<bool> stop{false};
   std::atomic<bool> training{false};
-  std::atomic<int> inflight{0};
   // The trainer's knobs as of their last change (construction, setKnobs, load, broadcastState, all
   // made under `mu`), so reading them never waits for a running step.
   std::mutex knobsMu;
@@ -174,10 +173,7 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
     c.memoryBudget = static_cast<uint64_t>(b);
   }
   Napi::Value sv = o.Get("seed");
-  if (sv.IsBigInt()) {
-    bool lossless = false;
-    c.seed = sv.As<Napi::BigInt>().Uint64Value(&lossless);
-  } else if (!sv.IsUndefined()) {
+  if (!sv.IsUndefined()) {
     double d = numField(o, "seed", 1);
     if (d < 0 || d != std::floor(d) || d > 9007199254740991.0)
       throwJs(env, "config.seed must be a non-negative integer");
@@ -263,10 +259,7 @@ std::vector<int32_t> tokensArg(const Napi::Value& v, const char* what) {
 class LockedWorker : public Napi::AsyncWorker {
  public:
   LockedWorker(Napi::Env env, std::shared_ptr<Shared> s)
-      : Napi::AsyncWorker(env), s_(std::move(s)), deferred_(Napi::Promise::Deferred::New(env)) {
-    s_->inflight++;
-  }
-  ~LockedWorker() override { s_->inflight--; }
+      : Napi::AsyncWorker(env), s_(std::move(s)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     std::lock_guard<std::mutex> lk(s_->mu);
@@ -302,9 +295,7 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<StepPayload> {
         n_(n),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
-    s_->inflight++;
   }
-  ~TrainWorker() override { s_->inflight--; }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute(const ExecutionProgress& progress) override {
@@ -812,8 +803,12 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     }
     float temp = static_cast<float>(tempD);
     int topK = static_cast<int>(intArg(3, "topK", 0));
-    double seed = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
-    if (seed < 0 || seed != std::floor(seed)) throwJs(env, "generate: seed must be a non-negative integer");
+    double seed = 0;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      seed = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+      if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
+        throwJs(env, "generate: seed must be a non-negative integer");
+    }
     auto* w = new GenerateWorker(env, s_, std::move(prompt), n, temp, topK, static_cast<uint64_t>(seed));
     Napi::Promise p = w->Promise();
     w->Queue();
