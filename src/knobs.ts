@@ -71,7 +71,7 @@ export function parseKnobs(input: unknown, what: string): Partial<Knobs> {
         .map((i) => {
           const keys = (i as { keys?: string[] }).keys;
           return i.code === "unrecognized_keys" && keys
-            ? `${what}: unknown knob(s) ${keys.join(", ")} (knobs: ${knobFields()
+            ? `${what}: unknown knob(s) ${keys.map((k) => JSON.stringify(k)).join(", ")} (knobs: ${knobFields()
                 .map((f) => f.name)
                 .join(", ")})`
             : `${what}: ${i.path.join(".") || "knobs"}: ${i.message}`;
