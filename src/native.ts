@@ -194,6 +194,12 @@ interface NativeModule {
   layerStats: { name: string; type: "f32" | "i32" }[];
   /** The core's knob table (native/include/primal/knobs.h): what src/knobs.ts builds zod from. */
   knobFields: KnobField[];
+  /**
+   * A checkpoint's metadata strings, their checksums verified (throws naming the file and field);
+   * `checked` false: written before metadata checksums existed. Reads only the header of a file
+   * the caller has made sure is a regular file.
+   */
+  checkpointMetadata(path: string): { checked: boolean; fields: Record<string, string> };
   /** The core's value of every config field left out (native/include/primal/trainer.h). */
   configDefaults: Required<Omit<NativeTrainerConfig, "device" | "threads" | "knobs" | "model" | "distributed">> & {
     model: Required<NativeModelConfig>;

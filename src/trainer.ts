@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import {
+  ConfigError,
   nativeConfig,
   resolveConfig,
   savedConfigInput,
@@ -34,7 +35,13 @@ import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
 import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
 import { exportCheckpointGGUF, type GGUFExportOptions, type GGUFExportResult } from "./export/llamaExport.js";
 import { RunLock } from "./tracking/runLock.js";
-import { chooseCheckpoint, parseCheckpointExtra, type ResumeChoice } from "./resumeCheckpoint.js";
+import {
+  checkpointCandidates,
+  chooseCheckpoint,
+  configDifferences,
+  configSource,
+  type ResumeChoice,
+} from "./resumeCheckpoint.js";
 
 export interface StepMetrics {
   step: number;
@@ -241,14 +248,44 @@ export class Trainer {
     let scratchHome: string | undefined;
     try {
       // The run's own config, re-validated; only the machine side may change. The execution plan
-      // is re-derived on the resuming device (the budget may differ there).
+      // is re-derived on the resuming device (the budget may differ there). The config comes from
+      // the checked copy in the newest checkpoint whose metadata passes its checksums, and from
+      // run.json only for a checkpoint that predates the copy; each difference is a warning.
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
-      // The run's home is where the run is, whatever run.json says.
-      const config = resolveConfig({
-        ...savedConfigInput(readRunMeta(runDir).config),
-        home: dirname(runDir),
-        ...Object.fromEntries(given),
-      });
+      const source = configSource(checkpointCandidates(runDir, isDir ? null : path, !!fork), !isDir);
+      const runMeta = readRunMeta(runDir);
+      const runJson = savedConfigInput(runMeta.config) as Record<string, unknown>;
+      const warnings: string[] = [];
+      // The copy counts for this run only: a checkpoint another run wrote (copied in by hand) is
+      // loaded against run.json's config, as it always was, and refused if its model differs.
+      let checkedCopy = source.extra.config;
+      if (checkedCopy && source.extra.runId !== runMeta.id) {
+        warnings.push(
+          `checkpoint '${source.checkpoint}' was written by run ${source.extra.runId ?? "(unknown)"}, not by this ` +
+            `run (${runMeta.id}); resumed with run.json's config`,
+        );
+        checkedCopy = undefined;
+      }
+      if (checkedCopy) {
+        const differing = configDifferences(runJson, checkedCopy);
+        if (differing.length > 0)
+          warnings.push(
+            `run.json differs from the checked copy of the config in '${source.checkpoint}' in ${differing.join(", ")} ` +
+              `(damaged or edited); resumed with the checked copy`,
+          );
+      }
+      let config: TrainerConfig;
+      try {
+        // The run's home is where the run is, whatever the saved config says.
+        config = resolveConfig({
+          ...((checkedCopy as TrainerConfigInput | undefined) ?? runJson),
+          home: dirname(runDir),
+          ...Object.fromEntries(given),
+        });
+      } catch (e) {
+        if (!(e instanceof ConfigError) || !checkedCopy) throw e;
+        throw new ConfigError(`checkpoint '${source.checkpoint}': its checked config is not valid: ${e.message}`);
+      }
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
       nt = created;
@@ -256,10 +293,7 @@ export class Trainer {
       // Data parallel: rank 0 owns the run (its lock, its checkpoints); the others take its state.
       if (info.rank === 0) lock = RunLock.acquire(runDir);
       let choice: ResumeChoice | undefined;
-      if (info.rank === 0) {
-        choice = await chooseCheckpoint(runDir, isDir ? null : path, !!fork, (p) => created.load(p));
-        parseCheckpointExtra(choice.extra, choice.checkpoint);
-      }
+      if (info.rank === 0) choice = await chooseCheckpoint(runDir, source, (p) => created.load(p));
       // Every rank takes rank 0's state, knobs included: the core's knobs are the only ones.
       if (info.worldSize > 1) created.broadcastState(0);
       const step = created.info().step;
@@ -281,6 +315,16 @@ export class Trainer {
         const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
         const setAside = store.setAsideCheckpointsAfter(step, folder);
         store.protectCheckpoint(choice.checkpoint);
+        const checked =
+          choice.checkpoint === source.checkpoint
+            ? source.checked
+            : native().checkpointMetadata(choice.checkpoint).checked;
+        if (!checked)
+          warnings.push(
+            `checkpoint '${choice.checkpoint}' predates metadata checksums: its seed, step, token count, knobs ` +
+              `and config were loaded unchecked`,
+          );
+        for (const message of warnings) store.event("warning", { step, checkpoint: choice.checkpoint, message });
         store.event("resume", {
           step,
           checkpoint: choice.checkpoint,
@@ -722,8 +766,14 @@ export class Trainer {
     this.flushPending();
     this.store.sync();
     // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
-    // The knobs are the core's own checkpoint metadata, stored once.
-    await this.nt.save(path, JSON.stringify({ runId: this.store.id, step }));
+    // "primal.extra": a copy of the run's config, checked like the rest of the metadata, that a
+    // resume prefers over run.json. The knobs are the core's own metadata, stored once.
+    const extra = {
+      runId: this.store.id,
+      step,
+      config: savedConfigInput(this.config as unknown as Record<string, unknown>),
+    };
+    await this.nt.save(path, JSON.stringify(extra));
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
     this.store.setStatus("running", step);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "primal/checkpoint.h"
 #include "primal/comm.h"
 #include "primal/config_fields.h"
 #include "primal/error.h"
@@ -932,6 +933,27 @@ Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
   }
 }
 
+// checkpointMetadata(path): {checked, fields} of a checkpoint's header, its metadata checksums
+// verified (src/resumeCheckpoint.ts reads the checked config before it builds a trainer). The
+// caller has made sure `path` is a regular file; only the header is read.
+Napi::Value CheckpointMetadata(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const primal::CheckpointMetadata m =
+        primal::readCheckpointMetadata(info[0].As<Napi::String>().Utf8Value());
+    Napi::Object fields = Napi::Object::New(env);
+    for (const auto& kv : m.fields) fields.Set(kv.first, kv.second);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("checked", m.checked);
+    o.Set("fields", fields);
+    return o;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throwJs(env, e.what());
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
   exports.Set("NativeTrainer", NativeTrainer::Init(env));
@@ -940,6 +962,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layerStats", layerStatList(env));
   exports.Set("configDefaults", configDefaults(env));
   exports.Set("knobFields", knobFieldList(env));
+  exports.Set("checkpointMetadata", Napi::Function::New(env, CheckpointMetadata));
   exports.Set("communicators", Napi::String::New(env, primal::communicatorsBuilt()));
   return exports;
 }
