@@ -1,4 +1,4 @@
-// The Ghost transformer and its trainer (DESIGN §2–§5), written once against primal::Backend.
+// The Ghost transformer and its trainer (docs/design.md), written once against primal::Backend.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -52,7 +52,7 @@ struct TrainConfig {
   // Execution plan (memory, not the data): each micro-batch of B windows runs as B/microBatch
   // chunks of microBatch windows (0 = auto: B, or the planner's choice under a budget). The
   // windows, loss and fp gradients are those of (B, K); Poltergeist votes are cast per chunk and
-  // the flip probability divides by the number of chunks per step (DESIGN §4's K).
+  // the flip probability divides by the number of chunks per step (K in docs/poltergeist.md).
   int microBatch = 0;
   Recompute recompute = Recompute::Auto;
   // Bytes the trainer may allocate (parameters, optimizer, activations, workspaces: the
@@ -222,7 +222,7 @@ class Trainer {
   MemoryReport memory() const;
   size_t paramCount() const;  // model parameters (tied embedding counted once)
 
-  // Whole-state checkpoint as safetensors (DESIGN §6). `extraMeta` is stored as a JSON string
+  // Whole-state checkpoint as safetensors (docs/design.md, "On disk"). `extraMeta` is stored as a JSON string
   // under "__metadata__"."primal.extra". load() validates everything before touching state.
   void save(const std::string& path, const std::string& extraMeta = "{}");
   // otherActBits: accept a checkpoint trained with another actBits (to evaluate it with or without

@@ -1,4 +1,4 @@
-// The Ghost transformer (DESIGN §2): construction from the weight and buffer tables, memory
+// The Ghost transformer (docs/design.md, "Model"): construction from the weight and buffer tables, memory
 // accounting, and the forward/backward pairs. Shapes as in model.h.
 #include "model.h"
 

@@ -1,4 +1,4 @@
-// The training of the Ghost transformer (DESIGN §4–§5) over any Backend: weight initialisation,
+// The training of the Ghost transformer (docs/design.md) over any Backend: weight initialisation,
 // the data windows, the step (AdamW for the fp weights, the Ghost Scales' own AdamW, Poltergeist
 // flips), evaluation and introspection. The model itself (weights, buffers, forward/backward) is
 // model.{h,cpp}; generation is generate.cpp.
