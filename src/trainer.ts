@@ -865,7 +865,11 @@ export class Trainer {
     return this.nt.info();
   }
 
-  /** Direct access to the native trainer (accumulate/applyStep, buffers); for experts and tests. */
+  /**
+   * The raw core handle (accumulate/applyStep, logits, buffers), for PRIMAL's own tests and experts.
+   * It is the internal binding: it trusts its caller, so values passed here skip the zod checks the
+   * Trainer's methods make (the core still refuses what breaks its invariants). Use `set()` for knobs.
+   */
   get native(): NativeTrainer {
     this.check();
     return this.nt;
