@@ -146,8 +146,8 @@ export type TrainerConfig = Omit<z.output<typeof configSchema>, "memoryBudget"> 
   memoryBudget: number;
   actBits: number | null;
   /**
-   * The knobs the run was created with (the core's defaults filled in): a record, kept in run.json.
-   * The knobs in force are the core's: `Trainer.knobs()`.
+   * The knobs this trainer started from (the core's defaults filled in; for a resume, the
+   * checkpoint's): a record, kept in run.json. The knobs in force are the core's: `Trainer.knobs()`.
    */
   knobs: Knobs;
   data: { corpus: string; tokenizer: "bytes" | "gpt2"; wikitextDir?: string; cacheDir?: string };

@@ -12,7 +12,7 @@ import { listCheckpoints } from "./tracking/files.js";
 export interface CheckpointExtra {
   runId?: string;
   step?: number;
-  /** The run's config (savedConfigInput form), covered by the metadata checksums. */
+  /** The run's config (savedConfigInput form, without the knobs), covered by the metadata checksums. */
   config?: Record<string, unknown>;
 }
 
@@ -156,10 +156,11 @@ export function canonicalJson(v: unknown): string {
 
 /**
  * The top-level config fields where run.json and a checkpoint's checked copy disagree, leaving out
- * the machine side a resume may change (device, threads, memory budget, communicator).
+ * the machine side a resume may change (device, threads, memory budget, communicator) and the
+ * knobs (run.json records those the run started with; a checkpoint keeps its own, once).
  */
 export function configDifferences(runJson: Record<string, unknown>, checked: Record<string, unknown>): string[] {
-  const machine = new Set(["device", "threads", "memoryBudget", "distributed", "home"]);
+  const machine = new Set(["device", "threads", "memoryBudget", "distributed", "home", "knobs"]);
   const keys = new Set([...Object.keys(runJson), ...Object.keys(checked)]);
   return [...keys].filter((k) => !machine.has(k) && canonicalJson(runJson[k]) !== canonicalJson(checked[k])).sort();
 }

@@ -296,6 +296,8 @@ export class Trainer {
       if (info.rank === 0) choice = await chooseCheckpoint(runDir, source, (p) => created.load(p));
       // Every rank takes rank 0's state, knobs included: the core's knobs are the only ones.
       if (info.worldSize > 1) created.broadcastState(0);
+      // This session starts from the checkpoint's knobs (config.knobs is what a session started with).
+      config.knobs = created.getKnobs();
       const step = created.info().step;
       const ranks = { worldSize: info.worldSize, distributed: info.distributed };
       if (!choice) {
@@ -768,11 +770,8 @@ export class Trainer {
     // The native save writes a temporary file, fsyncs it, renames it and fsyncs the folder.
     // "primal.extra": a copy of the run's config, checked like the rest of the metadata, that a
     // resume prefers over run.json. The knobs are the core's own metadata, stored once.
-    const extra = {
-      runId: this.store.id,
-      step,
-      config: savedConfigInput(this.config as unknown as Record<string, unknown>),
-    };
+    const { knobs: _startedWith, ...config } = savedConfigInput(this.config as unknown as Record<string, unknown>);
+    const extra = { runId: this.store.id, step, config };
     await this.nt.save(path, JSON.stringify(extra));
     this.store.event("checkpoint", { step, path });
     this.store.pruneCheckpoints(this.config.keepCheckpoints);

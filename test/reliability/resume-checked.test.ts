@@ -150,18 +150,26 @@ describe("run.json", () => {
 });
 
 describe("checkpoints written before metadata checksums", () => {
-  it("still load; the resume records a warning that their metadata was not checked", async () => {
+  /**
+   * A copy of the base run whose checkpoint is what an older build wrote: no metadata checksum, the
+   * bridge beside a separate bridgeOn flag (`knobs` merged into the stored knobs), and optionally
+   * another primal.extra.
+   */
+  function asOldCheckpoint(knobs: Record<string, unknown>, extra?: Record<string, unknown>): string {
     const dir = copyRun();
     const path = checkpointOf(dir);
     const p = parseSafetensors(readFileSync(path));
     const meta = p.header.__metadata__!;
-    // What an older build wrote: no metadata checksum, the knobs with a separate bridgeOn flag, and
-    // the facade's own copy of the knobs in primal.extra.
     delete meta.metaCrc32;
-    const knobs = JSON.parse(meta.knobs!) as Record<string, unknown>;
-    meta.knobs = JSON.stringify({ ...knobs, bridge: 2 / 3, bridgeOn: true });
-    meta["primal.extra"] = JSON.stringify({ runId: "old", step: 2, knobs: { ...baseKnobs, lr: 0.5 } });
+    meta.knobs = JSON.stringify({ ...(JSON.parse(meta.knobs!) as Record<string, unknown>), ...knobs });
+    if (extra) meta["primal.extra"] = JSON.stringify(extra);
     writeFileSync(path, buildSafetensors(p.header, p.data));
+    return dir;
+  }
+
+  it("still load; the resume records a warning that their metadata was not checked", async () => {
+    // The facade's own copy of the knobs, which older versions kept in primal.extra.
+    const dir = asOldCheckpoint({ bridge: 2 / 3, bridgeOn: true }, { runId: "old", step: 2, knobs: { lr: 0.5 } });
     const r = await Trainer.resume(dir);
     try {
       expect(r.step).toBe(2);
@@ -176,15 +184,7 @@ describe("checkpoints written before metadata checksums", () => {
   });
 
   it("an old checkpoint with the bridge off loads with the bridge off", async () => {
-    const dir = copyRun();
-    const path = checkpointOf(dir);
-    const p = parseSafetensors(readFileSync(path));
-    const meta = p.header.__metadata__!;
-    delete meta.metaCrc32;
-    const knobs = JSON.parse(meta.knobs!) as Record<string, unknown>;
-    meta.knobs = JSON.stringify({ ...knobs, bridge: 0.8, bridgeOn: false });
-    writeFileSync(path, buildSafetensors(p.header, p.data));
-    const r = await Trainer.resume(dir);
+    const r = await Trainer.resume(asOldCheckpoint({ bridge: 0.8, bridgeOn: false }));
     try {
       expect(r.knobs().bridge).toBeNull();
     } finally {
