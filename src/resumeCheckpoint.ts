@@ -4,9 +4,11 @@
 // config, and the facade's "primal.extra") carries CRC-32 checksums the core verifies; "primal.extra"
 // holds a checked copy of the run's config, which a resume prefers over run.json.
 import { lstatSync } from "node:fs";
-import { basename } from "node:path";
+import { basename, dirname } from "node:path";
+import { ConfigError, resolveConfig, savedConfigInput, type TrainerConfig, type TrainerConfigInput } from "./config.js";
 import { native } from "./native.js";
 import { listCheckpoints } from "./tracking/files.js";
+import { readRunMeta } from "./tracking/runStore.js";
 
 /** What the facade stores in a checkpoint's "primal.extra" metadata. */
 export interface CheckpointExtra {
@@ -163,4 +165,53 @@ export function configDifferences(runJson: Record<string, unknown>, checked: Rec
   const machine = new Set(["device", "threads", "memoryBudget", "distributed", "home", "knobs"]);
   const keys = new Set([...Object.keys(runJson), ...Object.keys(checked)]);
   return [...keys].filter((k) => !machine.has(k) && canonicalJson(runJson[k]) !== canonicalJson(checked[k])).sort();
+}
+
+/**
+ * The config a resume builds its trainer from, and the warnings to record: the checked copy in
+ * the source checkpoint when it belongs to this run (run.json's id), else run.json's config (a
+ * checkpoint that predates the copy, or one another run wrote). `machine` (device, threads, memory
+ * budget, communicator) is the resuming session's and wins; the run's home is where the run is.
+ */
+export function resumeConfig(
+  runDir: string,
+  source: ConfigSource,
+  machine: Record<string, unknown>,
+): { config: TrainerConfig; warnings: string[] } {
+  const runMeta = readRunMeta(runDir);
+  const runJson = savedConfigInput(runMeta.config) as Record<string, unknown>;
+  const warnings: string[] = [];
+  let copy = source.extra.config;
+  if (copy && source.extra.runId !== runMeta.id) {
+    warnings.push(
+      `checkpoint '${source.checkpoint}' was written by run ${source.extra.runId ?? "(unknown)"}, not by this ` +
+        `run (${runMeta.id}); resumed with run.json's config`,
+    );
+    copy = undefined;
+  }
+  const differing = copy ? configDifferences(runJson, copy) : [];
+  if (differing.length > 0)
+    warnings.push(
+      `run.json differs from the checked copy of the config in '${source.checkpoint}' in ${differing.join(", ")} ` +
+        `(damaged or edited); resumed with the checked copy`,
+    );
+  try {
+    const input = { ...(copy ?? runJson), home: dirname(runDir), ...machine } as TrainerConfigInput;
+    return { config: resolveConfig(input), warnings };
+  } catch (e) {
+    if (!(e instanceof ConfigError) || !copy) throw e;
+    throw new ConfigError(`checkpoint '${source.checkpoint}': its checked config is not valid: ${e.message}`);
+  }
+}
+
+/** The warning for a loaded checkpoint that predates metadata checksums (none when it has them). */
+export function uncheckedWarning(choice: ResumeChoice, source: ConfigSource): string[] {
+  const checked =
+    choice.checkpoint === source.checkpoint ? source.checked : native().checkpointMetadata(choice.checkpoint).checked;
+  return checked
+    ? []
+    : [
+        `checkpoint '${choice.checkpoint}' predates metadata checksums: its seed, step, token count, knobs and ` +
+          `config were loaded unchecked`,
+      ];
 }

@@ -6,7 +6,6 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import {
-  ConfigError,
   nativeConfig,
   resolveConfig,
   savedConfigInput,
@@ -28,7 +27,7 @@ import { packageVersion } from "./paths.js";
 import { layerTable, weightTable, withUnits, type BufferTableOptions } from "./tables.js";
 import { loadTrainingData, type DataBundle, type EvalSet } from "./trainingData.js";
 import { evalMetrics, type EvalMetrics } from "./data/evalMetrics.js";
-import { RunStore, readRunMeta } from "./tracking/runStore.js";
+import { RunStore } from "./tracking/runStore.js";
 import type { MetricsInput } from "./tracking/schemas.js";
 import { readRun } from "./tracking/runReader.js";
 import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
@@ -38,8 +37,9 @@ import { RunLock } from "./tracking/runLock.js";
 import {
   checkpointCandidates,
   chooseCheckpoint,
-  configDifferences,
   configSource,
+  resumeConfig,
+  uncheckedWarning,
   type ResumeChoice,
 } from "./resumeCheckpoint.js";
 
@@ -249,43 +249,10 @@ export class Trainer {
     try {
       // The run's own config, re-validated; only the machine side may change. The execution plan
       // is re-derived on the resuming device (the budget may differ there). The config comes from
-      // the checked copy in the newest checkpoint whose metadata passes its checksums, and from
-      // run.json only for a checkpoint that predates the copy; each difference is a warning.
+      // the checked copy in the checkpoint (src/resumeCheckpoint.ts).
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
       const source = configSource(checkpointCandidates(runDir, isDir ? null : path, !!fork), !isDir);
-      const runMeta = readRunMeta(runDir);
-      const runJson = savedConfigInput(runMeta.config) as Record<string, unknown>;
-      const warnings: string[] = [];
-      // The copy counts for this run only: a checkpoint another run wrote (copied in by hand) is
-      // loaded against run.json's config, as it always was, and refused if its model differs.
-      let checkedCopy = source.extra.config;
-      if (checkedCopy && source.extra.runId !== runMeta.id) {
-        warnings.push(
-          `checkpoint '${source.checkpoint}' was written by run ${source.extra.runId ?? "(unknown)"}, not by this ` +
-            `run (${runMeta.id}); resumed with run.json's config`,
-        );
-        checkedCopy = undefined;
-      }
-      if (checkedCopy) {
-        const differing = configDifferences(runJson, checkedCopy);
-        if (differing.length > 0)
-          warnings.push(
-            `run.json differs from the checked copy of the config in '${source.checkpoint}' in ${differing.join(", ")} ` +
-              `(damaged or edited); resumed with the checked copy`,
-          );
-      }
-      let config: TrainerConfig;
-      try {
-        // The run's home is where the run is, whatever the saved config says.
-        config = resolveConfig({
-          ...((checkedCopy as TrainerConfigInput | undefined) ?? runJson),
-          home: dirname(runDir),
-          ...Object.fromEntries(given),
-        });
-      } catch (e) {
-        if (!(e instanceof ConfigError) || !checkedCopy) throw e;
-        throw new ConfigError(`checkpoint '${source.checkpoint}': its checked config is not valid: ${e.message}`);
-      }
+      const { config, warnings } = resumeConfig(runDir, source, Object.fromEntries(given));
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
       nt = created;
@@ -317,16 +284,8 @@ export class Trainer {
         const folder = choice.damaged.length > 0 ? `damaged-${stamp}` : `abandoned-${stamp}-after-step-${step}`;
         const setAside = store.setAsideCheckpointsAfter(step, folder);
         store.protectCheckpoint(choice.checkpoint);
-        const checked =
-          choice.checkpoint === source.checkpoint
-            ? source.checked
-            : native().checkpointMetadata(choice.checkpoint).checked;
-        if (!checked)
-          warnings.push(
-            `checkpoint '${choice.checkpoint}' predates metadata checksums: its seed, step, token count, knobs ` +
-              `and config were loaded unchecked`,
-          );
-        for (const message of warnings) store.event("warning", { step, checkpoint: choice.checkpoint, message });
+        for (const message of [...warnings, ...uncheckedWarning(choice, source)])
+          store.event("warning", { step, checkpoint: choice.checkpoint, message });
         store.event("resume", {
           step,
           checkpoint: choice.checkpoint,
