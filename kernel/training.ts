@@ -477,8 +477,3 @@ export function installTrainingHooks(notice: (text: string) => void = (t) => con
     waiting: notice,
   });
 }
-
-/** Removes the kernel's host hooks (tests). */
-export function uninstallTrainingHooks(): void {
-  setHostHooks(null);
-}

@@ -1,12 +1,14 @@
 // The user-facing trainer config: zod-validated, with errors that name the field and the
 // allowed values. This schema is where user input is validated; the core's validate() only guards
-// its invariants. Defaults follow DESIGN §4 (the knobs that learn on `small`) and equal the core's
-// in native/include/primal/trainer.h (test/engine/contracts.test.ts checks every one).
+// its invariants. Defaults are the core's TrainConfig in native/include/primal/trainer.h
+// (test/engine/contracts.test.ts checks every one); the knobs' schema and defaults come from the
+// core's own table (src/knobs.ts).
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { PRESETS, PRESET_NAMES, type PresetName } from "./presets.js";
 import type { NativeModelConfig, NativeTrainerConfig } from "./native.js";
 import { parseByteSize } from "./byteSize.js";
+import { defaultKnobs, knobsSchema, type Knobs } from "./knobs.js";
 
 const positiveInt = z.number().int().positive();
 
@@ -17,32 +19,6 @@ const positiveInt = z.number().int().positive();
  */
 export const DEFAULT_EVAL_TOKENS = 131072;
 const unit = z.number().min(0).max(1);
-
-export const knobsSchema = z
-  .object({
-    bridge: z.number().gt(0).lt(1).nullable(),
-    flipRate: z.number().min(0),
-    pMax: unit,
-    voteKeep: unit,
-    deadzone: z.number().min(0),
-    lr: z.number().min(0),
-    scaleLr: z.number().min(0),
-  })
-  .strict();
-
-/** The DESIGN §4 knobs; bridge null turns the ±b levels off. */
-export type Knobs = z.output<typeof knobsSchema>;
-
-/** The knob defaults (the core's Knobs in trainer.h holds the same values; a test checks). */
-export const DEFAULT_KNOBS: Knobs = {
-  bridge: 2 / 3,
-  flipRate: 0.01,
-  pMax: 0.5,
-  voteKeep: 0.95,
-  deadzone: 0,
-  lr: 3e-3,
-  scaleLr: 1e-2,
-};
 
 export const configSchema = z
   .object({
@@ -85,7 +61,8 @@ export const configSchema = z
     weightDecay: z.number().min(0).default(0.1),
     gradClip: z.number().default(1.0),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(1),
-    knobs: knobsSchema.partial().default({}),
+    /** The knobs to start from (the rest: the core's defaults); built from the core's table on first use. */
+    knobs: z.lazy(() => knobsSchema().partial()).default({}),
     device: z.enum(["cpu", "cuda", "auto"]).default("auto"),
     // More threads than cores only slows a step down (a typo like 1000 ran minutes without one).
     threads: z
@@ -168,6 +145,10 @@ export type TrainerConfig = Omit<z.output<typeof configSchema>, "memoryBudget"> 
   /** Bytes (0 = no budget). */
   memoryBudget: number;
   actBits: number | null;
+  /**
+   * The knobs this trainer started from (the core's defaults filled in; for a resume, the
+   * checkpoint's): a record, kept in run.json. The knobs in force are the core's: `Trainer.knobs()`.
+   */
   knobs: Knobs;
   data: { corpus: string; tokenizer: "bytes" | "gpt2"; wikitextDir?: string; cacheDir?: string };
 };
@@ -201,7 +182,7 @@ export function resolveConfig(input: TrainerConfigInput = {}): TrainerConfig {
     batch,
     memoryBudget: c.memoryBudget ?? 0,
     actBits: c.actBits === undefined ? (c.quant === "fp" ? null : 8) : c.actBits,
-    knobs: { ...DEFAULT_KNOBS, ...c.knobs },
+    knobs: { ...defaultKnobs(), ...c.knobs } as Knobs,
     data: { ...c.data, tokenizer },
   };
 }

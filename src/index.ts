@@ -20,15 +20,16 @@ export {
   type EvalProgress,
 } from "./host.js";
 export { JUPYTER_DISPLAY, type Displayable, type MimeBundle } from "./display/mime.js";
-export { resolveConfig, configSchema, knobsSchema, DEFAULT_KNOBS, ConfigError } from "./config.js";
+export { resolveConfig, configSchema, ConfigError } from "./config.js";
+export { knobsSchema, knobFields, defaultKnobs } from "./knobs.js";
+export type { Knobs, KnobField } from "./knobs.js";
 export type { TrainerConfig, TrainerConfigInput } from "./config.js";
 export { PRESETS, PRESET_NAMES } from "./presets.js";
 export { planMemory, planTable } from "./memoryPlan.js";
 export type { MemoryPlanning } from "./memoryPlan.js";
 export { parseByteSize, formatBytes } from "./byteSize.js";
 export type { PresetName } from "./presets.js";
-export type { Knobs, LayerColumns, NativeMemory, NativeMemoryPlan, RecomputeMode } from "./native.js";
-export { native } from "./native.js";
+export type { LayerColumns, NativeMemory, NativeMemoryPlan, RecomputeMode } from "./native.js";
 export { weightTable, layerTable } from "./tables.js";
 export * as plots from "./plots/index.js";
 export { exportFigure } from "./plots/export.js";

@@ -1,13 +1,15 @@
-// Loads the native addon (built by cmake-js into build/Release) and types its surface.
+// Loads the native addon (built by cmake-js into build/Release) and types its surface. The addon
+// is internal to the package (src/index.ts does not export it): its callers here pass values the
+// zod schemas accepted, and the binding converts them without checking them again.
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "./paths.js";
 import type { LayerStatColumns } from "./tracking/layerStats.js";
-import type { Knobs } from "./config.js";
+import type { KnobField, Knobs } from "./knobs.js";
 
-// The knobs are typed by their zod schema and the layer statistics by their list; re-exported
-// here because they are part of the addon's surface.
+// The knobs are typed from the core's table (src/knobs.ts) and the layer statistics by their
+// list; re-exported here because they are part of the addon's surface.
 export type { Knobs };
 /** Per-layer telemetry, one entry per BitLinear layer in each column. */
 export type LayerColumns = LayerStatColumns;
@@ -190,6 +192,14 @@ interface NativeModule {
   communicators: string;
   /** The layer statistics the trainer reports, in column order (native/include/primal/layer_stats.h). */
   layerStats: { name: string; type: "f32" | "i32" }[];
+  /** The core's knob table (native/include/primal/knobs.h): what src/knobs.ts builds zod from. */
+  knobFields: KnobField[];
+  /**
+   * A checkpoint's metadata strings, their checksums verified (throws naming the file and field);
+   * `checked` false: written before metadata checksums existed. Reads only the header of a file
+   * the caller has made sure is a regular file.
+   */
+  checkpointMetadata(path: string): { checked: boolean; fields: Record<string, string> };
   /** The core's value of every config field left out (native/include/primal/trainer.h). */
   configDefaults: Required<Omit<NativeTrainerConfig, "device" | "threads" | "knobs" | "model" | "distributed">> & {
     model: Required<NativeModelConfig>;

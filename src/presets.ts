@@ -1,22 +1,24 @@
-// Model presets of DESIGN §2: (vocab, d_model, layers, heads, ffn, seq).
+// The model presets (docs/design.md, "Presets"). src/presets.json is the one table: this module,
+// the C++ benchmarks (native/bench/bench_common.h, which CMake compiles the file into) and the
+// PyTorch peer (test/bench/peer/presets.py) all read it; test/engine/presets.test.ts ties them.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { NativeModelConfig } from "./native.js";
+import { packageRoot } from "./paths.js";
 
+/** The names in src/presets.json, typed for editors (the test ties the two). */
 export type PresetName = "tiny" | "small" | "ghost-0.1b";
 
 export interface Preset {
   model: NativeModelConfig;
   tokenizer: "bytes" | "gpt2";
+  /** Windows per micro-batch when the config names no batch. */
   batch: number;
 }
 
-export const PRESETS: Record<PresetName, Preset> = {
-  tiny: { model: { vocab: 256, dModel: 64, layers: 2, heads: 4, ffn: 192, seq: 64 }, tokenizer: "bytes", batch: 8 },
-  small: { model: { vocab: 256, dModel: 256, layers: 4, heads: 4, ffn: 704, seq: 128 }, tokenizer: "bytes", batch: 16 },
-  "ghost-0.1b": {
-    model: { vocab: 50257, dModel: 768, layers: 12, heads: 12, ffn: 2048, seq: 1024 },
-    tokenizer: "gpt2",
-    batch: 8,
-  },
-};
+export const PRESETS = JSON.parse(readFileSync(join(packageRoot(), "src", "presets.json"), "utf8")) as Record<
+  PresetName,
+  Preset
+>;
 
 export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];

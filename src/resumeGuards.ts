@@ -3,6 +3,7 @@
 // data-parallel ranks (which sets how many windows a step trains on).
 import { realpathSync } from "node:fs";
 import { isAbsolute, relative, resolve, sep } from "node:path";
+import type { CheckpointExtra } from "./resumeCheckpoint.js";
 
 /** Corpora that ship with the package; any other `data.corpus` is a path. */
 export const EMBEDDED_CORPORA: readonly string[] = ["sotu"];
@@ -39,16 +40,12 @@ export function resumeCorpus(runDir: string, saved: string, given: string | unde
   );
 }
 
-/** The world size the checkpoint was trained with: its metadata, else run.json's config, else 1. */
-export function savedWorldSize(extraText: string, savedConfig: Record<string, unknown>): number {
-  try {
-    const w = (JSON.parse(extraText) as { worldSize?: unknown }).worldSize;
-    if (typeof w === "number" && Number.isSafeInteger(w) && w >= 1) return w;
-  } catch {
-    // parseCheckpointExtra names a broken extra; fall back to run.json.
-  }
+/** The world size the checkpoint was trained with: its metadata, else the saved config, else 1. */
+export function savedWorldSize(extra: CheckpointExtra, savedConfig: Record<string, unknown>): number {
+  const ok = (w: unknown): w is number => typeof w === "number" && Number.isSafeInteger(w) && w >= 1;
+  if (ok(extra.worldSize)) return extra.worldSize;
   const w = savedConfig["worldSize"];
-  return typeof w === "number" && Number.isSafeInteger(w) && w >= 1 ? w : 1;
+  return ok(w) ? w : 1;
 }
 
 /**

@@ -67,7 +67,7 @@ export function weightTable(values: Values, cols: number, opts: BufferTableOptio
   return displayableTable(tableFromArrays({ row, col, value }));
 }
 
-/** One row per BitLinear layer with the DESIGN §4 telemetry. */
+/** One row per BitLinear layer with its telemetry (docs/design.md, "Telemetry"). */
 export function layerTable(names: string[], cols: LayerColumns, extra: Record<string, Float32Array> = {}): Table {
   const layer = Int32Array.from(names.keys());
   const total = (i: number) => cols.occM2[i] + cols.occM1[i] + cols.occ0[i] + cols.occP1[i] + cols.occP2[i] || 1;

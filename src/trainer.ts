@@ -5,16 +5,15 @@ import { existsSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { Table } from "apache-arrow";
 import {
-  knobsSchema,
   nativeConfig,
   resolveConfig,
   savedConfigInput,
   type TrainerConfig,
   type TrainerConfigInput,
 } from "./config.js";
+import { parseKnobs, type Knobs } from "./knobs.js";
 import {
   native,
-  type Knobs,
   type LayerColumns,
   type LayerRef,
   type NativeInfo,
@@ -35,7 +34,14 @@ import { hostHooks, type EvalProgress, type TrainObserver } from "./host.js";
 import { EvaluationInterrupted, TrainingInterrupted } from "./interrupted.js";
 import { exportCheckpointGGUF, type GGUFExportOptions, type GGUFExportResult } from "./export/llamaExport.js";
 import { RunLock } from "./tracking/runLock.js";
-import { chooseCheckpoint, parseCheckpointExtra, type ResumeChoice } from "./resumeCheckpoint.js";
+import {
+  checkpointCandidates,
+  chooseCheckpoint,
+  configSource,
+  resumeConfig,
+  uncheckedWarning,
+  type ResumeChoice,
+} from "./resumeCheckpoint.js";
 import { makeRankScratch, removeRankScratch, sweepRankScratch } from "./rankScratch.js";
 import { checkWorldSize, resumeCorpus, savedWorldSize } from "./resumeGuards.js";
 
@@ -152,10 +158,6 @@ function planOf(info: NativeInfo): ExecutionPlan {
 
 /** Rows reach the disk within a second, so a live dashboard shows a step about a second later. */
 const LIVE_FLUSH = { flushIntervalMs: 1000 };
-
-function sameKnob(a: unknown, b: unknown): boolean {
-  return typeof a === "number" && typeof b === "number" ? Math.fround(a) === Math.fround(b) : a === b;
-}
 
 export class Trainer {
   readonly config: TrainerConfig;
@@ -299,15 +301,11 @@ export class Trainer {
     let scratchHome: string | undefined;
     try {
       // The run's own config, re-validated; only the machine side may change. The execution plan
-      // is re-derived on the resuming device (the budget may differ there).
+      // is re-derived on the resuming device (the budget may differ there). The config comes from
+      // the checked copy in the checkpoint (src/resumeCheckpoint.ts).
       const given = Object.entries(machine).filter(([, v]) => v !== undefined);
-      const saved = savedConfigInput(readRunMeta(runDir).config);
-      // The run's home is where the run is, whatever run.json says.
-      const config = resolveConfig({
-        ...saved,
-        home: dirname(runDir),
-        ...Object.fromEntries(given),
-      });
+      const source = configSource(checkpointCandidates(runDir, isDir ? null : path, !!fork), !isDir);
+      const { config, warnings } = resumeConfig(runDir, source, Object.fromEntries(given));
       config.data.corpus = resumeCorpus(runDir, config.data.corpus, corpus);
       const data = await loadTrainingData(config);
       const created = Trainer.makeNative(config, data);
@@ -316,21 +314,20 @@ export class Trainer {
       // Data parallel: rank 0 owns the run (its lock, its checkpoints); the others take its state.
       if (info.rank === 0) lock = RunLock.acquire(runDir);
       let choice: ResumeChoice | undefined;
-      let extra: { knobs?: Partial<Knobs> } = {};
       if (info.rank === 0) {
-        choice = await chooseCheckpoint(runDir, isDir ? null : path, !!fork, (p) => created.load(p));
-        extra = parseCheckpointExtra(choice.extra, choice.checkpoint);
+        choice = await chooseCheckpoint(runDir, source, (p) => created.load(p));
         checkWorldSize(
-          savedWorldSize(choice.extra, saved),
+          savedWorldSize(choice.extra, choice.extra.config ?? savedConfigInput(readRunMeta(runDir).config)),
           info.worldSize,
           config.batch * config.accum,
           !!changeWorldSize,
           choice.checkpoint,
         );
       }
+      // Every rank takes rank 0's state, knobs included: the core's knobs are the only ones.
       if (info.worldSize > 1) created.broadcastState(0);
-      // The checkpoint's knobs win over run.json's (which holds the values at creation).
-      config.knobs = extra.knobs ? { ...config.knobs, ...extra.knobs } : created.getKnobs();
+      // This session starts from the checkpoint's knobs (config.knobs is what a session started with).
+      config.knobs = created.getKnobs();
       const step = created.info().step;
       const ranks = { worldSize: info.worldSize, distributed: info.distributed };
       sweepRankScratch();
@@ -349,6 +346,8 @@ export class Trainer {
         // Later checkpoints are damaged ones (skipped) or those of the branch being left (fork).
         const setAside = store.setAsideCheckpointsAfter(step, choice.damaged.length > 0 ? "damaged" : "abandoned");
         store.protectCheckpoint(choice.checkpoint);
+        for (const message of [...warnings, ...uncheckedWarning(choice, source)])
+          store.event("warning", { step, checkpoint: choice.checkpoint, message });
         store.event("resume", {
           step,
           checkpoint: choice.checkpoint,
@@ -630,31 +629,27 @@ export class Trainer {
     if (this.nt.isTraining()) this.nt.stop();
   }
 
-  /** Changes knobs between steps; each change is recorded as an event (step, old, new). */
+  /**
+   * Changes knobs between steps; each change is recorded as an event (step, old, new). Returns the
+   * knobs now in force, as the core holds them (fp32, shown as the shortest decimal).
+   */
   set(knobs: Partial<Knobs>): Knobs {
     this.check();
-    if (knobs === null || typeof knobs !== "object") throw new Error("set: expected an object of knobs");
-    const parsed = knobsSchema.partial().safeParse(knobs);
-    if (!parsed.success)
-      throw new Error(parsed.error.issues.map((i) => `set: ${i.path.join(".") || "knobs"}: ${i.message}`).join("\n"));
-    // The native side validates too and stores fp32; the facade keeps the values as typed.
-    this.nt.setKnobs(parsed.data);
-    const before = { ...this.config.knobs };
+    const wanted = parseKnobs(knobs, "set");
+    const before = this.nt.getKnobs();
+    const after = this.nt.setKnobs(wanted);
     const step = this.step;
-    for (const key of Object.keys(parsed.data) as (keyof Knobs)[]) {
-      const value = parsed.data[key];
-      if (value === undefined || sameKnob(before[key], value)) continue;
-      this.store.event("set", { step, knob: key, old: before[key], new: value });
-      (this.config.knobs as Record<keyof Knobs, number | null>)[key] = value;
-    }
-    this.effectiveKnobs = this.knobs();
+    for (const key of Object.keys(wanted))
+      if (after[key] !== before[key]) this.store.event("set", { step, knob: key, old: before[key], new: after[key] });
+    this.effectiveKnobs = after;
     this.flush();
-    return { ...this.config.knobs };
+    return after;
   }
 
+  /** The knobs in force, read from the core (never waits for a running step). */
   knobs(): Knobs {
     this.check();
-    return { ...this.config.knobs };
+    return this.nt.getKnobs();
   }
 
   /**
@@ -846,11 +841,12 @@ export class Trainer {
     // Pruned before the write too: K checkpoints never need room for more than K plus the
     // temporary file the native save writes, fsyncs and renames (then fsyncs the folder).
     this.store.pruneCheckpoints(this.config.keepCheckpoints);
+    // "primal.extra": a copy of the run's config, checked like the rest of the metadata, that a
+    // resume prefers over run.json. The knobs are the core's own metadata, stored once.
+    const { knobs: _startedWith, ...config } = savedConfigInput(this.config as unknown as Record<string, unknown>);
+    const extra = { runId: this.store.id, step, config, worldSize: this.worldSize };
     try {
-      await this.nt.save(
-        path,
-        JSON.stringify({ runId: this.store.id, step, knobs: this.config.knobs, worldSize: this.worldSize }),
-      );
+      await this.nt.save(path, JSON.stringify(extra));
     } catch (e) {
       this.store.markFailed(e);
       throw e;
@@ -946,7 +942,11 @@ export class Trainer {
     return this.nt.info();
   }
 
-  /** Direct access to the native trainer (accumulate/applyStep, buffers); for experts and tests. */
+  /**
+   * The raw core handle (accumulate/applyStep, logits, buffers), for PRIMAL's own tests and experts.
+   * It is the internal binding: it trusts its caller, so values passed here skip the zod checks the
+   * Trainer's methods make (the core still refuses what breaks its invariants). Use `set()` for knobs.
+   */
   get native(): NativeTrainer {
     this.check();
     return this.nt;

@@ -1,44 +1,46 @@
-// What the bench executables share: the model presets (src/presets.ts holds the same table) and
-// the synthetic token stream they train on.
+// What the bench executables share: the model presets and the synthetic token stream they train on.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "json.h"          // the core's JSON reader (native/src/core)
+#include "presets_json.h"  // src/presets.json as kPresetsJson, written by native/CMakeLists.txt
 #include "primal/error.h"
 #include "primal/philox.h"
 #include "primal/trainer.h"
 
 namespace primal_bench {
 
-inline primal::ModelConfig preset(const std::string& p) {
-  primal::ModelConfig m;
-  if (p == "tiny") {
-    m.vocab = 256;
-    m.dModel = 64;
-    m.layers = 2;
-    m.heads = 4;
-    m.ffn = 192;
-    m.seq = 64;
-  } else if (p == "small") {
-    m.vocab = 256;
-    m.dModel = 256;
-    m.layers = 4;
-    m.heads = 4;
-    m.ffn = 704;
-    m.seq = 128;
-  } else if (p == "ghost-0.1b") {
-    m.vocab = 50257;
-    m.dModel = 768;
-    m.layers = 12;
-    m.heads = 12;
-    m.ffn = 2048;
-    m.seq = 1024;
-  } else {
-    throw primal::Error("unknown preset '" + p + "' (tiny, small, ghost-0.1b)");
+struct Preset {
+  primal::ModelConfig model;
+  int batch = 0;  // windows per micro-batch when none is given
+};
+
+// A preset of src/presets.json, the table the TypeScript side and the PyTorch peer read too
+// (test/engine/presets.test.ts ties them).
+inline Preset presetNamed(const std::string& name) {
+  const primal::json::Value table = primal::json::parse(kPresetsJson, "src/presets.json");
+  if (!table.has(name)) {
+    std::string names;
+    for (const auto& kv : table.obj) names += (names.empty() ? "" : ", ") + kv.first;
+    throw primal::Error("unknown preset '" + name + "' (" + names + ")");
   }
-  return m;
+  const primal::json::Value& p = table.at(name);
+  const primal::json::Value& m = p.at("model");
+  auto i = [](const primal::json::Value& o, const char* k) { return static_cast<int>(o.at(k).num); };
+  Preset out;
+  out.model.vocab = i(m, "vocab");
+  out.model.dModel = i(m, "dModel");
+  out.model.layers = i(m, "layers");
+  out.model.heads = i(m, "heads");
+  out.model.ffn = i(m, "ffn");
+  out.model.seq = i(m, "seq");
+  out.batch = i(p, "batch");
+  return out;
 }
+
+inline primal::ModelConfig preset(const std::string& name) { return presetNamed(name).model; }
 
 // 4M uniformly random token ids below `vocab` (Philox, fixed key): the same stream in every bench.
 inline std::vector<int32_t> randomTokens(int vocab) {

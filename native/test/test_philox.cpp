@@ -1,5 +1,5 @@
 // Philox4x32-10 against the known-answer vectors shipped with Random123 (kat_vectors), and the
-// exactness of the 24-bit uniforms every device derives from it (DESIGN §4).
+// exactness of the 24-bit uniforms every device derives from it (docs/design.md, "Randomness").
 #include <cstdint>
 
 #include "primal/philox.h"

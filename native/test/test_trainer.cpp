@@ -188,7 +188,7 @@ PRIMAL_TEST("trainer/bridge change applies to the very next forward; null resolv
   double after = t.batchLoss(in.data(), tg.data(), 2, 8);
   EXPECT_TRUE(before != after);
   // Bridge off with b >= 0.5: +-1 codes become +-2.
-  k.bridgeOn = false;
+  k.bridge.reset();
   t.setKnobs(k);
   auto c3 = t.codes(0);
   for (size_t i = 0; i < codes.size(); ++i) {
@@ -201,7 +201,7 @@ PRIMAL_TEST("trainer/bridge change applies to the very next forward; null resolv
   k2.bridge = 0.3f;
   t2.setKnobs(k2);
   auto codes2 = t2.codes(1);
-  k2.bridgeOn = false;
+  k2.bridge.reset();
   t2.setKnobs(k2);
   auto c4 = t2.codes(1);
   for (size_t i = 0; i < codes2.size(); ++i) EXPECT_EQ(c4[i], std::abs(codes2[i]) == 1 ? 0 : codes2[i]);

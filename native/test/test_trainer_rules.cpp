@@ -237,7 +237,7 @@ PRIMAL_TEST("trainer/gradient clipping scales the gradient AdamW sees; decay onl
 PRIMAL_TEST("trainer/initial codes are the nearest levels of W0 / gamma0, gamma0 = mean |W0|") {
   for (bool bridgeOn : {true, false}) {
     TrainConfig fc = microConfig(Quant::FP), pc = microConfig(Quant::Poltergeist);
-    pc.knobs.bridgeOn = bridgeOn;
+    if (!bridgeOn) pc.knobs.bridge.reset();
     Trainer fp(fc, "cpu", 1), pg(pc, "cpu", 1);
     for (size_t l = 0; l < pg.layers().size(); ++l) {
       const std::vector<float> w0 = fp.param(pg.layers()[l].name);  // same seed, same W0
@@ -247,7 +247,7 @@ PRIMAL_TEST("trainer/initial codes are the nearest levels of W0 / gamma0, gamma0
       EXPECT_EQ(pg.gamma0()[l], gamma0);
       const std::vector<int8_t> codes = pg.codes(static_cast<int>(l));
       for (size_t i = 0; i < w0.size(); ++i)
-        EXPECT_EQ(codes[i], polt::nearestCode(w0[i] / gamma0, pc.knobs.bridge, bridgeOn));
+        EXPECT_EQ(codes[i], polt::nearestCode(w0[i] / gamma0, pc.knobs.bridgeLevel(), bridgeOn));
     }
   }
 }

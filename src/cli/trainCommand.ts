@@ -1,5 +1,5 @@
 // `primal train` and `primal resume`: the main job. Trains, evaluates, prints a summary and,
-// with --json, one final JSON line (DESIGN §6 contract).
+// with --json, one final JSON line (the contract in docs/design.md, "Interfaces").
 import { Trainer, type TrainSummary } from "../trainer.js";
 import type { TrainerConfigInput } from "../config.js";
 import { isInterrupted } from "../interrupted.js";

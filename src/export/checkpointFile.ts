@@ -24,9 +24,13 @@ export interface CheckpointMeta {
   step: number;
   /** The bridge value in use, or null when the bridge is off. */
   bridge: number | null;
-  /** The stored bridge value (kept while the bridge is off; ±1 codes still materialize with it). */
-  bridgeValue: number;
 }
+
+/**
+ * The level a stray ±1 code weighs while the bridge is off (kBridgeOffLevel in
+ * native/include/primal/knobs.h): only setCodes() can leave one there.
+ */
+export const BRIDGE_OFF_LEVEL = 0.5;
 
 interface TensorEntry {
   dtype: string;
@@ -99,8 +103,8 @@ function parseMeta(text: (k: string) => string, what: string): CheckpointMeta {
   const knobs = parseJson(text("knobs"), `${what}: metadata 'knobs'`);
   if (!isObject(knobs)) throw new Error(`${what}: metadata 'knobs' is not a JSON object`);
   const bridge = knobs["bridge"];
-  if (bridge !== undefined && (typeof bridge !== "number" || !(bridge > 0 && bridge < 1)))
-    throw new Error(`${what}: knob 'bridge' must be a number in (0, 1), got ${JSON.stringify(bridge)}`);
+  if (bridge !== undefined && bridge !== null && (typeof bridge !== "number" || !(bridge > 0 && bridge < 1)))
+    throw new Error(`${what}: knob 'bridge' must be null or a number in (0, 1), got ${JSON.stringify(bridge)}`);
   if (knobs["bridgeOn"] !== undefined && typeof knobs["bridgeOn"] !== "boolean")
     throw new Error(`${what}: knob 'bridgeOn' must be true or false, got ${JSON.stringify(knobs["bridgeOn"])}`);
   const stepText = text("step");
@@ -111,8 +115,8 @@ function parseMeta(text: (k: string) => string, what: string): CheckpointMeta {
     quant: quant as CheckpointMeta["quant"],
     actBits,
     step: Number(stepText),
-    bridge: knobs["bridgeOn"] === false || bridge === undefined ? null : bridge,
-    bridgeValue: bridge ?? 2 / 3,
+    // bridgeOn: written beside the bridge by checkpoints from before it could be null.
+    bridge: knobs["bridgeOn"] === false || bridge === undefined || bridge === null ? null : bridge,
   };
 }
 

@@ -17,7 +17,7 @@
  */
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { CheckpointFile, type CheckpointMeta } from "./checkpointFile.js";
+import { BRIDGE_OFF_LEVEL, CheckpointFile, type CheckpointMeta } from "./checkpointFile.js";
 import { writeGGUF, GGUFValueType, type GGUFTensor, type GGUFValue } from "./gguf.js";
 import {
   GGMLType,
@@ -241,7 +241,12 @@ export function exportCheckpointGGUF(src: ExportSource, out: string, opts: GGUFE
         const cols = j === 6 ? m.ffn : m.dModel;
         let lw: LayerWeights;
         if (meta.quant === "poltergeist") {
-          lw = poltergeistLayer(ck.i8(`code.${name}`, rows * cols).data, gamma0![li]!, scales![li]!, meta.bridgeValue);
+          lw = poltergeistLayer(
+            ck.i8(`code.${name}`, rows * cols).data,
+            gamma0![li]!,
+            scales![li]!,
+            meta.bridge ?? BRIDGE_OFF_LEVEL,
+          );
         } else {
           const w = ck.f32(`param.${name}`, rows * cols, true).data;
           lw = meta.quant === "ste" ? steLayer(w) : { kind: "dense", values: w };

@@ -6,10 +6,6 @@ export function columnNames(table: Table): string[] {
   return table.schema.fields.map((f) => f.name);
 }
 
-export function hasColumn(table: Table, name: string): boolean {
-  return table.getChild(name) !== null;
-}
-
 export function getColumn(table: Table, name: string, what = "table"): Vector {
   const v = table.getChild(name);
   if (!v) {

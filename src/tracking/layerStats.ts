@@ -47,7 +47,6 @@ function names<K extends keyof Stat, V extends Stat[K]>(key: K, value: V): Names
   return LAYER_STATS.filter((s) => s[key] === value).map((s) => s.name) as NamesWhere<K, V>[];
 }
 
-export const LAYER_STAT_NAMES: readonly LayerStatName[] = LAYER_STATS.map((s) => s.name);
 /** The stored statistics in column order (layers.arrows after step/layer/name). */
 export const STORED_LAYER_STATS: readonly StoredLayerStat[] = names("stored", true);
 /** Statistics that belong to the last applied step (a stateless read reports them as 0). */

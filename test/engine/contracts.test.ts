@@ -1,14 +1,16 @@
 // The contracts the TypeScript side shares with the core hold: the layer statistics the addon
 // reports are exactly the ones src/layerStats.ts lists (and the run store and plots use), the
 // config the facade sends for an empty input carries the core's own defaults, and the knobs are
-// the same on both sides; resume rebuilds a run's config from what run.json saved.
+// the core's own table, from which the zod schema is built; resume rebuilds a run's config from
+// what run.json saved.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
 import { native, type NativeTrainer, type NativeTrainerConfig } from "../../src/native.js";
-import { DEFAULT_KNOBS, knobsSchema, nativeConfig, resolveConfig, savedConfigInput } from "../../src/config.js";
+import { nativeConfig, resolveConfig, savedConfigInput } from "../../src/config.js";
+import { defaultKnobs, knobFields, knobsSchema } from "../../src/knobs.js";
 import { LAYER_STATS, STORED_LAYER_STATS } from "../../src/tracking/layerStats.js";
 import { layersSchema } from "../../src/tracking/schemas.js";
 
@@ -88,11 +90,42 @@ describe("config defaults and fields", () => {
     expect(Object.keys(core.model).filter((k) => !(k in sentModel) && !CORE_ONLY_MODEL.includes(k))).toEqual([]);
   });
 
-  it("the knobs: same names, and the defaults are the core's (as fp32)", () => {
-    expect(Object.keys(core.knobs).sort()).toEqual(Object.keys(knobsSchema.shape).sort());
-    expect(Object.keys(DEFAULT_KNOBS).sort()).toEqual(Object.keys(core.knobs).sort());
-    for (const [k, v] of Object.entries(DEFAULT_KNOBS))
-      expect([k, same(v, core.knobs[k as keyof typeof core.knobs])]).toEqual([k, true]);
+  it("the knobs: zod's schema and the defaults are the core's table", () => {
+    const names = native().knobFields.map((f) => f.name);
+    expect(names).toEqual(["bridge", "flipRate", "pMax", "voteKeep", "deadzone", "lr", "scaleLr"]);
+    expect(Object.keys(knobsSchema().shape)).toEqual(names);
+    expect(defaultKnobs()).toEqual(core.knobs);
+    expect(resolveConfig({}).knobs).toEqual(core.knobs);
+    expect(core.knobs.bridge).toBe(0.6666667); // fp32 2/3, shown as its shortest decimal
+  });
+
+  it("zod and the core agree on every knob's range, at both ends", () => {
+    const nt = new (native().NativeTrainer)(BASE);
+    try {
+      for (const f of knobFields()) {
+        const zodOk = (v: number | null) =>
+          knobsSchema()
+            .partial()
+            .safeParse({ [f.name]: v }).success;
+        const coreOk = (v: number | null) => {
+          try {
+            nt.setKnobs({ [f.name]: v });
+            return true;
+          } catch (e) {
+            expect((e as Error).message, f.name).toMatch(new RegExp(`^${f.name}: must be`));
+            return false;
+          }
+        };
+        // null: "off" for a nullable knob; for any other a type error, which zod alone refuses.
+        const values: (number | null)[] = [f.min, f.min - 1e-3, f.min + 1e-3, NaN, ...(f.nullable ? [null] : [])];
+        if (Number.isFinite(f.max)) values.push(f.max, f.max + 1e-3, f.max - 1e-3);
+        else values.push(1e30, Infinity);
+        for (const v of values) expect([f.name, v, zodOk(v)]).toEqual([f.name, v, coreOk(v)]);
+        nt.setKnobs({ [f.name]: f.default });
+      }
+    } finally {
+      nt.dispose();
+    }
   });
 
   it("wrong types in any listed field are a JavaScript exception naming it", () => {
@@ -103,8 +136,12 @@ describe("config defaults and fields", () => {
       expect(() => make({ ...BASE, model: { ...BASE.model, [k]: "x" } }), k).toThrow(
         new RegExp(`config\\.model\\.${k}`),
       );
+    // Knobs reach the binding only through zod, which names them.
     for (const k of Object.keys(core.knobs))
-      expect(() => make({ ...BASE, knobs: { [k]: "x" } }), k).toThrow(new RegExp(`knob ${k} must be a number`));
+      expect(() => resolveConfig({ knobs: { [k]: "x" } } as never), k).toThrow(new RegExp(`config\\.knobs\\.${k}`));
+    expect(() => resolveConfig({ knobs: { ghostly: 1 } } as never)).toThrow(
+      /config\.knobs: unknown field\(s\) ghostly/,
+    );
   });
 
   it("a saved config resolves to itself (what resume rebuilds from)", () => {

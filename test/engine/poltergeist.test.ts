@@ -1,4 +1,4 @@
-// The Poltergeist rules of DESIGN §4 observed through the binding: votes move only in backward,
+// The Poltergeist rules of docs/poltergeist.md observed through the binding: votes move only in backward,
 // codes only at the step; the flip probability formula; the exact flips and vote decay of a step,
 // re-derived here from an independent JavaScript Philox4x32-10; saturation; the bridge knob.
 import { afterEach, describe, expect, it } from "vitest";
@@ -72,7 +72,7 @@ function nextRung(code: number, dir: number, bridgeOn: boolean): number | undefi
 }
 
 /**
- * Predicts codes and votes after applyStep from the state before it, per DESIGN §4 / docs:
+ * Predicts codes and votes after applyStep from the state before it, per docs/poltergeist.md:
  * p = min(pMax, flipRate*s*|v|/K) in double from fp32 inputs, one Philox call per weight with
  * counter (i, layer, step, 0), key (seed lo, seed hi).
  */
@@ -207,7 +207,7 @@ describe("Poltergeist through the binding", () => {
     });
   }
 
-  it("a step's flips and vote decay match DESIGN §4 exactly (JS Philox, seed above 2^32, K = 3)", () => {
+  it("a step's flips and vote decay match docs/poltergeist.md exactly (JS Philox, seed above 2^32, K = 3)", () => {
     // The seed's high word is non-zero, so both key words are exercised.
     const seed = 2 ** 32 + 12345;
     const nt = make({ seed, accum: 3, knobs: { flipRate: 0.02, pMax: 0.5, voteKeep: 0.9 } });

@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
 const root = join(import.meta.dirname, "..", "..");
-const { Trainer, native } = await import(pathToFileURL(join(root, "dist", "src", "index.js")).href);
+const { Trainer } = await import(pathToFileURL(join(root, "dist", "src", "index.js")).href);
+// The addon is internal to the package (not exported from index.js); this check reaches it directly.
+const { native } = await import(pathToFileURL(join(root, "dist", "src", "native.js")).href);
 // STACK_DEVICE=cpu runs the same checks on the CPU (to try the script without a GPU).
 const device = process.env.STACK_DEVICE ?? "cuda";
 const home = mkdtempSync(join(tmpdir(), "primal-stack-check-"));

@@ -91,7 +91,7 @@ describe("bad calls on a live trainer", () => {
     await expect(t.train(-1)).rejects.toThrow(/non-negative integer/);
     await expect(t.train(1.5)).rejects.toThrow(/non-negative integer/);
     // None of that changed the trainer.
-    expect(t.knobs().bridge).toBeCloseTo(2 / 3, 12);
+    expect(t.knobs().bridge).toBeCloseTo(2 / 3, 6); // the core's fp32 value
     expect(t.step).toBe(2);
     await t.train(1);
     expect(t.step).toBe(3);

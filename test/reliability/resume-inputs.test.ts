@@ -69,9 +69,12 @@ describe("the corpus named in run.json", () => {
 describe("the world size of a checkpoint", () => {
   it("another number of ranks is refused unless asked for, saying what changes", async () => {
     const { checkWorldSize, savedWorldSize } = await import("../../src/resumeGuards.js");
-    expect(savedWorldSize('{"worldSize":2}', { worldSize: 1 })).toBe(2);
-    expect(savedWorldSize('{"knobs":{}}', { worldSize: 4 })).toBe(4);
-    expect(savedWorldSize("{}", {})).toBe(1);
+    const { parseCheckpointExtra } = await import("../../src/resumeCheckpoint.js");
+    const extra = (text: string) => parseCheckpointExtra(text, "ck");
+    expect(savedWorldSize(extra('{"worldSize":2}'), { worldSize: 1 })).toBe(2);
+    expect(savedWorldSize(extra('{"config":{}}'), { worldSize: 4 })).toBe(4);
+    expect(savedWorldSize(extra('{"worldSize":"2"}'), {})).toBe(1);
+    expect(savedWorldSize(extra("{}"), {})).toBe(1);
     expect(() => checkWorldSize(2, 1, 4, false, "ck")).toThrow(
       /trained on 2 ranks x 4 = 8 windows per step; this resume has 1 rank x 4 = 4 windows per step, so each step would train on fewer tokens.*--change-world-size/,
     );

@@ -42,7 +42,7 @@ describe("config validation", () => {
     expect(c.model.vocab).toBe(50257);
     expect(c.data.tokenizer).toBe("gpt2");
     expect(c.actBits).toBeNull();
-    expect(resolveConfig({}).knobs.bridge).toBeCloseTo(2 / 3, 12);
+    expect(resolveConfig({}).knobs.bridge).toBeCloseTo(2 / 3, 6);
   });
 });
 
@@ -115,7 +115,7 @@ describe("Trainer", () => {
     expect(a.step).toBe(6);
     expect(b.step).toBe(3);
     a.set({ bridge: 0.5 });
-    expect(b.knobs().bridge).toBeCloseTo(2 / 3, 12);
+    expect(b.knobs().bridge).toBeCloseTo(2 / 3, 6);
     a.dispose();
     b.dispose();
   });

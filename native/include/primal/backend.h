@@ -16,7 +16,7 @@
 
 namespace primal {
 
-// Per-layer counts produced by the Poltergeist flip step (DESIGN §4 telemetry).
+// Per-layer counts produced by the Poltergeist flip step (docs/design.md, "Telemetry").
 struct FlipStats {
   // transitions[from][to] over code values -2..2 (index = code + 2); only one-rung moves
   // (or ±2<->0 with the bridge off) are possible.

@@ -1,8 +1,8 @@
-// The plain numeric fields of ModelConfig, TrainConfig and Knobs under their JavaScript names.
-// The binding reads configs and knobs through these tables and reports the defaults from them
-// (the TypeScript side is tested against those defaults), so a new numeric field is one line
-// here next to its member in trainer.h. Fields with a richer shape (quant, actBits, microBatch,
-// recompute, memoryBudget, seed, bridge) are handled by name in the binding.
+// The plain numeric fields of ModelConfig and TrainConfig under their JavaScript names. The binding
+// reads configs through these tables and reports the defaults from them (the TypeScript side is
+// tested against those defaults), so a new numeric field is one line here next to its member in
+// trainer.h. Fields with a richer shape (quant, actBits, microBatch, recompute, memoryBudget, seed)
+// are handled by name in the binding. The knobs have their own table, in knobs.h.
 #pragma once
 
 #include "primal/trainer.h"
@@ -44,16 +44,6 @@ inline constexpr NumField<TrainConfig> kTrainFields[] = {
     floatMember("beta2", &TrainConfig::beta2),
     floatMember("weightDecay", &TrainConfig::weightDecay),
     floatMember("gradClip", &TrainConfig::gradClip),
-};
-
-// Every knob but the bridge (a number or null, handled by name).
-inline constexpr NumField<Knobs> kKnobFields[] = {
-    floatMember("flipRate", &Knobs::flipRate),
-    floatMember("pMax", &Knobs::pMax),
-    floatMember("voteKeep", &Knobs::voteKeep),
-    floatMember("deadzone", &Knobs::deadzone),
-    floatMember("lr", &Knobs::lr),
-    floatMember("scaleLr", &Knobs::scaleLr),
 };
 
 }  // namespace primal

@@ -1,4 +1,4 @@
-// The per-layer statistics a step reports (DESIGN §4 telemetry), as one table: name, element
+// The per-layer statistics a step reports (docs/design.md, "Telemetry"), as one table: name, element
 // type and how the value comes from a LayerStep. The binding turns each entry into one typed-array
 // column and exports the names; the TypeScript list (src/tracking/layerStats.ts) is tested
 // against them, so adding a statistic is one line here plus one line there.

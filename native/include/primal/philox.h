@@ -53,7 +53,7 @@ PRIMAL_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t 
 // 24-bit uniform in [0,1): exact in fp32, identical on every device.
 PRIMAL_HD float philox_u24(uint32_t r) { return static_cast<float>(r >> 8) * (1.0f / 16777216.0f); }
 
-// Counter word 3 selects the stream. 0 is reserved for the Poltergeist flip step (DESIGN §4).
+// Counter word 3 selects the stream. 0 is reserved for the Poltergeist flip step (docs/design.md).
 enum PhiloxStream : uint32_t {
   kStreamFlip = 0,
   kStreamData = 1,    // train window sampling: ctr = (window index, micro, step, 1)

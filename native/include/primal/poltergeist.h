@@ -1,4 +1,4 @@
-// The Poltergeist rule (DESIGN §4), in one place. Every function here is PRIMAL_HD: the CPU
+// The Poltergeist rule (docs/poltergeist.md), in one place. Every function here is PRIMAL_HD: the CPU
 // backend (src/cpu/cpu_quant.cpp), the CUDA kernels (src/cuda/kernels_quant.cu) and the trainer
 // (src/core/trainer.cpp: initial codes, bridge off) call these same lines, so the two backends
 // cannot drift apart. The backends only add the loops, the parallel split and the statistics.

@@ -1,4 +1,4 @@
-// The Ghost transformer and its trainer (DESIGN §2–§5), written once against primal::Backend.
+// The Ghost transformer and its trainer (docs/design.md), written once against primal::Backend.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "primal/backend.h"
+#include "primal/knobs.h"
 
 namespace primal {
 
@@ -39,21 +40,9 @@ struct ModelConfig {
   void validate() const;  // throws Error naming the bad field
 };
 
-// The knobs of DESIGN §4, changeable between steps. These defaults (and TrainConfig's) are the
-// ones src/config.ts declares to users; test/engine/contracts.test.ts checks they agree. Numeric
-// fields are read from JavaScript by name through config_fields.h.
-struct Knobs {
-  float bridge = 2.0f / 3.0f;  // b in (0,1)
-  bool bridgeOn = true;        // false: bridge "null"
-  float flipRate = 0.01f;
-  float pMax = 0.5f;
-  float voteKeep = 0.95f;
-  float deadzone = 0.0f;
-  float lr = 3e-3f;       // peak learning rate of the fp parameters
-  float scaleLr = 1e-2f;  // peak learning rate of the Ghost Scales (absolute)
-  void validate() const;
-};
-
+// A run's settings, fixed when the trainer is made, with the knobs it starts from. These defaults
+// are the ones src/config.ts declares to users (test/engine/contracts.test.ts checks they agree);
+// the numeric fields are read from JavaScript by name through config_fields.h.
 struct TrainConfig {
   ModelConfig model;
   Quant quant = Quant::Poltergeist;
@@ -63,7 +52,7 @@ struct TrainConfig {
   // Execution plan (memory, not the data): each micro-batch of B windows runs as B/microBatch
   // chunks of microBatch windows (0 = auto: B, or the planner's choice under a budget). The
   // windows, loss and fp gradients are those of (B, K); Poltergeist votes are cast per chunk and
-  // the flip probability divides by the number of chunks per step (DESIGN §4's K).
+  // the flip probability divides by the number of chunks per step (K in docs/poltergeist.md).
   int microBatch = 0;
   Recompute recompute = Recompute::Auto;
   // Bytes the trainer may allocate (parameters, optimizer, activations, workspaces: the
@@ -233,7 +222,7 @@ class Trainer {
   MemoryReport memory() const;
   size_t paramCount() const;  // model parameters (tied embedding counted once)
 
-  // Whole-state checkpoint as safetensors (DESIGN §6). `extraMeta` is stored as a JSON string
+  // Whole-state checkpoint as safetensors (docs/design.md, "On disk"). `extraMeta` is stored as a JSON string
   // under "__metadata__"."primal.extra". load() validates everything before touching state.
   void save(const std::string& path, const std::string& extraMeta = "{}");
   // otherActBits: accept a checkpoint trained with another actBits (to evaluate it with or without

@@ -1,7 +1,10 @@
-// Thin node-addon-api binding over primal::Trainer. Every entry point validates its arguments
-// and turns failures into JavaScript exceptions; long work (training, evaluation, generation,
-// checkpoint I/O) runs on a worker thread so the JavaScript event loop stays responsive.
-// A per-trainer mutex serializes access: a call made while a step runs waits for that step's end.
+// Thin node-addon-api binding over primal::Trainer. It is internal to the package: its caller is
+// src/ (the Trainer facade), which validates user input with zod first, so the binding converts
+// values without validating them again and leaves ranges and invariants to the core. Every entry
+// point still turns failures (the core's, and a value of the wrong JavaScript type) into
+// JavaScript exceptions; long work (training, evaluation, generation, checkpoint I/O) runs on a
+// worker thread so the JavaScript event loop stays responsive. A per-trainer mutex serializes
+// access: a call made while a step runs waits for that step's end.
 #include <napi.h>
 
 #include <atomic>
@@ -10,9 +13,11 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "primal/checkpoint.h"
 #include "primal/comm.h"
 #include "primal/config_fields.h"
 #include "primal/error.h"
@@ -29,7 +34,18 @@ struct Shared {
   std::mutex mu;
   std::atomic<bool> stop{false};
   std::atomic<bool> training{false};
-  std::atomic<int> inflight{0};
+  // The trainer's knobs as of their last change (construction, setKnobs, load, broadcastState, all
+  // made under `mu`), so reading them never waits for a running step.
+  std::mutex knobsMu;
+  primal::Knobs knobs;
+  void knobsChanged(const Trainer& t) {
+    std::lock_guard<std::mutex> lk(knobsMu);
+    knobs = t.knobs();
+  }
+  primal::Knobs currentKnobs() {
+    std::lock_guard<std::mutex> lk(knobsMu);
+    return knobs;
+  }
 };
 
 [[noreturn]] void throwJs(Napi::Env env, const std::string& msg) { throw Napi::Error::New(env, msg); }
@@ -55,44 +71,49 @@ int intField(const Napi::Object& o, const char* key, int def, bool required = fa
   return static_cast<int>(d);
 }
 
-// "bridge, flipRate, ...": every knob name, for error messages.
-std::string knobNames() {
-  std::string names = "bridge";
-  for (const auto& f : primal::kKnobFields) names += std::string(", ") + f.name;
-  return names;
+// The knobs present in `o` onto `k`, by the core's table. `o` is what zod accepted (src/knobs.ts);
+// the core's validate() guards the ranges.
+void readKnobs(const Napi::Object& o, primal::Knobs& k) {
+  for (const primal::KnobField& f : primal::kKnobFields) {
+    Napi::Value v = o.Get(f.name);
+    if (v.IsUndefined()) continue;
+    if (f.nullable)
+      k.*f.nullable = v.IsNull() ? std::nullopt : std::optional<float>(v.As<Napi::Number>().FloatValue());
+    else k.*f.value = v.As<Napi::Number>().FloatValue();
+  }
 }
 
-// Applies the JS knob object onto `k` (only the keys present). bridge: number | null.
-void readKnobs(const Napi::Object& o, primal::Knobs& k) {
-  Napi::Env env = o.Env();
-  Napi::Array keys = o.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
-    Napi::Value v = o.Get(key);
-    if (key == "bridge") {
-      if (v.IsNull()) {
-        k.bridgeOn = false;
-        continue;
-      }
-      if (!v.IsNumber()) throwJs(env, "knob bridge must be a number in (0, 1) or null");
-      k.bridge = v.As<Napi::Number>().FloatValue();
-      k.bridgeOn = true;
-      continue;
-    }
-    float primal::Knobs::*dst = nullptr;
-    for (const auto& f : primal::kKnobFields)
-      if (key == f.name) dst = f.f;
-    if (!dst) throwJs(env, "unknown knob '" + key + "' (allowed: " + knobNames() + ")");
-    if (!v.IsNumber()) throwJs(env, "knob " + key + " must be a number");
-    k.*dst = v.As<Napi::Number>().FloatValue();
-  }
+Napi::Value knobValue(Napi::Env env, std::optional<float> v) {
+  return v ? Napi::Value(Napi::Number::New(env, primal::shortestDecimal(*v))) : env.Null();
 }
 
 Napi::Object knobsToJs(Napi::Env env, const primal::Knobs& k) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("bridge", k.bridgeOn ? Napi::Value(Napi::Number::New(env, k.bridge)) : env.Null());
-  for (const auto& f : primal::kKnobFields) o.Set(f.name, k.*f.f);
+  for (const primal::KnobField& f : primal::kKnobFields)
+    o.Set(f.name, knobValue(env, f.value ? std::optional<float>(k.*f.value) : k.*f.nullable));
   return o;
+}
+
+// [{name, nullable, min, max, minOpen, maxOpen, default, doc}]: the table src/knobs.ts builds the
+// knobs' zod schema and defaults from.
+Napi::Array knobFieldList(Napi::Env env) {
+  const primal::Knobs defaults;
+  Napi::Array arr = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const primal::KnobField& f : primal::kKnobFields) {
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", f.name);
+    d.Set("nullable", f.nullable != nullptr);
+    d.Set("min", f.range.min);
+    d.Set("max", f.range.max);
+    d.Set("minOpen", f.range.minOpen);
+    d.Set("maxOpen", f.range.maxOpen);
+    d.Set("default",
+          knobValue(env, f.value ? std::optional<float>(defaults.*f.value) : defaults.*f.nullable));
+    d.Set("doc", f.doc);
+    arr.Set(i++, d);
+  }
+  return arr;
 }
 
 // Reads the plain numeric fields of `s` listed in `fields` (config_fields.h); absent ones keep
@@ -153,18 +174,14 @@ primal::TrainConfig readConfig(const Napi::Object& o) {
     c.memoryBudget = static_cast<uint64_t>(b);
   }
   Napi::Value sv = o.Get("seed");
-  if (sv.IsBigInt()) {
-    bool lossless = false;
-    c.seed = sv.As<Napi::BigInt>().Uint64Value(&lossless);
-  } else if (!sv.IsUndefined()) {
+  if (!sv.IsUndefined()) {
     double d = numField(o, "seed", 1);
     if (d < 0 || d != std::floor(d) || d > 9007199254740991.0)
       throwJs(env, "config.seed must be a non-negative integer");
     c.seed = static_cast<uint64_t>(d);
   }
   Napi::Value kv = o.Get("knobs");
-  if (kv.IsObject()) readKnobs(kv.As<Napi::Object>(), c.knobs);
-  else if (!kv.IsUndefined()) throwJs(env, "config.knobs must be an object");
+  if (!kv.IsUndefined()) readKnobs(kv.As<Napi::Object>(), c.knobs);
   return c;  // ranges and invariants: TrainConfig::validate(), run by the Trainer and the planner
 }
 
@@ -243,10 +260,7 @@ std::vector<int32_t> tokensArg(const Napi::Value& v, const char* what) {
 class LockedWorker : public Napi::AsyncWorker {
  public:
   LockedWorker(Napi::Env env, std::shared_ptr<Shared> s)
-      : Napi::AsyncWorker(env), s_(std::move(s)), deferred_(Napi::Promise::Deferred::New(env)) {
-    s_->inflight++;
-  }
-  ~LockedWorker() override { s_->inflight--; }
+      : Napi::AsyncWorker(env), s_(std::move(s)), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     std::lock_guard<std::mutex> lk(s_->mu);
@@ -282,9 +296,7 @@ class TrainWorker : public Napi::AsyncProgressQueueWorker<StepPayload> {
         n_(n),
         deferred_(Napi::Promise::Deferred::New(env)) {
     if (onStep.IsFunction()) onStep_ = Napi::Persistent(onStep.As<Napi::Function>());
-    s_->inflight++;
   }
-  ~TrainWorker() override { s_->inflight--; }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute(const ExecutionProgress& progress) override {
@@ -424,7 +436,10 @@ class LoadWorker : public LockedWorker {
  public:
   LoadWorker(Napi::Env env, std::shared_ptr<Shared> s, std::string path, bool otherActBits)
       : LockedWorker(env, std::move(s)), path_(std::move(path)), otherActBits_(otherActBits) {}
-  void Run(Trainer& t) override { extra_ = t.load(path_, otherActBits_); }
+  void Run(Trainer& t) override {
+    extra_ = t.load(path_, otherActBits_);
+    s_->knobsChanged(t);
+  }
   Napi::Value Result(Napi::Env env) override { return Napi::String::New(env, extra_); }
 
  private:
@@ -490,6 +505,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       }
       s_->trainer = std::make_unique<Trainer>(cfg, device, threads);
       if (comm) s_->trainer->setCommunicator(comm);
+      s_->knobsChanged(*s_->trainer);
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -569,27 +585,33 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return Napi::Boolean::New(info.Env(), s_->training.load());
   }
 
+  // setKnobs(knobs): the knobs present change (all or none: the core validates the whole set);
+  // returns every knob as the core now holds it.
   Napi::Value SetKnobs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) throwJs(env, "setKnobs(knobs) requires an object");
     return Locked(env, [&](Trainer& t) {
       primal::Knobs k = t.knobs();
       readKnobs(info[0].As<Napi::Object>(), k);
       t.setKnobs(k);
+      s_->knobsChanged(t);
       return Napi::Value(knobsToJs(env, t.knobs()));
     });
   }
 
+  // The knobs in force, without waiting for a running step (they cannot change during one).
   Napi::Value GetKnobs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    return Locked(env, [&](Trainer& t) { return Napi::Value(knobsToJs(env, t.knobs())); });
+    if (!s_->trainer) throwJs(info.Env(), "the trainer has been disposed");
+    return knobsToJs(info.Env(), s_->currentKnobs());
   }
 
   // Every rank takes rank `root`'s training state (a resume loads on one rank). Collective.
   Napi::Value BroadcastState(const Napi::CallbackInfo& info) {
     RejectIfTraining(info.Env(), "broadcastState");
     const int root = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
-    Locked(info.Env(), [&](Trainer& t) { t.broadcastState(root); });
+    Locked(info.Env(), [&](Trainer& t) {
+      t.broadcastState(root);
+      s_->knobsChanged(t);
+    });
     return info.Env().Undefined();
   }
 
@@ -782,8 +804,12 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     }
     float temp = static_cast<float>(tempD);
     int topK = static_cast<int>(intArg(3, "topK", 0));
-    double seed = info.Length() > 4 && info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : 0;
-    if (seed < 0 || seed != std::floor(seed)) throwJs(env, "generate: seed must be a non-negative integer");
+    double seed = 0;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      seed = info[4].IsNumber() ? info[4].As<Napi::Number>().DoubleValue() : -1;
+      if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
+        throwJs(env, "generate: seed must be a non-negative integer");
+    }
     auto* w = new GenerateWorker(env, s_, std::move(prompt), n, temp, topK, static_cast<uint64_t>(seed));
     Napi::Promise p = w->Promise();
     w->Queue();
@@ -907,6 +933,27 @@ Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
   }
 }
 
+// checkpointMetadata(path): {checked, fields} of a checkpoint's header, its metadata checksums
+// verified (src/resumeCheckpoint.ts reads the checked config before it builds a trainer). The
+// caller has made sure `path` is a regular file; only the header is read.
+Napi::Value CheckpointMetadata(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    const primal::CheckpointMetadata m =
+        primal::readCheckpointMetadata(info[0].As<Napi::String>().Utf8Value());
+    Napi::Object fields = Napi::Object::New(env);
+    for (const auto& kv : m.fields) fields.Set(kv.first, kv.second);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("checked", m.checked);
+    o.Set("fields", fields);
+    return o;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throwJs(env, e.what());
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
   exports.Set("NativeTrainer", NativeTrainer::Init(env));
@@ -914,6 +961,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, primal::coreVersion()));
   exports.Set("layerStats", layerStatList(env));
   exports.Set("configDefaults", configDefaults(env));
+  exports.Set("knobFields", knobFieldList(env));
+  exports.Set("checkpointMetadata", Napi::Function::New(env, CheckpointMetadata));
   exports.Set("communicators", Napi::String::New(env, primal::communicatorsBuilt()));
   return exports;
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #ifndef _WIN32
@@ -18,6 +19,7 @@
 #endif
 
 #include "json.h"
+#include "primal/checkpoint.h"
 #include "primal/error.h"
 #include "primal/trainer.h"
 #include "model.h"
@@ -56,13 +58,47 @@ std::string configJson(const TrainConfig& c) {
   return o.str();
 }
 
+// {"bridge":0.6666667,"flipRate":0.01,...}: every knob of the table, null for one that is off.
 std::string knobsJson(const Knobs& k) {
-  std::ostringstream o;
-  o << "{\"bridge\":" << json::number(k.bridge) << ",\"bridgeOn\":" << (k.bridgeOn ? "true" : "false")
-    << ",\"flipRate\":" << json::number(k.flipRate) << ",\"pMax\":" << json::number(k.pMax)
-    << ",\"voteKeep\":" << json::number(k.voteKeep) << ",\"deadzone\":" << json::number(k.deadzone)
-    << ",\"lr\":" << json::number(k.lr) << ",\"scaleLr\":" << json::number(k.scaleLr) << "}";
-  return o.str();
+  std::string o = "{";
+  for (const KnobField& f : kKnobFields) {
+    const std::optional<float> v = f.value ? std::optional<float>(k.*f.value) : k.*f.nullable;
+    o += (o.size() > 1 ? "," : "") + json::quote(f.name) + ":" +
+         (v ? json::number(shortestDecimal(*v)) : "null");
+  }
+  return o + "}";
+}
+
+// The knobs a checkpoint stored. A knob the checkpoint predates keeps its default; one this build
+// does not have is refused (a newer version wrote it, and its training would differ).
+Knobs knobsFromJson(const std::string& text, const std::string& what) {
+  const json::Value kj = json::parse(text, what + " knobs");
+  if (kj.kind != json::Value::Object) throw Error(what + ": metadata 'knobs' is not a JSON object");
+  for (const auto& kv : kj.obj) {
+    bool known = kv.first == "bridgeOn";  // written beside the bridge before it could be null
+    for (const KnobField& f : kKnobFields) known = known || kv.first == f.name;
+    if (!known)
+      throw Error(what + ": metadata 'knobs' sets '" + kv.first +
+                  "', a knob this build does not have (written by a newer version?)");
+  }
+  Knobs k;
+  for (const KnobField& f : kKnobFields) {
+    if (!kj.has(f.name)) continue;
+    const json::Value& v = kj.at(f.name);
+    const bool off = f.nullable && v.kind == json::Value::Null;
+    if (!off && v.kind != json::Value::Number)
+      throw Error(what + ": knob '" + f.name + "' is not a number" + (f.nullable ? " or null" : ""));
+    if (f.nullable) k.*f.nullable = off ? std::nullopt : std::optional<float>(static_cast<float>(v.num));
+    else k.*f.value = static_cast<float>(v.num);
+  }
+  if (kj.has("bridgeOn") && kj.at("bridgeOn").kind == json::Value::Bool && !kj.at("bridgeOn").b)
+    k.bridge.reset();
+  try {
+    k.validate();
+  } catch (const Error& e) {
+    throw Error(what + ": invalid knobs: " + e.what());
+  }
+  return k;
 }
 
 template <typename T>
@@ -94,6 +130,92 @@ std::string hex8(uint32_t v) {
   char b[9];
   std::snprintf(b, sizeof b, "%08x", v);
   return b;
+}
+
+// Every metadata string carries its own CRC-32 in "metaCrc32" (a JSON object: field -> 8 hex
+// digits), so a damaged seed, step, token count, knob or config is refused by name. Checkpoints
+// written before it existed hold exactly these fields and load unchecked.
+const char* kMetaCrc = "metaCrc32";
+const char* const kUncheckedFields[] = {"format", "config", "knobs",        "step",     "tokens",
+                                        "seed",   "rng",    "primal.extra", "dataCrc32"};
+
+std::string metadataChecksums(const std::map<std::string, std::string>& fields) {
+  std::string o = "{";
+  for (const auto& kv : fields)
+    o += (o.size() > 1 ? "," : "") + json::quote(kv.first) + ":" +
+         json::quote(hex8(crc32Update(0, kv.second.data(), kv.second.size())));
+  return o + "}";
+}
+
+// Verifies the metadata of a parsed header against its checksums. Returns false for a checkpoint
+// that predates them; throws Error naming the first field that does not match.
+bool checkMetadata(const json::Value& meta, const std::string& what) {
+  for (const auto& kv : meta.obj)
+    if (kv.second.kind != json::Value::String)
+      throw Error(what + " is damaged: its metadata '" + kv.first + "' is not a string");
+  if (!meta.has(kMetaCrc)) {
+    for (const auto& kv : meta.obj) {
+      bool known = false;
+      for (const char* f : kUncheckedFields) known = known || kv.first == f;
+      if (!known)
+        throw Error(what + " is damaged: its metadata '" + kv.first +
+                    "' is unknown, and the header has no metadata checksum (metaCrc32)");
+    }
+    return false;
+  }
+  json::Value sums;
+  try {
+    sums = json::parse(meta.at(kMetaCrc).str, "metaCrc32");
+  } catch (const Error&) {
+    sums = json::Value();
+  }
+  if (sums.kind != json::Value::Object)
+    throw Error(what + " is damaged: its metadata checksums (metaCrc32) are unreadable");
+  for (const auto& kv : meta.obj) {
+    if (kv.first == kMetaCrc) continue;
+    if (!sums.has(kv.first))
+      throw Error(what + " is damaged: its metadata '" + kv.first + "' has no checksum in metaCrc32");
+    const std::string& want = sums.at(kv.first).str;
+    const std::string got = hex8(crc32Update(0, kv.second.str.data(), kv.second.str.size()));
+    if (want != got)
+      throw Error(what + " is damaged: its metadata '" + kv.first +
+                  "' does not match the checksum in its header (metaCrc32 has " + want + ", the field has " +
+                  got + ")");
+  }
+  for (const auto& kv : sums.obj)
+    if (!meta.has(kv.first))
+      throw Error(what + " is damaged: its metadata '" + kv.first + "' is missing (metaCrc32 lists it)");
+  return true;
+}
+
+// Opens a checkpoint and parses its JSON header, refusing a length that is not this format's or
+// larger than `maxHeader` (parsing costs many times the header's size in memory) before parsing.
+// Leaves `f` open for the tensor data; `hl` and `fileSize` describe the file.
+json::Value readHeader(const std::string& path, const std::string& what, uint64_t maxHeader, std::ifstream& f,
+                       uint64_t& hl, uint64_t& fileSize, const char* why) {
+  f.open(path, std::ios::binary | std::ios::ate);
+  if (!f) throw Error("checkpoint '" + path + "' cannot be opened (missing or unreadable)");
+  fileSize = static_cast<uint64_t>(f.tellg());
+  f.seekg(0);
+  if (fileSize < 8) throw Error(what + " is truncated: " + std::to_string(fileSize) + " bytes");
+  unsigned char len[8];
+  f.read(reinterpret_cast<char*>(len), 8);
+  hl = 0;
+  for (int i = 0; i < 8; ++i) hl |= static_cast<uint64_t>(len[i]) << (8 * i);
+  if (hl > maxHeader && hl <= fileSize - 8)
+    throw Error(what + " has a " + std::to_string(hl) + "-byte header; " + why + " has at most " +
+                std::to_string(maxHeader) + " (not a primal checkpoint, or damaged)");
+  if (hl == 0 || hl > fileSize - 8)
+    throw Error(what + " has a bad header length (" + std::to_string(hl) + " bytes for a file of " +
+                std::to_string(fileSize) + "): not a safetensors file, or truncated");
+  std::string header(hl, '\0');
+  f.read(&header[0], static_cast<std::streamsize>(hl));
+  json::Value h = json::parse(header, what + " header");
+  if (h.kind != json::Value::Object) throw Error(what + ": header is not a JSON object");
+  if (!h.has("__metadata__") || !h.at("__metadata__").has("format") ||
+      h.at("__metadata__").at("format").str != kFormat)
+    throw Error(what + " is not a primal checkpoint (missing __metadata__.format = " + kFormat + ")");
+  return h;
 }
 
 // Writes `parts` to `path` durably: a temporary name, fsync, rename over the target, fsync of the
@@ -207,14 +329,22 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
 
   uint32_t crc = 0;
   for (auto& t : ts) crc = crc32Update(crc, t.bytes.data(), t.bytes.size());
+  std::map<std::string, std::string> meta{
+      {"format", kFormat},
+      {"config", configJson(cfg_)},
+      {"knobs", knobsJson(cfg_.knobs)},
+      {"step", std::to_string(step_)},
+      {"tokens", json::number(tokens_)},
+      {"seed", std::to_string(cfg_.seed)},
+      {"rng", "philox4x32-10; counters derive from (seed, step): position = step"},
+      {"primal.extra", extraMeta},
+      {"dataCrc32", hex8(crc)}};
+  meta[kMetaCrc] = metadataChecksums(meta);
   std::ostringstream h;
-  h << "{\"__metadata__\":{\"format\":" << json::quote(kFormat)
-    << ",\"config\":" << json::quote(configJson(cfg_)) << ",\"knobs\":" << json::quote(knobsJson(cfg_.knobs))
-    << ",\"step\":" << json::quote(std::to_string(step_))
-    << ",\"tokens\":" << json::quote(json::number(tokens_))
-    << ",\"seed\":" << json::quote(std::to_string(cfg_.seed))
-    << ",\"rng\":" << json::quote("philox4x32-10; counters derive from (seed, step): position = step")
-    << ",\"primal.extra\":" << json::quote(extraMeta) << ",\"dataCrc32\":" << json::quote(hex8(crc)) << "}";
+  h << "{\"__metadata__\":{";
+  for (auto it = meta.begin(); it != meta.end(); ++it)
+    h << (it == meta.begin() ? "" : ",") << json::quote(it->first) << ":" << json::quote(it->second);
+  h << "}";
   size_t off = 0;
   for (auto& t : ts) {
     h << "," << json::quote(t.name) << ":{\"dtype\":\"" << t.dtype << "\",\"shape\":" << shapeJson(t.shape)
@@ -233,36 +363,16 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
 }
 
 std::string Trainer::load(const std::string& path, bool otherActBits) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw Error("checkpoint '" + path + "' cannot be opened (missing or unreadable)");
-  const uint64_t fileSize = static_cast<uint64_t>(f.tellg());
-  f.seekg(0);
   const std::string what = "checkpoint '" + path + "'";
-  if (fileSize < 8) throw Error(what + " is truncated: " + std::to_string(fileSize) + " bytes");
-  unsigned char len[8];
-  f.read(reinterpret_cast<char*>(len), 8);
-  uint64_t hl = 0;
-  for (int i = 0; i < 8; ++i) hl |= static_cast<uint64_t>(len[i]) << (8 * i);
-  // A header lists this model's tensors and a little metadata; anything much larger is not ours
-  // and is refused before it is parsed (parsing costs many times its size in memory).
+  // A header lists this model's tensors and a little metadata; anything much larger is not ours.
   const Model& mm = *m_;
   const uint64_t tensorCount = 3 * mm.params.size() + 2 * mm.lin.size() + 4;
   const uint64_t maxHeader = 1024 * 1024 + 1024 * tensorCount;
-  if (hl > maxHeader && hl <= fileSize - 8)
-    throw Error(what + " has a " + std::to_string(hl) +
-                "-byte header; a checkpoint of this model has at most " + std::to_string(maxHeader) +
-                " (not a primal checkpoint, or damaged)");
-  if (hl == 0 || hl > fileSize - 8)
-    throw Error(what + " has a bad header length (" + std::to_string(hl) + " bytes for a file of " +
-                std::to_string(fileSize) + "): not a safetensors file, or truncated");
-  std::string header(hl, '\0');
-  f.read(&header[0], static_cast<std::streamsize>(hl));
-  json::Value h = json::parse(header, what + " header");
-  if (h.kind != json::Value::Object) throw Error(what + ": header is not a JSON object");
-  if (!h.has("__metadata__") || !h.at("__metadata__").has("format") ||
-      h.at("__metadata__").at("format").str != kFormat)
-    throw Error(what + " is not a primal checkpoint (missing __metadata__.format = " + kFormat + ")");
+  std::ifstream f;
+  uint64_t hl = 0, fileSize = 0;
+  const json::Value h = readHeader(path, what, maxHeader, f, hl, fileSize, "a checkpoint of this model");
   const json::Value& meta = h.at("__metadata__");
+  checkMetadata(meta, what);  // a checkpoint that predates the checksums loads unchecked
   auto metaStr = [&](const char* k) -> const std::string& {
     if (!meta.has(k) || meta.at(k).kind != json::Value::String)
       throw Error(what + ": metadata field '" + k + "' is missing");
@@ -362,21 +472,7 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
       if (static_cast<signed char>(v) < -127) throw Error(what + ": votes outside [-127, 127]");
   }
   // Knobs and counters.
-  json::Value kj = json::parse(metaStr("knobs"), what + " knobs");
-  Knobs k = cfg_.knobs;
-  k.bridge = static_cast<float>(num(kj, "bridge"));
-  k.bridgeOn = kj.has("bridgeOn") && kj.at("bridgeOn").b;
-  k.flipRate = static_cast<float>(num(kj, "flipRate"));
-  k.pMax = static_cast<float>(num(kj, "pMax"));
-  k.voteKeep = static_cast<float>(num(kj, "voteKeep"));
-  k.deadzone = static_cast<float>(num(kj, "deadzone"));
-  k.lr = static_cast<float>(num(kj, "lr"));
-  k.scaleLr = static_cast<float>(num(kj, "scaleLr"));
-  try {
-    k.validate();
-  } catch (const Error& e) {
-    throw Error(what + ": invalid knobs: " + e.what());
-  }
+  const Knobs k = knobsFromJson(metaStr("knobs"), what);
   // Counters must parse completely and stay in range: a checkpoint is never half-trusted.
   auto parseU64 = [&](const char* field, uint64_t max) -> uint64_t {
     const std::string& v = metaStr(field);
@@ -452,6 +548,18 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   accLoss_ = 0;
   be_->sync();
   return extra;
+}
+
+CheckpointMetadata readCheckpointMetadata(const std::string& path) {
+  const std::string what = "checkpoint '" + path + "'";
+  std::ifstream f;
+  uint64_t hl = 0, fileSize = 0;
+  const json::Value h = readHeader(path, what, 4u << 20, f, hl, fileSize, "a primal checkpoint");
+  const json::Value& meta = h.at("__metadata__");
+  CheckpointMetadata out;
+  out.checked = checkMetadata(meta, what);
+  for (const auto& kv : meta.obj) out.fields[kv.first] = kv.second.str;
+  return out;
 }
 
 }  // namespace primal

@@ -1,7 +1,10 @@
 // Validation of configs and knobs: every message names the field and the allowed values.
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
+#include "json.h"
 #include "primal/error.h"
 #include "primal/trainer.h"
 
@@ -68,26 +71,38 @@ void ModelConfig::validate() const {
     throw Error("model: ropeTheta, normEps and initStd must be positive");
 }
 
+double shortestDecimal(float v) {
+  if (!std::isfinite(v)) return static_cast<double>(v);
+  char buf[32];
+  for (int prec = 1; prec <= 9; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*g", prec, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
+  return std::strtod(buf, nullptr);
+}
+
+// "in (0, 1)", "in [0, 1]", ">= 0", "> 0".
+static std::string rangeText(const KnobRange& r) {
+  const std::string lo = json::number(r.min);
+  if (r.max == kUnbounded) return (r.minOpen ? "> " : ">= ") + lo;
+  return std::string("in ") + (r.minOpen ? "(" : "[") + lo + ", " + json::number(r.max) +
+         (r.maxOpen ? ")" : "]");
+}
+
 void Knobs::validate() const {
-  auto finite = [](const char* f, float v) {
-    if (!std::isfinite(v)) throw Error(std::string(f) + ": must be a finite number");
-  };
-  finite("bridge", bridge);
-  if (!(bridge > 0.0f && bridge < 1.0f))
-    throw Error("bridge: must be a number in (0, 1) or null (off), got " + std::to_string(bridge));
-  finite("flipRate", flipRate);
-  if (flipRate < 0) throw Error("flipRate: must be >= 0, got " + std::to_string(flipRate));
-  finite("pMax", pMax);
-  if (pMax < 0 || pMax > 1) throw Error("pMax: must be in [0, 1], got " + std::to_string(pMax));
-  finite("voteKeep", voteKeep);
-  if (voteKeep < 0 || voteKeep > 1)
-    throw Error("voteKeep: must be in [0, 1], got " + std::to_string(voteKeep));
-  finite("deadzone", deadzone);
-  if (deadzone < 0) throw Error("deadzone: must be >= 0, got " + std::to_string(deadzone));
-  finite("lr", lr);
-  if (lr < 0) throw Error("lr: must be >= 0, got " + std::to_string(lr));
-  finite("scaleLr", scaleLr);
-  if (scaleLr < 0) throw Error("scaleLr: must be >= 0, got " + std::to_string(scaleLr));
+  for (const KnobField& f : kKnobFields) {
+    const std::optional<float> v = f.value ? std::optional<float>(this->*f.value) : this->*f.nullable;
+    if (!v) continue;  // off
+    const double x = *v;
+    const KnobRange& r = f.range;
+    const bool ok =
+        std::isfinite(x) && (r.minOpen ? x > r.min : x >= r.min) && (r.maxOpen ? x < r.max : x <= r.max);
+    if (ok) continue;
+    const std::string got =
+        std::isfinite(x) ? json::number(shortestDecimal(*v)) : (std::isnan(x) ? "NaN" : "infinity");
+    throw Error(std::string(f.name) + ": must be " + (f.nullable ? "a number " : "") + rangeText(r) +
+                (f.nullable ? " or null (off)" : "") + ", got " + got);
+  }
 }
 
 void TrainConfig::validate() const {

@@ -1,4 +1,4 @@
-// The Ghost transformer (DESIGN §2): construction from the weight and buffer tables, memory
+// The Ghost transformer (docs/design.md, "Model"): construction from the weight and buffer tables, memory
 // accounting, and the forward/backward pairs. Shapes as in model.h.
 #include "model.h"
 
@@ -204,7 +204,7 @@ const float* Model::weightFor(int li) {
     be->steQuantize(params[l.param].w, wscratch, l.n);
     return wscratch;
   }
-  be->poltMaterialize(l.code, wscratch, l.n, l.gamma0 * l.s, cfg.knobs.bridge);
+  be->poltMaterialize(l.code, wscratch, l.n, l.gamma0 * l.s, cfg.knobs.bridgeLevel());
   return wscratch;
 }
 
@@ -231,7 +231,7 @@ void Model::linearBackwardWeight(int li, const float* dy, const float* x, int Nt
     return;
   }
   be->gemm(true, false, l.rows, l.cols, Nt, 1.0f, dy, l.rows, x, l.cols, 0.0f, gscratch, l.cols);
-  double sum = be->poltVote(gscratch, l.code, l.vote, l.n, cfg.knobs.bridge, cfg.knobs.deadzone);
+  double sum = be->poltVote(gscratch, l.code, l.vote, l.n, cfg.knobs.bridgeLevel(), cfg.knobs.deadzone);
   l.ds += static_cast<double>(l.gamma0) * sum;
 }
 

@@ -1,4 +1,4 @@
-// The Ghost transformer (DESIGN §2) over any Backend, laid out like llm.c: its weights, one table
+// The Ghost transformer (docs/design.md) over any Backend, laid out like llm.c: its weights, one table
 // of every buffer the passes use, and forward/backward pairs (model.cpp).
 //
 // What lives where:

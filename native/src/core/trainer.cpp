@@ -1,4 +1,4 @@
-// The training of the Ghost transformer (DESIGN §4–§5) over any Backend: weight initialisation,
+// The training of the Ghost transformer (docs/design.md) over any Backend: weight initialisation,
 // the data windows, the step (AdamW for the fp weights, the Ghost Scales' own AdamW, Poltergeist
 // flips), evaluation and introspection. The model itself (weights, buffers, forward/backward) is
 // model.{h,cpp}; generation is generate.cpp.
@@ -101,7 +101,7 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
       if (cfg_.quant == Quant::Poltergeist) {
         std::vector<int8_t> code(l.n);
         for (size_t i = 0; i < l.n; ++i)
-          code[i] = polt::nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridge, cfg_.knobs.bridgeOn);
+          code[i] = polt::nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridgeLevel(), cfg_.knobs.bridgeOn());
         be_->toDevice(l.code, code.data(), l.n);
       } else {
         be_->toDevice(m.params[l.param].w, w0.data(), sizeof(float) * l.n);
@@ -122,19 +122,18 @@ std::string Trainer::deviceName() const { return be_->describe(); }
 void Trainer::setKnobs(const Knobs& k) {
   k.validate();
   Model& m = *m_;
-  // Turning the bridge off resolves the +-b codes of every Poltergeist layer (poltergeist.h).
-  if (cfg_.quant == Quant::Poltergeist && cfg_.knobs.bridgeOn && !k.bridgeOn) {
+  // Turning the bridge off resolves the +-b codes of every Poltergeist layer by the last b
+  // (poltergeist.h).
+  if (cfg_.quant == Quant::Poltergeist && cfg_.knobs.bridge && !k.bridge) {
     for (auto& l : m.lin) {
       std::vector<int8_t> c(l.n);
       be_->toHost(c.data(), l.code, l.n);
-      for (auto& x : c) x = polt::resolveBridgeOff(x, cfg_.knobs.bridge);
+      for (auto& x : c) x = polt::resolveBridgeOff(x, *cfg_.knobs.bridge);
       be_->toDevice(l.code, c.data(), l.n);
     }
   }
-  Knobs nk = k;
-  if (!nk.bridgeOn) nk.bridge = cfg_.knobs.bridge;  // keep the last value for when it comes back
-  cfg_.knobs = nk;
-  m.cfg.knobs = nk;
+  cfg_.knobs = k;
+  m.cfg.knobs = k;
 }
 
 void Trainer::setTrainData(std::vector<int32_t> tokens) {
@@ -311,7 +310,7 @@ static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, flo
   fp.voteKeep = cfg.knobs.voteKeep;
   fp.scale = s;
   fp.accum = accum;
-  fp.bridgeOn = cfg.knobs.bridgeOn;
+  fp.bridgeOn = cfg.knobs.bridgeOn();
   return fp;
 }
 

@@ -79,7 +79,7 @@ class Pieces(unittest.TestCase):
         torch.testing.assert_close(m1(idx), m2(idx), atol=1e-5, rtol=1e-5)
 
     def test_param_counts(self):
-        # ghost-0.1b: ~124M params, 85M of them in BitLinear layers (DESIGN §2); checked by
+        # ghost-0.1b: ~124M params, 85M of them in BitLinear layers (docs/design.md, "Presets"); checked by
         # arithmetic so the test never allocates the 0.5 GB model.
         d, L, ffn = 768, 12, 2048
         bit = L * (4 * d * d + 3 * d * ffn)

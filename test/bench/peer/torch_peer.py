@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch peer for PRIMAL's benchmarks: the DESIGN §2 model, the fp/ste quantizers of §3
-and the §5 optimizer, written the ordinary PyTorch way, so a benchmark can print PRIMAL's
+"""PyTorch peer for PRIMAL's benchmarks: the model, the fp/ste quantizers
+and the optimizer of docs/design.md, written the ordinary PyTorch way, so a benchmark can print PRIMAL's
 tokens/s and memory beside "the same model in PyTorch" measured in the same run.
 
 Only python3 + torch. Prints exactly one JSON line on stdout (last line); everything else
@@ -19,17 +19,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# (vocab, padded vocab for the embedding, d_model, layers, heads, ffn, seq). ghost-0.1b pads
-# 50257 -> 50304 (a multiple of 128) like llm.c, so the tied head's matmul is well shaped;
-# the loss is still over the 50257 real tokens.
-PRESETS = {
-    "tiny": (256, 256, 64, 2, 4, 192, 64),
-    "small": (256, 256, 256, 4, 4, 704, 128),
-    "ghost-0.1b": (50257, 50304, 768, 12, 12, 2048, 1024),
-}
+# (vocab, padded vocab for the embedding, d_model, layers, heads, ffn, seq) by name, from
+# src/presets.json, the table PRIMAL itself reads (presets.py beside this file).
+from presets import PRESETS
 
 
-# ---------------------------------------------------------------- quantizers (DESIGN §3)
+# ------------------------------------------------- quantizers (docs/design.md, "Quantizers")
 def quant_weight_ternary(w):
     # BitNet b1.58: per-matrix absmean scale, round to {-1,0,+1}·gamma; the forward sees Wq,
     # the backward passes the gradient straight through to the latent fp32 W.
@@ -61,7 +56,7 @@ class BitLinear(nn.Module):
         return F.linear(x, w)
 
 
-# ---------------------------------------------------------------- model (DESIGN §2)
+# ------------------------------------------------------------ model (docs/design.md, "Model")
 class RMSNorm(nn.Module):
     def __init__(self, d, eps=1e-5):
         super().__init__()
