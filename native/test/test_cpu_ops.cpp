@@ -573,12 +573,17 @@ PRIMAL_TEST("cpu/actQuant: grid values, absmax preserved, round half to even") {
   for (int c = 0; c < 5; ++c) EXPECT_EQ(q4[c], w4[c]);
 }
 
-// STE's gamma from sum |W| on the "device" (host memory here), as the trainer computes it.
+// STE with its gamma computed by the op (the first materialization of a forward), then reused.
 static void steQuantizeOf(Backend& be, const std::vector<float>& W, std::vector<float>& Wq) {
-  const size_t seg[2] = {0, W.size()};
   double abs = -1;
-  be.sumSegments(W.data(), seg, 1, true, nullptr, &abs);
-  be.steQuantize(W.data(), Wq.data(), W.size(), &abs);
+  be.steQuantize(W.data(), Wq.data(), W.size(), &abs, true);
+  std::vector<float> again(W.size());
+  be.steQuantize(W.data(), again.data(), W.size(), &abs, false);
+  EXPECT_TRUE(sameBits(again, Wq));
+  const size_t seg[2] = {0, W.size()};
+  double viaSegments = -2;
+  be.sumSegments(W.data(), seg, 1, true, nullptr, &viaSegments);
+  EXPECT_TRUE(std::memcmp(&abs, &viaSegments, sizeof abs) == 0);
 }
 
 PRIMAL_TEST("cpu/steQuantize known example") {
@@ -1009,7 +1014,7 @@ PRIMAL_TEST("cpu/sumSegments: each segment as sumSquares / mean|W| sums it, segm
   }
   EXPECT_TRUE(std::memcmp(&tot2, &want, sizeof want) == 0 && std::memcmp(&tot1, &want, sizeof want) == 0);
   EXPECT_EQ(per2[2], 0.0);
-  // |x| (STE's gamma): the same chunks, thread-count independent, close to a plain sum.
+  // |x| (STE's gamma, as steQuantize computes it): thread-count independent, close to a plain sum.
   std::vector<double> abs2(count), abs1(count);
   be2->sumSegments(x.data(), seg.data(), count, true, abs2.data(), nullptr);
   be1->sumSegments(x.data(), seg.data(), count, true, abs1.data(), nullptr);
@@ -1018,6 +1023,11 @@ PRIMAL_TEST("cpu/sumSegments: each segment as sumSquares / mean|W| sums it, segm
     for (size_t i = seg[2 * j]; i < seg[2 * j + 1]; ++i) plain += std::fabs(static_cast<double>(x[i]));
     EXPECT_TRUE(std::memcmp(&abs1[j], &abs2[j], sizeof(double)) == 0);
     EXPECT_NEAR(abs2[j], plain, 1e-12, 1e-12);
+    const size_t len = seg[2 * j + 1] - seg[2 * j];
+    std::vector<float> wq(len);
+    double viaSte = 0;
+    be2->steQuantize(x.data() + seg[2 * j], wq.data(), len, &viaSte, true);
+    EXPECT_TRUE(std::memcmp(&viaSte, &abs2[j], sizeof viaSte) == 0);
   }
 }
 

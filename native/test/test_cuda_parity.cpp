@@ -563,13 +563,13 @@ PRIMAL_TEST("cuda/steQuantize Wq (gamma on the device)") {
   auto P = backends();
   const size_t n = 100003;
   auto wv = randn(n, 80, 0.02f);
-  Dual<float> w(P, wv), wq(P, nans(n));
+  Dual<float> w(P, wv), wq(P, nans(n)), again(P, nans(n));
   Dual<double> abs(P, {0.0});
-  const size_t seg[2] = {0, n};
-  P.cpu->sumSegments(w.c, seg, 1, true, nullptr, abs.c);
-  P.gpu->sumSegments(w.g, seg, 1, true, nullptr, abs.g);
-  P.cpu->steQuantize(w.c, wq.c, n, abs.c);
-  P.gpu->steQuantize(w.g, wq.g, n, abs.g);
+  P.cpu->steQuantize(w.c, wq.c, n, abs.c, true);
+  P.gpu->steQuantize(w.g, wq.g, n, abs.g, true);
+  EXPECT_NEAR(abs.gpuHost()[0], abs.cpuHost()[0], 0.0, 1e-12);
+  P.gpu->steQuantize(w.g, again.g, n, abs.g, false);  // gamma reused from the device
+  expectSame("steQuantize reusing gamma", again.gpuHost(), wq.gpuHost());
   const double gc = abs.cpuHost()[0] / n;
   const auto got = wq.gpuHost(), want = wq.cpuHost();
   for (size_t i = 0; i < n; ++i) {

@@ -119,11 +119,12 @@ PRIMAL_TEST("cuda/trainer step contract: one host sync per step (4 chunks), the 
     for (int i = 0; i < 3; ++i) {
       const StepResult rg = gpu.trainStep(), rc = cpu.trainStep();
       prof->endStep();
-      EXPECT_NEAR(rg.loss, rc.loss, 1e-4, 2e-3);
-      EXPECT_NEAR(rg.gradNorm, rc.gradNorm, 1e-4, 2e-2);
+      // A few steps apart from the CPU: TF32 gradients move Adam's updates of near-zero gradients.
+      EXPECT_NEAR(rg.loss, rc.loss, 1e-4, 5e-3);
+      EXPECT_NEAR(rg.gradNorm, rc.gradNorm, 1e-4, 3e-2);
       EXPECT_EQ(rg.tokens, rc.tokens);
       for (size_t l = 0; l < rg.layers.size(); ++l)
-        EXPECT_NEAR(rg.layers[l].scale, rc.layers[l].scale, 1e-6, 1e-3);
+        EXPECT_NEAR(rg.layers[l].scale, rc.layers[l].scale, 1e-5, 1e-2);
     }
     const OpProfileReport r = prof->report();
     std::printf("     %s: %.1f host syncs per step\n", quantName(q), static_cast<double>(r.hostSyncs) / 3.0);

@@ -186,10 +186,11 @@ class Backend {
                      const AdamParams& a, const StepHead* head) = 0;
 
   // ---- quantizers ------------------------------------------------------------------------
-  // STE (BitNet b1.58): gamma = max((float)(*absSum / n), 1e-8) from *absSum = sum |W| in device
-  // memory (sumSegments with absolute = true gives it for every layer in one pass);
-  // Wq = gamma * clamp(rint(W/gamma), -1, 1). Writes Wq.
-  virtual void steQuantize(const float* W, float* Wq, size_t n, const double* absSum) = 0;
+  // STE (BitNet b1.58): gamma = max((float)(*absSum / n), 1e-8), Wq = gamma * clamp(rint(W/gamma),
+  // -1, 1). Writes Wq. With computeAbs it first writes *absSum = sum |W| (in double; the CPU sums as
+  // sumSegments does); without, it reads the sum a previous call left there (the weights of a
+  // forward and its backward are the same, so their gamma is computed once).
+  virtual void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) = 0;
 
   // Poltergeist ops. The rule they apply (levels, votes, flip probability, rungs, decay, random
   // counters, the Ghost Scale's AdamW) is written once in primal/poltergeist.h, shared by every

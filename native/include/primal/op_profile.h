@@ -131,7 +131,7 @@ class ProfilingBackend final : public Backend {
   void stepGate(StepHead* head, const double* ds, int layers, float gradClip) override;
   void adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, const AdamParams& a,
              const StepHead* head) override;
-  void steQuantize(const float* W, float* Wq, size_t n, const double* absSum) override;
+  void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) override;
   void poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
                        float bridge) override;
   void poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,

@@ -171,6 +171,7 @@ Model::Model(Backend& backend, const TrainConfig& c) : be(&backend), cfg(c), dim
       const FpParam& p = params[static_cast<size_t>(l.param)];
       linearSegments.insert(linearSegments.end(), {p.offset, p.offset + p.n});
     }
+  prepareWeights();
 }
 
 int Model::addParam(const std::string& name, std::vector<int> shape, const ArenaLayout::Fp& at) {
@@ -246,18 +247,13 @@ const float* Model::weightFor(int li) {
   BitLayer& l = lin[li];
   if (cfg.quant == Quant::FP) return params[l.param].w;
   if (cfg.quant == Quant::STE) {
-    be->steQuantize(params[l.param].w, wscratch, l.n, steAbs.data() + li);
+    char& fresh = steFresh[static_cast<size_t>(li)];
+    be->steQuantize(params[l.param].w, wscratch, l.n, steAbs.data() + li, !fresh);
+    fresh = 1;
     return wscratch;
   }
   be->poltMaterialize(l.code, wscratch, l.n, ghostGamma0() + li, ghostS() + li, cfg.knobs.bridge);
   return wscratch;
-}
-
-// The latent weights do not change within a forward and its backward: STE's gammas (mean |W| of
-// each layer) are computed once, for all layers, per forward.
-void Model::prepareWeights() {
-  if (cfg.quant == Quant::STE)
-    be->sumSegments(paramArena, linearSegments.data(), static_cast<int>(lin.size()), true, steAbs, nullptr);
 }
 
 // y (Nt,rows) (+)= x (Nt,cols) . W^T

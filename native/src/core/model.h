@@ -222,10 +222,11 @@ struct Model {
   void classifyStep(int Nt, float gradScale);
   // Logits (V) of row `row` of lnf, to the host.
   void logits(size_t row, float* hostOut);
-  // The weight (rows,cols) forward/backward use for BitLinear li, materialized when quantized;
-  // prepareWeights() first (forward() does): STE's sum |W| of every layer, in one pass.
+  // The weight (rows,cols) forward/backward use for BitLinear li, materialized when quantized.
+  // STE computes a layer's gamma at its first materialization after prepareWeights() (forward()
+  // calls it; the backward and a block's recompute reuse it: the weights have not changed).
   const float* weightFor(int li);
-  void prepareWeights();
+  void prepareWeights() { steFresh.assign(lin.size(), 0); }
   // Throws Error when an id is outside [0, V) (targets may be negative: unscored).
   void checkTokens(const int32_t* t, size_t n, bool targets, const char* what) const;
 
@@ -274,6 +275,7 @@ struct Model {
 #undef PRIMAL_DECLARE_MANY
 
   std::vector<float> hostLoss;  // (B,T) losses on the host
+  std::vector<char> steFresh;   // ste: the layer's gamma (steAbs) is that of its current weights
 
  private:
   int addParam(const std::string& name, std::vector<int> shape, const ArenaLayout::Fp& at);

@@ -291,9 +291,10 @@ void ProfilingBackend::adamw(float* p, const float* g, float* m, float* v, size_
   Scope s(*this, "adamw", 12.0 * static_cast<double>(n), 7.0 * kF * static_cast<double>(n));
   inner_->adamw(p, g, m, v, n, nDecay, a, head);
 }
-void ProfilingBackend::steQuantize(const float* W, float* Wq, size_t n, const double* absSum) {
-  Scope s(*this, "steQuantize", 2.0 * static_cast<double>(n), 2.0 * kF * static_cast<double>(n));
-  inner_->steQuantize(W, Wq, n, absSum);
+void ProfilingBackend::steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) {
+  const double k = computeAbs ? 3.0 : 2.0;  // the sum of |W| reads W once more
+  Scope s(*this, "steQuantize", k * static_cast<double>(n), k * kF * static_cast<double>(n));
+  inner_->steQuantize(W, Wq, n, absSum, computeAbs);
 }
 void ProfilingBackend::poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0,
                                        const float* sc, float bridge) {

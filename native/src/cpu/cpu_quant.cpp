@@ -34,7 +34,9 @@ struct CodeLut {
 
 // ---- STE -----------------------------------------------------------------------------------
 
-void CpuBackend::steQuantize(const float* W, float* Wq, size_t n, const double* absSum) {
+void CpuBackend::steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) {
+  // Chunk by chunk from W's start, as sumSegments sums a segment (the same bits).
+  if (computeAbs) *absSum = chunkedSum(n, [&](size_t b, size_t e) { return absSumRange(W, b, e); });
   const float mean = n ? static_cast<float>(*absSum / static_cast<double>(n)) : 0.0f;
   const float gamma = std::max(mean, 1e-8f);
   pool_.parallelFor(

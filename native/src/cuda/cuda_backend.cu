@@ -543,9 +543,13 @@ class CudaBackend final : public Backend {
     launchAdamw(p, g, m, v, n, nDecay, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, head, st_);
   }
 
-  void steQuantize(const float* W, float* Wq, size_t n, const double* absSum) override {
+  void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) override {
     if (n == 0) return;
     DeviceGuard g(dev_);
+    if (computeAbs) {
+      launchAbsSumPartials(W, n, ds_->partials, st_);
+      launchFinalSum(ds_->partials, reduceBlocks(n), absSum, st_);
+    }
     launchSteQuantize(W, Wq, n, absSum, &ds_->gamma, st_);
   }
 
