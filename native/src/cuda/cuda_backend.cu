@@ -392,11 +392,11 @@ class CudaBackend final : public Backend {
   }
   void sumSegments(const float* base, const size_t* seg, int count, bool absolute, double* perSegment,
                    double* total) override {
+    DeviceGuard g(dev_);
     if (count <= 0) {
       if (total) PRIMAL_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof(double), st_));
       return;
     }
-    DeviceGuard g(dev_);
     const SegmentTable& t = segmentTable(seg, count);
     launchSegmentPartials(base, t.range, t.ranges, absolute, t.partials, st_);
     launchSegmentFinish(t.partials, t.first, count, t.segSums, perSegment, total, st_);
