@@ -573,25 +573,37 @@ PRIMAL_TEST("cpu/actQuant: grid values, absmax preserved, round half to even") {
   for (int c = 0; c < 5; ++c) EXPECT_EQ(q4[c], w4[c]);
 }
 
+// STE with its gamma computed by the op (the first materialization of a forward), then reused.
+static void steQuantizeOf(Backend& be, const std::vector<float>& W, std::vector<float>& Wq) {
+  double abs = -1;
+  be.steQuantize(W.data(), Wq.data(), W.size(), &abs, true);
+  std::vector<float> again(W.size());
+  be.steQuantize(W.data(), again.data(), W.size(), &abs, false);
+  EXPECT_TRUE(sameBits(again, Wq));
+  const size_t seg[2] = {0, W.size()};
+  double viaSegments = -2;
+  be.sumSegments(W.data(), seg, 1, true, nullptr, &viaSegments);
+  EXPECT_TRUE(std::memcmp(&abs, &viaSegments, sizeof abs) == 0);
+}
+
 PRIMAL_TEST("cpu/steQuantize known example") {
   auto be = cpu();
   std::vector<float> W = {0.5f, -1.5f, 0.1f, 2.0f}, Wq(4);
-  const float gamma = be->steQuantize(W.data(), Wq.data(), 4);
-  const float g = static_cast<float>(4.1 / 4.0);
-  EXPECT_NEAR(gamma, g, 0.0, 1e-7);
+  steQuantizeOf(*be, W, Wq);
+  const float gamma = static_cast<float>((0.5 + 1.5 + static_cast<double>(0.1f) + 2.0) / 4.0);
   EXPECT_EQ(Wq[0], 0.0f);
   EXPECT_EQ(Wq[1], -gamma);
   EXPECT_EQ(Wq[2], 0.0f);
   EXPECT_EQ(Wq[3], gamma);
   // Half-way W/gamma rounds to even: W = {1, 3} -> gamma 2 -> {0.5, 1.5} -> {0, 2 -> clamp 1}.
   std::vector<float> H = {1.0f, 3.0f, -1.0f, -3.0f}, Hq(4);
-  EXPECT_EQ(be->steQuantize(H.data(), Hq.data(), 4), 2.0f);
+  steQuantizeOf(*be, H, Hq);
   EXPECT_EQ(Hq[0], 0.0f);
   EXPECT_EQ(Hq[1], 2.0f);
   EXPECT_EQ(Hq[2], 0.0f);
   EXPECT_EQ(Hq[3], -2.0f);
   std::vector<float> Z(5, 0.0f), Zq(5, 1.0f);
-  EXPECT_EQ(be->steQuantize(Z.data(), Zq.data(), 5), 1e-8f);
+  steQuantizeOf(*be, Z, Zq);  // gamma 1e-8
   for (float z : Zq) EXPECT_EQ(z, 0.0f);
 }
 
@@ -601,8 +613,8 @@ PRIMAL_TEST("cpu/poltMaterialize LUT with bridge and scale") {
   auto be = cpu();
   std::vector<int8_t> code = {-2, -1, 0, 1, 2};
   std::vector<float> W(5);
-  const float scale = 0.3f, bridge = 2.0f / 3.0f;
-  be->poltMaterialize(code.data(), W.data(), 5, scale, bridge);
+  const float gamma0 = 0.75f, s = 0.4f, scale = gamma0 * s, bridge = 2.0f / 3.0f;
+  be->poltMaterialize(code.data(), W.data(), 5, &gamma0, &s, bridge);
   EXPECT_EQ(W[0], -scale);
   EXPECT_EQ(W[1], -(scale * bridge));
   EXPECT_EQ(W[2], 0.0f);
@@ -616,17 +628,21 @@ PRIMAL_TEST("cpu/poltVote: scale-gradient sum, sign votes, saturation, deadzone"
   std::vector<float> G = {0.5f, -0.2f, 0.0f, 1e-3f, -3.0f, 2.0f, -1.0f, 0.25f};
   std::vector<int8_t> code = {2, -1, 1, 0, -2, 1, 2, -1};
   std::vector<int8_t> vote = {0, 5, 7, -3, 126, -127, 127, 127};
-  const double s = be->poltVote(G.data(), code.data(), vote.data(), G.size(), bridge, 0.0f);
+  // dL/ds accumulates: ds += gamma0 * sum G level(code).
+  const float gamma0 = 0.5f, one = 1.0f;
+  double ds = 0.25;
+  be->poltVote(G.data(), code.data(), vote.data(), G.size(), bridge, 0.0f, &gamma0, &ds);
   const double lut[5] = {-1.0, -static_cast<double>(bridge), 0.0, static_cast<double>(bridge), 1.0};
   double want = 0;
   for (size_t i = 0; i < G.size(); ++i) want += static_cast<double>(G[i]) * lut[code[i] + 2];
-  EXPECT_NEAR(s, want, 1e-12, 1e-12);
+  EXPECT_NEAR(ds, 0.25 + 0.5 * want, 1e-12, 1e-12);
   const int8_t wantVote[8] = {-1, 6, 7, -4, 127, -127, 127, 126};
   for (int i = 0; i < 8; ++i) EXPECT_EQ(vote[i], wantVote[i]);
   // Deadzone 0.5 * rms(G): rms = sqrt((4 + 0.01) / 5) = 0.8955 -> threshold 0.448.
   std::vector<float> G2 = {1.0f, -1.0f, 1.0f, 1.0f, 0.1f};
   std::vector<int8_t> c2 = {1, 1, 1, 1, 1}, v2 = {0, 0, 0, 0, 0};
-  be->poltVote(G2.data(), c2.data(), v2.data(), 5, bridge, 0.5f);
+  double ds2 = 0;
+  be->poltVote(G2.data(), c2.data(), v2.data(), 5, bridge, 0.5f, &one, &ds2);
   const int8_t wv2[5] = {-1, 1, -1, -1, 0};
   for (int i = 0; i < 5; ++i) EXPECT_EQ(v2[i], wv2[i]);
   // Sum over many chunks is the same for 1 and 2 threads.
@@ -635,8 +651,9 @@ PRIMAL_TEST("cpu/poltVote: scale-gradient sum, sign votes, saturation, deadzone"
   std::vector<int8_t> cb(n), va(n, 0), vb(n, 0);
   for (size_t i = 0; i < n; ++i) cb[i] = static_cast<int8_t>(static_cast<int>(i % 5) - 2);
   auto be1 = cpu(1);
-  const double s2 = be->poltVote(Gb.data(), cb.data(), va.data(), n, bridge, 0.0f);
-  const double s1 = be1->poltVote(Gb.data(), cb.data(), vb.data(), n, bridge, 0.0f);
+  double s2 = 0, s1 = 0;
+  be->poltVote(Gb.data(), cb.data(), va.data(), n, bridge, 0.0f, &one, &s2);
+  be1->poltVote(Gb.data(), cb.data(), vb.data(), n, bridge, 0.0f, &one, &s1);
   EXPECT_TRUE(std::memcmp(&s1, &s2, sizeof(double)) == 0);
   EXPECT_TRUE(va == vb);
 }
@@ -648,16 +665,17 @@ struct RefFlip {
   primal::FlipStats st;
 };
 
-RefFlip refFlip(std::vector<int8_t> code, std::vector<int8_t> vote, const primal::FlipParams& P) {
+RefFlip refFlip(std::vector<int8_t> code, std::vector<int8_t> vote, const primal::FlipParams& P,
+                float scale) {
   RefFlip r;
   std::memset(&r.st, 0, sizeof(r.st));
   r.p.resize(code.size());
   for (size_t i = 0; i < code.size(); ++i) {
     const int v = vote[i], c = code[i];
     const int av = std::abs(v);
-    const double p = std::min(static_cast<double>(P.pMax),
-                              (static_cast<double>(P.flipRate) * static_cast<double>(P.scale)) *
-                                  static_cast<double>(av) / static_cast<double>(P.accum));
+    const double p =
+        std::min(static_cast<double>(P.pMax), (static_cast<double>(P.flipRate) * static_cast<double>(scale)) *
+                                                  static_cast<double>(av) / static_cast<double>(P.accum));
     r.p[i] = static_cast<float>(p);
     r.st.pSum += p;
     r.st.pMax = std::max(r.st.pMax, static_cast<float>(p));
@@ -713,7 +731,6 @@ primal::FlipParams flipParams() {
   P.flipRate = 0.01f;
   P.pMax = 0.5f;
   P.voteKeep = 0.95f;
-  P.scale = 1.5f;
   P.accum = 2;
   P.bridgeOn = true;
   return P;
@@ -739,17 +756,18 @@ PRIMAL_TEST("cpu/poltFlip probability formula (scale, accum, pMax clamp) and pol
   P.flipRate = 0.01f;
   std::vector<int8_t> vote = {40, -40, 0, 127, -1}, code = {0, 0, 0, 0, 0};
   std::vector<float> pOut(5), pProb(5);
-  be->poltProbabilities(vote.data(), pProb.data(), 5, P);
-  const double r = static_cast<double>(P.flipRate) * static_cast<double>(P.scale);
+  const float scale = 1.5f;
+  be->poltProbabilities(vote.data(), pProb.data(), 5, P, &scale);
+  const double r = static_cast<double>(P.flipRate) * static_cast<double>(scale);
   EXPECT_EQ(pProb[0], static_cast<float>(r * 40.0 / 2.0));
   EXPECT_EQ(pProb[1], static_cast<float>(r * 40.0 / 2.0));
   EXPECT_EQ(pProb[2], 0.0f);
   EXPECT_EQ(pProb[4], static_cast<float>(r * 1.0 / 2.0));
   P.flipRate = 0.5f;
-  be->poltProbabilities(vote.data(), pProb.data(), 5, P);
+  be->poltProbabilities(vote.data(), pProb.data(), 5, P, &scale);
   EXPECT_EQ(pProb[3], 0.3f);  // clamped at pMax
   primal::FlipStats st;
-  be->poltFlip(code.data(), vote.data(), 5, P, &st, pOut.data());
+  be->poltFlip(code.data(), vote.data(), 5, P, &scale, nullptr, &st, pOut.data());
   EXPECT_TRUE(sameBits(pOut, pProb));
   EXPECT_EQ(st.pMax, 0.3f);
   double ps = 0;
@@ -767,7 +785,8 @@ PRIMAL_TEST("cpu/poltFlip forced moves: one rung, vote reset, +-2 boundary decay
   std::vector<int8_t> vote = {5, 5, 5, -5, -3, -1, -2, 0, 127, 1};
   std::vector<float> pOut(code.size());
   primal::FlipStats st;
-  be->poltFlip(code.data(), vote.data(), code.size(), P, &st, pOut.data());
+  const float scale = 1.5f;
+  be->poltFlip(code.data(), vote.data(), code.size(), P, &scale, nullptr, &st, pOut.data());
   const int8_t wantCode[10] = {1, 2, 2, -2, -2, -1, 0, 0, 2, 0};
   for (int i = 0; i < 10; ++i) EXPECT_EQ(code[i], wantCode[i]);
   // Flipped votes are reset; boundary ones decay with keep 1: floor(|v| + u2) = |v|.
@@ -799,7 +818,7 @@ PRIMAL_TEST("cpu/poltFlip forced moves: one rung, vote reset, +-2 boundary decay
   P.bridgeOn = false;
   std::vector<int8_t> c2 = {0, -2, 2, 1, 1, -1, -1, 2, -2, 0};
   std::vector<int8_t> v2 = {3, 3, -3, 3, -3, -3, 3, 3, -3, -3};
-  be->poltFlip(c2.data(), v2.data(), c2.size(), P, &st, nullptr);
+  be->poltFlip(c2.data(), v2.data(), c2.size(), P, &scale, nullptr, &st, nullptr);
   const int8_t wc2[10] = {2, 0, 0, 2, 0, -2, 0, 2, -2, -2};
   for (int i = 0; i < 10; ++i) EXPECT_EQ(c2[i], wc2[i]);
   const int8_t wv2[10] = {0, 0, 0, 0, 0, 0, 0, 3, -3, 0};
@@ -824,7 +843,8 @@ PRIMAL_TEST("cpu/poltFlip vote decay recomputed with Philox (no flips when pMax 
   }
   const auto code0 = code, vote0 = vote;
   primal::FlipStats st;
-  be->poltFlip(code.data(), vote.data(), n, P, &st, nullptr);
+  const float scale = 1.5f;
+  be->poltFlip(code.data(), vote.data(), n, P, &scale, nullptr, &st, nullptr);
   EXPECT_TRUE(code == code0);
   EXPECT_EQ(st.flipsUp + st.flipsDown, 0u);
   for (size_t i = 0; i < n; ++i) {
@@ -841,7 +861,7 @@ PRIMAL_TEST("cpu/poltFlip vote decay recomputed with Philox (no flips when pMax 
 PRIMAL_TEST("cpu/poltFlip matches an independent reference; thread-count independent") {
   auto P = flipParams();
   P.flipRate = 0.05f;
-  P.scale = 1.2f;
+  const float scale = 1.2f;
   P.accum = 1;
   const size_t n = 50000;
   std::mt19937 g(9);
@@ -852,14 +872,14 @@ PRIMAL_TEST("cpu/poltFlip matches an independent reference; thread-count indepen
   }
   for (bool bridge : {true, false}) {
     P.bridgeOn = bridge;
-    RefFlip ref = refFlip(code, vote, P);
+    RefFlip ref = refFlip(code, vote, P, scale);
     auto be2 = cpu(2), be1 = cpu(1);
     auto c2 = code, v2 = vote, c1 = code, v1 = vote;
     std::vector<float> p2(n), p1(n), pp(n);
     primal::FlipStats s2, s1;
-    be2->poltFlip(c2.data(), v2.data(), n, P, &s2, p2.data());
-    be1->poltFlip(c1.data(), v1.data(), n, P, &s1, p1.data());
-    be2->poltProbabilities(vote.data(), pp.data(), n, P);
+    be2->poltFlip(c2.data(), v2.data(), n, P, &scale, nullptr, &s2, p2.data());
+    be1->poltFlip(c1.data(), v1.data(), n, P, &scale, nullptr, &s1, p1.data());
+    be2->poltProbabilities(vote.data(), pp.data(), n, P, &scale);
     EXPECT_TRUE(c2 == ref.code);
     EXPECT_TRUE(v2 == ref.vote);
     EXPECT_TRUE(sameBits(p2, ref.p));
@@ -879,16 +899,21 @@ PRIMAL_TEST("cpu/adamw vs scalar reference over three steps") {
   auto p = randn(n, 121), m = std::vector<float>(n, 0.0f), v = std::vector<float>(n, 0.0f);
   std::vector<double> pr(p.begin(), p.end()), mr(n, 0.0), vr(n, 0.0);
   const float lr = 3e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f, gs = 0.7f;
+  const size_t nDecay = 25000;  // the rest of the arena does not decay
+  primal::StepHead head{};
+  head.clip = gs;
   for (int t = 1; t <= 3; ++t) {
     auto g = randn(n, 130 + t);
-    be->adamw(p.data(), g.data(), m.data(), v.data(), n, lr, b1, b2, eps, wd, t, gs);
+    be->adamw(p.data(), g.data(), m.data(), v.data(), n, nDecay, primal::AdamParams{lr, b1, b2, eps, wd, t},
+              &head);
     for (size_t i = 0; i < n; ++i) {
+      const double wdi = i < nDecay ? wd : 0.0;
       const double gi = static_cast<double>(g[i]) * gs;
       mr[i] = b1 * mr[i] + (1.0 - b1) * gi;
       vr[i] = b2 * vr[i] + (1.0 - b2) * gi * gi;
       const double mh = mr[i] / (1.0 - std::pow(static_cast<double>(b1), t));
       const double vh = vr[i] / (1.0 - std::pow(static_cast<double>(b2), t));
-      pr[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * pr[i]);
+      pr[i] -= lr * (mh / (std::sqrt(vh) + eps) + wdi * pr[i]);
     }
   }
   for (size_t i = 0; i < n; i += 7) {
@@ -896,6 +921,13 @@ PRIMAL_TEST("cpu/adamw vs scalar reference over three steps") {
     expectClose("adamw m", i, m[i], mr[i], 1e-7, 1e-5);
     expectClose("adamw v", i, v[i], vr[i], 1e-9, 1e-4);
   }
+  // A refused step leaves everything as it was.
+  const auto p0 = p, m0 = m, v0 = v;
+  head.refused = primal::kRefuseNorm;
+  auto g = randn(n, 140);
+  be->adamw(p.data(), g.data(), m.data(), v.data(), n, nDecay, primal::AdamParams{lr, b1, b2, eps, wd, 4},
+            &head);
+  EXPECT_TRUE(sameBits(p, p0) && sameBits(m, m0) && sameBits(v, v0));
 }
 
 // ---- determinism -------------------------------------------------------------------------
@@ -959,6 +991,161 @@ PRIMAL_TEST("cpu/rmsnorm, embedding backward and rope are thread-count independe
   be1->embeddingBackward(tok.data(), dy.data(), t1.data(), N, C);
   be2->embeddingBackward(tok.data(), dy.data(), t2.data(), N, C);
   EXPECT_TRUE(sameBits(t1, t2));
+}
+
+// ---- the step contract: device-side reductions, decision and updates -------------------------
+
+PRIMAL_TEST("cpu/sumSegments: each segment as sumSquares / mean|W| sums it, segments added in order") {
+  auto be2 = cpu(2), be1 = cpu(1);
+  const size_t n = 120000;
+  auto x = randn(n, 161);
+  // Segments of several reduction chunks, one element, empty, and out of arena order.
+  const std::vector<size_t> seg = {70000, 110001, 5, 6, 64, 64, 100, 40100, 40128, 70000};
+  const int count = static_cast<int>(seg.size() / 2);
+  std::vector<double> per2(count), per1(count);
+  double tot2 = 0, tot1 = 0, want = 0;
+  be2->sumSegments(x.data(), seg.data(), count, false, per2.data(), &tot2);
+  be1->sumSegments(x.data(), seg.data(), count, false, per1.data(), &tot1);
+  for (int j = 0; j < count; ++j) {
+    const double s = be2->sumSquares(x.data() + seg[2 * j], seg[2 * j + 1] - seg[2 * j]);
+    EXPECT_TRUE(std::memcmp(&per2[j], &s, sizeof s) == 0);
+    EXPECT_TRUE(std::memcmp(&per1[j], &s, sizeof s) == 0);
+    want += s;
+  }
+  EXPECT_TRUE(std::memcmp(&tot2, &want, sizeof want) == 0 && std::memcmp(&tot1, &want, sizeof want) == 0);
+  EXPECT_EQ(per2[2], 0.0);
+  // |x| (STE's gamma, as steQuantize computes it): thread-count independent, close to a plain sum.
+  std::vector<double> abs2(count), abs1(count);
+  be2->sumSegments(x.data(), seg.data(), count, true, abs2.data(), nullptr);
+  be1->sumSegments(x.data(), seg.data(), count, true, abs1.data(), nullptr);
+  for (int j = 0; j < count; ++j) {
+    double plain = 0;
+    for (size_t i = seg[2 * j]; i < seg[2 * j + 1]; ++i) plain += std::fabs(static_cast<double>(x[i]));
+    EXPECT_TRUE(std::memcmp(&abs1[j], &abs2[j], sizeof(double)) == 0);
+    EXPECT_NEAR(abs2[j], plain, 1e-12, 1e-12);
+    const size_t len = seg[2 * j + 1] - seg[2 * j];
+    std::vector<float> wq(len);
+    double viaSte = 0;
+    be2->steQuantize(x.data() + seg[2 * j], wq.data(), len, &viaSte, true);
+    EXPECT_TRUE(std::memcmp(&viaSte, &abs2[j], sizeof viaSte) == 0);
+  }
+}
+
+PRIMAL_TEST("cpu/stepLoss: mean of scored rows into the head; a non-finite mean refuses") {
+  auto be = cpu();
+  primal::StepHead h{};
+  std::vector<float> loss = {1.0f, 2.0f, 4.0f, 8.0f};
+  std::vector<int32_t> tg = {3, -1, 5, 0};
+  be->stepLoss(loss.data(), tg.data(), 4, &h);
+  EXPECT_EQ(h.lastLoss, 13.0 / 3.0);
+  EXPECT_EQ(h.lossSum, 13.0 / 3.0);
+  EXPECT_EQ(h.tokens, 3.0);
+  std::vector<int32_t> none = {-1, -1, -1, -1};
+  be->stepLoss(loss.data(), none.data(), 4, &h);  // nothing scored: mean 0, no tokens
+  EXPECT_EQ(h.lastLoss, 0.0);
+  EXPECT_EQ(h.tokens, 3.0);
+  EXPECT_EQ(h.refused, 0u);
+  loss[2] = std::numeric_limits<float>::infinity();
+  be->stepLoss(loss.data(), tg.data(), 4, &h);
+  EXPECT_EQ(h.refused, primal::kRefuseLoss);
+  EXPECT_TRUE(std::isinf(h.badLoss) && std::isinf(h.lastLoss));
+  EXPECT_EQ(h.lossSum, 13.0 / 3.0);  // the non-finite chunk adds nothing
+  loss[2] = std::numeric_limits<float>::quiet_NaN();
+  be->stepLoss(loss.data(), tg.data(), 4, &h);
+  EXPECT_TRUE(std::isinf(h.badLoss));  // the first one is kept
+}
+
+PRIMAL_TEST("cpu/stepGate: the refusal reasons and the clip factor") {
+  auto be = cpu();
+  std::vector<double> ds = {0.5, -2.0, 3.0};
+  primal::StepHead h{};
+  h.gradSq = 16.0;  // norm 4
+  be->stepGate(&h, ds.data(), 3, 1.0f);
+  EXPECT_EQ(h.refused, 0u);
+  EXPECT_EQ(h.clip, static_cast<float>(1.0 / (4.0 + 1e-6)));
+  be->stepGate(&h, ds.data(), 3, 8.0f);  // below the threshold: no clipping
+  EXPECT_EQ(h.clip, 1.0f);
+  be->stepGate(&h, ds.data(), 3, 0.0f);  // off
+  EXPECT_EQ(h.clip, 1.0f);
+  ds[1] = std::numeric_limits<double>::quiet_NaN();
+  ds[2] = std::numeric_limits<double>::infinity();
+  be->stepGate(&h, ds.data(), 3, 1.0f);
+  EXPECT_EQ(h.refused, primal::kRefuseScale);
+  EXPECT_EQ(h.badLayer, 1);
+  primal::StepHead g{};
+  g.gradSq = std::numeric_limits<double>::infinity();
+  ds = {0, 0, 0};
+  be->stepGate(&g, ds.data(), 3, 1.0f);
+  EXPECT_EQ(g.refused, primal::kRefuseNorm);
+}
+
+PRIMAL_TEST("cpu/poltMergeVotes merges, or restores the step's start when refused") {
+  auto be = cpu();
+  const size_t n = 40000;
+  std::vector<int8_t> start(n), change(n);
+  for (size_t i = 0; i < n; ++i) {
+    start[i] = static_cast<int8_t>(static_cast<int>(i % 255) - 127);
+    change[i] = static_cast<int8_t>(static_cast<int>((i * 7) % 9) - 4);
+  }
+  auto v = change;
+  be->poltMergeVotes(v.data(), start.data(), n, nullptr);
+  for (size_t i = 0; i < n; ++i)
+    EXPECT_EQ(v[i], static_cast<int8_t>(primal::polt::mergeVote(start[i], change[i])));
+  primal::StepHead h{};
+  auto w = change;
+  be->poltMergeVotes(w.data(), start.data(), n, &h);
+  EXPECT_TRUE(w == v);
+  h.refused = primal::kRefuseLoss;
+  w = change;
+  be->poltMergeVotes(w.data(), start.data(), n, &h);
+  EXPECT_TRUE(w == start);
+}
+
+PRIMAL_TEST("cpu/ghostScaleStep: AdamW without decay per layer, the floor, nothing when refused") {
+  auto be = cpu();
+  primal::polt::GhostScaleRule r{0.9f, 0.95f, 1e-8f, 0.01f, 1e-4f, 1.0 - 0.9, 1.0 - 0.95};
+  std::vector<float> s = {1.0f, 0.5f, 2e-4f}, m = {0.0f, 0.1f, 0.0f}, v = {0.0f, 0.02f, 0.0f};
+  const std::vector<double> ds = {0.3, -1.5, 1e6};
+  const auto s0 = s, m0 = m, v0 = v;
+  be->ghostScaleStep(s.data(), m.data(), v.data(), ds.data(), 3, r, nullptr);
+  for (int l = 0; l < 3; ++l) {
+    // An independent reading of the rule, in the same precision for each quantity.
+    const float g = static_cast<float>(ds[l]);
+    const float mw = 0.9f * m0[l] + (1.0f - 0.9f) * g;
+    const float vw = 0.95f * v0[l] + ((1.0f - 0.95f) * g) * g;
+    const double upd =
+        (static_cast<double>(mw) / r.bc1) / (std::sqrt(static_cast<double>(vw) / r.bc2) + 1e-8f);
+    const float sw = std::max(1e-4f, static_cast<float>(static_cast<double>(s0[l]) - 0.01f * upd));
+    EXPECT_EQ(m[l], mw);
+    EXPECT_EQ(v[l], vw);
+    EXPECT_EQ(s[l], sw);
+  }
+  EXPECT_EQ(s[2], 1e-4f);  // pushed below the floor
+  primal::StepHead h{};
+  h.refused = primal::kRefuseScale;
+  const auto s1 = s, m1 = m, v1 = v;
+  be->ghostScaleStep(s.data(), m.data(), v.data(), ds.data(), 3, r, &h);
+  EXPECT_TRUE(s == s1 && m == m1 && v == v1);
+}
+
+PRIMAL_TEST("cpu/poltFlip changes nothing when the step is refused") {
+  auto be = cpu();
+  auto P = flipParams();
+  P.flipRate = 100.0f;
+  P.pMax = 1.0f;
+  std::vector<int8_t> code = {0, 1, -1, 2}, vote = {5, -5, 3, -9};
+  const auto c0 = code, v0 = vote;
+  const float scale = 1.0f;
+  primal::StepHead h{};
+  h.refused = primal::kRefuseNorm;
+  primal::FlipStats st{};
+  st.flipsUp = 77;
+  be->poltFlip(code.data(), vote.data(), 4, P, &scale, &h, &st, nullptr);
+  EXPECT_TRUE(code == c0 && vote == v0);
+  EXPECT_EQ(st.flipsUp, 77u);
+  h.refused = 0;
+  be->poltFlip(code.data(), vote.data(), 4, P, &scale, &h, &st, nullptr);
+  EXPECT_TRUE(code != c0);
 }
 
 }  // namespace

@@ -23,9 +23,13 @@
 //       most scratchBytes(shape) (fp32, tf32 and bf16 modes).
 //   steQuantize: gamma rel 1e-6; Wq identical except where W/gamma is within 1e-4 of +-0.5.
 //   poltVote: votes identical (deadzone 0); with a deadzone identical except where |G| is within
-//       1e-6 relative of the threshold; the returned sum rel 1e-9 (exact products, other order).
+//       1e-6 relative of the threshold; dL/ds rel 1e-9 (exact products, other order).
 //   poltFlip: codes, votes, p and every integer statistic and pMax bit-identical; pSum rel 1e-12
 //       (the CUDA backend sums p over the |vote| histogram, the CPU over weights in order).
+//   The step contract: sumSegments rel 1e-12 (double, other order); stepLoss tokens exact, loss
+//       rel 1e-13; stepGate clip and refusal bits identical; ghostScaleStep and poltMergeVotes
+//       bit-identical (the Ghost Scale rule uses explicitly rounded device arithmetic); a refused
+//       step leaves adamw, poltMergeVotes (restores), ghostScaleStep and poltFlip untouched.
 //   Determinism: attention backward, embedding/rmsnorm backward and classifier are bit-identical
 //       between two CUDA runs.
 #ifdef PRIMAL_HAVE_CUDA
@@ -527,94 +531,124 @@ PRIMAL_TEST("cuda/classifier losses, dx, dtable (TF32 and fp32 GEMMs, unscored r
   expectNear("logits tf32", lg.gpuHost(), lg.cpuHost(), 2e-2, 1e-2);
 }
 
-PRIMAL_TEST("cuda/adamw over three steps") {
+PRIMAL_TEST("cuda/adamw over an arena: decaying part, clip and refusal read from the device") {
   requireGpu();
   auto P = backends();
-  const size_t n = 10001;
+  const size_t n = 10001, nDecay = 6000;
   Dual<float> p(P, randn(n, 70)), m(P, std::vector<float>(n, 0.0f)), v(P, std::vector<float>(n, 0.0f));
+  primal::StepHead h{};
+  h.clip = 0.7f;
+  Dual<primal::StepHead> head(P, {h});
   for (int t = 1; t <= 3; ++t) {
     Dual<float> g(P, randn(n, 71 + t));
-    P.cpu->adamw(p.c, g.c, m.c, v.c, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
-    P.gpu->adamw(p.g, g.g, m.g, v.g, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
+    const primal::AdamParams a{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t};
+    P.cpu->adamw(p.c, g.c, m.c, v.c, n, nDecay, a, head.c);
+    P.gpu->adamw(p.g, g.g, m.g, v.g, n, nDecay, a, head.g);
   }
   expectNear("adamw p", p.gpuHost(), p.cpuHost(), 1e-7, 1e-6);
   expectNear("adamw m", m.gpuHost(), m.cpuHost(), 1e-7, 1e-6);
   expectNear("adamw v", v.gpuHost(), v.cpuHost(), 1e-9, 1e-6);
+  // A refused step: nothing moves on either backend.
+  h.refused = primal::kRefuseNorm;
+  Dual<primal::StepHead> refused(P, {h});
+  const auto p0 = p.gpuHost();
+  Dual<float> g(P, randn(n, 79));
+  P.gpu->adamw(p.g, g.g, m.g, v.g, n, nDecay, primal::AdamParams{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 4},
+               refused.g);
+  expectSame("adamw refused", p.gpuHost(), p0);
 }
 
-PRIMAL_TEST("cuda/steQuantize gamma and Wq") {
+PRIMAL_TEST("cuda/steQuantize Wq (gamma on the device)") {
   requireGpu();
   auto P = backends();
   const size_t n = 100003;
   auto wv = randn(n, 80, 0.02f);
-  Dual<float> w(P, wv), wq(P, nans(n));
-  const float gc = P.cpu->steQuantize(w.c, wq.c, n);
-  const float gg = P.gpu->steQuantize(w.g, wq.g, n);
-  EXPECT_NEAR(gg, gc, 0.0, 1e-6);
+  Dual<float> w(P, wv), wq(P, nans(n)), again(P, nans(n));
+  Dual<double> abs(P, {0.0});
+  P.cpu->steQuantize(w.c, wq.c, n, abs.c, true);
+  P.gpu->steQuantize(w.g, wq.g, n, abs.g, true);
+  EXPECT_NEAR(abs.gpuHost()[0], abs.cpuHost()[0], 0.0, 1e-12);
+  P.gpu->steQuantize(w.g, again.g, n, abs.g, false);  // gamma reused from the device
+  expectSame("steQuantize reusing gamma", again.gpuHost(), wq.gpuHost());
+  const double gc = abs.cpuHost()[0] / n;
   const auto got = wq.gpuHost(), want = wq.cpuHost();
   for (size_t i = 0; i < n; ++i) {
     if (got[i] == want[i]) continue;
+    if (got[i] != 0.0f && want[i] != 0.0f) EXPECT_NEAR(got[i], want[i], 0.0, 1e-6);  // gamma rel 1e-6
     const double r = std::fabs(wv[i] / gc);
-    if (std::fabs(r - 0.5) > 1e-4) fail("steQuantize Wq differs away from a tie at " + std::to_string(i));
+    if ((got[i] == 0.0f) != (want[i] == 0.0f) && std::fabs(r - 0.5) > 1e-4)
+      fail("steQuantize Wq differs away from a tie at " + std::to_string(i));
   }
 }
 
-PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical") {
+static primal::FlipParams parityFlipParams(uint32_t layer, uint32_t step, float flipRate, int accum,
+                                           bool bridgeOn) {
+  primal::FlipParams fp{};
+  fp.seedLo = 0x9e3779b9u;
+  fp.seedHi = 7;
+  fp.layer = layer;
+  fp.step = step;
+  fp.flipRate = flipRate;
+  fp.pMax = 0.5f;
+  fp.voteKeep = 0.95f;
+  fp.accum = accum;
+  fp.bridgeOn = bridgeOn;
+  return fp;
+}
+
+PRIMAL_TEST("cuda/poltMaterialize and poltProbabilities are bit-identical (gamma0, s on the device)") {
   requireGpu();
   auto P = backends();
   const size_t n = 100003;
   Dual<int8_t> code(P, randi8(n, 90, -2, 2)), vote(P, randi8(n, 91, -127, 127));
   Dual<float> w(P, nans(n)), p(P, nans(n));
-  P.cpu->poltMaterialize(code.c, w.c, n, 0.037f, 2.0f / 3.0f);
-  P.gpu->poltMaterialize(code.g, w.g, n, 0.037f, 2.0f / 3.0f);
+  Dual<float> gamma0(P, {0.023f}), s(P, {1.37f});
+  P.cpu->poltMaterialize(code.c, w.c, n, gamma0.c, s.c, 2.0f / 3.0f);
+  P.gpu->poltMaterialize(code.g, w.g, n, gamma0.g, s.g, 2.0f / 3.0f);
   expectSame("poltMaterialize", w.gpuHost(), w.cpuHost());
-  primal::FlipParams fp{};
-  fp.seedLo = 1234;
-  fp.seedHi = 99;
-  fp.layer = 3;
-  fp.step = 17;
-  fp.flipRate = 0.013f;
-  fp.pMax = 0.2f;
-  fp.voteKeep = 0.95f;
-  fp.scale = 1.37f;
-  fp.accum = 3;
-  fp.bridgeOn = true;
-  P.cpu->poltProbabilities(vote.c, p.c, n, fp);
-  P.gpu->poltProbabilities(vote.g, p.g, n, fp);
+  const primal::FlipParams fp = parityFlipParams(3, 17, 0.013f, 3, true);
+  P.cpu->poltProbabilities(vote.c, p.c, n, fp, s.c);
+  P.gpu->poltProbabilities(vote.g, p.g, n, fp, s.g);
   expectSame("poltProbabilities", p.gpuHost(), p.cpuHost());
 }
 
-PRIMAL_TEST("cuda/poltMergeVotes: the step's votes from its change, clamped, bit-identical") {
+PRIMAL_TEST("cuda/poltMergeVotes: merged and clamped, or restored when refused; bit-identical") {
   requireGpu();
   auto P = backends();
   const size_t n = 100003;
   auto start = randi8(n, 103, -127, 127), change = randi8(n, 104, -127, 127);
   for (size_t i = 0; i < n; i += 7) start[i] = (i % 2) ? 127 : -127;  // at the clamp
-  Dual<int8_t> s(P, start), v(P, change);
-  P.cpu->poltMergeVotes(v.c, s.c, n);
-  P.gpu->poltMergeVotes(v.g, s.g, n);
+  primal::StepHead ok{}, bad{};
+  bad.refused = primal::kRefuseScale;
+  Dual<primal::StepHead> hOk(P, {ok}), hBad(P, {bad});
+  Dual<int8_t> s(P, start), v(P, change), r(P, change);
+  P.cpu->poltMergeVotes(v.c, s.c, n, hOk.c);
+  P.gpu->poltMergeVotes(v.g, s.g, n, hOk.g);
   const auto got = v.gpuHost(), want = v.cpuHost();
   expectSame("poltMergeVotes", got, want);
   for (size_t i = 0; i < n; ++i)
     if (want[i] != std::max(-127, std::min(127, start[i] + change[i])))
       fail("poltMergeVotes cpu differs from clamp(start + change) at " + std::to_string(i));
+  P.gpu->poltMergeVotes(r.g, s.g, n, hBad.g);
+  expectSame("poltMergeVotes refused", r.gpuHost(), start);
 }
 
-PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and on") {
+PRIMAL_TEST("cuda/poltVote: votes and dL/ds accumulated on the device, deadzone off and on") {
   requireGpu();
   auto P = backends();
   const size_t n = 100003;
   auto gv = randn(n, 100, 1e-3f);
   for (size_t i = 0; i < n; i += 13) gv[i] = 0.0f;
-  Dual<float> G(P, gv);
+  Dual<float> G(P, gv), gamma0(P, {0.031f});
   Dual<int8_t> code(P, randi8(n, 101, -2, 2));
   auto vv = randi8(n, 102, -127, 127);
   for (size_t i = 0; i < n; i += 11) vv[i] = (i % 2) ? 127 : -127;  // saturation
   for (float dz : {0.0f, 0.7f}) {
     Dual<int8_t> vote(P, vv);
-    const double sc = P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, dz);
-    const double sg = P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, dz);
-    EXPECT_NEAR(sg, sc, 1e-15, 1e-9);
+    Dual<double> ds(P, {0.125});
+    P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, dz, gamma0.c, ds.c);
+    P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, dz, gamma0.g, ds.g);
+    EXPECT_NEAR(ds.gpuHost()[0], ds.cpuHost()[0], 1e-15, 1e-9);
     const auto got = vote.gpuHost(), want = vote.cpuHost();
     double ss = 0.0;
     for (float g : gv) ss += static_cast<double>(g) * g;
@@ -628,7 +662,21 @@ PRIMAL_TEST("cuda/poltVote: votes and the scale-gradient sum, deadzone off and o
   }
 }
 
-PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, bridge on/off") {
+static void expectFlipStatsSame(const std::string& tag, const primal::FlipStats& sg,
+                                const primal::FlipStats& sc) {
+  for (int a = 0; a < 5; ++a) {
+    for (int b = 0; b < 5; ++b)
+      if (sg.transitions[a][b] != sc.transitions[a][b]) fail(tag + ": transitions differ");
+    if (sg.occupancy[a] != sc.occupancy[a]) fail(tag + ": occupancy differs");
+  }
+  if (sg.flipsUp != sc.flipsUp || sg.flipsDown != sc.flipsDown) fail(tag + ": flip counts differ");
+  if (sg.votesNonZero != sc.votesNonZero || sg.votesSaturated != sc.votesSaturated)
+    fail(tag + ": votes differ");
+  if (sg.pMax != sc.pMax) fail(tag + ": pMax differs");
+  EXPECT_NEAR(sg.pSum, sc.pSum, 0.0, 1e-12);
+}
+
+PRIMAL_TEST("cuda/poltFlip: codes, votes, p and device stats bit-identical over steps, bridge on/off") {
   requireGpu();
   auto P = backends();
   const size_t n = (size_t(1) << 20) + 3;
@@ -640,62 +688,146 @@ PRIMAL_TEST("cuda/poltFlip: codes, votes, p and stats bit-identical over steps, 
     auto vv = randi8(n, 120 + bridge, -127, 127);
     for (size_t i = 0; i < n; i += 5) vv[i] = 0;
     Dual<int8_t> code(P, cv), vote(P, vv);
-    Dual<float> p(P, nans(n));
+    Dual<float> p(P, nans(n)), one(P, {1.0f});
+    Dual<primal::StepHead> head(P, {primal::StepHead{}});
     for (uint32_t step = 0; step < 4; ++step) {
-      primal::FlipParams fp{};
-      fp.seedLo = 0x9e3779b9u;
-      fp.seedHi = 7;
-      fp.layer = 5;
-      fp.step = step;
-      fp.flipRate = 0.02f;
-      fp.pMax = 0.5f;
-      fp.voteKeep = 0.95f;
-      fp.scale = 1.0f + 0.1f * step;
-      fp.accum = 2;
-      fp.bridgeOn = bridge != 0;
-      primal::FlipStats sc{}, sg{};
-      P.cpu->poltFlip(code.c, vote.c, n, fp, &sc, p.c);
-      P.gpu->poltFlip(code.g, vote.g, n, fp, &sg, p.g);
+      const primal::FlipParams fp = parityFlipParams(5, step, 0.02f, 2, bridge != 0);
+      Dual<float> s(P, {1.0f + 0.1f * step});
+      Dual<primal::FlipStats> st(P, {primal::FlipStats{}});
+      P.cpu->poltFlip(code.c, vote.c, n, fp, s.c, head.c, st.c, p.c);
+      P.gpu->poltFlip(code.g, vote.g, n, fp, s.g, head.g, st.g, p.g);
       const std::string tag =
           std::string("poltFlip bridge") + (bridge ? "On" : "Off") + " step " + std::to_string(step);
       expectSame(tag + " code", code.gpuHost(), code.cpuHost());
       expectSame(tag + " vote", vote.gpuHost(), vote.cpuHost());
       expectSame(tag + " p", p.gpuHost(), p.cpuHost());
-      for (int a = 0; a < 5; ++a) {
-        for (int b = 0; b < 5; ++b) EXPECT_EQ(sg.transitions[a][b], sc.transitions[a][b]);
-        EXPECT_EQ(sg.occupancy[a], sc.occupancy[a]);
-      }
-      EXPECT_EQ(sg.flipsUp, sc.flipsUp);
-      EXPECT_EQ(sg.flipsDown, sc.flipsDown);
-      EXPECT_EQ(sg.votesNonZero, sc.votesNonZero);
-      EXPECT_EQ(sg.votesSaturated, sc.votesSaturated);
-      EXPECT_EQ(sg.pMax, sc.pMax);
-      EXPECT_NEAR(sg.pSum, sc.pSum, 0.0, 1e-12);
+      const primal::FlipStats sg = st.gpuHost()[0], sc = st.cpuHost()[0];
+      expectFlipStatsSame(tag, sg, sc);
       EXPECT_TRUE(sg.flipsUp + sg.flipsDown > 1000);
       if (step == 0)
         std::printf("     %s: %llu flips, pSum %.6f\n", tag.c_str(),
                     static_cast<unsigned long long>(sg.flipsUp + sg.flipsDown), sg.pSum);
       // New votes between steps (deadzone 0: identical on both backends), without stats/pOut.
       Dual<float> G(P, randn(n, 130 + step, 1e-3f));
-      P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, 0.0f);
-      P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, 0.0f);
+      Dual<double> ds(P, {0.0});
+      P.cpu->poltVote(G.c, code.c, vote.c, n, 2.0f / 3.0f, 0.0f, one.c, ds.c);
+      P.gpu->poltVote(G.g, code.g, vote.g, n, 2.0f / 3.0f, 0.0f, one.g, ds.g);
     }
-    primal::FlipParams fp{};
-    fp.seedLo = 1;
-    fp.seedHi = 2;
-    fp.layer = 0;
-    fp.step = 9;
-    fp.flipRate = 0.05f;
-    fp.pMax = 0.5f;
-    fp.voteKeep = 0.9f;
-    fp.scale = 1.0f;
-    fp.accum = 1;
-    fp.bridgeOn = bridge != 0;
-    P.cpu->poltFlip(code.c, vote.c, n, fp, nullptr, nullptr);
-    P.gpu->poltFlip(code.g, vote.g, n, fp, nullptr, nullptr);
+    const primal::FlipParams fp = parityFlipParams(0, 9, 0.05f, 1, bridge != 0);
+    P.cpu->poltFlip(code.c, vote.c, n, fp, one.c, nullptr, nullptr, nullptr);
+    P.gpu->poltFlip(code.g, vote.g, n, fp, one.g, nullptr, nullptr, nullptr);
     expectSame("poltFlip no stats code", code.gpuHost(), code.cpuHost());
     expectSame("poltFlip no stats vote", vote.gpuHost(), vote.cpuHost());
+    // Refused: codes, votes and the stats buffer stay as they were.
+    primal::StepHead bad{};
+    bad.refused = primal::kRefuseLoss;
+    Dual<primal::StepHead> refused(P, {bad});
+    primal::FlipStats marker{};
+    marker.flipsUp = 12345;
+    Dual<primal::FlipStats> st(P, {marker});
+    const auto c0 = code.gpuHost(), v0 = vote.gpuHost();
+    P.gpu->poltFlip(code.g, vote.g, n, fp, one.g, refused.g, st.g, nullptr);
+    expectSame("poltFlip refused code", code.gpuHost(), c0);
+    expectSame("poltFlip refused vote", vote.gpuHost(), v0);
+    EXPECT_EQ(st.gpuHost()[0].flipsUp, 12345u);
   }
+}
+
+PRIMAL_TEST("cuda/sumSegments: per-segment and total sums of x^2 and |x| within 1e-12 of the CPU") {
+  requireGpu();
+  auto P = backends();
+  const size_t n = 300007;
+  Dual<float> x(P, randn(n, 150));
+  // Several ranges per segment, a one-element and an empty segment, out of order, unaligned.
+  const std::vector<size_t> seg = {100000, 300007, 3, 4, 64, 64, 17, 40017, 40017, 99999};
+  const int count = static_cast<int>(seg.size() / 2);
+  for (bool absolute : {false, true}) {
+    Dual<double> per(P, std::vector<double>(count, -1.0)), total(P, {-1.0});
+    for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the device tables
+      P.cpu->sumSegments(x.c, seg.data(), count, absolute, per.c, total.c);
+      P.gpu->sumSegments(x.g, seg.data(), count, absolute, per.g, total.g);
+      const auto pg = per.gpuHost(), pc = per.cpuHost();
+      for (int j = 0; j < count; ++j) EXPECT_NEAR(pg[j], pc[j], 1e-12, 1e-12);
+      EXPECT_EQ(pg[2], 0.0);
+      EXPECT_NEAR(total.gpuHost()[0], total.cpuHost()[0], 0.0, 1e-12);
+    }
+    // Deterministic on the GPU.
+    Dual<double> again(P, {0.0});
+    P.gpu->sumSegments(x.g, seg.data(), count, absolute, nullptr, again.g);
+    EXPECT_TRUE(sameBits(again.gpuHost(), total.gpuHost()));
+  }
+}
+
+PRIMAL_TEST("cuda/stepLoss and stepGate: the step's loss, tokens, refusals and clip as on the CPU") {
+  requireGpu();
+  auto P = backends();
+  const int N = 5000;
+  auto lv = randu(static_cast<size_t>(N), 160, 0.5f, 7.0f);
+  auto tv = randi(static_cast<size_t>(N), 161, -1, 50);
+  Dual<float> losses(P, lv);
+  Dual<int32_t> targets(P, tv);
+  Dual<primal::StepHead> head(P, {primal::StepHead{}});
+  for (int chunk = 0; chunk < 3; ++chunk) {
+    P.cpu->stepLoss(losses.c, targets.c, N, head.c);
+    P.gpu->stepLoss(losses.g, targets.g, N, head.g);
+  }
+  primal::StepHead hc = head.cpuHost()[0], hg = head.gpuHost()[0];
+  EXPECT_EQ(hg.tokens, hc.tokens);  // counts are exact
+  EXPECT_NEAR(hg.lossSum, hc.lossSum, 0.0, 1e-13);
+  EXPECT_NEAR(hg.lastLoss, hc.lastLoss, 0.0, 1e-13);
+  EXPECT_EQ(hg.refused, 0u);
+  // The gate: a finite norm above the clip threshold, then non-finite dL/ds of layer 2.
+  hc.gradSq = hg.gradSq = 9.0;
+  Dual<primal::StepHead> gate(P, {hc});
+  std::vector<double> dsv = {0.1, -0.2, 0.3, 0.4};
+  Dual<double> ds(P, dsv);
+  P.cpu->stepGate(gate.c, ds.c, 4, 1.0f);
+  P.gpu->stepGate(gate.g, ds.g, 4, 1.0f);
+  EXPECT_EQ(gate.gpuHost()[0].clip, gate.cpuHost()[0].clip);
+  EXPECT_EQ(gate.gpuHost()[0].refused, 0u);
+  dsv[2] = std::numeric_limits<double>::quiet_NaN();
+  Dual<double> bad(P, dsv);
+  P.gpu->stepGate(gate.g, bad.g, 4, 1.0f);
+  EXPECT_EQ(gate.gpuHost()[0].refused, primal::kRefuseScale);
+  EXPECT_EQ(gate.gpuHost()[0].badLayer, 2);
+  // A non-finite loss refuses and keeps the first bad value.
+  lv[7] = std::numeric_limits<float>::infinity();
+  tv[7] = 3;
+  Dual<float> inf(P, lv);
+  Dual<int32_t> t7(P, tv);
+  P.gpu->stepLoss(inf.g, t7.g, N, head.g);
+  hg = head.gpuHost()[0];
+  EXPECT_EQ(hg.refused, primal::kRefuseLoss);
+  EXPECT_TRUE(std::isinf(hg.badLoss));
+  EXPECT_NEAR(hg.lossSum, hc.lossSum, 0.0, 1e-13);  // unchanged by the refused chunk
+}
+
+PRIMAL_TEST("cuda/ghostScaleStep: the Ghost Scales' AdamW bit-identical to the CPU, skipped when refused") {
+  requireGpu();
+  auto P = backends();
+  const int L = 84;
+  auto sv = randu(L, 170, 0.5f, 2.0f), mv = randn(L, 171, 0.1f), vv = randu(L, 172, 0.0f, 0.05f);
+  std::vector<double> dv(L);
+  for (int l = 0; l < L; ++l) dv[l] = (l % 3 == 0 ? 1e3 : 1.0) * (static_cast<double>(l) - 40.0) * 0.0137;
+  Dual<float> s(P, sv), m(P, mv), v(P, vv);
+  Dual<double> ds(P, dv);
+  Dual<primal::StepHead> head(P, {primal::StepHead{}});
+  for (int t = 1; t <= 3; ++t) {
+    const primal::polt::GhostScaleRule r{
+        0.9f, 0.95f, 1e-8f, 0.01f, 1e-4f, 1.0 - std::pow(0.9, t), 1.0 - std::pow(0.95, t)};
+    P.cpu->ghostScaleStep(s.c, m.c, v.c, ds.c, L, r, head.c);
+    P.gpu->ghostScaleStep(s.g, m.g, v.g, ds.g, L, r, head.g);
+  }
+  expectSame("ghost s", s.gpuHost(), s.cpuHost());
+  expectSame("ghost m", m.gpuHost(), m.cpuHost());
+  expectSame("ghost v", v.gpuHost(), v.cpuHost());
+  primal::StepHead bad{};
+  bad.refused = primal::kRefuseNorm;
+  Dual<primal::StepHead> refused(P, {bad});
+  const auto s0 = s.gpuHost();
+  P.gpu->ghostScaleStep(s.g, m.g, v.g, ds.g, L,
+                        primal::polt::GhostScaleRule{0.9f, 0.95f, 1e-8f, 0.01f, 1e-4f, 0.5, 0.5}, refused.g);
+  expectSame("ghost refused", s.gpuHost(), s0);
 }
 
 // ---- bf16 GEMM mode (PRIMAL_GEMM=bf16) -----------------------------------------------------------

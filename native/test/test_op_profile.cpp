@@ -1,6 +1,7 @@
 // The op profiler (primal/op_profile.h) on the CPU backend: it changes nothing the trainer
 // computes, counts every op and host synchronisation of a step the same way each step, and
 // attributes the work the shapes imply.
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -121,4 +122,30 @@ PRIMAL_TEST("trainer/op profile: a small clock pool resolves early and loses no 
   EXPECT_EQ(r.hostSyncs, 1u);
   EXPECT_NEAR(y[0], 15.5, 0, 0);
   EXPECT_TRUE(pr->report().ops.size() > 5);
+}
+
+PRIMAL_TEST("trainer/op profile: a step waits for the device at most twice, however many chunks") {
+  primal_test::EnvScope env("PRIMAL_PROFILE", "1");
+  for (Quant q : {Quant::FP, Quant::STE, Quant::Poltergeist})
+    for (int micro : {2, 1}) {
+      TrainConfig c = profConfig(q);
+      c.accum = 2;
+      c.microBatch = micro;  // 2 or 4 chunks per step
+      Trainer t(c, "cpu", 1);
+      ProfilingBackend* p = profilerOf(t.backend());
+      EXPECT_TRUE(p != nullptr);
+      t.setTrainData(cycleTokens(2000, c.model.vocab));
+      t.trainStep();
+      p->resetProfile();
+      for (int i = 0; i < 3; ++i) {
+        t.trainStep();
+        p->endStep();
+      }
+      const OpProfileReport r = p->report();
+      std::string by;
+      for (const auto& s : r.syncsByOp) by += " " + s.first + "=" + std::to_string(s.second);
+      std::printf("     %s, %d chunks: %.1f host syncs per step (%s )\n", quantName(q), t.chunksPerStep(),
+                  static_cast<double>(r.hostSyncs) / 3.0, by.c_str());
+      EXPECT_TRUE(r.hostSyncs <= 2u * 3u);
+    }
 }

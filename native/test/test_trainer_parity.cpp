@@ -8,7 +8,11 @@
 #include <memory>
 #include <vector>
 
+#include <limits>
+#include <string>
+
 #include "primal/backend.h"
+#include "primal/op_profile.h"
 #include "primal/trainer.h"
 #include "testing.h"
 
@@ -88,6 +92,74 @@ PRIMAL_TEST("cuda/trainer 200-step tiny runs track the CPU loss curve") {
     std::printf("     %s: first %.4f, last-20 mean cpu %.4f gpu %.4f\n", quantName(q), first, tc, tg);
     EXPECT_TRUE(tc < 0.8 * first);
     EXPECT_NEAR(tg, tc, 0.02, 0.05);
+  }
+}
+
+PRIMAL_TEST("cuda/trainer step contract: one host sync per step (4 chunks), the CPU's losses, refusals") {
+  requireGpu();
+  auto data = textLike(100000, 256);
+  for (Quant q : {Quant::FP, Quant::STE, Quant::Poltergeist}) {
+    TrainConfig c = tinyConfig(q);
+    c.accum = 2;
+    c.microBatch = 4;  // 4 chunks per step
+    std::unique_ptr<Trainer> gpuOwner;
+    {
+      primal_test::EnvScope env("PRIMAL_CUDA_PROFILE", "1");
+      gpuOwner = std::make_unique<Trainer>(c, "cuda", 0);
+    }
+    Trainer& gpu = *gpuOwner;
+    Trainer cpu(c, "cpu", 0);
+    gpu.setTrainData(data);
+    cpu.setTrainData(data);
+    ProfilingBackend* prof = profilerOf(gpu.backend());
+    EXPECT_TRUE(prof != nullptr);
+    gpu.trainStep();
+    cpu.trainStep();
+    prof->resetProfile();
+    for (int i = 0; i < 3; ++i) {
+      const StepResult rg = gpu.trainStep(), rc = cpu.trainStep();
+      prof->endStep();
+      // A few steps apart from the CPU: TF32 gradients move Adam's updates of near-zero gradients.
+      EXPECT_NEAR(rg.loss, rc.loss, 1e-4, 5e-3);
+      EXPECT_NEAR(rg.gradNorm, rc.gradNorm, 1e-4, 3e-2);
+      EXPECT_EQ(rg.tokens, rc.tokens);
+      for (size_t l = 0; l < rg.layers.size(); ++l)
+        EXPECT_NEAR(rg.layers[l].scale, rc.layers[l].scale, 1e-5, 1e-2);
+    }
+    const OpProfileReport r = prof->report();
+    std::printf("     %s: %.1f host syncs per step\n", quantName(q), static_cast<double>(r.hostSyncs) / 3.0);
+    EXPECT_TRUE(r.hostSyncs <= 2u * 3u);
+    // A step refused on the device (a non-finite loss) changes nothing, as on the CPU.
+    const auto scales0 = gpu.scales();
+    const double tokens0 = gpu.tokensSeen();
+    std::vector<std::vector<int8_t>> codes0, votes0;
+    if (q == Quant::Poltergeist)
+      for (int l = 0; l < static_cast<int>(gpu.layers().size()); ++l) {
+        codes0.push_back(gpu.codes(l));
+        votes0.push_back(gpu.votes(l));
+      }
+    const auto wte = gpu.param("wte"), norm0 = gpu.param("norm_f");
+    std::vector<float> bad(wte.size(), std::numeric_limits<float>::infinity());
+    gpu.setParam("wte", bad);
+    std::string err;
+    try {
+      gpu.trainStep();
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+    EXPECT_TRUE(err.find("non-finite training loss") != std::string::npos);
+    gpu.setParam("wte", wte);
+    EXPECT_EQ(gpu.step(), 4);
+    EXPECT_EQ(gpu.tokensSeen(), tokens0);
+    EXPECT_TRUE(gpu.scales() == scales0);
+    EXPECT_TRUE(gpu.param("norm_f") == norm0);
+    for (float g : gpu.scaleGrads()) EXPECT_EQ(g, 0.0f);
+    if (q == Quant::Poltergeist)
+      for (int l = 0; l < static_cast<int>(gpu.layers().size()); ++l) {
+        EXPECT_TRUE(gpu.codes(l) == codes0[l]);
+        EXPECT_TRUE(gpu.votes(l) == votes0[l]);
+      }
+    EXPECT_EQ(gpu.trainStep().step, 5);
   }
 }
 

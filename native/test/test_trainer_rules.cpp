@@ -72,6 +72,58 @@ PRIMAL_TEST("trainer/a non-finite loss in a later chunk undoes the step's earlie
   // The trainer goes on as if the refused step never started.
   t.setParam("wte", wte);
   EXPECT_EQ(t.trainStep().step, 2);
+  // In the step's first chunk too: the votes kept at its start come back.
+  const auto votes2 = allVotes(t);
+  t.setParam("wte", bad);
+  EXPECT_TRUE(errorOf([&] { t.accumulate(); }).find("non-finite training loss") != std::string::npos);
+  EXPECT_TRUE(allVotes(t) == votes2);
+  t.setParam("wte", wte);
+}
+
+PRIMAL_TEST("trainer/trainStep decides a refused step on the device: nothing changes, not even tokens") {
+  for (Quant q : {Quant::Poltergeist, Quant::STE}) {
+    TrainConfig c = microConfig(q);
+    c.accum = 2;
+    c.microBatch = 1;  // 4 chunks: the bad loss comes in the first, later chunks still run
+    Trainer t(c, "cpu", 1);
+    t.setTrainData(patternTokens(4000, c.model.vocab));
+    t.trainStep();
+    const auto scales0 = t.scales();
+    const double tokens0 = t.tokensSeen();
+    std::vector<std::vector<float>> p0;
+    for (const std::string& n : t.paramNames()) p0.push_back(t.param(n));
+    std::vector<std::vector<int8_t>> votes0, codes0;
+    if (q == Quant::Poltergeist) {
+      votes0 = allVotes(t);
+      codes0 = allCodes(t);
+    }
+    const std::vector<float> wte = t.param("wte");
+    std::vector<float> bad = wte;
+    for (float& x : bad) x = std::numeric_limits<float>::infinity();
+    t.setParam("wte", bad);
+    const std::string err = errorOf([&] { t.trainStep(); });
+    EXPECT_TRUE(err.find("non-finite training loss") != std::string::npos);
+    EXPECT_TRUE(err.find("at step 2") != std::string::npos);
+    t.setParam("wte", wte);
+    EXPECT_EQ(t.step(), 1);
+    EXPECT_EQ(t.tokensSeen(), tokens0);
+    EXPECT_TRUE(t.scales() == scales0);
+    for (float g : t.scaleGrads()) EXPECT_EQ(g, 0.0f);
+    size_t i = 0;
+    for (const std::string& n : t.paramNames()) {
+      EXPECT_TRUE(t.param(n) == p0[i]);
+      EXPECT_TRUE(n != "wte" || t.paramGrad(n) == std::vector<float>(wte.size(), 0.0f));
+      ++i;
+    }
+    if (q == Quant::Poltergeist) {
+      EXPECT_TRUE(allVotes(t) == votes0);
+      EXPECT_TRUE(allCodes(t) == codes0);
+    }
+    // The next step is the step that was refused, from the same state.
+    const StepResult r = t.trainStep();
+    EXPECT_EQ(r.step, 2);
+    EXPECT_TRUE(std::isfinite(r.loss));
+  }
 }
 
 PRIMAL_TEST("trainer/a non-finite Ghost Scale gradient refuses the step and changes nothing") {
@@ -84,10 +136,12 @@ PRIMAL_TEST("trainer/a non-finite Ghost Scale gradient refuses the step and chan
   const auto wte0 = t.param("wte");
   t.accumulate();
   Model& m = TrainerTestAccess::model(t);
-  m.lin[3].ds = std::numeric_limits<double>::quiet_NaN();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  m.be->toDevice(m.ds() + 3, &nan, sizeof nan);  // dL/ds lives in the step statistics
   const std::string err = errorOf([&] { t.applyStep(); });
   EXPECT_TRUE(err.find("non-finite Ghost Scale gradient") != std::string::npos);
   EXPECT_TRUE(err.find(t.layers()[3].name) != std::string::npos);
+  EXPECT_EQ(t.tokensSeen(), static_cast<double>(c.batch * c.model.seq));  // only the first step's
   EXPECT_TRUE(allVotes(t) == votes0);
   EXPECT_TRUE(allCodes(t) == codes0);
   EXPECT_TRUE(t.scales() == scales0);
@@ -174,7 +228,8 @@ PRIMAL_TEST("trainer/the Ghost Scale AdamW: lr x schedule, bias correction, no d
   t.setScale(0, c.scaleMin);
   Model& mdl = TrainerTestAccess::model(t);
   t.accumulate();
-  mdl.lin[0].ds = 1e6;  // a huge positive gradient pushes s down
+  const double huge = 1e6;  // a huge positive gradient pushes s down
+  mdl.be->toDevice(mdl.ds(), &huge, sizeof huge);
   t.applyStep();
   EXPECT_EQ(t.scales()[0], c.scaleMin);
 }
@@ -210,7 +265,7 @@ PRIMAL_TEST("trainer/gradient clipping scales the gradient AdamW sees; decay onl
   // The 1-D norm weights get no gradient here, the 2-D ones keep theirs.
   std::vector<std::vector<float>> g, p0;
   for (auto& p : m.params) {
-    if (p.shape.size() == 1) m.be->zero(p.g, p.g.bytes());
+    if (p.shape.size() == 1) m.be->zero(p.g, sizeof(float) * p.n);
     g.push_back(t.paramGrad(p.name));
     p0.push_back(t.param(p.name));
   }
@@ -225,7 +280,7 @@ PRIMAL_TEST("trainer/gradient clipping scales the gradient AdamW sees; decay onl
     FpParam& p = m.params[i];
     EXPECT_EQ(p.decay, p.shape.size() == 2);
     std::vector<float> mom(p.n);
-    m.be->toHost(mom.data(), p.m, p.m.bytes());
+    m.be->toHost(mom.data(), p.m, sizeof(float) * p.n);
     const std::vector<float> p1 = t.param(p.name);
     for (size_t j = 0; j < p.n; j += 7) {
       EXPECT_NEAR(mom[j], (1 - c.beta1) * (g[i][j] * clip), 1e-12, 1e-5);

@@ -8,11 +8,18 @@
 //
 // Accumulation rule: an op that writes a gradient named d* ACCUMULATES into it (+=) unless its
 // comment says "writes". Forward outputs always overwrite.
+//
+// Host round trips: only toHost, sync, sumSquares and allFinite wait for the device (they are
+// called "synchronous" below). Every other op only queues work; what a training step needs to
+// decide (its loss, gradient norm, refusal, Ghost Scales, statistics) is written to device memory
+// by the ops (StepHead and the per-layer arrays next to it) and read by the trainer once per step.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "primal/poltergeist.h"
 
 namespace primal {
 
@@ -25,12 +32,13 @@ struct FlipStats {
   uint64_t flipsDown;       // code decreased
   uint64_t occupancy[5];    // codes -2..2 after the step
   uint64_t votesNonZero;    // |vote| >= 1 after the step
-  uint64_t votesSaturated;  // |vote| == 127 after the step
+  uint64_t votesSaturated;  // |vote| == polt::kVoteMax after the step
   double pSum;              // sum of p over weights (mean = pSum / n)
   float pMax;               // max p
 };
 
-// Parameters of one flip step for one layer.
+// Parameters of one flip step for one layer. The Ghost Scale s the probability uses is read
+// from device memory (the value after this step's scale update).
 struct FlipParams {
   uint32_t seedLo, seedHi;  // Philox key
   uint32_t layer;           // counter word 1
@@ -38,15 +46,41 @@ struct FlipParams {
   float flipRate;
   float pMax;
   float voteKeep;
-  float scale;    // s_l after this step's scale update
   int accum;      // K micro-batches
   bool bridgeOn;  // false: ladder -2 <-> 0 <-> +2
 };
 
 // The largest op shapes of one micro-batch (see scratchBytes): B windows of T tokens, model
-// width C, H heads, FFN width F, real vocab V, padded embedding rows Vp.
+// width C, H heads, FFN width F, real vocab V, padded embedding rows Vp, L blocks.
 struct ScratchShape {
-  int B = 0, T = 0, C = 0, H = 0, F = 0, V = 0, Vp = 0;
+  int B = 0, T = 0, C = 0, H = 0, F = 0, V = 0, Vp = 0, L = 0;
+};
+
+// Why a step was refused (StepHead::refused): a refused step changes nothing.
+constexpr uint32_t kRefuseLoss = 1u;   // a micro-batch's mean loss was not finite
+constexpr uint32_t kRefuseNorm = 2u;   // the fp gradient norm was not finite
+constexpr uint32_t kRefuseScale = 4u;  // a Ghost Scale gradient dL/ds was not finite
+
+// What one optimizer step accumulates in device memory while it runs. The step's ops add into it
+// and decide from it (stepGate) without the host looking; the trainer reads it once, after the
+// step. All fields start at zero with the step.
+struct StepHead {
+  double lossSum;     // sum over the step's micro-batches of each one's mean loss (finite ones)
+  double tokens;      // their scored targets
+  double gradSq;      // sum of squares of the fp gradient (sumSegments)
+  double lastLoss;    // the mean loss of the latest micro-batch
+  double badLoss;     // the step's first non-finite micro-batch loss
+  float clip;         // gradient clip factor for AdamW (stepGate)
+  uint32_t refused;   // kRefuse* bits
+  int32_t badLayer;   // with kRefuseScale: the first layer whose dL/ds is not finite
+  uint32_t reserved;  // keeps the size a multiple of 8
+};
+
+// Decoupled AdamW's constants for one step: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+// p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), mhat = m / (1-b1^t), vhat = v / (1-b2^t).
+struct AdamParams {
+  float lr, beta1, beta2, eps, weightDecay;
+  int t;  // the step, 1-based
 };
 
 class Backend {
@@ -83,6 +117,15 @@ class Backend {
   virtual void scale(float* x, float a, size_t n) = 0;       // x *= a
   virtual double sumSquares(const float* x, size_t n) = 0;   // sum x^2 (synchronous)
   virtual bool allFinite(const float* x, size_t n) = 0;      // synchronous
+  // Sums over segments of base, into device memory (nothing returns to the host). Segment j is
+  // elements [seg[2j], seg[2j+1]) of base; seg is a host table of `count` pairs that a caller
+  // passes unchanged from call to call (a backend may keep what it derives from it).
+  // perSegment[j] = the sum over segment j of x^2 (absolute = false) or |x| (true), in double;
+  // *total = those segment sums added in table order. Either output may be null. The CPU sums
+  // each segment exactly as sumSquares (or steQuantize's mean |W|) sums a buffer of its own, so
+  // the total equals adding the per-tensor sums in table order, bit for bit.
+  virtual void sumSegments(const float* base, const size_t* seg, int count, bool absolute, double* perSegment,
+                           double* total) = 0;
 
   // ---- model ops -------------------------------------------------------------------------
   // out[n,:] = table[tokens[n],:]
@@ -122,43 +165,63 @@ class Backend {
   // dLoss/dtable (sum over scored rows). Never materializes all N x V logits at once.
   virtual void classifier(const float* x, const float* table, const int32_t* targets, float* losses,
                           float* dx, float* dtable, int N, int C, int V, float gradScale) = 0;
+  // One micro-batch's training loss from the classifier's losses[N] (targets < 0 unscored): the
+  // mean over scored rows (their sum and count in double, rows in order on the CPU; 0 with none
+  // scored) goes to head->lastLoss; a finite mean adds to head->lossSum and its count to
+  // head->tokens, a non-finite one sets kRefuseLoss (and head->badLoss, the first time).
+  virtual void stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) = 0;
   // logits[n, :V] = x[n,:] . table[:V,:]^T for a few rows (generation). Writes logits [N,V].
   virtual void logits(const float* x, const float* table, float* logits, int N, int C, int V) = 0;
 
-  // ---- optimizers ------------------------------------------------------------------------
-  // Decoupled AdamW, one tensor: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-  // p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), mhat = m / (1-b1^t), vhat = v / (1-b2^t),
-  // t = step (1-based). g is multiplied by gradScale first (gradient clipping).
-  virtual void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-                     float eps, float wd, int t, float gradScale) = 0;
+  // ---- the step's decision and updates ----------------------------------------------------
+  // Decides the step on the device: kRefuseNorm when sqrt(head->gradSq) is not finite;
+  // kRefuseScale, with head->badLayer, when some ds[l] (l < layers) is not finite; head->clip =
+  // gradClip / (norm + 1e-6) (in double, then float) when gradClip > 0 and norm > gradClip, else 1.
+  virtual void stepGate(StepHead* head, const double* ds, int layers, float gradClip) = 0;
+
+  // AdamW (AdamParams) over n parameters laid end to end (an arena): elements [0, nDecay) decay
+  // with a.weightDecay, the rest not at all. g is multiplied by head->clip first; nothing changes
+  // when head->refused. head == nullptr: clip 1, never refused.
+  virtual void adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay,
+                     const AdamParams& a, const StepHead* head) = 0;
 
   // ---- quantizers ------------------------------------------------------------------------
-  // STE (BitNet b1.58): gamma = max(mean|W|, 1e-8); Wq = gamma * clamp(rint(W/gamma), -1, 1).
-  // Writes Wq; returns gamma (synchronous).
-  virtual float steQuantize(const float* W, float* Wq, size_t n) = 0;
+  // STE (BitNet b1.58): gamma = max((float)(*absSum / n), 1e-8), Wq = gamma * clamp(rint(W/gamma),
+  // -1, 1). Writes Wq. With computeAbs it first writes *absSum = sum |W| (in double; the CPU sums as
+  // sumSegments does); without, it reads the sum a previous call left there (the weights of a
+  // forward and its backward are the same, so their gamma is computed once).
+  virtual void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) = 0;
 
   // Poltergeist ops. The rule they apply (levels, votes, flip probability, rungs, decay, random
-  // counters) is written once in primal/poltergeist.h, shared by every backend; read it there.
+  // counters, the Ghost Scale's AdamW) is written once in primal/poltergeist.h, shared by every
+  // backend; read it there. gamma0, s and ds are the layer's entries in device memory.
   //
-  // Effective weight: W[i] = scale * level(code[i], bridge), scale = gamma0 * s. Writes W.
-  virtual void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) = 0;
+  // Effective weight: W[i] = scale * level(code[i], bridge), scale = *gamma0 * *s (in float).
+  virtual void poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                               float bridge) = 0;
   // Backward of one Poltergeist layer with weight gradient G (dL/dW, already includes the
   // micro-batch's loss scaling): every vote[i] = castVote(vote[i], G[i], voteThreshold(...));
-  // returns sum_i G[i] * level(code[i]) in double (caller multiplies by gamma0 to get dL/ds).
-  // Synchronous return.
-  virtual double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                          float deadzone) = 0;
+  // *ds += (double)*gamma0 * sum_i G[i] * level(code[i]) (the sum in double): dL/ds.
+  virtual void poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                        float deadzone, const float* gamma0, double* ds) = 0;
   // The step's votes from its vote change: vote[i] = mergeVote(start[i], vote[i]) (vote holds the
-  // change on entry). start and vote may not overlap.
-  virtual void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) = 0;
+  // change on entry); when head->refused, vote[i] = start[i] instead (the step's votes undone).
+  // start and vote may not overlap. head may be null (never refused).
+  virtual void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) = 0;
+  // The Ghost Scales' AdamW for `layers` layers at once: ghostScaleAdamW (poltergeist.h) on s[l],
+  // m[l], v[l] from ds[l]. Nothing changes when head->refused.
+  virtual void ghostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                              const polt::GhostScaleRule& rule, const StepHead* head) = 0;
   // The optimizer-step flip for one layer: flipWeight() of every weight i with
-  // p = flipProbability(|vote|) and the random words flipRandom(i, layer, step, seed) (scale = s
-  // after this step's scale update, accum = K). If pOut != nullptr, writes p (as float) for every
-  // weight. Fills stats (synchronous).
-  virtual void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
-                        float* pOut) = 0;
-  // Computes p (as in poltFlip) into pOut without changing anything (introspection).
-  virtual void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) = 0;
+  // p = flipProbability(|vote|) and the random words flipRandom(i, layer, step, seed) (s = *scale,
+  // the Ghost Scale after this step's update; accum = K). If pOut != nullptr, writes p (as float)
+  // for every weight; if stats != nullptr, writes the layer's FlipStats there (device memory).
+  // Nothing changes when head->refused (head may be null).
+  virtual void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                        const StepHead* head, FlipStats* stats, float* pOut) = 0;
+  // Computes p (as in poltFlip, s = *scale) into pOut without changing anything (introspection).
+  virtual void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                                 const float* scale) = 0;
 };
 
 // Factories. makeCudaBackend throws primal::Error when CUDA was not built or no GPU is present.

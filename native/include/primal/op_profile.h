@@ -2,7 +2,8 @@
 // CUDA): ProfilingBackend wraps a Backend, brackets every op with two timestamps taken on the
 // backend's own queue (CUDA: events from a pre-created pool; CPU: steady_clock), and resolves them
 // once per step into a table of calls, time and work (FLOPs, bytes) per op. It also counts the
-// host synchronisations the Backend contract implies (the entry points documented "synchronous").
+// host synchronisations the Backend contract implies: every entry point that waits for the device
+// (toHost, sync, and the ops documented "synchronous": sumSquares, allFinite).
 // Timing never changes what the wrapped backend computes.
 #pragma once
 #include <chrono>
@@ -105,6 +106,8 @@ class ProfilingBackend final : public Backend {
   void scale(float* x, float a, size_t n) override;
   double sumSquares(const float* x, size_t n) override;
   bool allFinite(const float* x, size_t n) override;
+  void sumSegments(const float* base, const size_t* seg, int count, bool absolute, double* perSegment,
+                   double* total) override;
   void embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) override;
   void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C) override;
   void rmsnormForward(const float* x, const float* w, float* y, float* rstd, int N, int C,
@@ -124,16 +127,22 @@ class ProfilingBackend final : public Backend {
   void classifier(const float* x, const float* table, const int32_t* targets, float* losses, float* dx,
                   float* dtable, int N, int C, int V, float gradScale) override;
   void logits(const float* x, const float* table, float* logits, int N, int C, int V) override;
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
-             float wd, int t, float gradScale) override;
-  float steQuantize(const float* W, float* Wq, size_t n) override;
-  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override;
-  double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                  float deadzone) override;
-  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
-                float* pOut) override;
-  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) override;
-  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override;
+  void stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) override;
+  void stepGate(StepHead* head, const double* ds, int layers, float gradClip) override;
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, const AdamParams& a,
+             const StepHead* head) override;
+  void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) override;
+  void poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                       float bridge) override;
+  void poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
+                const float* gamma0, double* ds) override;
+  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) override;
+  void ghostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                      const polt::GhostScaleRule& rule, const StepHead* head) override;
+  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                const StepHead* head, FlipStats* stats, float* pOut) override;
+  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                         const float* scale) override;
 
  private:
   struct Pending {

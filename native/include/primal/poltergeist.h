@@ -45,6 +45,9 @@
 //        vote = sign(vote) * floor(|vote| * voteKeep + u2)   in double, clamped to [0, 127].
 //   A code at +-2 pushed outward does not move: no flip, its vote decays like any other.
 //
+// The Ghost Scale s of each layer has its own AdamW without weight decay (ghostScaleAdamW), from
+// the step's dL/ds, clamped to stay >= scaleMin; the flip step reads s after that update.
+//
 // Initialisation: code = the nearest level of W0 / gamma0 with midpoint thresholds
 // (|x| < bridge/2 -> 0, < (1 + bridge)/2 -> +-1, else +-2; bridge off: |x| < 1/2 -> 0 else +-2).
 //
@@ -86,6 +89,41 @@ PRIMAL_HD double divRn(double a, double b) {
   return __ddiv_rn(a, b);
 #else
   return a / b;
+#endif
+}
+PRIMAL_HD double subRn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+PRIMAL_HD double sqrtRn(double a) {
+#if defined(__CUDA_ARCH__)
+  return __dsqrt_rn(a);
+#else
+  return sqrt(a);
+#endif
+}
+PRIMAL_HD float fmulRn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+PRIMAL_HD float faddRn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+PRIMAL_HD float fsubRn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
 #endif
 }
 
@@ -136,10 +174,10 @@ struct FlipRule {
   bool bridgeOn;
 };
 
-inline FlipRule flipRuleFor(float flipRate, float scale, int accum, float pMax, float voteKeep,
-                            bool bridgeOn) {
+PRIMAL_HD FlipRule flipRuleFor(float flipRate, float scale, int accum, float pMax, float voteKeep,
+                               bool bridgeOn) {
   FlipRule r;
-  r.rate = static_cast<double>(flipRate) * static_cast<double>(scale);
+  r.rate = mulRn(static_cast<double>(flipRate), static_cast<double>(scale));
   r.accum = static_cast<double>(accum);
   r.pMax = static_cast<double>(pMax);
   r.keep = static_cast<double>(voteKeep);
@@ -206,6 +244,30 @@ PRIMAL_HD FlipOutcome flipWeight(int code, int vote, double p, float u, float u2
     o.vote = decayVote(vote, r.keep, u2);
   }
   return o;
+}
+
+// ---- optimizer step: the Ghost Scale's own AdamW ------------------------------------------
+
+// The constants of one step of the Ghost Scales' AdamW (no weight decay): lr is the scale
+// learning rate after the schedule; bc1 = 1 - beta1^t and bc2 = 1 - beta2^t (t the 1-based step)
+// are computed once, on the host, in double.
+struct GhostScaleRule {
+  float beta1, beta2, eps, lr, scaleMin;
+  double bc1, bc2;
+};
+
+// One Ghost Scale's step from its accumulated gradient ds, in exactly this arithmetic:
+//   g = (float)ds;  m = beta1 m + (1 - beta1) g;  v = beta2 v + ((1 - beta2) g) g   (float)
+//   upd = (m / bc1) / (sqrt(v / bc2) + eps)                                      (double)
+//   s = max(scaleMin, (float)(s - lr * upd))         (a NaN s lands on scaleMin)
+PRIMAL_HD void ghostScaleAdamW(float& s, float& m, float& v, double ds, const GhostScaleRule& r) {
+  const float g = static_cast<float>(ds);
+  m = faddRn(fmulRn(r.beta1, m), fmulRn(fsubRn(1.0f, r.beta1), g));
+  v = faddRn(fmulRn(r.beta2, v), fmulRn(fmulRn(fsubRn(1.0f, r.beta2), g), g));
+  const double upd = divRn(divRn(static_cast<double>(m), r.bc1),
+                           addRn(sqrtRn(divRn(static_cast<double>(v), r.bc2)), static_cast<double>(r.eps)));
+  const float next = static_cast<float>(subRn(static_cast<double>(s), mulRn(static_cast<double>(r.lr), upd)));
+  s = next > r.scaleMin ? next : r.scaleMin;
 }
 
 // ---- initialisation and the bridge knob ------------------------------------------------------

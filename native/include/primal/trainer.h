@@ -180,13 +180,16 @@ class Trainer {
   size_t trainTokens() const { return train_.size(); }
 
   // One optimizer step: K micro-batch chunks of forward+backward, then the update. Throws Error
-  // with the state unchanged (votes of the refused step undone, gradients dropped) when the loss,
-  // the gradient norm or a Ghost Scale gradient is not finite.
+  // with the state unchanged (votes of the refused step undone, gradients dropped, no tokens
+  // counted) when the loss, the gradient norm or a Ghost Scale gradient is not finite. The host
+  // waits for the device once per step: the step uploads its windows at the start, decides and
+  // updates on the device, and reads the step's statistics back at the end.
   StepResult trainStep();
 
   // The two halves of a step, for inspection and tests: accumulate() runs the step's next
-  // micro-batch chunk (the next microBatch windows) and returns its loss; applyStep() applies the
-  // update once all K = chunksPerStep() chunks are accumulated (either throws otherwise).
+  // micro-batch chunk (the next microBatch windows) and returns its loss (reading it back: a host
+  // round trip per chunk that trainStep() does not make); applyStep() applies the update once
+  // all K = chunksPerStep() chunks are accumulated (either throws otherwise).
   float accumulate();
   StepResult applyStep();
 
@@ -256,12 +259,18 @@ class Trainer {
   int step_ = 0;
   int accumulated_ = 0;
   bool explicitStep_ = false;  // this step's chunks came from forwardBackward()
-  double chunkForwardBackward(const std::vector<int32_t>& targets, int B, int T, float gradScale);
+  // One micro-batch chunk (its tokens on the device): forward, loss and backward; `inspect` reads
+  // its loss back (accumulate, forwardBackward) and refuses a non-finite one at once.
+  double chunkForwardBackward(int chunk, int B, int T, float gradScale, bool inspect);
+  void uploadChunks(int first, int count);  // this step's windows of those chunks, in one upload
+  float chunkGradScale() const;
+  std::string refusalMessage(const StepHead& h, double badDs) const;
+  double dsOf(int layer) const;                  // the accumulated dL/ds of a layer (a host read)
+  float layerScale(double sum, size_t n) const;  // fp rms / ste gamma from a layer's weight sum
+  std::vector<uint8_t> report_;                  // host copy of the step's report
   std::shared_ptr<Communicator> comm_;
   bool consistencyChecked_ = false;
-  double stepTokens_ = 0;    // this rank's scored targets in the step so far
-  std::string rankFailure_;  // distributed: why this rank's chunk was refused (told at applyStep)
-  uint32_t digest_ = 0;      // distributed: 20 bits of the last step's result, compared across ranks
+  uint32_t digest_ = 0;  // distributed: 20 bits of the last step's result, compared across ranks
   void checkRanksAgree();
   // All-reduce / broadcast of backend memory (device = true) or host memory, staged through the
   // memory the communicator works on when that differs. type: a CommType.
@@ -270,7 +279,6 @@ class Trainer {
   bool reduceStep();  // true when it merged the votes itself (int32 path)
   [[noreturn]] void failStep(const std::string& why);
   size_t plannedBytes_ = 0;
-  double accLoss_ = 0;
   double tokens_ = 0;
 };
 

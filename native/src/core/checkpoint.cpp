@@ -307,13 +307,14 @@ void Trainer::save(const std::string& path, const std::string& extraMeta) {
     ts.push_back({"adam_v." + p.name, "F32", sh, asBytes(dl(p.v, p.n))});
   }
   const int nl = static_cast<int>(m.lin.size());
+  // The Ghost Scale state of every layer, from device memory.
   std::vector<float> s(nl), sm(nl), sv(nl), g0(nl);
+  be_->toHost(s.data(), m.ghostS(), sizeof(float) * nl);
+  be_->toHost(sm.data(), m.ghostM(), sizeof(float) * nl);
+  be_->toHost(sv.data(), m.ghostV(), sizeof(float) * nl);
+  be_->toHost(g0.data(), m.ghostGamma0(), sizeof(float) * nl);
   for (int i = 0; i < nl; ++i) {
     BitLayer& l = m.lin[i];
-    s[i] = l.s;
-    sm[i] = l.sM;
-    sv[i] = l.sV;
-    g0[i] = l.gamma0;
     if (cfg_.quant == Quant::Poltergeist) {
       std::vector<int8_t> c(l.n), v(l.n);
       be_->toHost(c.data(), l.code, l.n);
@@ -516,24 +517,21 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
 
   // Everything validated: now replace the state.
   for (auto& p : m.params) {
-    be_->toDevice(p.w, data["param." + p.name].data(), p.w.bytes());
-    be_->toDevice(p.m, data["adam_m." + p.name].data(), p.m.bytes());
-    be_->toDevice(p.v, data["adam_v." + p.name].data(), p.v.bytes());
-    be_->zero(p.g, p.g.bytes());
+    const size_t bytes = sizeof(float) * p.n;
+    be_->toDevice(p.w, data["param." + p.name].data(), bytes);
+    be_->toDevice(p.m, data["adam_m." + p.name].data(), bytes);
+    be_->toDevice(p.v, data["adam_v." + p.name].data(), bytes);
   }
-  auto fl = [&](const char* n) {
-    std::vector<float> v(nl);
-    std::memcpy(v.data(), data[n].data(), sizeof(float) * nl);
-    return v;
-  };
-  auto s = fl("ghost.scale"), sm = fl("ghost.scale_m"), sv = fl("ghost.scale_v"), g0 = fl("ghost.gamma0");
+  be_->zero(m.gradArena, m.gradArena.bytes());
+  be_->zero(m.stepStats, m.stats.accBytes);
+  // The Ghost Scale state, into device memory (same tensors as ever).
+  for (auto [name, dst] : {std::pair<const char*, float*>{"ghost.scale", m.ghostS()},
+                           {"ghost.scale_m", m.ghostM()},
+                           {"ghost.scale_v", m.ghostV()},
+                           {"ghost.gamma0", m.ghostGamma0()}})
+    be_->toDevice(dst, data[name].data(), sizeof(float) * nl);
   for (int i = 0; i < nl; ++i) {
     BitLayer& l = m.lin[i];
-    l.s = s[i];
-    l.sM = sm[i];
-    l.sV = sv[i];
-    l.gamma0 = g0[i];
-    l.ds = 0;
     if (cfg_.quant == Quant::Poltergeist) {
       be_->toDevice(l.code, data["code." + layerInfo_[i].name].data(), l.n);
       be_->toDevice(l.vote, data["vote." + layerInfo_[i].name].data(), l.n);
@@ -545,7 +543,7 @@ std::string Trainer::load(const std::string& path, bool otherActBits) {
   step_ = static_cast<int>(step);
   tokens_ = tokens;
   accumulated_ = 0;
-  accLoss_ = 0;
+  explicitStep_ = false;
   be_->sync();
   return extra;
 }

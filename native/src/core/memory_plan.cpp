@@ -30,6 +30,7 @@ MemoryPlan estimate(const TrainConfig& cfg, int micro, Recompute rc, const Backe
   sh.F = mc.ffn;
   sh.V = mc.vocab;
   sh.Vp = mc.paddedVocab();
+  sh.L = mc.layers;
   p.backendScratch = be.scratchBytes(sh);
   p.totalBytes = modelBytes + p.backendScratch;
   return p;

@@ -10,8 +10,10 @@ namespace primal {
 
 namespace {
 
-// Host-side Ghost Scale state per Poltergeist layer: s, its two AdamW moments, gamma0.
-constexpr size_t kScaleStateBytes = 4 * sizeof(float);
+// The Ghost Scale state per BitLinear in the ternary arena: s, its two AdamW moments, gamma0.
+constexpr size_t kScaleStateFloats = 4;
+
+size_t alignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 // The weights in init and checkpoint order (see Model::params).
 struct WeightSpec {
@@ -61,81 +63,137 @@ ModelDims::ModelDims(const TrainConfig& cfg) {
   for (const WeightSpec& w : weightTable(mc))
     if (w.role != WeightSpec::Linear || !polt) fpW += w.elems();
   chunks = cfg.microBatch > 0 ? static_cast<size_t>(cfg.accum) * (cfg.batch / cfg.microBatch) : 1;
+  nl = 7 * L;
+  const ArenaLayout a = arenaLayout(cfg);
+  fpArena = a.fpArena;
+  fpDecay = a.fpDecay;
+  bitArena = a.bitArena;
+  ternaryBytes = 2 * bitArena + kScaleStateFloats * sizeof(float) * nl;
+  statsBytes = StepStatsLayout(nl).bytes;
+}
+
+// Decaying parameters (the embedding and, for fp/ste, the BitLinears' latent weights) first, then
+// the norms; each in weight order. Poltergeist BitLinears take their codes and votes from the
+// int8 arenas instead.
+ArenaLayout arenaLayout(const TrainConfig& cfg) {
+  const bool polt = cfg.quant == Quant::Poltergeist;
+  ArenaLayout a;
+  const std::vector<WeightSpec> table = weightTable(cfg.model);
+  for (const WeightSpec& w : table) {
+    if (w.role == WeightSpec::Linear) {
+      if (polt) {
+        a.bit.push_back(a.bitArena);
+        a.bitArena = alignUp(a.bitArena + w.elems(), kBitAlign);
+        continue;
+      }
+      a.bit.push_back(0);
+    }
+    a.fp.push_back({0, w.elems(), w.role == WeightSpec::Embedding || w.role == WeightSpec::Linear});
+  }
+  for (bool decay : {true, false}) {
+    for (ArenaLayout::Fp& f : a.fp) {
+      if (f.decay != decay) continue;
+      f.offset = a.fpArena;
+      a.fpArena = alignUp(a.fpArena + f.n, kFpAlign);
+    }
+    if (decay) a.fpDecay = a.fpArena;
+  }
+  return a;
+}
+
+StepStatsLayout::StepStatsLayout(size_t l) : layers(l) {
+  static_assert(sizeof(StepHead) % 8 == 0 && alignof(FlipStats) <= 8, "step statistics alignment");
+  accBytes = sizeof(StepHead) + sizeof(double) * l;
+  report = accBytes;
+  rWeight = report + accBytes;
+  rFlips = rWeight + sizeof(double) * l;
+  rScale = rFlips + sizeof(FlipStats) * l;
+  bytes = rScale + sizeof(float) * l;
 }
 
 // ---- construction and memory ------------------------------------------------------------------
 
-Model::Model(Backend& backend, const TrainConfig& c) : be(&backend), cfg(c) {
-  for (const WeightSpec& w : weightTable(cfg.model)) {
-    const std::vector<int> shape = w.cols ? std::vector<int>{w.rows, w.cols} : std::vector<int>{w.rows};
-    switch (w.role) {
-      case WeightSpec::Embedding:
-        pWte = addParam(w.name, shape, true);
-        break;
-      case WeightSpec::AttnNorm:
-        pNorm1.push_back(addParam(w.name, shape, false));
-        break;
-      case WeightSpec::MlpNorm:
-        pNorm2.push_back(addParam(w.name, shape, false));
-        break;
-      case WeightSpec::FinalNorm:
-        pNormF = addParam(w.name, shape, false);
-        break;
-      case WeightSpec::Linear: {
-        BitLayer l;
-        l.rows = w.rows;
-        l.cols = w.cols;
-        l.n = w.elems();
-        if (polt()) {
-          l.code = DBuf<int8_t>(backend, l.n);
-          l.vote = DBuf<int8_t>(backend, l.n);
-          be->zero(l.vote, l.n);
-        } else {
-          l.param = addParam(w.name, shape, true);
-        }
-        lin.push_back(std::move(l));
-        break;
-      }
-    }
-  }
-  const ModelDims d(cfg);
+Model::Model(Backend& backend, const TrainConfig& c) : be(&backend), cfg(c), dims(c), stats(dims.nl) {
+  const ModelDims& d = dims;
 #define PRIMAL_ALLOC_ONE(name, T, field, elems) name = DBuf<T>(backend, elems);
 #define PRIMAL_ALLOC_MANY(name, T, field, copies, elems) \
   for (size_t i = 0; i < (copies); ++i) name.emplace_back(backend, elems);
   PRIMAL_MODEL_BUFFERS(PRIMAL_ALLOC_ONE, PRIMAL_ALLOC_MANY)
 #undef PRIMAL_ALLOC_ONE
 #undef PRIMAL_ALLOC_MANY
+  // Gradients, moments, votes, the Ghost Scale state and the step statistics start at zero
+  // (arena padding stays zero for good); weights and codes are the trainer's to initialise.
+  be->zero(gradArena, gradArena.bytes());
+  be->zero(adamM, adamM.bytes());
+  be->zero(adamV, adamV.bytes());
+  be->zero(paramArena, paramArena.bytes());
+  be->zero(ternary, ternary.bytes());
+  be->zero(stepStats, stepStats.bytes());
+  const ArenaLayout layout = arenaLayout(cfg);
+  size_t fpIndex = 0, linIndex = 0;
+  for (const WeightSpec& w : weightTable(cfg.model)) {
+    const std::vector<int> shape = w.cols ? std::vector<int>{w.rows, w.cols} : std::vector<int>{w.rows};
+    switch (w.role) {
+      case WeightSpec::Embedding:
+        pWte = addParam(w.name, shape, layout.fp[fpIndex]);
+        break;
+      case WeightSpec::AttnNorm:
+        pNorm1.push_back(addParam(w.name, shape, layout.fp[fpIndex]));
+        break;
+      case WeightSpec::MlpNorm:
+        pNorm2.push_back(addParam(w.name, shape, layout.fp[fpIndex]));
+        break;
+      case WeightSpec::FinalNorm:
+        pNormF = addParam(w.name, shape, layout.fp[fpIndex]);
+        break;
+      case WeightSpec::Linear: {
+        BitLayer l;
+        l.rows = w.rows;
+        l.cols = w.cols;
+        l.n = w.elems();
+        l.offset = layout.bit[linIndex++];
+        if (polt()) {
+          l.code = codes() + l.offset;
+          l.vote = votes() + l.offset;
+        } else {
+          l.param = addParam(w.name, shape, layout.fp[fpIndex]);
+        }
+        lin.push_back(l);
+        break;
+      }
+    }
+    if (w.role != WeightSpec::Linear) ++fpIndex;
+    else if (!polt()) ++fpIndex;
+  }
+  for (const FpParam& p : params) paramSegments.insert(paramSegments.end(), {p.offset, p.offset + p.n});
+  if (!polt())
+    for (const BitLayer& l : lin) {
+      const FpParam& p = params[static_cast<size_t>(l.param)];
+      linearSegments.insert(linearSegments.end(), {p.offset, p.offset + p.n});
+    }
+  prepareWeights();
 }
 
-int Model::addParam(const std::string& name, std::vector<int> shape, bool decay) {
+int Model::addParam(const std::string& name, std::vector<int> shape, const ArenaLayout::Fp& at) {
   FpParam p;
   p.name = name;
   p.shape = shape;
   p.n = 1;
   for (int dim : shape) p.n *= static_cast<size_t>(dim);
-  p.decay = decay;
-  p.w = DBuf<float>(*be, p.n);
-  p.g = DBuf<float>(*be, p.n);
-  p.m = DBuf<float>(*be, p.n);
-  p.v = DBuf<float>(*be, p.n);
-  be->zero(p.g, p.g.bytes());
-  be->zero(p.m, p.m.bytes());
-  be->zero(p.v, p.v.bytes());
+  PRIMAL_CHECK(p.n == at.n, "model: the arena layout disagrees with the weight table for " + name);
+  p.offset = at.offset;
+  p.decay = at.decay;
+  p.w = paramArena.data() + p.offset;
+  p.g = gradArena.data() + p.offset;
+  p.m = adamM.data() + p.offset;
+  p.v = adamV.data() + p.offset;
   params.push_back(std::move(p));
   return static_cast<int>(params.size()) - 1;
 }
 
 MemoryReport Model::memory() const {
   MemoryReport r;
-  for (auto& p : params) {
-    r.params += p.w.bytes();
-    r.grads += p.g.bytes();
-    r.optimizer += p.m.bytes() + p.v.bytes();
-  }
-  for (auto& l : lin) {
-    if (polt()) r.ternaryState += l.code.bytes() + l.vote.bytes() + kScaleStateBytes;
-    r.ternaryWeights += l.n;
-  }
+  for (auto& l : lin) r.ternaryWeights += l.n;
 #define PRIMAL_COUNT_ONE(name, T, field, elems) r.field += name.bytes();
 #define PRIMAL_COUNT_MANY(name, T, field, copies, elems) \
   for (auto& b : name) r.field += b.bytes();
@@ -146,36 +204,24 @@ MemoryReport Model::memory() const {
 }
 
 MemoryReport Model::plannedMemory(const TrainConfig& cfg, size_t* deviceBytes) {
-  const bool poltergeist = cfg.quant == Quant::Poltergeist;
   MemoryReport r;
-  size_t codeVote = 0;  // the device part of ternaryState
-  for (const WeightSpec& w : weightTable(cfg.model)) {
-    const size_t n = w.elems();
-    if (w.role == WeightSpec::Linear) {
-      r.ternaryWeights += n;
-      if (poltergeist) {
-        codeVote += 2 * n;  // int8 code + int8 vote
-        r.ternaryState += 2 * n + kScaleStateBytes;
-        continue;
-      }
-    }
-    r.params += n * sizeof(float);
-    r.grads += n * sizeof(float);
-    r.optimizer += 2 * n * sizeof(float);
-  }
+  for (const WeightSpec& w : weightTable(cfg.model))
+    if (w.role == WeightSpec::Linear) r.ternaryWeights += w.elems();
   const ModelDims d(cfg);
 #define PRIMAL_PLAN_ONE(name, T, field, elems) r.field += sizeof(T) * (elems);
 #define PRIMAL_PLAN_MANY(name, T, field, copies, elems) r.field += (copies) * sizeof(T) * (elems);
   PRIMAL_MODEL_BUFFERS(PRIMAL_PLAN_ONE, PRIMAL_PLAN_MANY)
 #undef PRIMAL_PLAN_ONE
 #undef PRIMAL_PLAN_MANY
-  if (deviceBytes) *deviceBytes = r.params + r.grads + r.optimizer + codeVote + r.activations + r.scratch;
+  if (deviceBytes)
+    *deviceBytes = r.params + r.grads + r.optimizer + r.ternaryState + r.activations + r.scratch;
   return r;
 }
 
 // ---- inputs -------------------------------------------------------------------------------------
 
 void Model::upload(const std::vector<int32_t>& in, const std::vector<int32_t>& tg) {
+  chunk = 0;
   be->toDevice(inTok, in.data(), sizeof(int32_t) * in.size());
   be->toDevice(tgtTok, tg.data(), sizeof(int32_t) * tg.size());
 }
@@ -201,10 +247,12 @@ const float* Model::weightFor(int li) {
   BitLayer& l = lin[li];
   if (cfg.quant == Quant::FP) return params[l.param].w;
   if (cfg.quant == Quant::STE) {
-    be->steQuantize(params[l.param].w, wscratch, l.n);
+    char& fresh = steFresh[static_cast<size_t>(li)];
+    be->steQuantize(params[l.param].w, wscratch, l.n, steAbs.data() + li, !fresh);
+    fresh = 1;
     return wscratch;
   }
-  be->poltMaterialize(l.code, wscratch, l.n, l.gamma0 * l.s, cfg.knobs.bridgeLevel());
+  be->poltMaterialize(l.code, wscratch, l.n, ghostGamma0() + li, ghostS() + li, cfg.knobs.bridgeLevel());
   return wscratch;
 }
 
@@ -231,8 +279,8 @@ void Model::linearBackwardWeight(int li, const float* dy, const float* x, int Nt
     return;
   }
   be->gemm(true, false, l.rows, l.cols, Nt, 1.0f, dy, l.rows, x, l.cols, 0.0f, gscratch, l.cols);
-  double sum = be->poltVote(gscratch, l.code, l.vote, l.n, cfg.knobs.bridgeLevel(), cfg.knobs.deadzone);
-  l.ds += static_cast<double>(l.gamma0) * sum;
+  be->poltVote(gscratch, l.code, l.vote, l.n, cfg.knobs.bridgeLevel(), cfg.knobs.deadzone, ghostGamma0() + li,
+               ds() + li);
 }
 
 // ---- block --------------------------------------------------------------------------------------
@@ -314,7 +362,8 @@ void Model::blockBackward(int b, int B, int T) {
 
 // inTok (B,T) -> res[0] = wte[inTok] -> blocks -> lnf = norm_f(res[L]).
 void Model::forward(int B, int T) {
-  be->embeddingForward(inTok, params[pWte].w, res[0], B * T, C());
+  prepareWeights();
+  be->embeddingForward(inRows(), params[pWte].w, res[0], B * T, C());
   for (int b = 0; b < L(); ++b) blockForward(b, B, T, true);
   be->rmsnormForward(res[L()], params[pNormF].w, lnf, rstdf, B * T, C(), cfg.model.normEps);
 }
@@ -329,7 +378,7 @@ void Model::backward(int B, int T) {
     if (recomputing()) blockForward(b, B, T, false);
     blockBackward(b, B, T);
   }
-  be->embeddingBackward(inTok, dres, params[pWte].g, Nt, Cd);
+  be->embeddingBackward(inRows(), dres, params[pWte].g, Nt, Cd);
 }
 
 // ---- classifier ---------------------------------------------------------------------------------
@@ -337,8 +386,8 @@ void Model::backward(int B, int T) {
 // lnf (Nt,C) . wte^T -> logits (Nt,V) -> losses (Nt) against tgtTok, fused, chunked by the backend.
 std::pair<double, double> Model::classify(const std::vector<int32_t>& targets, int Nt, bool withGrad,
                                           float gradScale) {
-  be->classifier(lnf, params[pWte].w, tgtTok, losses, withGrad ? dlnf.data() : nullptr,
-                 withGrad ? params[pWte].g.data() : nullptr, Nt, C(), V(), gradScale);
+  be->classifier(lnf, params[pWte].w, tgtRows(), losses, withGrad ? dlnf.data() : nullptr,
+                 withGrad ? params[pWte].g : nullptr, Nt, C(), V(), gradScale);
   hostLoss.resize(Nt);
   be->toHost(hostLoss.data(), losses, sizeof(float) * Nt);
   double sum = 0, cnt = 0;
@@ -348,6 +397,11 @@ std::pair<double, double> Model::classify(const std::vector<int32_t>& targets, i
       cnt += 1;
     }
   return {sum, cnt};
+}
+
+void Model::classifyStep(int Nt, float gradScale) {
+  be->classifier(lnf, params[pWte].w, tgtRows(), losses, dlnf, params[pWte].g, Nt, C(), V(), gradScale);
+  be->stepLoss(losses, tgtRows(), Nt, head());
 }
 
 void Model::logits(size_t row, float* hostOut) {

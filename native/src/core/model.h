@@ -70,9 +70,44 @@ struct ModelDims {
   size_t maxW;                     // elements of the largest BitLinear weight
   size_t maxCF;                    // max(C, F): the widest activation a BitLinear reads
   size_t bitW;                     // elements of all BitLinear weights together (7 per block)
-  size_t fpW;                      // elements of all fp parameters together (their gradients)
+  size_t fpW;                      // elements of all fp parameters together
   size_t chunks;                   // micro-batch chunks per step: accum * batch / microBatch
+  size_t nl;                       // BitLinear layers (7 per block)
+  size_t fpArena, fpDecay;         // fp arena elements (each parameter aligned), the decay part
+  size_t bitArena;                 // bytes of one int8 arena over all BitLinears (codes or votes)
+  size_t ternaryBytes;             // codes + votes (poltergeist) + the Ghost Scale state
+  size_t statsBytes;               // the step statistics (StepStats)
   bool actQuant, quantized, polt;  // actBits > 0; quant != fp; quant == poltergeist
+};
+
+// Where each weight lives in the arenas (model.cpp, arenaLayout): fp parameters at element
+// offsets of the fp arenas (weights, gradients, Adam m and v share one layout), the decaying ones
+// first; BitLinears at byte offsets of the int8 code and vote arenas. Offsets are aligned
+// (kFpAlign floats, kBitAlign bytes) so every tensor starts where its own allocation would.
+constexpr size_t kFpAlign = 64, kBitAlign = 64;
+struct ArenaLayout {
+  struct Fp {
+    size_t offset, n;
+    bool decay;
+  };
+  std::vector<Fp> fp;       // per fp parameter, in weight order
+  std::vector<size_t> bit;  // per BitLinear: byte offset in the int8 arenas
+  size_t fpArena = 0, fpDecay = 0, bitArena = 0;
+};
+ArenaLayout arenaLayout(const TrainConfig& cfg);
+
+// The step statistics (backend.h: StepHead) in one device allocation of `layers` BitLinears:
+//   accumulators  StepHead, then dL/ds per layer (double)          written while the step runs
+//   report        a copy of the accumulators taken at the step's end, then per layer: the sum
+//                 of W^2 (fp) or |W| (ste) of the updated weight (double), the flip statistics
+//                 (FlipStats) and the Ghost Scale s after the update (float)
+// The host reads the report once per step; the accumulators are zeroed for the next one.
+struct StepStatsLayout {
+  explicit StepStatsLayout(size_t layers);
+  size_t layers;
+  size_t accBytes;                                // StepHead + ds
+  size_t report, rWeight, rFlips, rScale, bytes;  // byte offsets of the report's parts; the total
+  size_t reportBytes() const { return bytes - report; }
 };
 
 // Every device buffer of the passes, in allocation order: its name, element type, the
@@ -84,6 +119,12 @@ struct ModelDims {
 // weights are not kept but recomputed on use (bit-identically) into the shared scratch rows.
 // clang-format off (the table stays aligned)
 #define PRIMAL_MODEL_BUFFERS(ONE, MANY)                                                                      \
+  /* The weights and their optimizer state: one arena each (ArenaLayout). */                                 \
+  ONE(paramArena, float, params, d.fpArena) /* every fp parameter (embedding, norms, fp/ste latent W) */     \
+  ONE(gradArena, float, grads, d.fpArena)   /* their gradients */                                            \
+  ONE(adamM, float, optimizer, d.fpArena)   /* AdamW first moments */                                        \
+  ONE(adamV, float, optimizer, d.fpArena)   /* AdamW second moments */                                       \
+  ONE(ternary, int8_t, ternaryState, d.ternaryBytes) /* codes, votes (bitArena each), s, sM, sV, gamma0 */   \
   /* Kept for backward, per activation set. */                                                               \
   MANY(resMid, float, activations, d.S, d.N* d.C)   /* (B,T,C)   residual after attention */                 \
   MANY(q, float, activations, d.S, d.N* d.C)        /* (B,T,H,D) queries, RoPE applied */                    \
@@ -117,34 +158,38 @@ struct ModelDims {
   ONE(qscratch, float, scratch, d.actQuant ? d.N* d.maxCF : 0) /* (B,T,C|F) quantized activation */          \
   ONE(wscratch, float, scratch, d.quantized ? d.maxW : 0) /* (rows,cols) materialized BitLinear weight */    \
   ONE(gscratch, float, scratch, d.polt ? d.maxW : 0)      /* (rows,cols) BitLinear weight gradient, voted */ \
-  ONE(logitsBuf, float, scratch, d.V)                     /* (V)       one row of logits (generation) */     \
-  ONE(voteUndo, int8_t, scratch, d.polt ? d.bitW : 0)  /* (all BitLinears) votes before the step, restored   \
-                                                          if the step fails */                               \
-  ONE(gradSum, float, grads, d.chunks > 1 ? d.fpW : 0) /* (all fp params) the step's gradient sum while      \
-                                                         a later chunk computes its own from zero */         \
-  ONE(inTok, int32_t, scratch, d.N)                    /* (B,T)     input token ids */                       \
-  ONE(tgtTok, int32_t, scratch, d.N)                   /* (B,T)     target ids, < 0 unscored */
+  ONE(steAbs, double, scratch,                                                                               \
+      d.quantized && !d.polt ? d.nl : 0)                   /* (layers) ste: sum |W| of each latent W */      \
+  ONE(logitsBuf, float, scratch, d.V)                      /* (V)       one row of logits (generation) */    \
+  ONE(voteUndo, int8_t, scratch, d.polt ? d.bitArena : 0)  /* (vote arena) votes before the step, restored   \
+                                                              if the step is refused */                      \
+  ONE(gradSum, float, grads, d.chunks > 1 ? d.fpArena : 0) /* (fp arena) the step's gradient sum while       \
+                                                             a later chunk computes its own from zero */     \
+  ONE(inTok, int32_t, scratch, d.chunks* d.N)    /* (K,B,T)   input token ids of every chunk of the step */  \
+  ONE(tgtTok, int32_t, scratch, d.chunks* d.N)   /* (K,B,T)   target ids, < 0 unscored */                    \
+  ONE(stepStats, uint8_t, scratch, d.statsBytes) /* StepStatsLayout: the step's accumulators and report */
 // clang-format on
 
-// An fp32 weight with its gradient and AdamW moments (all of `shape`).
+// An fp32 weight (of `shape`) with its gradient and AdamW moments: views at `offset` into the
+// model's four fp arenas.
 struct FpParam {
   std::string name;
   std::vector<int> shape;
-  size_t n = 0;
+  size_t n = 0, offset = 0;
   bool decay = false;
-  DBuf<float> w, g, m, v;
+  float *w = nullptr, *g = nullptr, *m = nullptr, *v = nullptr;
 };
 
-// One BitLinear y = x . W^T, W (rows,cols) = (out,in). Poltergeist keeps int8 codes and votes on
-// the device and the Ghost Scale s with its AdamW moments on the host; fp/ste keep a latent fp
-// weight in params.
+// One BitLinear y = x . W^T, W (rows,cols) = (out,in). Poltergeist keeps int8 codes and votes in
+// the ternary arena; fp/ste keep a latent fp weight in params. Every layer's Ghost Scale state
+// (s, its AdamW moments, gamma0) lives in device memory too (Model::ghostS() ...), and its dL/ds
+// in the step statistics.
 struct BitLayer {
   int rows = 0, cols = 0;
   size_t n = 0;
-  int param = -1;           // fp/ste: index of its latent weight in params
-  DBuf<int8_t> code, vote;  // poltergeist: (rows,cols) each
-  float s = 1.0f, sM = 0.0f, sV = 0.0f, gamma0 = 1.0f;
-  double ds = 0.0;  // dL/ds accumulated since the last step
+  int param = -1;                           // fp/ste: index of its latent weight in params
+  size_t offset = 0;                        // byte offset in the code and vote arenas
+  int8_t *code = nullptr, *vote = nullptr;  // poltergeist: (rows,cols) each
 };
 
 // Names of the seven BitLinears of a block, in layer order.
@@ -163,20 +208,47 @@ struct Model {
   MemoryReport memory() const;
   static MemoryReport plannedMemory(const TrainConfig& cfg, size_t* deviceBytes);
 
-  // Passes over the first B*T tokens of inTok/tgtTok (B <= microBatch, T <= seq).
+  // Passes over B*T tokens of inTok/tgtTok (B <= microBatch, T <= seq) from chunk `chunk`'s rows
+  // (chunk c starts at row c * microBatch * seq; upload writes chunk 0's).
   void upload(const std::vector<int32_t>& in, const std::vector<int32_t>& tg);
   void forward(int B, int T);   // inTok -> lnf
   void backward(int B, int T);  // dlnf -> parameter gradients (fp) and votes (Poltergeist)
   // Classifier over lnf: per-token losses (and dlnf and the tied embedding's gradient when
-  // withGrad); returns the loss sum (nats) over targets >= 0 and their count.
+  // withGrad); returns the loss sum (nats) over targets >= 0 and their count (a host round trip).
   std::pair<double, double> classify(const std::vector<int32_t>& targets, int Nt, bool withGrad,
                                      float gradScale);
+  // Training: classifier with gradients, and the chunk's loss into the step statistics (stepLoss);
+  // nothing returns to the host.
+  void classifyStep(int Nt, float gradScale);
   // Logits (V) of row `row` of lnf, to the host.
   void logits(size_t row, float* hostOut);
   // The weight (rows,cols) forward/backward use for BitLinear li, materialized when quantized.
+  // STE computes a layer's gamma at its first materialization after prepareWeights() (forward()
+  // calls it; the backward and a block's recompute reuse it: the weights have not changed).
   const float* weightFor(int li);
+  void prepareWeights() { steFresh.assign(lin.size(), 0); }
   // Throws Error when an id is outside [0, V) (targets may be negative: unscored).
   void checkTokens(const int32_t* t, size_t n, bool targets, const char* what) const;
+
+  int chunk = 0;  // the micro-batch chunk whose token rows the passes read
+
+  // The Ghost Scale state of every BitLinear (nl floats each, device memory) and the step
+  // statistics (StepStatsLayout) as typed views.
+  float* ghostS() const { return ghostBase(0); }
+  float* ghostM() const { return ghostBase(1); }
+  float* ghostV() const { return ghostBase(2); }
+  float* ghostGamma0() const { return ghostBase(3); }
+  int8_t* codes() const { return ternary.data(); }
+  int8_t* votes() const { return ternary.data() + dims.bitArena; }
+  StepHead* head() const { return reinterpret_cast<StepHead*>(stepStats.data()); }
+  double* ds() const { return reinterpret_cast<double*>(stepStats.data() + sizeof(StepHead)); }
+  uint8_t* report() const { return stepStats.data() + stats.report; }
+  double* reportWeight() const { return reinterpret_cast<double*>(stepStats.data() + stats.rWeight); }
+  FlipStats* reportFlips() const { return reinterpret_cast<FlipStats*>(stepStats.data() + stats.rFlips); }
+  float* reportScale() const { return reinterpret_cast<float*>(stepStats.data() + stats.rScale); }
+  // Segment tables (pairs of element offsets, for Backend::sumSegments): every fp parameter in
+  // weight order (over the fp arenas), and fp/ste: every BitLinear's latent weight in layer order.
+  std::vector<size_t> paramSegments, linearSegments;
 
   int C() const { return cfg.model.dModel; }
   int F() const { return cfg.model.ffn; }
@@ -186,6 +258,8 @@ struct Model {
 
   Backend* be = nullptr;
   TrainConfig cfg;  // the trainer's, kept in step with it (knobs, seed)
+  ModelDims dims;
+  StepStatsLayout stats;
 
   // Weights, in Philox init order and checkpoint order: wte, per block attn_norm, mlp_norm and
   // seven BitLinears (latent fp weights in params for fp/ste), norm_f.
@@ -201,9 +275,16 @@ struct Model {
 #undef PRIMAL_DECLARE_MANY
 
   std::vector<float> hostLoss;  // (B,T) losses on the host
+  std::vector<char> steFresh;   // ste: the layer's gamma (steAbs) is that of its current weights
 
  private:
-  int addParam(const std::string& name, std::vector<int> shape, bool decay);
+  int addParam(const std::string& name, std::vector<int> shape, const ArenaLayout::Fp& at);
+  float* ghostBase(int which) const {
+    return reinterpret_cast<float*>(ternary.data() + 2 * dims.bitArena) +
+           static_cast<size_t>(which) * dims.nl;
+  }
+  const int32_t* inRows() const { return inTok.data() + static_cast<size_t>(chunk) * dims.N; }
+  const int32_t* tgtRows() const { return tgtTok.data() + static_cast<size_t>(chunk) * dims.N; }
   bool recomputing() const { return cfg.recompute == Recompute::Block; }
   // The activation set of block b: its own, or the one shared set under block recompute.
   size_t setOf(int b) const { return recomputing() ? 0 : static_cast<size_t>(b); }

@@ -198,8 +198,8 @@ std::string ProfilingBackend::reportJson() const {
 }
 
 // ---- forwarded ops: name, work implied by the shape, then the inner call --------------------
-// Synchronous entry points (backend.h says "synchronous", plus toHost and sync) count as host
-// synchronisations; toDevice may stage asynchronously and is timed but not counted.
+// Entry points that wait for the device (toHost, sync, and the ops backend.h calls "synchronous")
+// count as host synchronisations; toDevice may stage asynchronously and is timed but not counted.
 
 void ProfilingBackend::zero(void* p, size_t bytes) {
   Scope s(*this, "zero", 0, static_cast<double>(bytes));
@@ -246,6 +246,13 @@ bool ProfilingBackend::allFinite(const float* x, size_t n) {
   noteSync("allFinite");
   Scope s(*this, "allFinite", 0, kF * static_cast<double>(n));
   return inner_->allFinite(x, n);
+}
+void ProfilingBackend::sumSegments(const float* base, const size_t* seg, int count, bool absolute,
+                                   double* perSegment, double* total) {
+  double n = 0;
+  for (int j = 0; j < count; ++j) n += static_cast<double>(seg[2 * j + 1] - seg[2 * j]);
+  Scope s(*this, "sumSegments", 2.0 * n, kF * n);
+  inner_->sumSegments(base, seg, count, absolute, perSegment, total);
 }
 void ProfilingBackend::embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) {
   const double nc = static_cast<double>(N) * C;
@@ -319,40 +326,52 @@ void ProfilingBackend::logits(const float* x, const float* table, float* out, in
           kF * (static_cast<double>(N) * C + static_cast<double>(V) * C + static_cast<double>(N) * V));
   inner_->logits(x, table, out, N, C, V);
 }
-void ProfilingBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1,
-                             float b2, float eps, float wd, int t, float gradScale) {
+void ProfilingBackend::stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) {
+  Scope s(*this, "stepLoss", static_cast<double>(N), 2.0 * kF * N);
+  inner_->stepLoss(losses, targets, N, head);
+}
+void ProfilingBackend::stepGate(StepHead* head, const double* ds, int layers, float gradClip) {
+  Scope s(*this, "stepGate", 0, sizeof(StepHead) + 8.0 * layers);
+  inner_->stepGate(head, ds, layers, gradClip);
+}
+void ProfilingBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay,
+                             const AdamParams& a, const StepHead* head) {
   Scope s(*this, "adamw", 12.0 * static_cast<double>(n), 7.0 * kF * static_cast<double>(n));
-  inner_->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t, gradScale);
+  inner_->adamw(p, g, m, v, n, nDecay, a, head);
 }
-float ProfilingBackend::steQuantize(const float* W, float* Wq, size_t n) {
-  noteSync("steQuantize");
-  Scope s(*this, "steQuantize", 3.0 * static_cast<double>(n), 3.0 * kF * static_cast<double>(n));
-  return inner_->steQuantize(W, Wq, n);
+void ProfilingBackend::steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) {
+  const double k = computeAbs ? 3.0 : 2.0;  // the sum of |W| reads W once more
+  Scope s(*this, "steQuantize", k * static_cast<double>(n), k * kF * static_cast<double>(n));
+  inner_->steQuantize(W, Wq, n, absSum, computeAbs);
 }
-void ProfilingBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) {
+void ProfilingBackend::poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0,
+                                       const float* sc, float bridge) {
   Scope s(*this, "poltMaterialize", static_cast<double>(n), (1.0 + kF) * static_cast<double>(n));
-  inner_->poltMaterialize(code, W, n, scale, bridge);
+  inner_->poltMaterialize(code, W, n, gamma0, sc, bridge);
 }
-double ProfilingBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                                  float deadzone) {
-  noteSync("poltVote");
+void ProfilingBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                                float deadzone, const float* gamma0, double* ds) {
   Scope s(*this, "poltVote", 4.0 * static_cast<double>(n), (kF + 3.0) * static_cast<double>(n));
-  return inner_->poltVote(G, code, vote, n, bridge, deadzone);
+  inner_->poltVote(G, code, vote, n, bridge, deadzone, gamma0, ds);
+}
+void ProfilingBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) {
+  Scope s(*this, "poltMergeVotes", 0, 3.0 * static_cast<double>(n));
+  inner_->poltMergeVotes(vote, start, n, head);
+}
+void ProfilingBackend::ghostScaleStep(float* sc, float* m, float* v, const double* ds, int layers,
+                                      const polt::GhostScaleRule& rule, const StepHead* head) {
+  Scope s(*this, "ghostScaleStep", 20.0 * layers, 20.0 * layers);
+  inner_->ghostScaleStep(sc, m, v, ds, layers, rule, head);
 }
 void ProfilingBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params,
-                                FlipStats* stats, float* pOut) {
-  noteSync("poltFlip");
+                                const float* sc, const StepHead* head, FlipStats* stats, float* pOut) {
   Scope s(*this, "poltFlip", 0, (4.0 + (pOut ? kF : 0.0)) * static_cast<double>(n));
-  inner_->poltFlip(code, vote, n, params, stats, pOut);
+  inner_->poltFlip(code, vote, n, params, sc, head, stats, pOut);
 }
-void ProfilingBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) {
-  Scope s(*this, "poltMergeVotes", 0, 3.0 * static_cast<double>(n));
-  inner_->poltMergeVotes(vote, start, n);
-}
-void ProfilingBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n,
-                                         const FlipParams& params) {
+void ProfilingBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                                         const float* sc) {
   Scope s(*this, "poltProbabilities", 0, (1.0 + kF) * static_cast<double>(n));
-  inner_->poltProbabilities(vote, pOut, n, params);
+  inner_->poltProbabilities(vote, pOut, n, params, sc);
 }
 
 // ---- selection ------------------------------------------------------------------------------

@@ -84,24 +84,30 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
     be_->toDevice(p.w, host.data(), sizeof(float) * p.n);
   };
 
+  // The Ghost Scale state of every layer: s = 1, zero moments, gamma0 from W0.
+  const size_t nl = m.lin.size();
+  std::vector<float> ghost(4 * nl, 0.0f);
   initParam(m.pWte, false);
   for (int b = 0; b < Lc; ++b) {
     std::string pre = "blocks." + std::to_string(b) + ".";
     initParam(m.pNorm1[b], true);
     initParam(m.pNorm2[b], true);
     for (int j = 0; j < 7; ++j) {
-      BitLayer& l = m.lin[7 * b + j];
+      const size_t li = static_cast<size_t>(7 * b + j);
+      BitLayer& l = m.lin[li];
       layerInfo_.push_back({pre + kLinearNames[j], l.rows, l.cols});
       std::vector<float> w0(l.n);
       normalInit(w0, mc.initStd, pid, seed);
       ++pid;
       double absSum = 0;
       for (float x : w0) absSum += std::fabs(x);
-      l.gamma0 = static_cast<float>(absSum / static_cast<double>(l.n));
+      const float gamma0 = static_cast<float>(absSum / static_cast<double>(l.n));
+      ghost[li] = 1.0f;
+      ghost[3 * nl + li] = gamma0;
       if (cfg_.quant == Quant::Poltergeist) {
         std::vector<int8_t> code(l.n);
         for (size_t i = 0; i < l.n; ++i)
-          code[i] = polt::nearestCode(w0[i] / l.gamma0, cfg_.knobs.bridgeLevel(), cfg_.knobs.bridgeOn());
+          code[i] = polt::nearestCode(w0[i] / gamma0, cfg_.knobs.bridgeLevel(), cfg_.knobs.bridgeOn());
         be_->toDevice(l.code, code.data(), l.n);
       } else {
         be_->toDevice(m.params[l.param].w, w0.data(), sizeof(float) * l.n);
@@ -109,6 +115,8 @@ Trainer::Trainer(const TrainConfig& cfg, const std::string& backend, int threads
     }
   }
   initParam(m.pNormF, true);
+  be_->toDevice(m.ghostS(), ghost.data(), sizeof(float) * ghost.size());
+  report_.resize(m.stats.reportBytes());
   be_->sync();
 }
 
@@ -125,12 +133,10 @@ void Trainer::setKnobs(const Knobs& k) {
   // Turning the bridge off resolves the +-b codes of every Poltergeist layer by the last b
   // (poltergeist.h).
   if (cfg_.quant == Quant::Poltergeist && cfg_.knobs.bridge && !k.bridge) {
-    for (auto& l : m.lin) {
-      std::vector<int8_t> c(l.n);
-      be_->toHost(c.data(), l.code, l.n);
-      for (auto& x : c) x = polt::resolveBridgeOff(x, *cfg_.knobs.bridge);
-      be_->toDevice(l.code, c.data(), l.n);
-    }
+    std::vector<int8_t> c(m.dims.bitArena);
+    be_->toHost(c.data(), m.codes(), c.size());
+    for (auto& x : c) x = polt::resolveBridgeOff(x, *cfg_.knobs.bridge);
+    be_->toDevice(m.codes(), c.data(), c.size());
   }
   cfg_.knobs = k;
   m.cfg.knobs = k;
@@ -168,95 +174,96 @@ static void sampleWindows(const std::vector<int32_t>& train, const TrainConfig& 
 }
 
 // Votes change in every backward, before the step knows whether it will be applied. The first
-// micro-batch of a step keeps a copy of all votes (voteUndo) and clears the vote buffers, which
-// then gather the step's vote change (poltergeist.h); the step's end merges the change into the
-// kept votes with one clamp (mergeVotes), and a step that fails (non-finite loss, gradient norm or
-// Ghost Scale gradient) puts the kept votes back, so a refused step changes nothing.
+// micro-batch of a step keeps a copy of all votes (voteUndo) and clears the vote arena, which then
+// gathers the step's vote change (poltergeist.h); the step's end merges the change into the kept
+// votes with one clamp, and a refused step (non-finite loss, gradient norm or Ghost Scale
+// gradient) puts the kept votes back instead, so it changes nothing. The step's end does either
+// on the device, from the refusal flag stepGate wrote (Backend::poltMergeVotes).
 static void keepVotes(Model& m, Backend& be) {
-  size_t off = 0;
-  for (auto& l : m.lin) {
-    be.copy(m.voteUndo.data() + off, l.vote, l.n);
-    be.zero(l.vote, l.n);
-    off += l.n;
-  }
+  be.copy(m.voteUndo, m.votes(), m.dims.bitArena);
+  be.zero(m.votes(), m.dims.bitArena);
 }
 
-static void mergeVotes(Model& m, Backend& be) {
-  size_t off = 0;
-  for (auto& l : m.lin) {
-    be.poltMergeVotes(l.vote, m.voteUndo.data() + off, l.n);
-    off += l.n;
-  }
-}
-
-// Offset of layer `layer`'s votes in voteUndo.
-static size_t undoOffset(const Model& m, int layer) {
-  size_t off = 0;
-  for (int i = 0; i < layer; ++i) off += m.lin[static_cast<size_t>(i)].n;
-  return off;
-}
-
-static void restoreVotes(Model& m, Backend& be) {
-  size_t off = 0;
-  for (auto& l : m.lin) {
-    be.copy(l.vote, m.voteUndo.data() + off, l.n);
-    off += l.n;
-  }
-}
-
+// A step the host refuses (a non-finite loss seen by accumulate(), or one the ranks refuse
+// together): the step's votes undone, its gradients and statistics dropped.
 void Trainer::failStep(const std::string& why) {
-  if (m_->polt() && accumulated_ > 0) restoreVotes(*m_, *be_);
+  Model& m = *m_;
+  if (m.polt() && accumulated_ > 0) be_->copy(m.votes(), m.voteUndo, m.dims.bitArena);
   accumulated_ = 0;  // the votes are restored: zeroGrad must not merge them
   zeroGrad();
   throw Error(why);
 }
 
-// Forward, loss and backward of one micro-batch chunk (B,T) already uploaded; gradients scaled by
-// gradScale. The loss is checked before backward, so a non-finite loss casts no votes.
+static std::string lossMessage(double loss, int step) {
+  return "non-finite training loss (" + std::to_string(loss) + ") at step " + std::to_string(step) +
+         "; the step was not applied and its votes were undone. Lower lr or check the data.";
+}
+
+// Forward, loss and backward of micro-batch chunk `chunk` (B,T), its tokens already on the
+// device; gradients scaled by gradScale; the loss goes into the step statistics. Nothing comes
+// back to the host unless `inspect`: then the chunk's mean loss is read and returned, and a
+// non-finite one is refused before backward (it casts no votes).
 //
 // The step's fp gradient is the sum of its chunks' gradients, each computed from zero and added in
 // chunk order (gradSum keeps the sum while a later chunk computes its own). That is also what R
 // data-parallel ranks of one chunk each produce with their all-reduce, so two ranks reproduce one
 // rank with two chunks bit for bit (a + b = b + a).
-double Trainer::chunkForwardBackward(const std::vector<int32_t>& tg, int B, int T, float gradScale) {
+double Trainer::chunkForwardBackward(int chunk, int B, int T, float gradScale, bool inspect) {
   Model& m = *m_;
   if (m.polt() && accumulated_ == 0) keepVotes(m, *be_);
   const bool stash = accumulated_ > 0 && m.gradSum.size() > 0;
   if (stash) {
-    size_t off = 0;
-    for (auto& p : m.params) {
-      be_->copy(m.gradSum.data() + off, p.g, p.g.bytes());
-      be_->zero(p.g, p.g.bytes());
-      off += p.n;
-    }
+    be_->copy(m.gradSum, m.gradArena, m.gradArena.bytes());
+    be_->zero(m.gradArena, m.gradArena.bytes());
   }
+  m.chunk = chunk;
   m.forward(B, T);
-  const auto ls = m.classify(tg, B * T, true, gradScale);
-  const double loss = ls.second > 0 ? ls.first / ls.second : 0.0;
-  if (!std::isfinite(loss)) {
-    const std::string why =
-        "non-finite training loss (" + std::to_string(loss) + ") at step " + std::to_string(step_ + 1) +
-        "; the step was not applied and its votes were undone. Lower lr or check the data.";
-    // A rank alone must not leave the step: the others would wait in the all-reduce. It casts no
-    // votes, finishes the step's chunks and every rank refuses the step together in applyStep().
-    if (worldSize() == 1) failStep(why);
-    if (rankFailure_.empty()) rankFailure_ = why;
-    ++accumulated_;
-    return loss;
+  m.classifyStep(B * T, gradScale);
+  double loss = 0.0;
+  if (inspect) {
+    StepHead h;
+    be_->toHost(&h, m.head(), sizeof h);
+    loss = h.lastLoss;
+    if (!std::isfinite(loss)) {
+      // Counted before refusing, so that the votes kept at the step's start are put back even
+      // when this is its first chunk.
+      ++accumulated_;
+      // A rank alone must not leave the step: the others would wait in the all-reduce. It casts no
+      // votes, finishes the step's chunks and every rank refuses the step together in applyStep().
+      if (worldSize() == 1) failStep(lossMessage(loss, step_ + 1));
+      if (stash) be_->add(m.gradArena, m.gradSum, m.gradArena.size());
+      return loss;
+    }
   }
   m.backward(B, T);
-  if (stash) {
-    size_t off = 0;
-    for (auto& p : m.params) {
-      be_->add(p.g, m.gradSum.data() + off, p.n);
-      off += p.n;
-    }
-  }
+  if (stash) be_->add(m.gradArena, m.gradSum, m.gradArena.size());
   ++accumulated_;
-  accLoss_ += loss;
-  tokens_ += ls.second;
-  stepTokens_ += ls.second;
   return loss;
+}
+
+// The windows of chunks [first, first + count) of this step, uploaded in one go.
+void Trainer::uploadChunks(int first, int count) {
+  Model& m = *m_;
+  const int B = cfg_.microBatch, T = cfg_.model.seq;
+  const size_t N = static_cast<size_t>(B) * T;
+  const uint64_t base = static_cast<uint64_t>(rank()) * static_cast<uint64_t>(chunksPerStep()) * B;
+  std::vector<int32_t> in, tg, ci, ct;
+  in.reserve(N * count);
+  tg.reserve(N * count);
+  for (int c = first; c < first + count; ++c) {
+    sampleWindows(train_, cfg_, step_, c, base, ci, ct);
+    in.insert(in.end(), ci.begin(), ci.end());
+    tg.insert(tg.end(), ct.begin(), ct.end());
+  }
+  be_->toDevice(m.inTok.data() + N * first, in.data(), sizeof(int32_t) * in.size());
+  be_->toDevice(m.tgtTok.data() + N * first, tg.data(), sizeof(int32_t) * tg.size());
+}
+
+// Every target is scored; the gradient is that of the step's mean loss over all its chunks (of
+// every rank).
+float Trainer::chunkGradScale() const {
+  const float Nt = static_cast<float>(cfg_.microBatch) * static_cast<float>(cfg_.model.seq);
+  return 1.0f / (Nt * static_cast<float>(chunksPerStep() * worldSize()));
 }
 
 float Trainer::accumulate() {
@@ -264,17 +271,11 @@ float Trainer::accumulate() {
   if (accumulated_ >= chunksPerStep())
     throw Error("accumulate: all " + std::to_string(chunksPerStep()) +
                 " micro-batch chunk(s) of this step are accumulated; call applyStep() first");
-  Model& m = *m_;
   if (comm_ && !consistencyChecked_) checkRanksAgree();
-  const int B = cfg_.microBatch, T = cfg_.model.seq, Nt = B * T;
-  std::vector<int32_t> in, tg;
-  const uint64_t base = static_cast<uint64_t>(rank()) * static_cast<uint64_t>(chunksPerStep()) * B;
-  sampleWindows(train_, cfg_, step_, accumulated_, base, in, tg);
-  m.upload(in, tg);
-  // Every target is scored; the gradient is that of the step's mean loss over all its chunks (of
-  // every rank).
-  const float gradScale = 1.0f / (static_cast<float>(Nt) * static_cast<float>(chunksPerStep() * worldSize()));
-  return static_cast<float>(chunkForwardBackward(tg, B, T, gradScale));
+  const int chunk = accumulated_;
+  uploadChunks(chunk, 1);
+  return static_cast<float>(
+      chunkForwardBackward(chunk, cfg_.microBatch, cfg_.model.seq, chunkGradScale(), /*inspect=*/true));
 }
 
 // Learning-rate multiplier of `step`: linear warmup, then cosine down to minLrRatio.
@@ -286,20 +287,7 @@ static float lrFactor(const TrainConfig& cfg, int step) {
   return static_cast<float>(cfg.minLrRatio + (1.0 - cfg.minLrRatio) * c);
 }
 
-// The Ghost Scale's own optimizer: AdamW without weight decay on the host, from the accumulated
-// dL/ds, step t (1-based), learning rate slr; s is clamped to stay >= scaleMin. Returns dL/ds.
-static float ghostScaleAdamW(BitLayer& l, const TrainConfig& cfg, int t, float slr) {
-  const double bc1 = 1.0 - std::pow(static_cast<double>(cfg.beta1), t);
-  const double bc2 = 1.0 - std::pow(static_cast<double>(cfg.beta2), t);
-  const float g = static_cast<float>(l.ds);
-  l.sM = cfg.beta1 * l.sM + (1 - cfg.beta1) * g;
-  l.sV = cfg.beta2 * l.sV + (1 - cfg.beta2) * g * g;
-  const double upd = (l.sM / bc1) / (std::sqrt(l.sV / bc2) + cfg.adamEps);
-  l.s = std::max(cfg.scaleMin, static_cast<float>(l.s - slr * upd));
-  return g;
-}
-
-static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, float s, int accum) {
+static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, int accum) {
   FlipParams fp;
   fp.seedLo = static_cast<uint32_t>(cfg.seed);
   fp.seedHi = static_cast<uint32_t>(cfg.seed >> 32);
@@ -308,12 +296,17 @@ static FlipParams flipParamsFor(const TrainConfig& cfg, int layer, int step, flo
   fp.flipRate = cfg.knobs.flipRate;
   fp.pMax = cfg.knobs.pMax;
   fp.voteKeep = cfg.knobs.voteKeep;
-  fp.scale = s;
   fp.accum = accum;
   fp.bridgeOn = cfg.knobs.bridgeOn();
   return fp;
 }
 
+// The update, queued on the device in one go from the step's accumulators: the gradient norm,
+// the decision (stepGate: refuse, or the clip factor), AdamW over the fp arena, the votes merged
+// (or restored when refused), the Ghost Scales' AdamW and the flips; then the report is copied
+// out, the accumulators and gradients cleared, and the host reads the report: the step's one
+// round trip. A refused step changes nothing on the device (every update reads the flag) and is
+// told here with the same errors accumulate() gives.
 StepResult Trainer::applyStep() {
   if (accumulated_ == 0) throw Error("applyStep: no micro-batch accumulated since the last step");
   if (!explicitStep_ && accumulated_ != chunksPerStep())
@@ -321,92 +314,153 @@ StepResult Trainer::applyStep() {
                 std::to_string(chunksPerStep()) +
                 " micro-batch chunk(s) accumulated; call accumulate() again");
   Model& m = *m_;
-  StepResult r;
+  const size_t nl = m.lin.size();
+  const int nli = static_cast<int>(nl);
   // Data parallel: every rank holds the sums over all ranks from here on (the same on each).
   bool votesMerged = false;
   if (comm_) votesMerged = reduceStep();
   const int K = accumulated_ * worldSize();
   const float factor = lrFactor(cfg_, step_);
   const Knobs& k = cfg_.knobs;
-  r.lr = k.lr * factor;
-  // Global gradient norm of the fp parameters, then clipping folded into AdamW's gradScale.
-  double sq = 0;
-  for (auto& p : m.params) sq += be_->sumSquares(p.g, p.n);
-  const double norm = std::sqrt(sq);
-  if (!std::isfinite(norm))
-    failStep("non-finite gradient norm at step " + std::to_string(step_ + 1) +
-             "; the step was not applied and its votes were undone");
-  // A non-finite dL/ds would pin s at its floor and poison its Adam moments for good.
-  for (size_t i = 0; i < m.lin.size(); ++i)
-    if (m.polt() && !std::isfinite(m.lin[i].ds))
-      failStep("non-finite Ghost Scale gradient (" + std::to_string(m.lin[i].ds) + ") in " +
-               layerInfo_[i].name + " at step " + std::to_string(step_ + 1) +
-               "; the step was not applied and its votes were undone");
-  r.gradNorm = static_cast<float>(norm);
-  float clip = 1.0f;
-  if (cfg_.gradClip > 0 && norm > cfg_.gradClip) clip = static_cast<float>(cfg_.gradClip / (norm + 1e-6));
+  const float lr = k.lr * factor;
   const int t = step_ + 1;
-  for (auto& p : m.params)
-    be_->adamw(p.w, p.g, p.m, p.v, p.n, r.lr, cfg_.beta1, cfg_.beta2, cfg_.adamEps,
-               p.decay ? cfg_.weightDecay : 0.0f, t, clip);
-  r.layers.resize(m.lin.size());
+  StepHead* head = m.head();
+  be_->sumSegments(m.gradArena, m.paramSegments.data(), static_cast<int>(m.params.size()), false, nullptr,
+                   &head->gradSq);
+  be_->stepGate(head, m.ds(), nli, cfg_.gradClip);
+  if (votesMerged) {
+    // The int32 vote path merged on the host: a refusal must restore them there too.
+    StepHead h;
+    be_->toHost(&h, head, sizeof h);
+    if (h.refused) failStep(refusalMessage(h, h.refused & kRefuseScale ? dsOf(h.badLayer) : 0.0));
+  }
+  be_->adamw(m.paramArena, m.gradArena, m.adamM, m.adamV, m.dims.fpArena, m.dims.fpDecay,
+             AdamParams{lr, cfg_.beta1, cfg_.beta2, cfg_.adamEps, cfg_.weightDecay, t}, head);
   if (m.polt()) {
-    if (!votesMerged) mergeVotes(m, *be_);
-    const float slr = k.scaleLr * factor;
-    for (size_t i = 0; i < m.lin.size(); ++i) {
+    if (!votesMerged) be_->poltMergeVotes(m.votes(), m.voteUndo, m.dims.bitArena, head);
+    polt::GhostScaleRule rule;
+    rule.beta1 = cfg_.beta1;
+    rule.beta2 = cfg_.beta2;
+    rule.eps = cfg_.adamEps;
+    rule.lr = k.scaleLr * factor;
+    rule.scaleMin = cfg_.scaleMin;
+    rule.bc1 = 1.0 - std::pow(static_cast<double>(cfg_.beta1), t);
+    rule.bc2 = 1.0 - std::pow(static_cast<double>(cfg_.beta2), t);
+    be_->ghostScaleStep(m.ghostS(), m.ghostM(), m.ghostV(), m.ds(), nli, rule, head);
+    for (size_t i = 0; i < nl; ++i) {
       BitLayer& l = m.lin[i];
-      LayerStep& ls = r.layers[i];
-      ls.dscale = ghostScaleAdamW(l, cfg_, t, slr);
-      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, l.s, K), &ls.flips,
-                    nullptr);
-      ls.scale = l.s;
-      ls.weights = l.n;
-      l.ds = 0;
+      be_->poltFlip(l.code, l.vote, l.n, flipParamsFor(cfg_, static_cast<int>(i), step_, K), m.ghostS() + i,
+                    head, m.reportFlips() + i, nullptr);
     }
   } else {
-    for (size_t i = 0; i < m.lin.size(); ++i) {
-      BitLayer& l = m.lin[i];
-      LayerStep& ls = r.layers[i];
-      ls.weights = l.n;
-      if (cfg_.quant == Quant::STE) ls.scale = be_->steQuantize(m.params[l.param].w, m.wscratch, l.n);
-      else ls.scale = static_cast<float>(std::sqrt(be_->sumSquares(m.params[l.param].w, l.n) / l.n));
+    // fp: rms of each updated weight; ste: its gamma (mean |W|), from per-layer sums.
+    be_->sumSegments(m.paramArena, m.linearSegments.data(), nli, cfg_.quant == Quant::STE, m.reportWeight(),
+                     nullptr);
+  }
+  be_->copy(m.reportScale(), m.ghostS(), sizeof(float) * nl);
+  be_->copy(m.report(), m.stepStats, m.stats.accBytes);
+  be_->zero(m.stepStats, m.stats.accBytes);
+  be_->zero(m.gradArena, m.gradArena.bytes());
+  be_->toHost(report_.data(), m.report(), report_.size());
+
+  const uint8_t* rep = report_.data();
+  StepHead h;
+  std::memcpy(&h, rep, sizeof h);
+  accumulated_ = 0;
+  explicitStep_ = false;
+  if (h.refused) {
+    double badDs = 0;
+    if (h.refused & kRefuseScale)
+      std::memcpy(&badDs, rep + sizeof(StepHead) + sizeof(double) * static_cast<size_t>(h.badLayer),
+                  sizeof badDs);
+    throw Error(refusalMessage(h, badDs));
+  }
+  StepResult r;
+  r.lr = lr;
+  r.gradNorm = static_cast<float>(std::sqrt(h.gradSq));
+  r.loss = static_cast<float>(h.lossSum / K);
+  tokens_ += h.tokens;
+  r.layers.resize(nl);
+  const size_t rep0 = m.stats.report;
+  for (size_t i = 0; i < nl; ++i) {
+    const BitLayer& l = m.lin[i];
+    LayerStep& ls = r.layers[i];
+    ls.weights = l.n;
+    double ds = 0;
+    std::memcpy(&ds, rep + sizeof(StepHead) + sizeof(double) * i, sizeof ds);
+    float s = 0;
+    std::memcpy(&s, rep + (m.stats.rScale - rep0) + sizeof(float) * i, sizeof s);
+    if (m.polt()) {
+      ls.dscale = static_cast<float>(ds);
+      ls.scale = s;
+      std::memcpy(&ls.flips, rep + (m.stats.rFlips - rep0) + sizeof(FlipStats) * i, sizeof(FlipStats));
+    } else {
+      double w = 0;
+      std::memcpy(&w, rep + (m.stats.rWeight - rep0) + sizeof(double) * i, sizeof w);
+      ls.scale = layerScale(w, l.n);
     }
   }
-  for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
-  r.loss = static_cast<float>(accLoss_ / K);
   if (comm_) {  // 20 bits of what this step left behind: the gradient norm and the Ghost Scales
-    uint32_t h = 2166136261u;
-    auto mix = [&h](float f) {
+    uint32_t hash = 2166136261u;
+    auto mix = [&hash](float f) {
       uint32_t b;
       std::memcpy(&b, &f, sizeof b);
-      h = (h ^ b) * 16777619u;
+      hash = (hash ^ b) * 16777619u;
     };
     mix(r.gradNorm);
-    for (auto& l : m.lin) mix(l.s);
-    digest_ = h & 0xFFFFFu;
+    for (size_t i = 0; i < nl; ++i) {
+      float s = 0;
+      std::memcpy(&s, rep + (m.stats.rScale - rep0) + sizeof(float) * i, sizeof s);
+      mix(s);
+    }
+    digest_ = hash & 0xFFFFFu;
   }
   ++step_;
   r.step = step_;
   r.tokens = tokens_;
-  accumulated_ = 0;
-  accLoss_ = 0;
-  stepTokens_ = 0;
-  explicitStep_ = false;
-  be_->sync();
   r.peakBytes = be_->peakBytes();
   return r;
 }
 
+// The error for a refused step: the first reason in the order the step meets them (the loss,
+// then the gradient norm, then a Ghost Scale gradient).
+std::string Trainer::refusalMessage(const StepHead& h, double badDs) const {
+  const std::string at = " at step " + std::to_string(step_ + 1);
+  if (h.refused & kRefuseLoss) return lossMessage(h.badLoss, step_ + 1);
+  if (h.refused & kRefuseNorm)
+    return "non-finite gradient norm" + at + "; the step was not applied and its votes were undone";
+  const size_t li = static_cast<size_t>(h.badLayer);
+  return "non-finite Ghost Scale gradient (" + std::to_string(badDs) + ") in " +
+         (li < layerInfo_.size() ? layerInfo_[li].name : std::string("?")) + at +
+         "; the step was not applied and its votes were undone";
+}
+
+double Trainer::dsOf(int layer) const {
+  double v = 0;
+  if (layer >= 0 && static_cast<size_t>(layer) < m_->lin.size()) be_->toHost(&v, m_->ds() + layer, sizeof v);
+  return v;
+}
+
+// The statistic fp and ste report as a layer's scale, from the sum over its weight: fp the rms
+// sqrt(sum W^2 / n), ste the gamma of steQuantize, max(sum |W| / n, 1e-8).
+float Trainer::layerScale(double sum, size_t n) const {
+  if (cfg_.quant == Quant::STE) return std::max(static_cast<float>(sum / static_cast<double>(n)), 1e-8f);
+  return static_cast<float>(std::sqrt(sum / static_cast<double>(n)));
+}
+
 StepResult Trainer::trainStep() {
   auto t0 = std::chrono::steady_clock::now();
+  if (train_.empty()) throw Error("no training data: call setTrainData() first");
   if (accumulated_ != 0) zeroGrad();
-  for (int i = 0, n = chunksPerStep(); i < n; ++i) {
-    try {
-      accumulate();
-    } catch (...) {
-      zeroGrad();
-      throw;
-    }
+  if (comm_ && !consistencyChecked_) checkRanksAgree();
+  const int K = chunksPerStep();
+  try {
+    uploadChunks(0, K);
+    for (int c = 0; c < K; ++c)
+      chunkForwardBackward(c, cfg_.microBatch, cfg_.model.seq, chunkGradScale(), /*inspect=*/false);
+  } catch (...) {
+    zeroGrad();
+    throw;
   }
   StepResult r = applyStep();
   r.stepMs = std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -416,13 +470,10 @@ StepResult Trainer::trainStep() {
 void Trainer::zeroGrad() {
   Model& m = *m_;
   // The votes already cast stay (merged into the kept ones); only gradients are dropped.
-  if (m.polt() && accumulated_ > 0) mergeVotes(m, *be_);
-  for (auto& p : m.params) be_->zero(p.g, p.g.bytes());
-  for (auto& l : m.lin) l.ds = 0;
+  if (m.polt() && accumulated_ > 0) be_->poltMergeVotes(m.votes(), m.voteUndo, m.dims.bitArena, nullptr);
+  be_->zero(m.gradArena, m.gradArena.bytes());
+  be_->zero(m.stepStats, m.stats.accBytes);
   accumulated_ = 0;
-  accLoss_ = 0;
-  stepTokens_ = 0;
-  rankFailure_.clear();
   explicitStep_ = false;
 }
 
@@ -451,7 +502,7 @@ double Trainer::forwardBackward(const int32_t* inputs, const int32_t* targets, i
   double cnt = 0;
   for (int32_t t : tg) cnt += t >= 0;
   explicitStep_ = true;
-  return chunkForwardBackward(tg, B, T, static_cast<float>(1.0 / std::max(1.0, cnt)));
+  return chunkForwardBackward(0, B, T, static_cast<float>(1.0 / std::max(1.0, cnt)), /*inspect=*/true);
 }
 
 double Trainer::batchLoss(const int32_t* inputs, const int32_t* targets, int B, int T) {
@@ -536,7 +587,7 @@ std::vector<int8_t> Trainer::votes(int layer) {
   be_->toHost(out.data(), l.vote, l.n);
   if (accumulated_ > 0) {  // mid-step: the kept votes plus the change so far
     std::vector<int8_t> start(l.n);
-    be_->toHost(start.data(), m_->voteUndo.data() + undoOffset(*m_, layer), l.n);
+    be_->toHost(start.data(), m_->voteUndo.data() + l.offset, l.n);
     for (size_t i = 0; i < l.n; ++i) out[i] = static_cast<int8_t>(polt::mergeVote(start[i], out[i]));
   }
   return out;
@@ -553,12 +604,12 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
   if (accumulated_ > 0) {  // mid-step: the votes as the step would merge them now
     merged = DBuf<int8_t>(*be_, l.n);
     be_->copy(merged, l.vote, l.n);
-    be_->poltMergeVotes(merged, m_->voteUndo.data() + undoOffset(*m_, layer), l.n);
+    be_->poltMergeVotes(merged, m_->voteUndo.data() + l.offset, l.n, nullptr);
     vote = merged;
   }
-  be_->poltProbabilities(
-      vote, p, l.n,
-      flipParamsFor(cfg_, layer, step_, l.s, accumulated_ > 0 ? accumulated_ : chunksPerStep()));
+  be_->poltProbabilities(vote, p, l.n,
+                         flipParamsFor(cfg_, layer, step_, accumulated_ > 0 ? accumulated_ : chunksPerStep()),
+                         m_->ghostS() + layer);
   be_->toHost(out.data(), p, sizeof(float) * l.n);
   return out;
 }
@@ -566,6 +617,7 @@ std::vector<float> Trainer::flipProbabilities(int layer) {
 std::vector<float> Trainer::weights(int layer) {
   checkLayer(layer, m_->lin.size());
   auto& l = m_->lin[layer];
+  m_->prepareWeights();
   const float* w = m_->weightFor(layer);
   std::vector<float> out(l.n);
   be_->toHost(out.data(), w, sizeof(float) * l.n);
@@ -592,7 +644,7 @@ void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
   for (int8_t x : v)
     if (x < -127) throw Error("setVotes: votes must be in [-127, 127]");
   if (accumulated_ > 0) {  // mid-step: these become the kept votes, with no change yet
-    be_->toDevice(m_->voteUndo.data() + undoOffset(*m_, layer), v.data(), l.n);
+    be_->toDevice(m_->voteUndo.data() + l.offset, v.data(), l.n);
     be_->zero(l.vote, l.n);
     return;
   }
@@ -600,44 +652,50 @@ void Trainer::setVotes(int layer, const std::vector<int8_t>& v) {
 }
 
 std::vector<float> Trainer::scales() const {
-  std::vector<float> out;
-  for (size_t i = 0; i < m_->lin.size(); ++i) {
-    const BitLayer& l = m_->lin[i];
-    if (cfg_.quant == Quant::Poltergeist) out.push_back(l.s);
-    else if (cfg_.quant == Quant::STE)
-      out.push_back(be_->steQuantize(m_->params[l.param].w, m_->wscratch, l.n));
-    else out.push_back(static_cast<float>(std::sqrt(be_->sumSquares(m_->params[l.param].w, l.n) / l.n)));
+  const Model& m = *m_;
+  const size_t nl = m.lin.size();
+  std::vector<float> out(nl);
+  if (cfg_.quant == Quant::Poltergeist) {
+    be_->toHost(out.data(), m.ghostS(), sizeof(float) * nl);
+    return out;
   }
+  // The report's per-layer sums are free between steps (the last report is already read).
+  std::vector<double> sums(nl);
+  be_->sumSegments(m.paramArena, m.linearSegments.data(), static_cast<int>(nl), cfg_.quant == Quant::STE,
+                   m.reportWeight(), nullptr);
+  be_->toHost(sums.data(), m.reportWeight(), sizeof(double) * nl);
+  for (size_t i = 0; i < nl; ++i) out[i] = layerScale(sums[i], m.lin[i].n);
   return out;
 }
 
 std::vector<float> Trainer::scaleGrads() const {
-  std::vector<float> out;
-  for (auto& l : m_->lin) out.push_back(static_cast<float>(l.ds));
-  return out;
+  const size_t nl = m_->lin.size();
+  std::vector<double> ds(nl);
+  be_->toHost(ds.data(), m_->ds(), sizeof(double) * nl);
+  return std::vector<float>(ds.begin(), ds.end());
 }
 
 void Trainer::setScale(int layer, float s) {
   checkLayer(layer, m_->lin.size());
   requirePolt(cfg_.quant, "Ghost Scales");
   if (!(s > 0) || !std::isfinite(s)) throw Error("setScale: the scale must be a positive finite number");
-  m_->lin[layer].s = s;
+  be_->toDevice(m_->ghostS() + layer, &s, sizeof s);
 }
 
 std::vector<float> Trainer::gamma0() const {
-  std::vector<float> out;
-  for (auto& l : m_->lin) out.push_back(l.gamma0);
+  std::vector<float> out(m_->lin.size());
+  be_->toHost(out.data(), m_->ghostGamma0(), sizeof(float) * out.size());
   return out;
 }
 
 std::vector<LayerStep> Trainer::layerStats() {
   std::vector<LayerStep> out(m_->lin.size());
-  auto sc = scales();
+  const auto sc = scales(), dsc = scaleGrads();
   for (size_t i = 0; i < m_->lin.size(); ++i) {
     BitLayer& l = m_->lin[i];
     LayerStep& ls = out[i];
     ls.scale = sc[i];
-    ls.dscale = static_cast<float>(l.ds);
+    ls.dscale = dsc[i];
     ls.weights = l.n;
     if (cfg_.quant != Quant::Poltergeist) continue;
     auto c = codes(static_cast<int>(i));
@@ -646,7 +704,7 @@ std::vector<LayerStep> Trainer::layerStats() {
     for (size_t j = 0; j < l.n; ++j) {
       ls.flips.occupancy[c[j] + 2]++;
       if (v[j] != 0) ls.flips.votesNonZero++;
-      if (v[j] == 127 || v[j] == -127) ls.flips.votesSaturated++;
+      if (v[j] == polt::kVoteMax || v[j] == -polt::kVoteMax) ls.flips.votesSaturated++;
       ls.flips.pSum += p[j];
       ls.flips.pMax = std::max(ls.flips.pMax, p[j]);
     }
@@ -686,20 +744,20 @@ static FpParam& findParam(Model& m, const std::string& name) {
 std::vector<float> Trainer::param(const std::string& name) {
   FpParam& p = findParam(*m_, name);
   std::vector<float> out(p.n);
-  be_->toHost(out.data(), p.w, p.w.bytes());
+  be_->toHost(out.data(), p.w, sizeof(float) * p.n);
   return out;
 }
 
 void Trainer::setParam(const std::string& name, const std::vector<float>& v) {
   FpParam& p = findParam(*m_, name);
   if (v.size() != p.n) throw Error("setParam: size mismatch for " + name);
-  be_->toDevice(p.w, v.data(), p.w.bytes());
+  be_->toDevice(p.w, v.data(), sizeof(float) * p.n);
 }
 
 std::vector<float> Trainer::paramGrad(const std::string& name) {
   FpParam& p = findParam(*m_, name);
   std::vector<float> out(p.n);
-  be_->toHost(out.data(), p.g, p.g.bytes());
+  be_->toHost(out.data(), p.g, sizeof(float) * p.n);
   return out;
 }
 
@@ -816,42 +874,49 @@ void Trainer::checkRanksAgree() {
 }
 
 // The step's sums over all ranks: loss, tokens, refusals and the state digest with the Ghost
-// Scale gradients (double), the fp gradients (float) and the vote changes (int8 while R*K <= 127 — each
-// rank's change lies in [-K, K] — else int32, merged here on the host).
+// Scale gradients (double, read from and written back to the step's accumulators), the fp
+// gradients (float) and the vote changes (int8 while R*K <= 127 — each rank's change lies in
+// [-K, K] — else int32, merged here on the host). Distributed steps wait for the device here.
 bool Trainer::reduceStep() {
   Model& m = *m_;
-  be_->sync();
+  const size_t nl = m.lin.size();
   const int R = worldSize();
+  std::vector<uint8_t> acc(m.stats.accBytes);
+  be_->toHost(acc.data(), m.stepStats, acc.size());
+  StepHead h;
+  std::memcpy(&h, acc.data(), sizeof h);
+  std::vector<double> ds(nl);
+  std::memcpy(ds.data(), acc.data() + sizeof(StepHead), sizeof(double) * nl);
   // digest_ (and its square) check that the last step left every rank in the same state: all
   // ranks hold the same value exactly when (sum)^2 == R * (sum of squares); exact in double for
   // 20-bit values and R <= 64, and every rank reaches the same verdict.
   const double dg = static_cast<double>(digest_);
-  std::vector<double> sc = {accLoss_, stepTokens_, rankFailure_.empty() ? 0.0 : 1.0, dg, dg * dg};
-  for (auto& l : m.lin) sc.push_back(l.ds);
+  const bool mineRefused = (h.refused & kRefuseLoss) != 0;
+  std::vector<double> sc = {h.lossSum, h.tokens, mineRefused ? 1.0 : 0.0, dg, dg * dg};
+  sc.insert(sc.end(), ds.begin(), ds.end());
   reduce(sc.data(), sc.size(), static_cast<int>(CommType::Double), false);
-  tokens_ += sc[1] - stepTokens_;
-  if (R <= 64 && sc[3] * sc[3] != static_cast<double>(R) * sc[4]) {
-    rankFailure_.clear();
+  if (R <= 64 && sc[3] * sc[3] != static_cast<double>(R) * sc[4])
     failStep("the ranks no longer hold the same model before step " + std::to_string(step_ + 1) +
              " (their last updates differed); stop and resume from the last checkpoint");
-  }
-  if (sc[2] > 0) {
-    const std::string mine = rankFailure_;
-    rankFailure_.clear();
+  if (sc[2] > 0)
     failStep(std::to_string(static_cast<int>(sc[2])) + " of " + std::to_string(R) + " ranks refused step " +
              std::to_string(step_ + 1) +
-             (mine.empty() ? " (rank " + std::to_string(rank()) + " was fine)" : ": " + mine));
-  }
-  accLoss_ = sc[0];
-  for (size_t i = 0; i < m.lin.size(); ++i) m.lin[i].ds = sc[5 + i];
+             (mineRefused ? ": " + lossMessage(h.badLoss, step_ + 1)
+                          : " (rank " + std::to_string(rank()) + " was fine)"));
+  h.lossSum = sc[0];
+  h.tokens = sc[1];
+  std::memcpy(acc.data(), &h, sizeof h);
+  std::memcpy(acc.data() + sizeof(StepHead), sc.data() + 5, sizeof(double) * nl);
+  be_->toDevice(m.stepStats, acc.data(), acc.size());
   const bool int8Votes = R * accumulated_ <= polt::kVoteMax;
   // The fp gradients and int8 vote changes in one batched all-reduce when the communicator works on
   // the trainer's memory (MPI on the CPU, NCCL on CUDA); else buffer by buffer through the host.
   if ((be_->name() == "cuda") == comm_->deviceMemory()) {
+    be_->sync();
     std::vector<CommBuffer> bufs;
-    for (auto& p : m.params) bufs.push_back({p.g.data(), p.n, CommType::Float});
+    for (auto& p : m.params) bufs.push_back({p.g, p.n, CommType::Float});
     if (m.polt() && int8Votes)
-      for (auto& l : m.lin) bufs.push_back({l.vote.data(), l.n, CommType::Int8});
+      for (auto& l : m.lin) bufs.push_back({l.vote, l.n, CommType::Int8});
     comm_->allReduceSumMany(bufs);
   } else {
     for (auto& p : m.params) reduce(p.g, p.n, static_cast<int>(CommType::Float), true);
@@ -859,16 +924,14 @@ bool Trainer::reduceStep() {
       for (auto& l : m.lin) reduce(l.vote, l.n, static_cast<int>(CommType::Int8), true);
   }
   if (!m.polt() || int8Votes) return false;
-  size_t off = 0;
   for (auto& l : m.lin) {
     std::vector<int8_t> d8(l.n), start(l.n);
     be_->toHost(d8.data(), l.vote, l.n);
-    be_->toHost(start.data(), m.voteUndo.data() + off, l.n);
+    be_->toHost(start.data(), m.voteUndo.data() + l.offset, l.n);
     std::vector<int32_t> d32(d8.begin(), d8.end());
     reduce(d32.data(), d32.size(), static_cast<int>(CommType::Int32), false);
     for (size_t i = 0; i < l.n; ++i) d8[i] = static_cast<int8_t>(polt::mergeVote(start[i], d32[i]));
     be_->toDevice(l.vote, d8.data(), l.n);
-    off += l.n;
   }
   return true;
 }
@@ -880,28 +943,12 @@ void Trainer::broadcastState(int root) {
                 " micro-batch(es) are accumulated but not applied; call applyStep() first");
   Model& m = *m_;
   be_->sync();
-  for (auto& p : m.params) {
-    bcast(p.w, p.w.bytes(), root, true);
-    bcast(p.m, p.m.bytes(), root, true);
-    bcast(p.v, p.v.bytes(), root, true);
-  }
-  std::vector<float> host;
-  for (auto& l : m.lin) {
-    if (m.polt()) {
-      bcast(l.code, l.n, root, true);
-      bcast(l.vote, l.n, root, true);
-    }
-    host.insert(host.end(), {l.s, l.sM, l.sV, l.gamma0});
-  }
-  bcast(host.data(), sizeof(float) * host.size(), root, false);
-  for (size_t i = 0; i < m.lin.size(); ++i) {
-    BitLayer& l = m.lin[i];
-    l.s = host[4 * i];
-    l.sM = host[4 * i + 1];
-    l.sV = host[4 * i + 2];
-    l.gamma0 = host[4 * i + 3];
-    l.ds = 0;
-  }
+  // The fp arenas and the ternary arena (codes, votes, Ghost Scale state) as they are.
+  bcast(m.paramArena, m.paramArena.bytes(), root, true);
+  bcast(m.adamM, m.adamM.bytes(), root, true);
+  bcast(m.adamV, m.adamV.bytes(), root, true);
+  bcast(m.ternary, m.ternary.bytes(), root, true);
+  be_->zero(m.stepStats, m.stats.accBytes);
   Knobs k = cfg_.knobs;
   bcast(&k, sizeof(k), root, false);
   cfg_.knobs = k;

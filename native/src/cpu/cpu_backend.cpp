@@ -181,21 +181,36 @@ void CpuBackend::scale(float* x, float a, size_t n) {
 }
 
 double CpuBackend::sumSquares(const float* x, size_t n) {
-  return chunkedSum(n, [&](size_t b, size_t e) {
-    // Four fixed lanes (vectorizable, still a fixed order), combined pairwise.
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    size_t i = b;
-    for (; i + 4 <= e; i += 4)
-      for (int l = 0; l < 4; ++l) {
-        const double v = x[i + l];
-        acc[l] += v * v;
-      }
-    for (; i < e; ++i) {
-      const double v = x[i];
-      acc[0] += v * v;
-    }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  return chunkedSum(n, [&](size_t b, size_t e) { return sumSquaresRange(x, b, e); });
+}
+
+// Every segment is cut into chunks of kReduceChunk from its own start, exactly as sumSquares cuts a
+// buffer; all chunks of all segments are summed in one parallel pass, then added up in order:
+// within a segment as chunkedSum does, then the segments in table order.
+void CpuBackend::sumSegments(const float* base, const size_t* seg, int count, bool absolute,
+                             double* perSegment, double* total) {
+  segChunks_.clear();
+  for (int j = 0; j < count; ++j)
+    for (size_t b = seg[2 * j]; b < seg[2 * j + 1]; b += kReduceChunk)
+      segChunks_.push_back({j, b, std::min(seg[2 * j + 1], b + kReduceChunk)});
+  const size_t chunks = segChunks_.size();
+  if (segPartials_.size() < chunks) segPartials_.resize(chunks);
+  double* out = segPartials_.data();
+  const SegmentChunk* work = segChunks_.data();
+  pool_.parallelFor(chunks, [&](size_t c0, size_t c1) {
+    for (size_t c = c0; c < c1; ++c)
+      out[c] = absolute ? absSumRange(base, work[c].begin, work[c].end)
+                        : sumSquaresRange(base, work[c].begin, work[c].end);
   });
+  double sum = 0.0;
+  size_t c = 0;
+  for (int j = 0; j < count; ++j) {
+    double s = 0.0;
+    for (; c < chunks && work[c].segment == j; ++c) s += out[c];
+    if (perSegment) perSegment[j] = s;
+    sum += s;
+  }
+  if (total) *total = sum;
 }
 
 bool CpuBackend::allFinite(const float* x, size_t n) {
@@ -212,30 +227,50 @@ bool CpuBackend::allFinite(const float* x, size_t n) {
   return bad == 0.0;
 }
 
-// ---- AdamW ---------------------------------------------------------------------------------
+// ---- the step's decision and AdamW ----------------------------------------------------------
 
-void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-                       float eps, float wd, int t, float gradScale) {
-  PRIMAL_CHECK(t >= 1, "adamw: step t must be >= 1, got " + std::to_string(t));
-  // Bias corrections once per tensor, in double, then used as fp32 factors.
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
+void CpuBackend::stepGate(StepHead* head, const double* ds, int layers, float gradClip) {
+  const double norm = std::sqrt(head->gradSq);
+  if (!std::isfinite(norm)) head->refused |= kRefuseNorm;
+  for (int l = 0; l < layers; ++l)
+    if (!std::isfinite(ds[l])) {
+      if (!(head->refused & kRefuseScale)) head->badLayer = l;
+      head->refused |= kRefuseScale;
+    }
+  head->clip = 1.0f;
+  if (gradClip > 0 && norm > gradClip) head->clip = static_cast<float>(gradClip / (norm + 1e-6));
+}
+
+void CpuBackend::adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay,
+                       const AdamParams& a, const StepHead* head) {
+  PRIMAL_CHECK(a.t >= 1, "adamw: step t must be >= 1, got " + std::to_string(a.t));
+  PRIMAL_CHECK(nDecay <= n, "adamw: the decaying part is larger than the arena");
+  if (head && head->refused) return;
+  const float gradScale = head ? head->clip : 1.0f;
+  const float b1 = a.beta1, b2 = a.beta2, lr = a.lr, eps = a.eps;
+  // Bias corrections once per step, in double, then used as fp32 factors.
+  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), a.t));
+  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), a.t));
   const float ob1 = 1.0f - b1, ob2 = 1.0f - b2;
-  pool_.parallelFor(
-      n,
-      [&](size_t b, size_t e) {
-        for (size_t i = b; i < e; ++i) {
-          const float gi = g[i] * gradScale;
-          const float mi = b1 * m[i] + ob1 * gi;
-          const float vi = b2 * v[i] + ob2 * (gi * gi);
-          m[i] = mi;
-          v[i] = vi;
-          const float mhat = mi / bc1;
-          const float vhat = vi / bc2;
-          p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
-        }
-      },
-      kElemGrain);
+  auto update = [&](size_t from, size_t to, float wd) {
+    pool_.parallelFor(
+        to - from,
+        [&](size_t b, size_t e) {
+          for (size_t i = from + b; i < from + e; ++i) {
+            const float gi = g[i] * gradScale;
+            const float mi = b1 * m[i] + ob1 * gi;
+            const float vi = b2 * v[i] + ob2 * (gi * gi);
+            m[i] = mi;
+            v[i] = vi;
+            const float mhat = mi / bc1;
+            const float vhat = vi / bc2;
+            p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
+          }
+        },
+        kElemGrain);
+  };
+  update(0, nDecay, a.weightDecay);
+  update(nDecay, n, 0.0f);
 }
 
 }  // namespace cpu

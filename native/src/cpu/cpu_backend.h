@@ -2,6 +2,7 @@
 // thread plus a persistent pool (see thread_pool.h); GEMM goes to OpenBLAS when the build found
 // it (PRIMAL_HAVE_BLAS) and to the built-in blocked kernel (gemm.h) otherwise.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,8 @@ class CpuBackend final : public Backend {
   void scale(float* x, float a, size_t n) override;
   double sumSquares(const float* x, size_t n) override;
   bool allFinite(const float* x, size_t n) override;
+  void sumSegments(const float* base, const size_t* seg, int count, bool absolute, double* perSegment,
+                   double* total) override;
 
   void embeddingForward(const int32_t* tokens, const float* table, float* out, int N, int C) override;
   void embeddingBackward(const int32_t* tokens, const float* dout, float* dtable, int N, int C) override;
@@ -71,18 +74,24 @@ class CpuBackend final : public Backend {
   void classifier(const float* x, const float* table, const int32_t* targets, float* losses, float* dx,
                   float* dtable, int N, int C, int V, float gradScale) override;
   void logits(const float* x, const float* table, float* logits, int N, int C, int V) override;
+  void stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) override;
 
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
-             float wd, int t, float gradScale) override;
+  void stepGate(StepHead* head, const double* ds, int layers, float gradClip) override;
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, const AdamParams& a,
+             const StepHead* head) override;
 
-  float steQuantize(const float* W, float* Wq, size_t n) override;
-  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override;
-  double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                  float deadzone) override;
-  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override;
-  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
-                float* pOut) override;
-  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) override;
+  void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) override;
+  void poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                       float bridge) override;
+  void poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
+                const float* gamma0, double* ds) override;
+  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) override;
+  void ghostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                      const polt::GhostScaleRule& rule, const StepHead* head) override;
+  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                const StepHead* head, FlipStats* stats, float* pOut) override;
+  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                         const float* scale) override;
 
  private:
   // Sum over fixed chunks of kReduceChunk elements: part(begin, end) -> double per chunk (run in
@@ -91,6 +100,14 @@ class CpuBackend final : public Backend {
   double chunkedSum(size_t n, F&& part);
 
   ThreadPool pool_;
+
+  // sumSegments' work list: (segment, begin, end) per reduction chunk, and the chunk sums.
+  struct SegmentChunk {
+    int segment;
+    size_t begin, end;
+  };
+  std::vector<SegmentChunk> segChunks_;
+  std::vector<double> segPartials_;
 
   mutable std::mutex memMutex_;
   std::unordered_map<void*, size_t> allocations_;
@@ -105,6 +122,32 @@ class CpuBackend final : public Backend {
   int ropeT_ = -1, ropeD_ = -1;
   float ropeTheta_ = 0.0f;
 };
+
+// The per-chunk sums of the reductions, shared by every op that must agree with another bit for
+// bit (sumSquares / sumSegments, steQuantize's mean |W| / sumSegments): four fixed lanes in double
+// (vectorizable, still a fixed order) over [b, e), combined pairwise.
+inline double sumSquaresRange(const float* x, size_t b, size_t e) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = b;
+  for (; i + 4 <= e; i += 4)
+    for (int l = 0; l < 4; ++l) {
+      const double v = x[i + l];
+      acc[l] += v * v;
+    }
+  for (; i < e; ++i) {
+    const double v = x[i];
+    acc[0] += v * v;
+  }
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+inline double absSumRange(const float* x, size_t b, size_t e) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = b;
+  for (; i + 4 <= e; i += 4)
+    for (int l = 0; l < 4; ++l) acc[l] += std::fabs(static_cast<double>(x[i + l]));
+  for (; i < e; ++i) acc[0] += std::fabs(static_cast<double>(x[i]));
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
 
 template <class F>
 double CpuBackend::chunkedSum(size_t n, F&& part) {

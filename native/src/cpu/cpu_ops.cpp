@@ -459,5 +459,24 @@ void CpuBackend::logits(const float* x, const float* table, float* logits, int N
   gemm(false, true, N, V, C, 1.0f, x, C, table, C, 0.0f, logits, V);
 }
 
+// The scored rows' losses summed in row order in double, as the trainer summed them on the host.
+void CpuBackend::stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) {
+  double sum = 0.0, count = 0.0;
+  for (int i = 0; i < N; ++i)
+    if (targets[i] >= 0) {
+      sum += losses[i];
+      count += 1.0;
+    }
+  const double mean = count > 0 ? sum / count : 0.0;
+  head->lastLoss = mean;
+  if (std::isfinite(mean)) {
+    head->lossSum += mean;
+    head->tokens += count;
+  } else {
+    if (!(head->refused & kRefuseLoss)) head->badLoss = mean;
+    head->refused |= kRefuseLoss;
+  }
+}
+
 }  // namespace cpu
 }  // namespace primal

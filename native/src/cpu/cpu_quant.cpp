@@ -34,16 +34,10 @@ struct CodeLut {
 
 // ---- STE -----------------------------------------------------------------------------------
 
-float CpuBackend::steQuantize(const float* W, float* Wq, size_t n) {
-  const double sumAbs = chunkedSum(n, [&](size_t b, size_t e) {
-    double acc[4] = {0.0, 0.0, 0.0, 0.0};
-    size_t i = b;
-    for (; i + 4 <= e; i += 4)
-      for (int l = 0; l < 4; ++l) acc[l] += std::fabs(static_cast<double>(W[i + l]));
-    for (; i < e; ++i) acc[0] += std::fabs(static_cast<double>(W[i]));
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  });
-  const float mean = n ? static_cast<float>(sumAbs / static_cast<double>(n)) : 0.0f;
+void CpuBackend::steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) {
+  // Chunk by chunk from W's start, as sumSegments sums a segment (the same bits).
+  if (computeAbs) *absSum = chunkedSum(n, [&](size_t b, size_t e) { return absSumRange(W, b, e); });
+  const float mean = n ? static_cast<float>(*absSum / static_cast<double>(n)) : 0.0f;
   const float gamma = std::max(mean, 1e-8f);
   pool_.parallelFor(
       n,
@@ -59,13 +53,13 @@ float CpuBackend::steQuantize(const float* W, float* Wq, size_t n) {
         for (size_t i = b; i < e; ++i) Wq[i] = gamma * Wq[i];
       },
       kElemGrain);
-  return gamma;
 }
 
 // ---- Poltergeist ---------------------------------------------------------------------------
 
-void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) {
-  const CodeLut lut(bridge, scale);
+void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                                 float bridge) {
+  const CodeLut lut(bridge, *gamma0 * *s);
   pool_.parallelFor(
       n,
       [&](size_t b, size_t e) {
@@ -74,7 +68,11 @@ void CpuBackend::poltMaterialize(const int8_t* code, float* W, size_t n, float s
       kElemGrain);
 }
 
-void CpuBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) {
+void CpuBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) {
+  if (head && head->refused) {
+    std::memcpy(vote, start, n);
+    return;
+  }
   pool_.parallelFor(
       n,
       [&](size_t b, size_t e) {
@@ -83,12 +81,12 @@ void CpuBackend::poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) {
       kElemGrain);
 }
 
-double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                            float deadzone) {
+void CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
+                          float deadzone, const float* gamma0, double* ds) {
   double thr = 0.0;
   if (deadzone > 0.0f && n > 0) thr = polt::voteThreshold(deadzone, sumSquares(G, n), static_cast<double>(n));
   const CodeLut lut(bridge);
-  return chunkedSum(n, [&](size_t b, size_t e) {
+  const double sum = chunkedSum(n, [&](size_t b, size_t e) {
     double s = 0.0;
     for (size_t i = b; i < e; ++i) {
       const float g = G[i];
@@ -97,19 +95,27 @@ double CpuBackend::poltVote(const float* G, const int8_t* code, int8_t* vote, si
     }
     return s;
   });
+  *ds += static_cast<double>(*gamma0) * sum;
+}
+
+void CpuBackend::ghostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                                const polt::GhostScaleRule& rule, const StepHead* head) {
+  if (head && head->refused) return;
+  for (int l = 0; l < layers; ++l) polt::ghostScaleAdamW(s[l], m[l], v[l], ds[l], rule);
 }
 
 // A rule with the step's constants (the CPU and CUDA backends build it the same way).
-static polt::FlipRule ruleOf(const FlipParams& P) {
-  return polt::flipRuleFor(P.flipRate, P.scale, P.accum, P.pMax, P.voteKeep, P.bridgeOn);
+static polt::FlipRule ruleOf(const FlipParams& P, float scale) {
+  return polt::flipRuleFor(P.flipRate, scale, P.accum, P.pMax, P.voteKeep, P.bridgeOn);
 }
 
-void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& P, FlipStats* stats,
-                          float* pOut) {
+void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& P, const float* scale,
+                          const StepHead* head, FlipStats* stats, float* pOut) {
   PRIMAL_CHECK(P.accum >= 1, "poltFlip: accum must be >= 1, got " + std::to_string(P.accum));
-  PRIMAL_CHECK(std::isfinite(P.voteKeep) && std::isfinite(P.flipRate) && std::isfinite(P.scale),
+  if (head && head->refused) return;
+  PRIMAL_CHECK(std::isfinite(P.voteKeep) && std::isfinite(P.flipRate) && std::isfinite(*scale),
                "poltFlip: voteKeep, flipRate and scale must be finite");
-  const polt::FlipRule rule = ruleOf(P);
+  const polt::FlipRule rule = ruleOf(P, *scale);
 
   const size_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
   if (flipPartials_.size() < chunks) flipPartials_.resize(chunks);
@@ -184,9 +190,10 @@ void CpuBackend::poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams
   *stats = total;
 }
 
-void CpuBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& P) {
+void CpuBackend::poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& P,
+                                   const float* scale) {
   PRIMAL_CHECK(P.accum >= 1, "poltProbabilities: accum must be >= 1, got " + std::to_string(P.accum));
-  const polt::FlipRule rule = ruleOf(P);
+  const polt::FlipRule rule = ruleOf(P, *scale);
   pool_.parallelFor(
       n,
       [&](size_t b, size_t e) {

@@ -92,26 +92,41 @@ constexpr int kStageSlots = 4;
 // Fixed per GPU model, so the chunking (and the dtable summation order) is reproducible.
 constexpr size_t kClassifierMinBytes = 128u << 20, kClassifierMaxBytes = 1u << 30;
 
-// Small device-side results, one allocation.
+// Small device-side scratch, one allocation: reduction partials and results, the flip
+// counters, STE's gamma.
 struct DevSmall {
   double partials[kReduceMaxBlocks];
   double res[4];
   unsigned long long counters[kFlipCounters];
-  double pSum;
-  float pMax;
   float gamma;
   int bad;
 };
 
-// Pinned host mirror of the parts that come back.
+// Pinned host mirror of what the synchronous ops (sumSquares, allFinite) bring back.
 struct HostSmall {
   double res[4];
-  unsigned long long counters[kFlipCounters];
-  double pSum;
-  float pMax;
-  float gamma;
   int bad;
 };
+
+// sumSegments' device tables for one segment table (Backend::sumSegments): the ranges (pieces of
+// at most kSegRangeElems of one segment), each segment's first range, and room for the range and
+// segment sums; one allocation, laid out in that order.
+struct SegmentTable {
+  std::vector<size_t> key;  // the host table it was built from
+  void* block = nullptr;
+  size_t bytes = 0;
+  int ranges = 0, count = 0;
+  SegRange* range = nullptr;
+  int* first = nullptr;
+  double *partials = nullptr, *segSums = nullptr;
+};
+constexpr int kSegmentTables = 4;  // distinct tables kept (the trainer uses two)
+
+size_t segmentTableBytes(size_t ranges, size_t count) {
+  const size_t a = (ranges * sizeof(SegRange) + 255) / 256 * 256;
+  const size_t b = ((count + 1) * sizeof(int) + 255) / 256 * 256;
+  return a + b + ranges * sizeof(double) + count * sizeof(double);
+}
 
 size_t roundAlloc(size_t b) {
   if (b < (1u << 20)) return std::max<size_t>(512, (b + 511) / 512 * 512);
@@ -302,6 +317,16 @@ class CudaBackend final : public Backend {
   // Scratch never shrinks and ensure() keeps one block per scratch, so the sum is an upper bound.
   size_t scratchBytes(const ScratchShape& sh) const override {
     size_t total = kWorkspaceBytes + roundAlloc(sizeof(DevSmall));
+    {
+      // sumSegments' tables for the trainer's two segment tables (its fp parameters, and the
+      // BitLinears' latent weights for fp/ste), each at most every fp element of the model.
+      const size_t C = static_cast<size_t>(std::max(sh.C, 0)), F = static_cast<size_t>(std::max(sh.F, 0));
+      const size_t L = static_cast<size_t>(std::max(sh.L, 0));
+      const size_t Vp = static_cast<size_t>(std::max(std::max(sh.Vp, sh.V), 0));
+      const size_t elems = Vp * C + L * (2 * C + 4 * C * C + 3 * C * F) + C;
+      const size_t segs = 3 + 9 * L;
+      total += 2 * roundAlloc(segmentTableBytes(elems / kSegRangeElems + segs, segs));
+    }
     const int B = std::max(sh.B, 0), T = std::max(sh.T, 0), C = std::max(sh.C, 0);
     const int H = std::max(sh.H, 0), F = std::max(sh.F, 0), V = std::max(sh.V, 0);
     const int Vp = std::max(sh.Vp, V);
@@ -377,6 +402,17 @@ class CudaBackend final : public Backend {
     launchAllFinite(x, n, &ds_->bad, st_);
     fetch(&hs_->bad, &ds_->bad, sizeof(int));
     return hs_->bad == 0;
+  }
+  void sumSegments(const float* base, const size_t* seg, int count, bool absolute, double* perSegment,
+                   double* total) override {
+    DeviceGuard g(dev_);
+    if (count <= 0) {
+      if (total) PRIMAL_CUDA_CHECK(cudaMemsetAsync(total, 0, sizeof(double), st_));
+      return;
+    }
+    const SegmentTable& t = segmentTable(seg, count);
+    launchSegmentPartials(base, t.range, t.ranges, absolute, t.partials, st_);
+    launchSegmentFinish(t.partials, t.first, count, t.segSums, perSegment, total, st_);
   }
 
   // ---- model ops ---------------------------------------------------------------------------
@@ -490,6 +526,11 @@ class CudaBackend final : public Backend {
     }
   }
 
+  void stepLoss(const float* losses, const int32_t* targets, int N, StepHead* head) override {
+    DeviceGuard g(dev_);
+    launchStepLoss(losses, targets, std::max(N, 0), head, st_);
+  }
+
   void logits(const float* x, const float* table, float* out, int N, int C, int V) override {
     DeviceGuard g(dev_);
     const int V0 = V >= 64 ? V - V % 64 : V, Vt = V - V0;  // see classifier()
@@ -517,39 +558,47 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // ---- optimizers / quantizers -------------------------------------------------------------
-  void adamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2, float eps,
-             float wd, int t, float gradScale) override {
-    if (t < 1) throw Error("adamw (cuda): step t must be >= 1, got " + std::to_string(t));
+  // ---- the step's decision, optimizers, quantizers -------------------------------------------
+  void stepGate(StepHead* head, const double* ds, int layers, float gradClip) override {
+    DeviceGuard g(dev_);
+    launchStepGate(head, ds, std::max(layers, 0), gradClip, st_);
+  }
+
+  void adamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, const AdamParams& a,
+             const StepHead* head) override {
+    if (a.t < 1) throw Error("adamw (cuda): step t must be >= 1, got " + std::to_string(a.t));
+    if (nDecay > n) throw Error("adamw (cuda): the decaying part is larger than the arena");
     DeviceGuard gd(dev_);
-    const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t));
-    const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t));
-    launchAdamw(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, gradScale, st_);
+    // Bias corrections once per step, in double, then fp32 factors (as the CPU backend).
+    const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), a.t));
+    const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), a.t));
+    launchAdamw(p, g, m, v, n, nDecay, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, head, st_);
   }
 
-  float steQuantize(const float* W, float* Wq, size_t n) override {
-    if (n == 0) return 1e-8f;
+  void steQuantize(const float* W, float* Wq, size_t n, double* absSum, bool computeAbs) override {
+    if (n == 0) return;
     DeviceGuard g(dev_);
-    launchAbsSumPartials(W, n, ds_->partials, st_);
-    launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[0], st_);
-    launchSteQuantize(W, Wq, n, &ds_->res[0], &ds_->gamma, st_);
-    fetch(&hs_->gamma, &ds_->gamma, sizeof(float));
-    return hs_->gamma;
+    if (computeAbs) {
+      launchAbsSumPartials(W, n, ds_->partials, st_);
+      launchFinalSum(ds_->partials, reduceBlocks(n), absSum, st_);
+    }
+    launchSteQuantize(W, Wq, n, absSum, &ds_->gamma, st_);
   }
 
-  void poltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge) override {
+  void poltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                       float bridge) override {
     DeviceGuard g(dev_);
-    launchPoltMaterialize(code, W, n, scale, bridge, st_);
+    launchPoltMaterialize(code, W, n, gamma0, s, bridge, st_);
   }
 
-  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n) override {
+  void poltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head) override {
     DeviceGuard g(dev_);
-    launchPoltMergeVotes(vote, start, n, st_);
+    launchPoltMergeVotes(vote, start, n, head, st_);
   }
 
-  double poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge,
-                  float deadzone) override {
-    if (n == 0) return 0.0;
+  void poltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
+                const float* gamma0, double* dsOut) override {
+    if (n == 0) return;
     DeviceGuard g(dev_);
     const double* sumSq = nullptr;
     if (deadzone > 0.0f) {
@@ -558,43 +607,29 @@ class CudaBackend final : public Backend {
       sumSq = &ds_->res[1];
     }
     launchPoltVote(G, code, vote, n, bridge, deadzone, sumSq, ds_->partials, st_);
-    launchFinalSum(ds_->partials, reduceBlocks(n), &ds_->res[0], st_);
-    fetch(&hs_->res[0], &ds_->res[0], sizeof(double));
-    return hs_->res[0];
+    launchFinalSumInto(ds_->partials, reduceBlocks(n), gamma0, dsOut, st_);
   }
 
-  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, FlipStats* stats,
-                float* pOut) override {
+  void ghostScaleStep(float* s, float* m, float* v, const double* dsIn, int layers,
+                      const polt::GhostScaleRule& rule, const StepHead* head) override {
+    DeviceGuard g(dev_);
+    launchGhostScaleStep(s, m, v, dsIn, layers, rule, head, st_);
+  }
+
+  void poltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                const StepHead* head, FlipStats* stats, float* pOut) override {
     if (params.accum <= 0) throw Error("poltFlip (cuda): accum must be >= 1");
     DeviceGuard g(dev_);
     PRIMAL_CUDA_CHECK(cudaMemsetAsync(ds_->counters, 0, sizeof(ds_->counters), st_));
-    launchPoltFlip(code, vote, n, params, pOut, ds_->counters, st_);
-    launchPoltFlipFinish(ds_->counters, params, &ds_->pSum, &ds_->pMax, st_);
-    // counters, pSum and pMax are contiguous in both structs: one copy.
-    static_assert(offsetof(DevSmall, pMax) - offsetof(DevSmall, counters) ==
-                      offsetof(HostSmall, pMax) - offsetof(HostSmall, counters),
-                  "layout of the flip results");
-    fetch(hs_->counters, ds_->counters,
-          offsetof(DevSmall, pMax) + sizeof(float) - offsetof(DevSmall, counters));
-    if (!stats) return;
-    FlipStats s{};
-    const unsigned long long* c = hs_->counters;
-    for (int f = 0; f < 5; ++f)
-      for (int t = 0; t < 5; ++t) s.transitions[f][t] = c[kFlipOffTrans + f * 5 + t];
-    s.flipsUp = c[kFlipOffUp];
-    s.flipsDown = c[kFlipOffDown];
-    for (int k = 0; k < 5; ++k) s.occupancy[k] = c[kFlipOffOcc + k];
-    s.votesNonZero = c[kFlipOffNz];
-    s.votesSaturated = c[kFlipOffSat];
-    s.pSum = hs_->pSum;
-    s.pMax = hs_->pMax;
-    *stats = s;
+    launchPoltFlip(code, vote, n, params, scale, head, pOut, ds_->counters, st_);
+    if (stats) launchPoltFlipFinish(ds_->counters, params, scale, head, stats, st_);
   }
 
-  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params) override {
+  void poltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
+                         const float* scale) override {
     if (params.accum <= 0) throw Error("poltProbabilities (cuda): accum must be >= 1");
     DeviceGuard g(dev_);
-    launchPoltProbabilities(vote, pOut, n, params, st_);
+    launchPoltProbabilities(vote, pOut, n, params, scale, st_);
   }
 
  private:
@@ -707,6 +742,9 @@ class CudaBackend final : public Backend {
     cache_.clear();
     for (Scratch* s : {&embScratch_, &normScratch_, &ropeScratch_, &attnScratch_, &clsScratch_, &bfA_, &bfB_})
       if (s->p) (void)cudaFree(s->p);
+    for (SegmentTable& t : segTables_)
+      if (t.block) (void)cudaFree(t.block);
+    segTables_.clear();
     if (workspace_) (void)cudaFree(workspace_);
     if (dsRaw_) (void)cudaFree(dsRaw_);
     workspace_ = dsRaw_ = nullptr;
@@ -779,6 +817,55 @@ class CudaBackend final : public Backend {
     scratchInUse_ += want;
     notePeak();
     return s.p;
+  }
+
+  // The device tables for a host segment table: found among the kept ones, else built (ranges of
+  // at most kSegRangeElems from each segment's start), uploaded once and kept (the oldest goes
+  // when more than kSegmentTables distinct tables are in use).
+  const SegmentTable& segmentTable(const size_t* seg, int count) {
+    for (const SegmentTable& t : segTables_)
+      if (t.count == count && std::equal(t.key.begin(), t.key.end(), seg)) return t;
+    SegmentTable t;
+    t.key.assign(seg, seg + 2 * static_cast<size_t>(count));
+    t.count = count;
+    std::vector<SegRange> ranges;
+    std::vector<int> first;
+    for (int j = 0; j < count; ++j) {
+      if (seg[2 * j + 1] < seg[2 * j]) throw Error("sumSegments (cuda): a segment ends before it begins");
+      first.push_back(static_cast<int>(ranges.size()));
+      for (size_t b = seg[2 * j]; b < seg[2 * j + 1]; b += kSegRangeElems)
+        ranges.push_back({b, std::min(seg[2 * j + 1], b + kSegRangeElems)});
+    }
+    first.push_back(static_cast<int>(ranges.size()));
+    t.ranges = static_cast<int>(ranges.size());
+    t.bytes = segmentTableBytes(ranges.size(), static_cast<size_t>(count));
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      t.block = rawAlloc(roundAlloc(t.bytes), t.bytes);
+      scratchInUse_ += roundAlloc(t.bytes);
+      notePeak();
+    }
+    char* c = static_cast<char*>(t.block);
+    const size_t a = (ranges.size() * sizeof(SegRange) + 255) / 256 * 256;
+    const size_t f = (first.size() * sizeof(int) + 255) / 256 * 256;
+    t.range = reinterpret_cast<SegRange*>(c);
+    t.first = reinterpret_cast<int*>(c + a);
+    t.partials = reinterpret_cast<double*>(c + a + f);
+    t.segSums = t.partials + ranges.size();
+    // Built once per table: a synchronous upload is fine here.
+    PRIMAL_CUDA_CHECK(cudaMemcpyAsync(t.range, ranges.data(), sizeof(SegRange) * ranges.size(),
+                                      cudaMemcpyHostToDevice, st_));
+    PRIMAL_CUDA_CHECK(
+        cudaMemcpyAsync(t.first, first.data(), sizeof(int) * first.size(), cudaMemcpyHostToDevice, st_));
+    PRIMAL_CUDA_CHECK(cudaStreamSynchronize(st_));
+    if (static_cast<int>(segTables_.size()) >= kSegmentTables) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cache_.emplace(roundAlloc(segTables_.front().bytes), segTables_.front().block);  // stream-ordered reuse
+      scratchInUse_ -= roundAlloc(segTables_.front().bytes);
+      segTables_.erase(segTables_.begin());
+    }
+    segTables_.push_back(std::move(t));
+    return segTables_.back();
   }
 
   // The cached plan of a GEMM key; plan.found is false when cuBLASLt has no algorithm for it.
@@ -976,6 +1063,7 @@ class CudaBackend final : public Backend {
   float ropeTheta_ = 0.0f;
 
   std::unordered_map<GemmKey, GemmPlan, GemmKeyHash> plans_;
+  std::vector<SegmentTable> segTables_;
 };
 
 // Op-profiler timestamps: a pool of timing events created up front and recorded on the backend's

@@ -22,6 +22,27 @@ void launchSumSquaresPartials(const float* x, size_t n, double* partials, cudaSt
 void launchAbsSumPartials(const float* x, size_t n, double* partials, cudaStream_t st);
 // Stage 2: out[0] = sum of partials[0..count) in a fixed order (count <= kReduceMaxBlocks).
 void launchFinalSum(const double* partials, int count, double* out, cudaStream_t st);
+// Stage 2, accumulating: *acc += (double)*factor * (the same sum).
+void launchFinalSumInto(const double* partials, int count, const float* factor, double* acc, cudaStream_t st);
+
+// Sums over segments (Backend::sumSegments), two kernels: every range (a piece of one segment)
+// reduced by one block into partials[range] in a fixed order, then each segment's ranges added in
+// order (segFirst[j] .. segFirst[j + 1] - 1 are segment j's ranges) into segSums[j] (and
+// perSegment[j]), and the segments in order into *total.
+struct SegRange {
+  size_t begin, end;
+};
+constexpr size_t kSegRangeElems = 16384;
+void launchSegmentPartials(const float* base, const SegRange* ranges, int nRanges, bool absolute,
+                           double* partials, cudaStream_t st);
+void launchSegmentFinish(const double* partials, const int* segFirst, int count, double* segSums,
+                         double* perSegment, double* total, cudaStream_t st);
+
+// ---- the step's decision (kernels_basic.cu) --------------------------------------------------
+// Backend::stepLoss: one block sums the scored losses and counts them in a fixed order.
+void launchStepLoss(const float* losses, const int32_t* targets, int N, StepHead* head, cudaStream_t st);
+// Backend::stepGate (one thread).
+void launchStepGate(StepHead* head, const double* ds, int layers, float gradClip, cudaStream_t st);
 // *bad must be 0 before; set to 1 when some element is NaN or +-inf.
 void launchAllFinite(const float* x, size_t n, int* bad, cudaStream_t st);
 
@@ -45,8 +66,10 @@ void launchSwigluForward(const float* gate, const float* up, float* h, size_t n,
 void launchSwigluBackward(const float* gate, const float* up, const float* dh, float* dgate, float* dup,
                           size_t n, cudaStream_t st);
 void launchActQuant(const float* x, float* xq, int N, int C, int bits, cudaStream_t st);
-void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-                 float eps, float wd, float bc1, float bc2, float gradScale, cudaStream_t st);
+// AdamW over an arena: elements [0, nDecay) decay with wd, the rest not; g times head->clip;
+// nothing when head->refused (head may be null: clip 1).
+void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, float lr, float b1,
+                 float b2, float eps, float wd, float bc1, float bc2, const StepHead* head, cudaStream_t st);
 
 // ---- attention (kernels_attention.cu) -------------------------------------------------------
 // Throws when D is unsupported (D % 4 != 0 or D > 128) or the tiles do not fit shared memory.
@@ -84,10 +107,14 @@ void launchFloatToBf16(const float* src, int lds, void* dst, int ldd, int rows, 
 // writes gamma to *gammaOut.
 void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum, float* gammaOut,
                        cudaStream_t st);
-void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
-                           cudaStream_t st);
-// vote[i] = mergeVote(start[i], vote[i]).
-void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStream_t st);
+// W = (*gamma0 * *s) * level(code).
+void launchPoltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                           float bridge, cudaStream_t st);
+// vote[i] = mergeVote(start[i], vote[i]), or start[i] when head->refused (head may be null).
+void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head, cudaStream_t st);
+// ghostScaleAdamW on every layer's s, m, v from ds; nothing when head->refused.
+void launchGhostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                          const polt::GhostScaleRule& rule, const StepHead* head, cudaStream_t st);
 // Vote pass of poltVote. sumSq: device sum of G^2 (nullptr when deadzone == 0). Writes
 // reduceBlocks(n) dot partials.
 void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
@@ -104,13 +131,15 @@ constexpr int kFlipOffOcc = kFlipOffDown + 1;
 constexpr int kFlipOffNz = kFlipOffOcc + 5;
 constexpr int kFlipOffSat = kFlipOffNz + 1;
 constexpr int kFlipCounters = kFlipOffSat + 1;
-void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, float* pOut,
-                    unsigned long long* counters, cudaStream_t st);
-// Turns the counters into pSum (double, fixed order over |vote| = 0..127) and pMax (float).
-void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, double* pSumOut,
-                          float* pMaxOut, cudaStream_t st);
+// The flip step with s = *scale (device); nothing when head->refused (head may be null).
+void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                    const StepHead* head, float* pOut, unsigned long long* counters, cudaStream_t st);
+// Turns the counters into the layer's FlipStats in device memory (pSum in double, fixed order over
+// |vote| = 0..128; pMax float); writes nothing when head->refused.
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, const float* scale,
+                          const StepHead* head, FlipStats* out, cudaStream_t st);
 void launchPoltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
-                             cudaStream_t st);
+                             const float* scale, cudaStream_t st);
 
 }  // namespace cuda
 }  // namespace primal

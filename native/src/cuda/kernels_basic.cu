@@ -90,6 +90,92 @@ __global__ void __launch_bounds__(kReduceMaxBlocks)
   if (threadIdx.x == 0) *out = r;
 }
 
+// *acc += factor * sum, in the order of finalSumKernel; explicitly rounded (no FMA).
+__global__ void __launch_bounds__(kReduceMaxBlocks)
+    finalSumIntoKernel(const double* __restrict__ partials, int count, const float* __restrict__ factor,
+                       double* __restrict__ acc) {
+  __shared__ double sh[kReduceMaxBlocks / 32];
+  const double v = static_cast<int>(threadIdx.x) < count ? partials[threadIdx.x] : 0.0;
+  const double r = blockSumD(v, sh);
+  if (threadIdx.x == 0) *acc = __dadd_rn(*acc, __dmul_rn(static_cast<double>(*factor), r));
+}
+
+// One block per range of one segment: sum of x^2 or |x| over [begin, end), each thread over a fixed
+// stride, then the block's fixed-order tree.
+__global__ void __launch_bounds__(kReduceThreads)
+    segmentPartialKernel(const float* __restrict__ base, const SegRange* __restrict__ ranges, bool absolute,
+                         double* __restrict__ partials) {
+  __shared__ double sh[kReduceThreads / 32];
+  const SegRange r = ranges[blockIdx.x];
+  double acc = 0.0;
+  for (size_t i = r.begin + threadIdx.x; i < r.end; i += blockDim.x) {
+    const double d = static_cast<double>(base[i]);
+    acc += absolute ? fabs(d) : d * d;
+  }
+  const double sum = blockSumD(acc, sh);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sum;
+}
+
+// Each thread adds the ranges of its segments in order; thread 0 then adds the segments in order.
+__global__ void segmentFinishKernel(const double* __restrict__ partials, const int* __restrict__ segFirst,
+                                    int count, double* __restrict__ segSums, double* __restrict__ perSegment,
+                                    double* __restrict__ total) {
+  for (int j = threadIdx.x; j < count; j += blockDim.x) {
+    double s = 0.0;
+    for (int r = segFirst[j]; r < segFirst[j + 1]; ++r) s += partials[r];
+    segSums[j] = s;
+    if (perSegment) perSegment[j] = s;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && total) {
+    double t = 0.0;
+    for (int j = 0; j < count; ++j) t += segSums[j];
+    *total = t;
+  }
+}
+
+// ---- the step's loss and decision (Backend::stepLoss, stepGate) -------------------------------
+constexpr int kLossThreads = 1024;
+
+__global__ void __launch_bounds__(kLossThreads)
+    stepLossKernel(const float* __restrict__ losses, const int32_t* __restrict__ targets, int N,
+                   StepHead* __restrict__ head) {
+  __shared__ double sh[kLossThreads / 32];
+  double sum = 0.0, count = 0.0;
+  for (int i = threadIdx.x; i < N; i += blockDim.x)
+    if (targets[i] >= 0) {
+      sum += static_cast<double>(losses[i]);
+      count += 1.0;
+    }
+  sum = blockSumD(sum, sh);
+  count = blockSumD(count, sh);
+  if (threadIdx.x != 0) return;
+  const double mean = count > 0.0 ? __ddiv_rn(sum, count) : 0.0;
+  head->lastLoss = mean;
+  if (isfinite(mean)) {
+    head->lossSum = __dadd_rn(head->lossSum, mean);
+    head->tokens = __dadd_rn(head->tokens, count);
+  } else {
+    if (!(head->refused & kRefuseLoss)) head->badLoss = mean;
+    head->refused |= kRefuseLoss;
+  }
+}
+
+__global__ void stepGateKernel(StepHead* __restrict__ head, const double* __restrict__ ds, int layers,
+                               float gradClip) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  const double norm = __dsqrt_rn(head->gradSq);
+  if (!isfinite(norm)) head->refused |= kRefuseNorm;
+  for (int l = 0; l < layers; ++l)
+    if (!isfinite(ds[l])) {
+      if (!(head->refused & kRefuseScale)) head->badLayer = l;
+      head->refused |= kRefuseScale;
+    }
+  const double clip = static_cast<double>(gradClip);
+  head->clip =
+      (gradClip > 0.0f && norm > clip) ? static_cast<float>(__ddiv_rn(clip, __dadd_rn(norm, 1e-6))) : 1.0f;
+}
+
 __global__ void allFiniteKernel(const float* __restrict__ x, size_t n, bool vec, int* bad) {
   bool ok = true;
   forEachChunk4(
@@ -443,20 +529,27 @@ __global__ void actQuantKernel(const float* __restrict__ x, float* __restrict__ 
 
 // ---- AdamW ----------------------------------------------------------------------------------
 struct AdamArgs {
-  float lr, b1, b2, omb1, omb2, eps, wd, bc1, bc2, gradScale;
+  float lr, b1, b2, omb1, omb2, eps, wd, bc1, bc2;
+  size_t nDecay;
 };
 
-__device__ __forceinline__ void adamOne(float& p, float g, float& m, float& v, const AdamArgs& a) {
-  g = g * a.gradScale;
+// One element; wd applies below nDecay only (the arena's decaying part).
+__device__ __forceinline__ void adamOne(float& p, float g, float& m, float& v, const AdamArgs& a,
+                                        float gradScale, size_t i) {
+  const float wd = i < a.nDecay ? a.wd : 0.0f;
+  g = g * gradScale;
   m = a.b1 * m + a.omb1 * g;
   v = a.b2 * v + a.omb2 * (g * g);
   const float mhat = m / a.bc1;
   const float vhat = v / a.bc2;
-  p = p - a.lr * (mhat / (sqrtf(vhat) + a.eps) + a.wd * p);
+  p = p - a.lr * (mhat / (sqrtf(vhat) + a.eps) + wd * p);
 }
 
 __global__ void adamwKernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, size_t n, bool vec, AdamArgs a) {
+                            float* __restrict__ v, size_t n, bool vec, AdamArgs a,
+                            const StepHead* __restrict__ head) {
+  if (head && head->refused) return;
+  const float gs = head ? head->clip : 1.0f;
   forEachChunk4(
       n, vec,
       [&](size_t c) {
@@ -464,15 +557,15 @@ __global__ void adamwKernel(float* __restrict__ p, const float* __restrict__ g, 
         const float4 gg = reinterpret_cast<const float4*>(g)[c];
         float4 mm = reinterpret_cast<float4*>(m)[c];
         float4 vv = reinterpret_cast<float4*>(v)[c];
-        adamOne(pp.x, gg.x, mm.x, vv.x, a);
-        adamOne(pp.y, gg.y, mm.y, vv.y, a);
-        adamOne(pp.z, gg.z, mm.z, vv.z, a);
-        adamOne(pp.w, gg.w, mm.w, vv.w, a);
+        adamOne(pp.x, gg.x, mm.x, vv.x, a, gs, 4 * c);
+        adamOne(pp.y, gg.y, mm.y, vv.y, a, gs, 4 * c + 1);
+        adamOne(pp.z, gg.z, mm.z, vv.z, a, gs, 4 * c + 2);
+        adamOne(pp.w, gg.w, mm.w, vv.w, a, gs, 4 * c + 3);
         reinterpret_cast<float4*>(p)[c] = pp;
         reinterpret_cast<float4*>(m)[c] = mm;
         reinterpret_cast<float4*>(v)[c] = vv;
       },
-      [&](size_t i) { adamOne(p[i], g[i], m[i], v[i], a); });
+      [&](size_t i) { adamOne(p[i], g[i], m[i], v[i], a, gs, i); });
 }
 
 unsigned gridForChunks(size_t n) { return blocksFor((n + 3) / 4, kThreads, kGridCap); }
@@ -512,6 +605,35 @@ void launchAbsSumPartials(const float* x, size_t n, double* partials, cudaStream
 void launchFinalSum(const double* partials, int count, double* out, cudaStream_t st) {
   finalSumKernel<<<1, kReduceMaxBlocks, 0, st>>>(partials, count, out);
   PRIMAL_KERNEL_CHECK("finalSum");
+}
+
+void launchFinalSumInto(const double* partials, int count, const float* factor, double* acc,
+                        cudaStream_t st) {
+  finalSumIntoKernel<<<1, kReduceMaxBlocks, 0, st>>>(partials, count, factor, acc);
+  PRIMAL_KERNEL_CHECK("finalSumInto");
+}
+
+void launchSegmentPartials(const float* base, const SegRange* ranges, int nRanges, bool absolute,
+                           double* partials, cudaStream_t st) {
+  if (nRanges <= 0) return;
+  segmentPartialKernel<<<nRanges, kReduceThreads, 0, st>>>(base, ranges, absolute, partials);
+  PRIMAL_KERNEL_CHECK("segmentPartials");
+}
+
+void launchSegmentFinish(const double* partials, const int* segFirst, int count, double* segSums,
+                         double* perSegment, double* total, cudaStream_t st) {
+  segmentFinishKernel<<<1, 256, 0, st>>>(partials, segFirst, count, segSums, perSegment, total);
+  PRIMAL_KERNEL_CHECK("segmentFinish");
+}
+
+void launchStepLoss(const float* losses, const int32_t* targets, int N, StepHead* head, cudaStream_t st) {
+  stepLossKernel<<<1, kLossThreads, 0, st>>>(losses, targets, N, head);
+  PRIMAL_KERNEL_CHECK("stepLoss");
+}
+
+void launchStepGate(StepHead* head, const double* ds, int layers, float gradClip, cudaStream_t st) {
+  stepGateKernel<<<1, 32, 0, st>>>(head, ds, layers, gradClip);
+  PRIMAL_KERNEL_CHECK("stepGate");
 }
 
 void launchAllFinite(const float* x, size_t n, int* bad, cudaStream_t st) {
@@ -670,12 +792,12 @@ void launchActQuant(const float* x, float* xq, int N, int C, int bits, cudaStrea
   PRIMAL_KERNEL_CHECK("actQuant");
 }
 
-void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, float lr, float b1, float b2,
-                 float eps, float wd, float bc1, float bc2, float gradScale, cudaStream_t st) {
+void launchAdamw(float* p, const float* g, float* m, float* v, size_t n, size_t nDecay, float lr, float b1,
+                 float b2, float eps, float wd, float bc1, float bc2, const StepHead* head, cudaStream_t st) {
   if (n == 0) return;
-  AdamArgs a{lr, b1, b2, 1.0f - b1, 1.0f - b2, eps, wd, bc1, bc2, gradScale};
+  AdamArgs a{lr, b1, b2, 1.0f - b1, 1.0f - b2, eps, wd, bc1, bc2, nDecay};
   const bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v);
-  adamwKernel<<<gridForChunks(n), kThreads, 0, st>>>(p, g, m, v, n, vec, a);
+  adamwKernel<<<gridForChunks(n), kThreads, 0, st>>>(p, g, m, v, n, vec, a, head);
   PRIMAL_KERNEL_CHECK("adamw");
 }
 

@@ -42,7 +42,9 @@ __device__ __forceinline__ float materializeOne(int c, float scale, float bridge
 }
 
 __global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __restrict__ W, size_t n,
-                                      bool vec, float scale, float bridge) {
+                                      bool vec, const float* __restrict__ gamma0, const float* __restrict__ s,
+                                      float bridge) {
+  const float scale = __fmul_rn(*gamma0, *s);  // gamma0 * s in float, as on the CPU
   forEachChunk4(
       n, vec,
       [&](size_t c) {
@@ -54,11 +56,22 @@ __global__ void poltMaterializeKernel(const int8_t* __restrict__ code, float* __
       [&](size_t i) { W[i] = materializeOne(code[i], scale, bridge); });
 }
 
-// ---- Poltergeist: the step's votes from its change ----------------------------------------------
-__global__ void poltMergeVotesKernel(int8_t* __restrict__ vote, const int8_t* __restrict__ start, size_t n) {
+// ---- Poltergeist: the step's votes from its change (or the kept ones, refused) -----------------
+__global__ void poltMergeVotesKernel(int8_t* __restrict__ vote, const int8_t* __restrict__ start, size_t n,
+                                     const StepHead* __restrict__ head) {
+  const bool restore = head != nullptr && head->refused != 0;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    vote[i] = static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
+    vote[i] = restore ? start[i] : static_cast<int8_t>(polt::mergeVote(start[i], vote[i]));
+}
+
+// ---- the Ghost Scales' AdamW, one thread per layer ------------------------------------------
+__global__ void ghostScaleStepKernel(float* __restrict__ s, float* __restrict__ m, float* __restrict__ v,
+                                     const double* __restrict__ ds, int layers, polt::GhostScaleRule rule,
+                                     const StepHead* __restrict__ head) {
+  if (head != nullptr && head->refused != 0) return;
+  for (int l = blockIdx.x * blockDim.x + threadIdx.x; l < layers; l += gridDim.x * blockDim.x)
+    polt::ghostScaleAdamW(s[l], m[l], v[l], ds[l], rule);
 }
 
 // ---- Poltergeist: vote ----------------------------------------------------------------------
@@ -108,13 +121,14 @@ struct FlipArgs {
   polt::FlipRule rule;
 };
 
-FlipArgs makeFlipArgs(const FlipParams& p) {
+// The flip constants with s = *scale, read on the device (every thread builds the same rule).
+__device__ __forceinline__ FlipArgs flipArgsFor(const FlipParams& p, const float* scale) {
   FlipArgs a;
   a.seedLo = p.seedLo;
   a.seedHi = p.seedHi;
   a.layer = p.layer;
   a.step = p.step;
-  a.rule = polt::flipRuleFor(p.flipRate, p.scale, p.accum, p.pMax, p.voteKeep, p.bridgeOn);
+  a.rule = polt::flipRuleFor(p.flipRate, *scale, p.accum, p.pMax, p.voteKeep, p.bridgeOn);
   return a;
 }
 
@@ -151,7 +165,7 @@ __device__ __forceinline__ void flipOne(uint32_t i, int& c, int& v, const FlipAr
 #pragma unroll
   for (int k = 0; k < 5; ++k) loc.occ[k] += (c == k - 2) ? 1u : 0u;
   loc.nz += v != 0 ? 1u : 0u;
-  loc.sat += (v == 127 || v == -127) ? 1u : 0u;
+  loc.sat += (v == polt::kVoteMax || v == -polt::kVoteMax) ? 1u : 0u;
 }
 
 __device__ __forceinline__ unsigned warpSumU(unsigned v) {
@@ -161,8 +175,11 @@ __device__ __forceinline__ unsigned warpSumU(unsigned v) {
 }
 
 __global__ void __launch_bounds__(kThreads)
-    poltFlipKernel(int8_t* __restrict__ code, int8_t* __restrict__ vote, size_t n, bool vec, FlipArgs a,
+    poltFlipKernel(int8_t* __restrict__ code, int8_t* __restrict__ vote, size_t n, bool vec,
+                   FlipParams params, const float* __restrict__ scale, const StepHead* __restrict__ head,
                    float* __restrict__ pOut, unsigned long long* __restrict__ counters) {
+  if (head != nullptr && head->refused != 0) return;
+  const FlipArgs a = flipArgsFor(params, scale);
   __shared__ unsigned sh[kNumCounters];
   for (int k = threadIdx.x; k < kNumCounters; k += blockDim.x) sh[k] = 0u;
   __syncthreads();
@@ -211,11 +228,14 @@ __global__ void __launch_bounds__(kThreads)
     if (sh[k]) atomicAdd(&counters[k], static_cast<unsigned long long>(sh[k]));
 }
 
-// pSum = sum over |vote| = 0..128 of count * p(|vote|), in that order: independent of how the
-// weights were split over threads. pMax = the largest (float)p of any weight.
-__global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ counters, FlipArgs a,
-                                     double* pSumOut, float* pMaxOut) {
-  if (threadIdx.x != 0) return;
+// The layer's FlipStats from the counters. pSum = sum over |vote| = 0..128 of count * p(|vote|), in
+// that order: independent of how the weights were split over threads. pMax = the largest (float)p
+// of any weight.
+__global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ counters, FlipParams params,
+                                     const float* __restrict__ scale, const StepHead* __restrict__ head,
+                                     FlipStats* __restrict__ out) {
+  if (threadIdx.x != 0 || (head != nullptr && head->refused != 0)) return;
+  const FlipArgs a = flipArgsFor(params, scale);
   double s = 0.0;
   float mx = 0.0f;
   for (int k = 0; k < kHistBins; ++k) {
@@ -225,12 +245,20 @@ __global__ void poltFlipFinishKernel(const unsigned long long* __restrict__ coun
     s = __dadd_rn(s, __dmul_rn(static_cast<double>(cnt), p));
     mx = fmaxf(mx, static_cast<float>(p));
   }
-  *pSumOut = s;
-  *pMaxOut = mx;
+  for (int f = 0; f < 5; ++f)
+    for (int t = 0; t < 5; ++t) out->transitions[f][t] = counters[kOffTrans + f * 5 + t];
+  out->flipsUp = counters[kOffUp];
+  out->flipsDown = counters[kOffDown];
+  for (int k = 0; k < 5; ++k) out->occupancy[k] = counters[kOffOcc + k];
+  out->votesNonZero = counters[kOffNz];
+  out->votesSaturated = counters[kOffSat];
+  out->pSum = s;
+  out->pMax = mx;
 }
 
 __global__ void poltProbabilitiesKernel(const int8_t* __restrict__ vote, float* __restrict__ pOut, size_t n,
-                                        bool vec, FlipArgs a) {
+                                        bool vec, FlipParams params, const float* __restrict__ scale) {
+  const FlipArgs a = flipArgsFor(params, scale);
   auto pOf = [&](int v) { return static_cast<float>(flipProb(v < 0 ? -v : v, a)); };
   forEachChunk4(
       n, vec,
@@ -253,18 +281,26 @@ void launchSteQuantize(const float* W, float* Wq, size_t n, const double* absSum
   PRIMAL_KERNEL_CHECK("steQuantize");
 }
 
-void launchPoltMaterialize(const int8_t* code, float* W, size_t n, float scale, float bridge,
-                           cudaStream_t st) {
+void launchPoltMaterialize(const int8_t* code, float* W, size_t n, const float* gamma0, const float* s,
+                           float bridge, cudaStream_t st) {
   if (n == 0) return;
   poltMaterializeKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, W, n, aligned4(code) && aligned16(W),
-                                                               scale, bridge);
+                                                               gamma0, s, bridge);
   PRIMAL_KERNEL_CHECK("poltMaterialize");
 }
 
-void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, cudaStream_t st) {
+void launchPoltMergeVotes(int8_t* vote, const int8_t* start, size_t n, const StepHead* head,
+                          cudaStream_t st) {
   if (n == 0) return;
-  poltMergeVotesKernel<<<blocksFor(n, kThreads, 8192), kThreads, 0, st>>>(vote, start, n);
+  poltMergeVotesKernel<<<blocksFor(n, kThreads, 8192), kThreads, 0, st>>>(vote, start, n, head);
   PRIMAL_KERNEL_CHECK("poltMergeVotes");
+}
+
+void launchGhostScaleStep(float* s, float* m, float* v, const double* ds, int layers,
+                          const polt::GhostScaleRule& rule, const StepHead* head, cudaStream_t st) {
+  if (layers <= 0) return;
+  ghostScaleStepKernel<<<1, 128, 0, st>>>(s, m, v, ds, layers, rule, head);
+  PRIMAL_KERNEL_CHECK("ghostScaleStep");
 }
 
 void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, float bridge, float deadzone,
@@ -275,27 +311,27 @@ void launchPoltVote(const float* G, const int8_t* code, int8_t* vote, size_t n, 
   PRIMAL_KERNEL_CHECK("poltVote");
 }
 
-void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, float* pOut,
-                    unsigned long long* counters, cudaStream_t st) {
+void launchPoltFlip(int8_t* code, int8_t* vote, size_t n, const FlipParams& params, const float* scale,
+                    const StepHead* head, float* pOut, unsigned long long* counters, cudaStream_t st) {
   if (n == 0) return;
   if (n > 0xffffffffull) throw Error("poltFlip (cuda): more than 2^32 weights in one layer");
   const bool vec = aligned4(code) && aligned4(vote) && (pOut == nullptr || aligned16(pOut));
-  poltFlipKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, vote, n, vec, makeFlipArgs(params), pOut,
+  poltFlipKernel<<<gridForChunks(n), kThreads, 0, st>>>(code, vote, n, vec, params, scale, head, pOut,
                                                         counters);
   PRIMAL_KERNEL_CHECK("poltFlip");
 }
 
-void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, double* pSumOut,
-                          float* pMaxOut, cudaStream_t st) {
-  poltFlipFinishKernel<<<1, 32, 0, st>>>(counters, makeFlipArgs(params), pSumOut, pMaxOut);
+void launchPoltFlipFinish(const unsigned long long* counters, const FlipParams& params, const float* scale,
+                          const StepHead* head, FlipStats* out, cudaStream_t st) {
+  poltFlipFinishKernel<<<1, 32, 0, st>>>(counters, params, scale, head, out);
   PRIMAL_KERNEL_CHECK("poltFlipFinish");
 }
 
 void launchPoltProbabilities(const int8_t* vote, float* pOut, size_t n, const FlipParams& params,
-                             cudaStream_t st) {
+                             const float* scale, cudaStream_t st) {
   if (n == 0) return;
   poltProbabilitiesKernel<<<gridForChunks(n), kThreads, 0, st>>>(
-      vote, pOut, n, aligned4(vote) && aligned16(pOut), makeFlipArgs(params));
+      vote, pOut, n, aligned4(vote) && aligned16(pOut), params, scale);
   PRIMAL_KERNEL_CHECK("poltProbabilities");
 }
 
