@@ -66,3 +66,14 @@ const small = spec({
 });
 writeFileSync(join(out, "small.json"), JSON.stringify(small, null, 2) + "\n");
 console.log(`${join(out, "small.json")}: ${small.points.length} points`);
+
+// The seed report does not say it clipped gradients; the trainer clips their norm at 1 by default.
+// The most telling tiny cells again with clipping off.
+const noclip = spec({
+  name: "stability-tiny-noclip",
+  base: { ...tiny.base, gradClip: 0 },
+  seeds: [1, 2, 3],
+  cells: [{ batches: [1], variants: ["ste", "poltergeist", "fp"], ms: [1, 30] }],
+});
+writeFileSync(join(out, "tiny-noclip.json"), JSON.stringify(noclip, null, 2) + "\n");
+console.log(`${join(out, "tiny-noclip.json")}: ${noclip.points.length} points`);

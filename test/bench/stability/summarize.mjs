@@ -85,6 +85,8 @@ const runs = [];
 const curves = [];
 const missing = [];
 for (const key of readdirSync(pointsDir)) {
+  // A point being started has its folder (its lock) before its record.
+  if (!existsSync(join(pointsDir, key, "point.json"))) continue;
   const rec = JSON.parse(readFileSync(join(pointsDir, key, "point.json"), "utf8"));
   if (!rec.runId || !existsSync(join(home, rec.runId, "run.json"))) {
     missing.push(rec.values);
@@ -229,3 +231,24 @@ for (const c of cells)
   console.log(
     `${c.variant.padEnd(12)} ${String(c.batch).padStart(5)} ${String(c.m).padStart(4)}  ${c.diverged}/${c.seeds.length}  ${String(c.valLossMean).padStart(7)}  ${String(c.valLossSpread).padStart(6)}  ${c.worstLossAfterWarmup}`,
   );
+
+// The doc's table: one row per variant and batch, one column per step multiplier; each entry the
+// held-out mean ± spread over the seeds that did not diverge, the worst training loss after
+// warmup over all seeds (▲) and, where any seed diverged, how many.
+if (argv.includes("--markdown")) {
+  const ms = [...new Set(cells.map((c) => c.m))].sort((a, b) => a - b);
+  const rows = [...new Set(cells.map((c) => `${c.variant}|${c.batch}`))];
+  console.log(`\n| variant | batch | ${ms.map((m) => `${m}×`).join(" | ")} |`);
+  console.log(`| --- | --- | ${ms.map(() => "---").join(" | ")} |`);
+  for (const row of rows) {
+    const [variant, batch] = row.split("|");
+    const entries = ms.map((m) => {
+      const c = cells.find((x) => x.variant === variant && String(x.batch) === batch && x.m === m);
+      if (!c) return "";
+      const mean = c.valLossMean === null ? "–" : `${c.valLossMean.toFixed(3)} ±${c.valLossSpread.toFixed(3)}`;
+      const div = c.diverged ? ` **${c.diverged}/${c.seeds.length} div.**` : "";
+      return `${mean} ▲${c.worstLossAfterWarmup.toFixed(2)}${div}`;
+    });
+    console.log(`| ${variant} | ${batch} | ${entries.join(" | ")} |`);
+  }
+}
