@@ -211,6 +211,8 @@ curves.sort((a, b) => sortRows(a, b) || a.seed - b.seed);
 const meta = {
   sweep: sweepId,
   preset: spec.base.preset,
+  // The trainer's default clips the gradient norm at 1; 0 turns clipping off.
+  gradClip: spec.base.gradClip ?? 1,
   commit,
   commands: [command, commandLine("test/bench/stability/summarize.mjs", argv)],
   unigramEntropy: round(entropy, 4),
