@@ -8,18 +8,12 @@
 // FILE holds the training command lines, one a line. Needs the compiled package (dist/).
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { commandLine } from "./redact.mjs";
+import { commandLine, flags, ROOT } from "./cli.mjs";
 
-const root = join(import.meta.dirname, "..", "..", "..");
-const { readRun } = await import(join(root, "dist", "src", "index.js"));
+const { readRun } = await import(join(ROOT, "dist", "src", "index.js"));
 
 const argv = process.argv.slice(2);
-const arg = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-};
+const arg = flags(argv);
 const dirs = arg("runs").split(",");
 const bucket = Number(arg("bucket", "10"));
 const commands = readFileSync(arg("commands"), "utf8")

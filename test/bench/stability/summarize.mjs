@@ -15,19 +15,13 @@
 // Needs the compiled package (dist/).
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { commandLine } from "./redact.mjs";
+import { commandLine, flags, ROOT } from "./cli.mjs";
 
-const root = join(import.meta.dirname, "..", "..", "..");
-const { readRun, getTokenizer } = await import(join(root, "dist", "src", "index.js"));
-const { loadSotuCorpus } = await import(join(root, "dist", "src", "data", "corpus.js"));
+const { readRun, getTokenizer } = await import(join(ROOT, "dist", "src", "index.js"));
+const { loadSotuCorpus } = await import(join(ROOT, "dist", "src", "data", "corpus.js"));
 
 const argv = process.argv.slice(2);
-const arg = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-};
+const arg = flags(argv);
 const home = arg("home");
 const specPath = arg("spec");
 const out = arg("out");

@@ -24,21 +24,15 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commandLine } from "./redact.mjs";
+import { commandLine, flags, ROOT } from "./cli.mjs";
 import { variantConfig } from "./variants.mjs";
 
-const root = join(import.meta.dirname, "..", "..", "..");
-const { Trainer, native, readRun, resolveConfig } = await import(join(root, "dist", "src", "index.js"));
-const { nativeConfig } = await import(join(root, "dist", "src", "config.js"));
-const { loadTrainingData } = await import(join(root, "dist", "src", "trainingData.js"));
+const { Trainer, native, readRun, resolveConfig } = await import(join(ROOT, "dist", "src", "index.js"));
+const { nativeConfig } = await import(join(ROOT, "dist", "src", "config.js"));
+const { loadTrainingData } = await import(join(ROOT, "dist", "src", "trainingData.js"));
 
 const argv = process.argv.slice(2);
-const arg = (name, fallback) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-};
+const arg = flags(argv);
 const preset = arg("preset", "tiny");
 const steps = Number(arg("steps", "500"));
 const seed = Number(arg("seed", "1"));
