@@ -307,6 +307,9 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     // The committed results: flips beat frozen codes by far more than the seed spread.
     expect(y[1]! - y[0]!).toBeGreaterThan(0.2);
     for (const knob of ["flipRate", "voteKeep", "scaleLr", "pMax"]) expect(figure(nb, `${knob} sweep (tiny)`).data).toHaveLength(2);
+    // The stability study (results/stability): a map panel per variant, and the level changes.
+    expect(figure(nb, "Stability map (tiny)").data.filter((d) => d.type === "heatmap")).toHaveLength(5);
+    expect(figure(nb, "Weights changing level per step (tiny)").data.length).toBeGreaterThanOrEqual(4);
     expect(arrowTables(nb).length).toBeGreaterThanOrEqual(1);
   }, 300_000);
 
