@@ -6,6 +6,7 @@
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { processAlive } from "./tracking/runLock.js";
 
 const PREFIX = "primal-rank";
 /** `primal-rank<r>-<host>-<pid>-XXXXXX` (this version) or `primal-rank<r>-XXXXXX` (earlier ones). */
@@ -14,15 +15,6 @@ const NAME_RE = /^primal-rank(\d+)-(?:(.+)-(\d+)-)?[A-Za-z0-9]{6}$/;
 /** The host part of a scratch name: letters, digits, dots and underscores only (no "-"). */
 function hostTag(): string {
   return hostname().replace(/[^A-Za-z0-9._]/g, "_") || "host";
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 const mine = new Set<string>();
@@ -74,10 +66,10 @@ export function sweepRankScratch(parent: string = tmpdir()): string[] {
     }
     let dead: boolean;
     if (m[3] !== undefined) {
-      dead = m[2] === host && !alive(Number(m[3]));
+      dead = m[2] === host && !processAlive(Number(m[3]));
     } else {
       const owner = ownerFromLock(dir);
-      dead = owner !== null && owner.host === hostname() && !alive(owner.pid);
+      dead = owner !== null && owner.host === hostname() && !processAlive(owner.pid);
     }
     if (!dead || mine.has(dir)) continue;
     rmSync(dir, { recursive: true, force: true });

@@ -3,6 +3,7 @@
 //   const r = await sweep("spec.json"); plots.sweep(r, "knobs.flipRate");
 
 import type { Table } from "apache-arrow";
+import { SUMMARY_COLUMNS } from "../tracking/runReader.js";
 import { baseConfig, baseLayout, paletteColor, type Figure, type PlotlyTrace } from "./figure.js";
 
 export interface SweepPlotOptions {
@@ -16,19 +17,7 @@ export interface SweepPlotOptions {
 export type SweepLike = Table | { table: Table; metric?: string };
 
 /** Results columns that are not swept fields. */
-const NOT_SWEPT = new Set([
-  "point",
-  "key",
-  "status",
-  "runId",
-  "finalTrainLoss",
-  "bestTrainLoss",
-  "finalValLoss",
-  "bestValLoss",
-  "valBpb",
-  "tokensPerSec",
-  "steps",
-]);
+const NOT_SWEPT = new Set<string>(["point", "key", "status", "runId", ...SUMMARY_COLUMNS]);
 
 const METRIC_COLUMN: Record<string, string> = { loss: "finalTrainLoss", valLoss: "finalValLoss", valBpb: "valBpb" };
 

@@ -39,7 +39,8 @@ export interface LockOwner {
 /** How often a lock holder refreshes the lock file's mtime. */
 export const HEARTBEAT_MS = 10_000;
 
-function alive(pid: number): boolean {
+/** Whether a process of this machine is alive (signal 0 probes without sending anything). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -88,7 +89,7 @@ export function heartbeatStaleAfterMs(owner: LockOwner): number {
 /** Why a lock's holder is gone, or null while it lives (see LockState). */
 function holderGone(path: string, owner: LockOwner, now = Date.now()): string | null {
   if (owner.host === hostname()) {
-    if (!alive(owner.pid)) return `pid ${owner.pid} is no longer running`;
+    if (!processAlive(owner.pid)) return `pid ${owner.pid} is no longer running`;
     // A pid reused after a reboot or by a later process: it started after the lock was taken.
     const started = processStart(owner.pid);
     const since = Date.parse(owner.since);

@@ -461,7 +461,8 @@ function configText(v: unknown): string | null {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
 
-const SUMMARY_COLUMNS = [
+/** The summary columns of a runs table and of a sweep's results (after its own columns). */
+export const SUMMARY_COLUMNS = [
   "finalTrainLoss",
   "bestTrainLoss",
   "finalValLoss",
