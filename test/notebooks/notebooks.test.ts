@@ -326,7 +326,10 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     expect(bands.data.filter((t) => t.name?.endsWith("(mean of 2)"))).toHaveLength(2);
     expect(figure(nb, "finalValLoss vs knobs.flipRate").data[1]?.x).toEqual([0.01, 0.05]);
     expect(columnsOf(tables[1] as string)).toEqual(expect.arrayContaining(["id", "status", "tags", "sweep", "bestValLoss"]));
-    const text = outputsOf(nb).map((o) => joined(o.data?.["text/plain"])).join("\n");
+    // tslab prints a cell's primitive value as a stream, objects as display data.
+    const text = outputsOf(nb)
+      .map((o) => joined(o.data?.["text/plain"]) + joined(o.text))
+      .join("\n");
     expect(text).toContain("4/4 points done, 0 stopped");
   }, 600_000);
 
