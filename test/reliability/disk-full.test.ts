@@ -248,7 +248,9 @@ describe.skipIf(!fs)(`disk full (${skipReason || "2 MiB tmpfs"})`, () => {
         for (const f of fillers) rmSync(f, { force: true });
       }
       const files = await writeReport(t.runDir, undefined, ["html"]);
-      expect(files).toHaveLength(4);
+      // Four figures and the index page that shows them.
+      expect(files).toHaveLength(5);
+      expect(files.at(-1)).toMatch(/index\.html$/);
     });
   });
 
