@@ -268,7 +268,7 @@ describe("display modes", () => {
   });
 
   it.skipIf(!findChromium())(
-    "static (the default) adds a PNG rendered by the shared headless Chromium (skipped: no Chromium)",
+    `static (the default) adds a PNG rendered by the shared headless Chromium${!findChromium() ? " (skipped: no Chromium)" : ""}`,
     async () => {
       const plots = await import("../../src/plots/index.js");
       const pending = richBundle(plots.voteHistogram(Int8Array.from([1, -2, 3])));

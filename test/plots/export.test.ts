@@ -133,7 +133,7 @@ describe.runIf(chromium !== null)("the shared browser", () => {
   }, 120_000);
 
   it.skipIf(!existsSync(join(packageRoot(), "dist", "src", "plots", "export.js")))(
-    "does not keep a script alive: it exits right after its last export (skipped: dist/ not built)",
+    `does not keep a script alive: it exits right after its last export${!existsSync(join(packageRoot(), "dist", "src", "plots", "export.js")) ? " (skipped: dist/ not built)" : ""}`,
     () => {
       const script =
         `import { exportFigure } from ${JSON.stringify(pathToFileURL(join(packageRoot(), "dist", "src", "plots", "export.js")).href)};\n` +

@@ -149,7 +149,7 @@ describe("custom metrics, tags, notes and knobs of every step", () => {
 
   const python = findPython(["pyarrow"]);
   it.skipIf(!python)(
-    "pyarrow reads custom metrics, knobs and annotations (skipped: no Python with pyarrow)",
+    `pyarrow reads custom metrics, knobs and annotations${!python ? " (skipped: no Python with pyarrow)" : ""}`,
     async () => {
       const script = `
 import json, sys, pyarrow.ipc as ipc
