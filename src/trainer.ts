@@ -115,7 +115,13 @@ export interface TrainSummary {
   step: number;
   stopped: boolean;
   loss: number | null;
+  /** Tokens over the summed step times of this call, its first (slower) steps included. */
   tokensPerSec: number;
+  /**
+   * Tokens per second of the median step of this call: what `primal_bench` reports, which times
+   * steps after two warmup steps (the first step of a process takes about twice as long).
+   */
+  medianTokensPerSec: number;
   seconds: number;
   runDir: string;
   lastSample?: SampleRecord;
@@ -154,6 +160,14 @@ function planOf(info: NativeInfo): ExecutionPlan {
     chunksPerStep: info.chunksPerStep,
     plannedBytes: info.plannedBytes,
   };
+}
+
+/** Tokens per second of the median of `stepMs` (0 when there is none). */
+function medianRate(stepMs: number[], tokensPerStep: number): number {
+  const sorted = [...stepMs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return sorted.length > 0 && median > 0 ? tokensPerStep / (median / 1000) : 0;
 }
 
 /** Rows reach the disk within a second, so a live dashboard shows a step about a second later. */
@@ -477,6 +491,7 @@ export class Trainer {
     let lastSample: SampleRecord | undefined;
     let stopped = false;
     let trainedMs = 0;
+    const stepMs: number[] = [];
     const every = (k: number, s: number) => k > 0 && s % k === 0;
     try {
       while (done < n && !this.stopRequested) {
@@ -488,6 +503,7 @@ export class Trainer {
         this.chunkEnd = step + chunk;
         const summary = await this.nt.train(chunk, (s: NativeStep) => {
           trainedMs += s.stepMs;
+          stepMs.push(s.stepMs);
           const m = this.record(s, tokensPerStep);
           lastLoss = s.loss;
           observer?.step?.(m);
@@ -536,6 +552,7 @@ export class Trainer {
         stopped,
         loss: lastLoss,
         tokensPerSec: trainedMs > 0 ? (done * tokensPerStep) / (trainedMs / 1000) : 0,
+        medianTokensPerSec: medianRate(stepMs, tokensPerStep),
         seconds: (performance.now() - t0) / 1000,
         runDir: this.store.dir,
         ...(lastSample ? { lastSample } : {}),

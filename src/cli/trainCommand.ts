@@ -192,6 +192,7 @@ export async function finish(
   const mem = trainer.memory();
   const result = {
     tokensPerSec: Math.round(summary.tokensPerSec),
+    medianTokensPerSec: Math.round(summary.medianTokensPerSec),
     trainLoss: summary.loss,
     valLoss: primary?.loss ?? null,
     valPpl: primary?.ppl ?? null,
@@ -229,7 +230,8 @@ export async function finish(
       "",
       `PRIMAL ${result.preset} / ${result.quant} on ${result.device}`,
       `  steps        ${result.steps} (now at step ${result.step})${result.stopped ? ", stopped early" : ""} in ${result.seconds}s`,
-      `  throughput   ${result.tokensPerSec.toLocaleString("en-US")} tokens/s`,
+      `  throughput   ${result.medianTokensPerSec.toLocaleString("en-US")} tokens/s at the median step (as primal_bench); ` +
+        `${result.tokensPerSec.toLocaleString("en-US")} over all ${result.steps} steps, the first included`,
       `  train loss   ${fmt(result.trainLoss)} nats/token`,
       evaluate || primary
         ? `  ${(result.valSet ?? "validation").padEnd(12)} loss ${fmt(result.valLoss)}  ppl ${fmt(result.valPpl, 2)}  bpb ${fmt(result.valBpb)}` +

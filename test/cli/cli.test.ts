@@ -69,7 +69,15 @@ describe("primal train / runs / resume / report", () => {
     const out = lines(r.stdout);
     expect(out).toHaveLength(1);
     const j = JSON.parse(out[0]!);
-    for (const k of ["tokensPerSec", "trainLoss", "valLoss", "valPpl", "valBpb", "peakMemoryBytes"]) {
+    for (const k of [
+      "tokensPerSec",
+      "medianTokensPerSec",
+      "trainLoss",
+      "valLoss",
+      "valPpl",
+      "valBpb",
+      "peakMemoryBytes",
+    ]) {
       expect(typeof j[k], k).toBe("number");
       expect(Number.isFinite(j[k]) && j[k] > 0, k).toBe(true);
     }
@@ -78,6 +86,13 @@ describe("primal train / runs / resume / report", () => {
     expect(j.device).toMatch(/^cpu/);
     expect(j).toMatchObject({ quant: "poltergeist", preset: "tiny", steps: 6, stopped: false });
     expect(j.runDir.startsWith(home)).toBe(true);
+    // medianTokensPerSec is the rate of the median recorded step (what primal_bench reports).
+    const metrics = readRun(j.runDir).metrics;
+    const ms = Array.from(metrics.getChild("stepMs")!.toArray() as ArrayLike<number>).sort((a, b) => a - b);
+    const tokens = metrics.getChild("tokens")!.toArray() as ArrayLike<number>;
+    expect(ms).toHaveLength(6);
+    const expected = (Number(tokens[1]) - Number(tokens[0])) / ((ms[2]! + ms[3]!) / 2 / 1000);
+    expect(Math.abs(j.medianTokensPerSec - expected)).toBeLessThanOrEqual(1 + expected * 1e-5);
     runDir = j.runDir;
 
     const run = readRun(runDir);
