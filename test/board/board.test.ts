@@ -344,6 +344,10 @@ describe.skipIf(!chromiumPath)("the board in Chromium", () => {
       { timeout: 20_000 },
     );
     expect(await points()).toBeGreaterThanOrEqual(before + 3);
+    // The training run has no evaluation yet: its valLoss chart says so instead of empty axes.
+    await page.waitForSelector(".chart[data-metric='valLoss'][data-empty='true']", { timeout: 20_000 });
+    expect(await page.textContent(".chart[data-metric='valLoss']")).toContain("no values yet");
+    expect(await page.getAttribute(".chart[data-metric='loss']", "data-empty")).toBe("false");
     await page.fill("#filter", "");
   }, 60_000);
 

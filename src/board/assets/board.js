@@ -206,12 +206,19 @@
 
   async function drawChart(div, url) {
     const fig = await getJson(url);
-    await Plotly.react(
-      div,
-      fig.data,
-      { ...fig.layout, height: 340, margin: { l: 56, r: 12, t: 40, b: 40 } },
-      fig.config,
-    );
+    // A metric no selected run has recorded yet (valLoss before the first evaluation) says so
+    // instead of drawing empty axes.
+    const empty = fig.data.every((t) => !t.y || t.y.length === 0);
+    const layout = empty
+      ? {
+          ...fig.layout,
+          xaxis: { visible: false },
+          yaxis: { visible: false },
+          annotations: [{ text: "no values yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5 }],
+        }
+      : fig.layout;
+    await Plotly.react(div, fig.data, { ...layout, height: 340, margin: { l: 56, r: 12, t: 40, b: 40 } }, fig.config);
+    div.setAttribute("data-empty", String(empty));
     div.setAttribute("data-traces", String(fig.data.length));
   }
 
