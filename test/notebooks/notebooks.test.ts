@@ -312,12 +312,17 @@ describe.skipIf(!python)("notebooks executed on the PRIMAL kernel", () => {
     expect(figure(nb, "Weights changing level per step (tiny)").data.length).toBeGreaterThanOrEqual(4);
     expect(figure(nb, "Stability map (small)").data.filter((d) => d.type === "heatmap")).toHaveLength(3);
     expect(figure(nb, "Training loss (small), batch 1, step 10× default").data).toHaveLength(4);
-    // The long runs (results/long): both quantizers, 3000 steps, six evaluations each.
+    // The long runs (results/long): both quantizers and the annealed flip rate, 3000 steps, six
+    // evaluations each.
     const long = figure(nb, "Long runs (small): evaluations");
-    expect(long.data).toHaveLength(4);
+    expect(long.data).toHaveLength(6);
     expect(long.data.every((t) => (t.x as number[]).length === 6)).toBe(true);
     const stepsOf = figure(nb, "Long runs (small): training loss").data.map((t) => t.name);
-    expect(stepsOf).toEqual(["Poltergeist (3000/3000 steps)", "STE (3000/3000 steps)"]);
+    expect(stepsOf).toEqual([
+      "Poltergeist (3000/3000 steps)",
+      "STE (3000/3000 steps)",
+      "Poltergeist, flip rate annealed (3000/3000 steps)",
+    ]);
     expect(arrowTables(nb).length).toBeGreaterThanOrEqual(1);
   }, 300_000);
 
