@@ -140,33 +140,20 @@ export function compareRunsWithBands(runs: readonly BandRun[], opts: BandOptions
     const n = fam.runs.length;
     const group = `family-${g}`;
     const bandName = opts.band === "minmax" ? "min–max" : "±1 sd";
-    if (n > 1)
-      data.push(
-        {
-          type: "scatter",
-          mode: "lines",
-          name: `${fam.label} ${bandName}`,
-          legendgroup: group,
-          showlegend: false,
-          x: tidyArray(xs),
-          y: tidyArray(lo),
-          line: { width: 0, color },
-          hoverinfo: "skip",
-        },
-        {
-          type: "scatter",
-          mode: "lines",
-          name: `${fam.label} ${bandName}`,
-          legendgroup: group,
-          showlegend: false,
-          x: tidyArray(xs),
-          y: tidyArray(hi),
-          line: { width: 0, color },
-          fill: "tonexty",
-          fillcolor: rgba(color, 0.2),
-          hoverinfo: "skip",
-        },
-      );
+    // The band: an invisible lower edge, then the upper edge filled down to it.
+    const edge = (y: number[], fill: boolean) => ({
+      type: "scatter",
+      mode: "lines",
+      name: `${fam.label} ${bandName}`,
+      legendgroup: group,
+      showlegend: false,
+      x: tidyArray(xs),
+      y: tidyArray(y),
+      line: { width: 0, color },
+      ...(fill ? { fill: "tonexty", fillcolor: rgba(color, 0.2) } : {}),
+      hoverinfo: "skip",
+    });
+    if (n > 1) data.push(edge(lo, false), edge(hi, true));
     data.push({
       type: "scatter",
       mode: xs.length < 30 ? "lines+markers" : "lines",

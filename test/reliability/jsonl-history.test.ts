@@ -2,14 +2,13 @@
 // damaged is kept or set aside beside the file when a resume reopens the run (never cut off), a
 // record changed after it was written is refused by name like a damaged Arrow message, and files
 // written before records carried checksums still read.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
 import { listRuns, readRun } from "../../src/tracking/runReader.js";
-import { tinyConfig } from "./fixtures/common.js";
+import { copyRunDir, tinyConfig } from "./fixtures/common.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-jsonl-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -22,12 +21,7 @@ beforeAll(async () => {
   base = t.runDir;
 });
 
-let copies = 0;
-function copyRun(): string {
-  const dir = join(home, `copy-${copies++}`);
-  execFileSync("cp", ["-r", base, dir]);
-  return dir;
-}
+const copyRun = (): string => copyRunDir(base, home);
 
 /** Every byte of `needle` is still somewhere in the run folder (the file itself or a file beside it). */
 function keptSomewhere(dir: string, file: string, needle: string): boolean {

@@ -3,14 +3,13 @@
 // the lost rows aside (kept, byte for byte), records a "repair" event, and the next resume trains
 // the lost steps again: the rebuilt history equals the uninterrupted one.
 import { spawnSync } from "node:child_process";
-import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
 import { readRun } from "../../src/tracking/runReader.js";
-import { ensureDist, repoRoot, tinyConfig } from "./fixtures/common.js";
+import { copyRunDir, ensureDist, repoRoot, tinyConfig } from "./fixtures/common.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-repair-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -39,12 +38,7 @@ beforeAll(async () => {
   base = t.runDir;
 });
 
-let copies = 0;
-function copyRun(): string {
-  const dir = join(home, `copy-${copies++}`);
-  execFileSync("cp", ["-r", base, dir]);
-  return dir;
-}
+const copyRun = (): string => copyRunDir(base, home);
 
 describe("primal repair", () => {
   it("rebuilds a run with a flipped bit in metrics.arrows from its intact prefix and its checkpoints", async () => {

@@ -2,14 +2,13 @@
 // or a knob in a checkpoint's metadata is refused naming the field, a bit flip in a run.json key
 // falls back to the checked copy of the config the checkpoint carries (recorded as a warning), and
 // a checkpoint written before metadata checksums existed still loads, with a warning event.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Trainer } from "../../src/trainer.js";
 import { buildSafetensors, parseSafetensors } from "./fixtures/safetensors.js";
-import { tinyConfig } from "./fixtures/common.js";
+import { copyRunDir, tinyConfig } from "./fixtures/common.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-checked-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -29,13 +28,7 @@ beforeAll(async () => {
   base = t.runDir;
 });
 
-let copies = 0;
-function copyRun(): string {
-  const dir = join(home, `copy-${copies++}`);
-  execFileSync("cp", ["-r", base, dir]);
-  rmSync(join(dir, "lock"), { force: true });
-  return dir;
-}
+const copyRun = (): string => copyRunDir(base, home);
 
 /** Why a resume failed, or that it did not fail (a resumed trainer is disposed, freeing the run). */
 async function resumeError(target: string): Promise<string> {

@@ -24,7 +24,7 @@ import { scanStream } from "../../src/tracking/ipcScan.js";
 import { writeReport } from "../../src/cli/reportCommand.js";
 import { buildSafetensors, parseSafetensors } from "./fixtures/safetensors.js";
 import { resignMetadata } from "./fixtures/metaChecksum.js";
-import { tinyConfig, withTimeout } from "./fixtures/common.js";
+import { copyRunDir, tinyConfig, withTimeout } from "./fixtures/common.js";
 
 const home = mkdtempSync(join(tmpdir(), "primal-rundir-"));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -54,13 +54,7 @@ beforeAll(async () => {
 });
 
 /** A fresh copy of the base run (lock file excluded: the copy is nobody's). */
-let copies = 0;
-function copyRun(): string {
-  const dir = join(home, `copy-${copies++}`);
-  execFileSync("cp", ["-r", base, dir]);
-  rmSync(join(dir, "lock"), { force: true });
-  return dir;
-}
+const copyRun = (): string => copyRunDir(base, home);
 
 function flipBit(path: string, byte: number, bit: number): void {
   const b = readFileSync(path);
